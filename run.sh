@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# camrelay's one entry point. Usage: ./run.sh MODE [args...]   (or MODE=... ./run.sh)
+#   api      run the relay server (python -m server)
+#   camera   run one simulated camera (needs API_BASE_URL)
+#   demo     server plus one camera on this machine; then: curl localhost:8080/logs
+#   test     the test suite (pytest); extra args go to pytest
+#   lint     ruff (lint + format check) and mypy
+#   bench    the benchmark harness (python -m bench); extra args go to it
+#   dev      adev runserver with reload on change
+# Creates .venv and installs the project into it when missing or out of date,
+# unless CAMRELAY_NO_VENV=1 (the container image installs into the system Python).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+MODE="${1:-${MODE:-demo}}"
+[ $# -gt 0 ] && shift
+
+PYTHON=python3
+ensure_env() {  # $1: "runtime" or "dev"
+    if [ "${CAMRELAY_NO_VENV:-0}" = "1" ]; then
+        PYTHON=python3
+        return
+    fi
+    local extras="" stamp
+    [ "$1" = "dev" ] && extras="[dev]"
+    stamp=".venv/.installed-$1-$(cksum setup.cfg pyproject.toml | cksum | cut -d' ' -f1)"
+    if [ ! -f "$stamp" ]; then
+        echo "run.sh: setting up .venv ($1 dependencies)..." >&2
+        [ -x .venv/bin/python ] || python3 -m venv .venv
+        .venv/bin/python -m pip install --quiet --upgrade pip
+        .venv/bin/python -m pip install --quiet -e ".${extras}"
+        rm -f .venv/.installed-"$1"-*
+        touch "$stamp"
+    fi
+    PYTHON=.venv/bin/python
+}
+
+wait_for_health() {  # $1: url; $2: pid of the server
+    local i
+    for i in $(seq 1 100); do
+        if "$PYTHON" -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" "$1" 2>/dev/null; then
+            return 0
+        fi
+        kill -0 "$2" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+case "$MODE" in
+    api)
+        ensure_env runtime
+        exec "$PYTHON" -m server "$@"
+        ;;
+    camera)
+        ensure_env runtime
+        exec "$PYTHON" -m camera "$@"
+        ;;
+    demo)
+        ensure_env runtime
+        port="${PORT:-8080}"
+        PORT="$port" "$PYTHON" -m server &
+        server_pid=$!
+        trap 'kill $server_pid ${camera_pid:-} 2>/dev/null; wait' EXIT INT TERM
+        if ! wait_for_health "http://127.0.0.1:${port}/healthz" "$server_pid"; then
+            echo "run.sh: the server did not start (is port ${port} free?)" >&2
+            exit 1
+        fi
+        API_BASE_URL="http://127.0.0.1:${port}" "$PYTHON" -m camera &
+        camera_pid=$!
+        echo "run.sh: server on :${port} with camera '${CAMERA_ID:-default}'. Try:" >&2
+        echo "  curl localhost:${port}/logs" >&2
+        echo "  ./curl_parallel.sh 10 http://localhost:${port}/logs" >&2
+        echo "Ctrl-C stops both." >&2
+        wait -n "$server_pid" "$camera_pid"
+        ;;
+    test)
+        ensure_env dev
+        exec "$PYTHON" -m pytest "$@"
+        ;;
+    lint)
+        ensure_env dev
+        "$PYTHON" -m ruff check .
+        "$PYTHON" -m ruff format --check .
+        exec "$PYTHON" -m mypy
+        ;;
+    bench)
+        ensure_env dev
+        exec "$PYTHON" -m bench "$@"
+        ;;
+    dev)
+        ensure_env dev
+        exec "$PYTHON" -m aiohttp_devtools runserver server --app-factory create_app \
+            --host "${HOST:-0.0.0.0}" --port "${PORT:-8080}" "$@"
+        ;;
+    *)
+        echo "run.sh: unknown mode '$MODE' (api, camera, demo, test, lint, bench, dev)" >&2
+        exit 2
+        ;;
+esac

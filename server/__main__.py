@@ -1,0 +1,67 @@
+"""``python -m server``: run the relay; ``python -m server camera-token ID``: print a token."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from .app import create_app
+from .auth import camera_token
+from .logging_setup import configure_logging
+from .params import CAMERA_ID_PATTERN
+from .settings import ConfigError, Settings
+
+logger = logging.getLogger("camrelay")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m server", description=__doc__)
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="run the relay server (the default)")
+    token_parser = commands.add_parser(
+        "camera-token", help="print the bearer token a camera sends (needs CAMERA_SECRET)"
+    )
+    token_parser.add_argument("camera_id", metavar="CAMERA_ID")
+    args = parser.parse_args(argv)
+
+    if args.command == "camera-token":
+        return _print_camera_token(args.camera_id)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as error:
+        print(f"camrelay: configuration error: {error}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level_number, settings.log_format)
+    logger.info("starting with %r", settings)
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        handler_cancellation=True,
+        backlog=settings.listen_backlog,
+        shutdown_timeout=settings.shutdown_timeout_seconds,
+        print=None,
+    )
+    logger.info("stopped")
+    return 0
+
+
+def _print_camera_token(camera_id: str) -> int:
+    secret = os.environ.get("CAMERA_SECRET", "").strip()
+    if not secret:
+        print("camrelay: set CAMERA_SECRET to the server's secret first", file=sys.stderr)
+        return 2
+    if not CAMERA_ID_PATTERN.fullmatch(camera_id):
+        print("camrelay: a cameraId is 1-64 characters of A-Z a-z 0-9 . _ -", file=sys.stderr)
+        return 2
+    print(camera_token(secret, camera_id))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

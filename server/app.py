@@ -1,0 +1,70 @@
+"""The application factory used by ``python -m server``, adev and the tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from .eventlog import EventLogger
+from .metrics import RelayMetrics
+from .middlewares import logs_outcomes, problem_errors, request_context
+from .relay import FanOutObserver, Relay
+from .routes import setup_routes
+from .settings import Settings
+from .state import METRICS_KEY, RELAY_KEY, SETTINGS_KEY, get_relay, get_settings
+
+logger = logging.getLogger("camrelay")
+SWEEP_INTERVAL_SECONDS = 5.0
+
+
+def create_app(settings: Settings | None = None) -> web.Application:
+    settings = settings if settings is not None else Settings.from_env()
+    app = web.Application(
+        client_max_size=settings.max_upload_bytes,
+        middlewares=[request_context, logs_outcomes, problem_errors],
+    )
+    metrics = RelayMetrics()
+    relay = Relay(settings.relay_config, observer=FanOutObserver(metrics, EventLogger()))
+    metrics.read_state_from(relay.stats)
+    app[SETTINGS_KEY] = settings
+    app[RELAY_KEY] = relay
+    app[METRICS_KEY] = metrics
+    setup_routes(app)
+    app.on_startup.append(_warn_when_auth_is_off)
+    app.cleanup_ctx.append(_sweeper)
+    app.on_shutdown.append(_close_relay)
+    return app
+
+
+async def _warn_when_auth_is_off(app: web.Application) -> None:
+    settings = get_settings(app)
+    if settings.api_token is None:
+        logger.warning("API_TOKEN is not set: /logs and /cameras are open to anyone")
+    if settings.camera_secret is None:
+        logger.warning("CAMERA_SECRET is not set: any client can act as any camera")
+
+
+async def _sweeper(app: web.Application) -> AsyncIterator[None]:
+    """Runs the relay's periodic sweep for the app's lifetime."""
+    relay = get_relay(app)
+    interval = min(SWEEP_INTERVAL_SECONDS, relay.config.connect_timeout_seconds)
+
+    async def sweep_forever() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            relay.sweep()
+
+    task = asyncio.create_task(sweep_forever(), name="camrelay-sweeper")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _close_relay(app: web.Application) -> None:
+    """Shutdown: held polls get noop, waiting callers get 503, before connections close."""
+    get_relay(app).close()

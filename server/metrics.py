@@ -1,0 +1,110 @@
+"""Prometheus metrics: counters fed by relay events, gauges read from relay state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .relay import RelayStats, ResultOutcome
+
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class _RelayStateCollector(Collector):
+    def __init__(self, read_stats: Callable[[], RelayStats]) -> None:
+        self._read_stats = read_stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._read_stats()
+        yield GaugeMetricFamily("camrelay_cameras_known", "Cameras in the registry", stats.cameras)
+        yield GaugeMetricFamily(
+            "camrelay_cameras_online", "Cameras polling or seen within the connect timeout",
+            stats.online,
+        )
+        yield GaugeMetricFamily("camrelay_polls_held", "Camera polls held open now", stats.polls_held)
+        yield GaugeMetricFamily(
+            "camrelay_callers_waiting", "/logs callers queued for a command", stats.callers_waiting
+        )
+        yield GaugeMetricFamily(
+            "camrelay_commands_in_flight", "Commands delivered and not yet answered",
+            stats.commands_in_flight,
+        )
+
+
+class RelayMetrics:
+    """A registry of the relay's metrics; also a ``RelayObserver``."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self._read_stats: Callable[[], RelayStats] = lambda: RelayStats(0, 0, 0, 0, 0)
+        self.registry.register(_RelayStateCollector(lambda: self._read_stats()))
+        self.commands_delivered = Counter(
+            "camrelay_commands_delivered", "Commands handed to a poll for the first time",
+            registry=self.registry,
+        )
+        self.commands_redelivered = Counter(
+            "camrelay_commands_redelivered", "Unanswered commands handed to a later poll again",
+            registry=self.registry,
+        )
+        self.commands_timed_out = Counter(
+            "camrelay_commands_timed_out", "Commands whose result did not come in time",
+            registry=self.registry,
+        )
+        self.commands_abandoned = Counter(
+            "camrelay_commands_abandoned", "Unanswered commands dropped because every caller left",
+            registry=self.registry,
+        )
+        self.results = Counter(
+            "camrelay_results", "Results posted by cameras, by outcome", ["outcome"],
+            registry=self.registry,
+        )
+        for outcome in ResultOutcome:
+            self.results.labels(outcome.value)
+        self.logs_requests = Counter(
+            "camrelay_logs_requests", "/logs requests by response status", ["status"],
+            registry=self.registry,
+        )
+        self.relay_latency = Histogram(
+            "camrelay_relay_latency_seconds", "Time from a /logs request to its logs (200 only)",
+            buckets=LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.callers_per_command = Histogram(
+            "camrelay_callers_per_command", "Callers served by one command (coalescing)",
+            buckets=(1, 2, 5, 10, 50, 100, 500, 1000, 10000), registry=self.registry,
+        )
+
+    def read_state_from(self, read_stats: Callable[[], RelayStats]) -> None:
+        self._read_stats = read_stats
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+    # RelayObserver
+
+    def camera_connected(self, camera_id: str) -> None:
+        pass
+
+    def camera_disconnected(self, camera_id: str) -> None:
+        pass
+
+    def command_delivered(
+        self, camera_id: str, request_id: str, callers: int, redelivery: bool
+    ) -> None:
+        if redelivery:
+            self.commands_redelivered.inc()
+        else:
+            self.commands_delivered.inc()
+            self.callers_per_command.observe(callers)
+
+    def command_timed_out(self, camera_id: str, request_id: str, callers: int) -> None:
+        self.commands_timed_out.inc()
+
+    def command_abandoned(self, camera_id: str, request_id: str) -> None:
+        self.commands_abandoned.inc()
+
+    def result_received(self, camera_id: str, outcome: ResultOutcome) -> None:
+        self.results.labels(outcome.value).inc()

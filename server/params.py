@@ -1,0 +1,129 @@
+"""Parsing and validating what clients send: query parameters and result bodies."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from .problems import ProblemError
+from .relay import LogEntry, TimeRange
+
+DEFAULT_CAMERA_ID = "default"
+CAMERA_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# ASCII digits only: Python's float() also takes other scripts' digits and "1_000".
+DECIMAL_PATTERN = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+SHOWN_VALUE_LIMIT = 80
+
+
+def shown(value: str) -> str:
+    """A client's value, quoted and cut short, for an error detail."""
+    if len(value) > SHOWN_VALUE_LIMIT:
+        return repr(value[:SHOWN_VALUE_LIMIT] + "...")
+    return repr(value)
+
+
+def invalid_parameter(detail: str) -> ProblemError:
+    return ProblemError(400, detail, kind="invalid-parameter")
+
+
+def single_query_value(request: web.Request, name: str) -> str | None:
+    values = request.query.getall(name, [])
+    if len(values) > 1:
+        raise invalid_parameter(f"{name} must be given at most once, got {len(values)} values")
+    return values[0] if values else None
+
+
+def camera_id_param(request: web.Request) -> str:
+    raw = single_query_value(request, "cameraId")
+    if raw is None:
+        return DEFAULT_CAMERA_ID
+    if not CAMERA_ID_PATTERN.fullmatch(raw):
+        raise invalid_parameter(
+            f"cameraId must be 1-64 characters of A-Z a-z 0-9 . _ -, got {shown(raw)}"
+        )
+    return raw
+
+
+def timestamp_param(request: web.Request, name: str) -> float | None:
+    raw = single_query_value(request, name)
+    if raw is None:
+        return None
+    if not DECIMAL_PATTERN.fullmatch(raw):
+        raise invalid_parameter(
+            f"{name} must be a finite decimal number such as 1700000000 or 1700000000.25, "
+            f"got {shown(raw)}"
+        )
+    value = float(raw)
+    if not math.isfinite(value):
+        raise invalid_parameter(
+            f"{name} must be a finite number, got {shown(raw)}, which is out of range"
+        )
+    return value
+
+
+def time_range_params(request: web.Request) -> TimeRange:
+    start = timestamp_param(request, "startTimestamp")
+    end = timestamp_param(request, "endTimestamp")
+    if start is not None and end is not None and start > end:
+        raise invalid_parameter(
+            f"startTimestamp ({start:g}) must not be greater than endTimestamp ({end:g})"
+        )
+    return TimeRange(start, end)
+
+
+def json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def invalid_body(detail: str) -> ProblemError:
+    return ProblemError(400, detail, kind="invalid-body")
+
+
+def parse_result_body(body: bytes) -> tuple[str | None, list[LogEntry]]:
+    """``(requestId or None, logs)`` from a ``/send_logs`` body, or a 400 naming the fault."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise invalid_body(f"the body must be valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise invalid_body(
+            f'the body must be a JSON object like {{"requestId": "...", "logs": [...]}}, '
+            f"got {json_type(data)}"
+        )
+    request_id = data.get("requestId")
+    if request_id is not None and not isinstance(request_id, str):
+        raise invalid_body(f"requestId must be a string, got {json_type(request_id)}")
+    if "logs" not in data:
+        raise invalid_body("logs is required: an array of log entries")
+    logs = data["logs"]
+    if not isinstance(logs, list):
+        raise invalid_body(f"logs must be an array of log entries, got {json_type(logs)}")
+    for index, entry in enumerate(logs):
+        if not isinstance(entry, dict):
+            raise invalid_body(f"logs[{index}] must be an object, got {json_type(entry)}")
+        timestamp = entry.get("timestamp")
+        if (
+            isinstance(timestamp, bool)
+            or not isinstance(timestamp, int | float)
+            or not math.isfinite(timestamp)
+        ):
+            raise invalid_body(
+                f"logs[{index}].timestamp must be a finite number, got {json_type(timestamp)}"
+                if "timestamp" in entry
+                else f"logs[{index}] has no timestamp: every entry needs a numeric timestamp"
+            )
+    return request_id, logs

@@ -1,0 +1,40 @@
+"""The framework-free relay core: no HTTP, no metrics, no logging framework."""
+
+from .config import RelayConfig
+from .errors import (
+    CameraOffline,
+    CameraTimeout,
+    PollSuperseded,
+    QueueFull,
+    RelayError,
+    ShuttingDown,
+    UnknownRequest,
+)
+from .observer import FanOutObserver, NullObserver, RelayObserver, ResultOutcome
+from .relay import Relay, RelayStats
+from .session import CameraSession, CameraStatus, Command, Receipt
+from .timerange import WIRE_MAX, LogEntry, TimeRange
+
+__all__ = [
+    "WIRE_MAX",
+    "CameraOffline",
+    "CameraSession",
+    "CameraStatus",
+    "CameraTimeout",
+    "Command",
+    "FanOutObserver",
+    "LogEntry",
+    "NullObserver",
+    "PollSuperseded",
+    "QueueFull",
+    "Receipt",
+    "Relay",
+    "RelayConfig",
+    "RelayError",
+    "RelayObserver",
+    "RelayStats",
+    "ResultOutcome",
+    "ShuttingDown",
+    "TimeRange",
+    "UnknownRequest",
+]

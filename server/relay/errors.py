@@ -1,0 +1,35 @@
+"""Domain errors raised by the relay; the HTTP layer maps each one to a status."""
+
+from __future__ import annotations
+
+
+class RelayError(Exception):
+    """Base class: ``detail`` is a sentence a person can act on."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class CameraOffline(RelayError):
+    """The camera has not been seen recently, or did not pick up the work in time."""
+
+
+class QueueFull(RelayError):
+    """Too many callers are already waiting for this camera."""
+
+
+class ShuttingDown(RelayError):
+    """The relay is closing and takes no new work."""
+
+
+class CameraTimeout(RelayError):
+    """The camera took the command but no result came back in time."""
+
+
+class PollSuperseded(RelayError):
+    """A newer poll for the same camera replaced this one."""
+
+
+class UnknownRequest(RelayError):
+    """A result names no command awaiting a result from this camera."""

@@ -1,0 +1,95 @@
+"""Hooks the relay calls on events worth counting or logging.
+
+The relay stays free of any metrics or logging framework: the application
+plugs in an observer (see ``server.metrics`` and ``server.eventlog``).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Protocol
+
+
+class ResultOutcome(str, Enum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    LATE = "late"
+
+
+class RelayObserver(Protocol):
+    def camera_connected(self, camera_id: str) -> None:
+        """A poll arrived from a camera that was offline or never seen."""
+
+    def camera_disconnected(self, camera_id: str) -> None:
+        """A camera has not been seen for longer than the connect timeout."""
+
+    def command_delivered(
+        self, camera_id: str, request_id: str, callers: int, redelivery: bool
+    ) -> None:
+        """A command was handed to a poll (again, when ``redelivery``)."""
+
+    def command_timed_out(self, camera_id: str, request_id: str, callers: int) -> None:
+        """No result came within the response timeout."""
+
+    def command_abandoned(self, camera_id: str, request_id: str) -> None:
+        """Every caller of an unanswered command left; it will not be redelivered."""
+
+    def result_received(self, camera_id: str, outcome: ResultOutcome) -> None:
+        """A camera posted a result; ``LATE`` covers unknown and expired ids."""
+
+
+class NullObserver:
+    """Observes nothing."""
+
+    def camera_connected(self, camera_id: str) -> None:
+        pass
+
+    def camera_disconnected(self, camera_id: str) -> None:
+        pass
+
+    def command_delivered(
+        self, camera_id: str, request_id: str, callers: int, redelivery: bool
+    ) -> None:
+        pass
+
+    def command_timed_out(self, camera_id: str, request_id: str, callers: int) -> None:
+        pass
+
+    def command_abandoned(self, camera_id: str, request_id: str) -> None:
+        pass
+
+    def result_received(self, camera_id: str, outcome: ResultOutcome) -> None:
+        pass
+
+
+class FanOutObserver:
+    """Forwards every event to several observers."""
+
+    def __init__(self, *observers: RelayObserver) -> None:
+        self._observers = observers
+
+    def camera_connected(self, camera_id: str) -> None:
+        for observer in self._observers:
+            observer.camera_connected(camera_id)
+
+    def camera_disconnected(self, camera_id: str) -> None:
+        for observer in self._observers:
+            observer.camera_disconnected(camera_id)
+
+    def command_delivered(
+        self, camera_id: str, request_id: str, callers: int, redelivery: bool
+    ) -> None:
+        for observer in self._observers:
+            observer.command_delivered(camera_id, request_id, callers, redelivery)
+
+    def command_timed_out(self, camera_id: str, request_id: str, callers: int) -> None:
+        for observer in self._observers:
+            observer.command_timed_out(camera_id, request_id, callers)
+
+    def command_abandoned(self, camera_id: str, request_id: str) -> None:
+        for observer in self._observers:
+            observer.command_abandoned(camera_id, request_id)
+
+    def result_received(self, camera_id: str, outcome: ResultOutcome) -> None:
+        for observer in self._observers:
+            observer.result_received(camera_id, outcome)

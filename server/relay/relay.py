@@ -1,0 +1,133 @@
+"""The registry of camera sessions and the three operations the HTTP layer calls."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .config import RelayConfig
+from .errors import CameraOffline, CameraTimeout, ShuttingDown, UnknownRequest
+from .observer import NullObserver, RelayObserver, ResultOutcome
+from .session import CameraSession, CameraStatus, Command, Receipt
+from .timerange import LogEntry, TimeRange
+
+
+@dataclass(frozen=True, slots=True)
+class RelayStats:
+    cameras: int
+    online: int
+    polls_held: int
+    callers_waiting: int
+    commands_in_flight: int
+
+
+class Relay:
+    """Relays ``/logs`` work to cameras that only poll.
+
+    The narrow interface (``poll``, ``fetch_logs``, ``submit_result``,
+    ``cameras``, ``close``) is all the HTTP layer sees.
+    """
+
+    def __init__(
+        self,
+        config: RelayConfig,
+        observer: RelayObserver | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self._observer: RelayObserver = observer or NullObserver()
+        self._wall_clock = wall_clock
+        self._sessions: dict[str, CameraSession] = {}
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def poll(self, camera_id: str) -> Command | None:
+        """Wait for work for this camera: a command, or ``None`` (noop) after the hold."""
+        if self._closed:
+            raise ShuttingDown("the server is shutting down; poll again in a few seconds")
+        session = self._sessions.get(camera_id)
+        if session is None:
+            session = CameraSession(camera_id, self.config, self._observer, self._wall_clock)
+            self._sessions[camera_id] = session
+        poll = session.open_poll()
+        try:
+            return await poll.future
+        finally:
+            session.close_poll(poll)
+
+    async def fetch_logs(self, camera_id: str, time_range: TimeRange) -> list[LogEntry]:
+        """Have the camera send its logs; return the entries inside ``time_range``."""
+        if self._closed:
+            raise ShuttingDown("the server is shutting down; retry in a few seconds")
+        session = self._sessions.get(camera_id)
+        if session is None:
+            raise CameraOffline(
+                f"camera {camera_id!r} has not connected; retry once it polls"
+            )
+        caller = session.enqueue(time_range)
+        try:
+            # The session's timers end every wait; this ceiling only guards against a bug.
+            async with asyncio.timeout(self.config.longest_logs_wait):
+                logs = await caller.future
+        except TimeoutError:
+            raise CameraTimeout(
+                f"camera {camera_id!r} sent no result in time"
+            ) from None
+        finally:
+            session.forget(caller)
+        return time_range.select(logs)
+
+    def submit_result(
+        self, camera_id: str, request_id: str | None, logs: list[LogEntry]
+    ) -> Receipt:
+        """Accept a camera's result; raises ``UnknownRequest`` when nothing awaits it."""
+        session = self._sessions.get(camera_id)
+        if session is None:
+            self._observer.result_received(camera_id, ResultOutcome.LATE)
+            raise UnknownRequest(
+                f"camera {camera_id!r} has no command awaiting a result; poll first"
+            )
+        return session.submit_result(request_id, logs)
+
+    def cameras(self) -> list[CameraStatus]:
+        return [self._sessions[camera_id].status() for camera_id in sorted(self._sessions)]
+
+    def session(self, camera_id: str) -> CameraSession | None:
+        return self._sessions.get(camera_id)
+
+    def stats(self) -> RelayStats:
+        online = polls = waiting = in_flight = 0
+        for session in self._sessions.values():
+            status = session.status()
+            online += status.online
+            polls += status.polling
+            waiting += status.waiting
+            in_flight += status.in_flight
+        return RelayStats(len(self._sessions), online, polls, waiting, in_flight)
+
+    def sweep(self) -> int:
+        """Report cameras that went offline; drop idle ones unseen past the retention.
+
+        Returns how many sessions were dropped. Call it periodically.
+        """
+        retention = self.config.session_retention_seconds
+        stale: list[str] = []
+        for camera_id, session in self._sessions.items():
+            if session.note_if_went_offline():
+                self._observer.camera_disconnected(camera_id)
+            if session.is_idle() and session.seconds_since_seen() > retention:
+                stale.append(camera_id)
+        for camera_id in stale:
+            del self._sessions[camera_id]
+        return len(stale)
+
+    def close(self) -> None:
+        """Answer every held poll (noop) and every waiting caller (ShuttingDown)."""
+        self._closed = True
+        for session in self._sessions.values():
+            session.close()

@@ -1,0 +1,371 @@
+"""One camera's relay state machine: held polls, queued callers, in-flight commands.
+
+Every transition happens synchronously inside a method or a loop timer of this
+class, and each future gets exactly one outcome, so a poll that expires at the
+moment work arrives, or a result racing a timeout, has one well-defined end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .config import RelayConfig
+from .errors import CameraOffline, CameraTimeout, PollSuperseded, QueueFull, ShuttingDown, UnknownRequest
+from .observer import RelayObserver, ResultOutcome
+from .timerange import LogEntry, TimeRange
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """``send_logs`` for ``time_range``; the camera echoes ``request_id`` with its result."""
+
+    request_id: str
+    time_range: TimeRange
+
+
+@dataclass(frozen=True, slots=True)
+class CameraStatus:
+    camera_id: str
+    online: bool
+    last_seen: float | None
+    polling: bool
+    waiting: int
+    in_flight: int
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What became of a result the camera posted."""
+
+    outcome: ResultOutcome
+    request_id: str
+    callers: int
+
+
+class HeldPoll:
+    """A camera's open ``/poll_for_command``: resolves to a command, or ``None`` for noop."""
+
+    __slots__ = ("future", "timer")
+
+    def __init__(self, future: asyncio.Future[Command | None]) -> None:
+        self.future = future
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class Caller:
+    """A user's ``/logs`` call: resolves to the whole result of the command serving it."""
+
+    __slots__ = ("time_range", "future", "timer", "command")
+
+    def __init__(self, time_range: TimeRange, future: asyncio.Future[list[LogEntry]]) -> None:
+        self.time_range = time_range
+        self.future = future
+        self.timer: asyncio.TimerHandle | None = None
+        self.command: PendingCommand | None = None
+
+
+class PendingCommand:
+    """A command handed to a poll and not yet answered, with the callers it serves."""
+
+    __slots__ = ("command", "callers", "deliveries", "timer")
+
+    def __init__(self, command: Command, callers: dict[Caller, None]) -> None:
+        self.command = command
+        self.callers = callers
+        self.deliveries = 0
+        self.timer: asyncio.TimerHandle | None = None
+
+
+def new_request_id() -> str:
+    return secrets.token_hex(16)
+
+
+class CameraSession:
+    """The relay's state for one camera id. Knows nothing of HTTP."""
+
+    def __init__(
+        self,
+        camera_id: str,
+        config: RelayConfig,
+        observer: RelayObserver,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.camera_id = camera_id
+        self._config = config
+        self._observer = observer
+        self._wall_clock = wall_clock
+        self._loop = asyncio.get_running_loop()
+        self._polls: set[HeldPoll] = set()
+        self._queue: dict[Caller, None] = {}
+        self._in_flight: dict[str, PendingCommand] = {}
+        self._accepted: OrderedDict[str, None] = OrderedDict()
+        self._last_seen_at: float | None = None
+        self._last_seen_wall: float | None = None
+        self._closed = False
+        self._announced_online = False
+
+    # ---------------------------------------------------------------- camera side
+
+    def open_poll(self) -> HeldPoll:
+        """Register a poll; it is answered at once if work is waiting, else held."""
+        if self._closed:
+            raise ShuttingDown("the server is shutting down; poll again in a few seconds")
+        if not self._announced_online:
+            self._announced_online = True
+            self._observer.camera_connected(self.camera_id)
+        self._mark_seen()
+        for older in self._polls:
+            self._cancel_timer(older)
+            if not older.future.done():
+                older.future.set_exception(
+                    PollSuperseded(
+                        f"a newer poll for camera {self.camera_id!r} replaced this one; "
+                        "if another device uses this cameraId, give it a different one"
+                    )
+                )
+        self._polls.clear()
+        poll = HeldPoll(self._loop.create_future())
+        self._polls.add(poll)
+        self._dispatch()
+        if not poll.future.done():
+            poll.timer = self._loop.call_later(
+                self._config.poll_hold_seconds, self._end_hold, poll
+            )
+        return poll
+
+    def close_poll(self, poll: HeldPoll) -> None:
+        """Called once the poll's request ends, however it ended."""
+        self._polls.discard(poll)
+        self._cancel_timer(poll)
+        self._mark_seen()
+
+    def submit_result(self, request_id: str | None, logs: list[LogEntry]) -> Receipt:
+        """Hand a posted result to the callers of the command it answers."""
+        self._mark_seen()
+        if request_id is None:
+            pending = next(iter(self._in_flight.values()), None)
+            if pending is None:
+                self._observer.result_received(self.camera_id, ResultOutcome.LATE)
+                raise UnknownRequest(
+                    f"camera {self.camera_id!r} has no command awaiting a result "
+                    "(a result without requestId answers only the one unanswered command)"
+                )
+        else:
+            pending = self._in_flight.get(request_id)
+            if pending is None:
+                if request_id in self._accepted:
+                    self._observer.result_received(self.camera_id, ResultOutcome.DUPLICATE)
+                    return Receipt(ResultOutcome.DUPLICATE, request_id, 0)
+                self._observer.result_received(self.camera_id, ResultOutcome.LATE)
+                raise UnknownRequest(
+                    f"no command {request_id!r} is awaiting a result from camera "
+                    f"{self.camera_id!r}: it is unknown, expired, or was issued to another camera"
+                )
+        accepted_id = pending.command.request_id
+        self._finish(pending)
+        self._remember_accepted(accepted_id)
+        for caller in pending.callers:
+            if not caller.future.done():
+                caller.future.set_result(logs)
+        self._observer.result_received(self.camera_id, ResultOutcome.ACCEPTED)
+        self._dispatch()
+        return Receipt(ResultOutcome.ACCEPTED, accepted_id, len(pending.callers))
+
+    # ------------------------------------------------------------------ user side
+
+    def enqueue(self, time_range: TimeRange) -> Caller:
+        """Queue a caller for the next command; it waits at most the connect timeout."""
+        if self._closed:
+            raise ShuttingDown("the server is shutting down; retry in a few seconds")
+        if not self.is_online():
+            raise CameraOffline(
+                f"camera {self.camera_id!r} is offline: last seen "
+                f"{self._seconds_since_seen():.0f} s ago; retry once it polls again"
+            )
+        if len(self._queue) >= self._config.max_waiting_per_camera:
+            raise QueueFull(
+                f"{len(self._queue)} callers are already waiting for camera "
+                f"{self.camera_id!r}; retry shortly"
+            )
+        caller = Caller(time_range, self._loop.create_future())
+        self._queue[caller] = None
+        caller.timer = self._loop.call_later(
+            self._config.connect_timeout_seconds, self._end_wait_for_pickup, caller
+        )
+        self._dispatch()
+        return caller
+
+    def forget(self, caller: Caller) -> None:
+        """Called once the caller's request ends, however it ended."""
+        if caller.timer is not None:
+            caller.timer.cancel()
+            caller.timer = None
+        if caller in self._queue:
+            del self._queue[caller]
+            return
+        pending = caller.command
+        if pending is None:
+            return
+        caller.command = None
+        pending.callers.pop(caller, None)
+        if not pending.callers and self._in_flight.get(pending.command.request_id) is pending:
+            self._finish(pending)
+            self._observer.command_abandoned(self.camera_id, pending.command.request_id)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Answer everyone: held polls get noop, callers get ShuttingDown."""
+        self._closed = True
+        for poll in self._polls:
+            self._cancel_timer(poll)
+            if not poll.future.done():
+                poll.future.set_result(None)
+        self._polls.clear()
+        callers = list(self._queue)
+        self._queue.clear()
+        for pending in self._in_flight.values():
+            if pending.timer is not None:
+                pending.timer.cancel()
+            callers.extend(pending.callers)
+        self._in_flight.clear()
+        for caller in callers:
+            if caller.timer is not None:
+                caller.timer.cancel()
+                caller.timer = None
+            if not caller.future.done():
+                caller.future.set_exception(
+                    ShuttingDown("the server is shutting down; retry in a few seconds")
+                )
+
+    def is_online(self) -> bool:
+        """Polling now, or seen within the connect timeout."""
+        if self._polls:
+            return True
+        return self._seconds_since_seen() <= self._config.connect_timeout_seconds
+
+    def note_if_went_offline(self) -> bool:
+        """True once each time a camera announced online is found offline."""
+        if self._announced_online and not self.is_online():
+            self._announced_online = False
+            return True
+        return False
+
+    def is_idle(self) -> bool:
+        return not (self._polls or self._queue or self._in_flight)
+
+    def seconds_since_seen(self) -> float:
+        return self._seconds_since_seen()
+
+    def status(self) -> CameraStatus:
+        return CameraStatus(
+            camera_id=self.camera_id,
+            online=self.is_online(),
+            last_seen=self._last_seen_wall,
+            polling=bool(self._polls),
+            waiting=len(self._queue),
+            in_flight=len(self._in_flight),
+        )
+
+    # ------------------------------------------------------------------ internals
+
+    def _dispatch(self) -> None:
+        """Hand work to the held poll: an unanswered command first, else every queued caller."""
+        poll = next(iter(self._polls), None)
+        if poll is None or poll.future.done():
+            return
+        if self._in_flight:
+            self._deliver(poll, next(iter(self._in_flight.values())), redelivery=True)
+            return
+        if not self._queue:
+            return
+        callers, self._queue = self._queue, {}
+        command = Command(new_request_id(), TimeRange.union(c.time_range for c in callers))
+        pending = PendingCommand(command, callers)
+        for caller in callers:
+            if caller.timer is not None:
+                caller.timer.cancel()
+                caller.timer = None
+            caller.command = pending
+        pending.timer = self._loop.call_later(
+            self._config.response_timeout_seconds, self._end_wait_for_result, pending
+        )
+        self._in_flight[command.request_id] = pending
+        self._deliver(poll, pending, redelivery=False)
+
+    def _deliver(self, poll: HeldPoll, pending: PendingCommand, *, redelivery: bool) -> None:
+        self._polls.discard(poll)
+        self._cancel_timer(poll)
+        pending.deliveries += 1
+        poll.future.set_result(pending.command)
+        self._observer.command_delivered(
+            self.camera_id, pending.command.request_id, len(pending.callers), redelivery
+        )
+
+    def _finish(self, pending: PendingCommand) -> None:
+        del self._in_flight[pending.command.request_id]
+        if pending.timer is not None:
+            pending.timer.cancel()
+            pending.timer = None
+
+    def _end_hold(self, poll: HeldPoll) -> None:
+        poll.timer = None
+        self._polls.discard(poll)
+        if not poll.future.done():
+            poll.future.set_result(None)
+
+    def _end_wait_for_pickup(self, caller: Caller) -> None:
+        caller.timer = None
+        if caller not in self._queue:
+            return
+        del self._queue[caller]
+        if not caller.future.done():
+            caller.future.set_exception(
+                CameraOffline(
+                    f"camera {self.camera_id!r} did not pick up the request within "
+                    f"{self._config.connect_timeout_seconds:g} s; retry when it polls again"
+                )
+            )
+
+    def _end_wait_for_result(self, pending: PendingCommand) -> None:
+        pending.timer = None
+        if self._in_flight.get(pending.command.request_id) is not pending:
+            return
+        del self._in_flight[pending.command.request_id]
+        for caller in pending.callers:
+            if not caller.future.done():
+                caller.future.set_exception(
+                    CameraTimeout(
+                        f"camera {self.camera_id!r} took the command but sent no result "
+                        f"within {self._config.response_timeout_seconds:g} s"
+                    )
+                )
+        self._observer.command_timed_out(
+            self.camera_id, pending.command.request_id, len(pending.callers)
+        )
+        self._dispatch()
+
+    def _remember_accepted(self, request_id: str) -> None:
+        self._accepted[request_id] = None
+        while len(self._accepted) > self._config.remembered_results:
+            self._accepted.popitem(last=False)
+
+    def _mark_seen(self) -> None:
+        self._last_seen_at = self._loop.time()
+        self._last_seen_wall = self._wall_clock()
+
+    def _seconds_since_seen(self) -> float:
+        if self._last_seen_at is None:
+            return float("inf")
+        return self._loop.time() - self._last_seen_at
+
+    @staticmethod
+    def _cancel_timer(poll: HeldPoll) -> None:
+        if poll.timer is not None:
+            poll.timer.cancel()
+            poll.timer = None

@@ -1,0 +1,17 @@
+"""The URL map."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from . import views
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/poll_for_command", views.poll_for_command, name="poll_for_command")
+    app.router.add_post("/send_logs", views.send_logs, name="send_logs")
+    app.router.add_get("/logs", views.get_logs, name="logs")
+    app.router.add_get("/cameras", views.list_cameras, name="cameras")
+    app.router.add_get("/healthz", views.healthz, name="healthz")
+    app.router.add_get("/metrics", views.metrics, name="metrics")
+    app.router.add_get("/openapi.json", views.openapi, name="openapi")

@@ -1,0 +1,161 @@
+"""Server settings: read from the environment once, validated, then frozen."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from .relay import RelayConfig
+
+Number = TypeVar("Number", int, float)
+
+#: The original camera's client timeout: a held poll must end before it.
+CAMERA_CLIENT_TIMEOUT_SECONDS = 60.0
+LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+LOG_FORMATS = ("text", "json")
+
+
+class ConfigError(ValueError):
+    """A bad environment value; the message is one line naming the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "0.0.0.0"
+    port: int = 8080
+    poll_hold_seconds: float = 30.0
+    connect_timeout_seconds: float = 10.0
+    response_timeout_seconds: float = 30.0
+    max_upload_bytes: int = 64 * 1024 * 1024
+    max_waiting_per_camera: int = 10_000
+    api_token: str | None = None
+    camera_secret: str | None = None
+    log_level: str = "INFO"
+    log_format: str = "text"
+    #: the cameras' client timeout (the camera's POLL_TIMEOUT_SECONDS): the hold must be shorter
+    camera_poll_timeout_seconds: float = CAMERA_CLIENT_TIMEOUT_SECONDS
+    shutdown_timeout_seconds: float = 3.0
+    #: pending connections the kernel queues: a burst of users must not see SYN drops
+    listen_backlog: int = 4096
+
+    def __post_init__(self) -> None:
+        if self.poll_hold_seconds >= self.camera_poll_timeout_seconds:
+            raise ConfigError(
+                "POLL_HOLD_SECONDS must be below the cameras' client timeout "
+                f"(POLL_TIMEOUT_SECONDS, {self.camera_poll_timeout_seconds:g} s), "
+                f"got {self.poll_hold_seconds:g}"
+            )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        reader = _EnvReader(env)
+        return cls(
+            host=reader.text("HOST", cls.host),
+            port=reader.number("PORT", int, cls.port, minimum=0, maximum=65535),
+            poll_hold_seconds=reader.number("POLL_HOLD_SECONDS", float, cls.poll_hold_seconds),
+            connect_timeout_seconds=reader.number(
+                "CONNECT_TIMEOUT_SECONDS", float, cls.connect_timeout_seconds
+            ),
+            response_timeout_seconds=reader.number(
+                "RESPONSE_TIMEOUT_SECONDS", float, cls.response_timeout_seconds
+            ),
+            max_upload_bytes=reader.number("MAX_UPLOAD_BYTES", int, cls.max_upload_bytes),
+            max_waiting_per_camera=reader.number(
+                "MAX_WAITING_PER_CAMERA", int, cls.max_waiting_per_camera
+            ),
+            api_token=reader.secret("API_TOKEN"),
+            camera_secret=reader.secret("CAMERA_SECRET"),
+            log_level=reader.choice("LOG_LEVEL", LOG_LEVELS, cls.log_level),
+            log_format=reader.choice("LOG_FORMAT", LOG_FORMATS, cls.log_format),
+            camera_poll_timeout_seconds=reader.number(
+                "POLL_TIMEOUT_SECONDS", float, cls.camera_poll_timeout_seconds
+            ),
+        )
+
+    @property
+    def relay_config(self) -> RelayConfig:
+        return RelayConfig(
+            poll_hold_seconds=self.poll_hold_seconds,
+            connect_timeout_seconds=self.connect_timeout_seconds,
+            response_timeout_seconds=self.response_timeout_seconds,
+            max_waiting_per_camera=self.max_waiting_per_camera,
+        )
+
+    @property
+    def log_level_number(self) -> int:
+        return logging.getLevelNamesMapping()[self.log_level]
+
+    def __repr__(self) -> str:
+        # Secrets never reach a log line through a repr.
+        return (
+            f"Settings(host={self.host!r}, port={self.port}, "
+            f"poll_hold_seconds={self.poll_hold_seconds:g}, "
+            f"connect_timeout_seconds={self.connect_timeout_seconds:g}, "
+            f"response_timeout_seconds={self.response_timeout_seconds:g}, "
+            f"max_upload_bytes={self.max_upload_bytes}, "
+            f"max_waiting_per_camera={self.max_waiting_per_camera}, "
+            f"api_token={'set' if self.api_token else 'unset'}, "
+            f"camera_secret={'set' if self.camera_secret else 'unset'}, "
+            f"log_level={self.log_level!r}, log_format={self.log_format!r})"
+        )
+
+
+class _EnvReader:
+    """Parses one variable at a time; an empty value counts as unset."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def _raw(self, name: str) -> str | None:
+        value = self._environ.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def text(self, name: str, default: str) -> str:
+        return self._raw(name) or default
+
+    def secret(self, name: str) -> str | None:
+        return self._raw(name)
+
+    def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        if raw.upper() in allowed:
+            return raw.upper()
+        if raw.lower() in allowed:
+            return raw.lower()
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+
+    def number(
+        self,
+        name: str,
+        kind: Callable[[str], Number],
+        default: Number,
+        *,
+        minimum: Number | None = None,
+        maximum: Number | None = None,
+    ) -> Number:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        noun = "a whole number" if kind is int else "a number"
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be {noun}, got {raw!r}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, got {raw!r}")
+        if minimum is not None and value < minimum:
+            raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
+        if minimum is None and value <= 0:
+            raise ConfigError(f"{name} must be greater than 0, got {raw!r}")
+        if maximum is not None and value > maximum:
+            raise ConfigError(f"{name} must be at most {maximum}, got {raw!r}")
+        return value

@@ -1,0 +1,25 @@
+"""Typed application state: the keys and the getters handlers read it through."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .metrics import RelayMetrics
+from .relay import Relay
+from .settings import Settings
+
+SETTINGS_KEY = web.AppKey("settings", Settings)
+RELAY_KEY = web.AppKey("relay", Relay)
+METRICS_KEY = web.AppKey("metrics", RelayMetrics)
+
+
+def get_settings(app: web.Application) -> Settings:
+    return app[SETTINGS_KEY]
+
+
+def get_relay(app: web.Application) -> Relay:
+    return app[RELAY_KEY]
+
+
+def get_metrics(app: web.Application) -> RelayMetrics:
+    return app[METRICS_KEY]

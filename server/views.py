@@ -1,0 +1,121 @@
+"""HTTP handlers: parse, call the relay, render. Relay errors become problems in middleware."""
+
+from __future__ import annotations
+
+import time
+from importlib import resources
+
+from aiohttp import web
+
+from .auth import require_camera, require_user
+from .metrics import METRICS_CONTENT_TYPE
+from .params import camera_id_param, parse_result_body, time_range_params
+from .problems import ProblemError, json_response
+from .relay import Command, ResultOutcome
+from .state import get_metrics, get_relay, get_settings
+
+NOOP = {"command": "noop"}
+STARTED_AT = time.time()
+
+
+def command_body(command: Command | None) -> dict[str, object]:
+    if command is None:
+        return NOOP
+    return {
+        "command": "send_logs",
+        "requestId": command.request_id,
+        "startTimestamp": command.time_range.wire_start,
+        "endTimestamp": command.time_range.wire_end,
+    }
+
+
+async def poll_for_command(request: web.Request) -> web.Response:
+    camera_id = camera_id_param(request)
+    require_camera(request, get_settings(request.app).camera_secret, camera_id)
+    command = await get_relay(request.app).poll(camera_id)
+    return json_response(command_body(command))
+
+
+async def send_logs(request: web.Request) -> web.Response:
+    settings = get_settings(request.app)
+    camera_id = camera_id_param(request)
+    require_camera(request, settings.camera_secret, camera_id)
+    _require_json(request)
+    if request.content_length is not None and request.content_length > settings.max_upload_bytes:
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=settings.max_upload_bytes, actual_size=request.content_length
+        )
+    request_id, logs = parse_result_body(await request.read())
+    receipt = get_relay(request.app).submit_result(camera_id, request_id, logs)
+    return json_response(
+        {
+            "status": receipt.outcome.value,
+            "requestId": receipt.request_id,
+            "duplicate": receipt.outcome is ResultOutcome.DUPLICATE,
+            "count": len(logs),
+        }
+    )
+
+
+def _require_json(request: web.Request) -> None:
+    given = request.headers.get("Content-Type")
+    if given is None or request.content_type.lower() != "application/json":
+        raise ProblemError(
+            415,
+            f"send the body as Content-Type: application/json, got {given or 'no Content-Type'}",
+            kind="unsupported-media-type",
+        )
+
+
+async def get_logs(request: web.Request) -> web.Response:
+    require_user(request, get_settings(request.app).api_token)
+    camera_id = camera_id_param(request)
+    time_range = time_range_params(request)
+    logs = await get_relay(request.app).fetch_logs(camera_id, time_range)
+    return json_response(
+        {
+            "cameraId": camera_id,
+            "startTimestamp": time_range.start,
+            "endTimestamp": time_range.end,
+            "count": len(logs),
+            "logs": logs,
+        }
+    )
+
+
+async def list_cameras(request: web.Request) -> web.Response:
+    require_user(request, get_settings(request.app).api_token)
+    cameras = [
+        {
+            "cameraId": status.camera_id,
+            "online": status.online,
+            "lastSeen": status.last_seen,
+            "polling": status.polling,
+            "waiting": status.waiting,
+            "inFlight": status.in_flight,
+        }
+        for status in get_relay(request.app).cameras()
+    ]
+    return json_response({"cameras": cameras})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    relay = get_relay(request.app)
+    return json_response(
+        {
+            "status": "stopping" if relay.closed else "ok",
+            "uptimeSeconds": round(time.time() - STARTED_AT, 3),
+        }
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(
+        body=get_metrics(request.app).exposition(),
+        headers={"Content-Type": METRICS_CONTENT_TYPE},
+    )
+
+
+async def openapi(request: web.Request) -> web.Response:
+    document = resources.files("server").joinpath("openapi.json").read_bytes()
+    return web.Response(body=document, content_type="application/json")

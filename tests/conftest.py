@@ -1,0 +1,116 @@
+"""Shared fixtures: the app built with short test timeouts, and a client per test."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from server import Settings, create_app
+from server.relay import CameraStatus, Relay
+from server.state import get_relay
+
+#: Short, distinct timeouts so that tests finish fast and a mix-up shows.
+TEST_SETTINGS = Settings(
+    host="127.0.0.1",
+    port=0,
+    poll_hold_seconds=5.0,
+    connect_timeout_seconds=1.0,
+    response_timeout_seconds=1.5,
+    shutdown_timeout_seconds=1.0,
+)
+
+Client = TestClient[web.Request, web.Application]
+MakeClient = Callable[..., Awaitable[Client]]
+
+
+def settings_for(**overrides: Any) -> Settings:
+    return dataclasses.replace(TEST_SETTINGS, **overrides)
+
+
+def relay_of(client: Client) -> Relay:
+    assert isinstance(client.server, TestServer)
+    return get_relay(client.server.app)
+
+
+def busy_cameras(relay: Relay) -> list[CameraStatus]:
+    return [s for s in relay.cameras() if s.polling or s.waiting or s.in_flight]
+
+
+def assert_relay_idle(relay: Relay) -> None:
+    """No held polls, queued callers or unanswered commands anywhere (no leaks)."""
+    assert busy_cameras(relay) == [], "relay state leaked"
+
+
+async def wait_for_relay_idle(relay: Relay, timeout: float = 2.0) -> None:
+    """Disconnects reach the server a loop turn or two after the client hangs up."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            while busy_cameras(relay):
+                await asyncio.sleep(0.002)
+    assert_relay_idle(relay)
+
+
+@pytest.fixture
+async def make_client(
+    aiohttp_client: Callable[..., Awaitable[Client]],
+) -> AsyncIterator[MakeClient]:
+    """Build a client for ``create_app(settings_for(**overrides))``; checks for leaks after."""
+    clients: list[Client] = []
+
+    async def make(**overrides: Any) -> Client:
+        client = await aiohttp_client(create_app(settings_for(**overrides)))
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        if not relay_of(client).closed:
+            await wait_for_relay_idle(relay_of(client))
+
+
+@pytest.fixture
+async def client(make_client: MakeClient) -> Client:
+    return await make_client()
+
+
+@dataclasses.dataclass(frozen=True)
+class LiveServer:
+    """An app served as ``python -m server`` serves it (handler cancellation, backlog)."""
+
+    app: web.Application
+    url: str
+
+    @property
+    def relay(self) -> Relay:
+        return get_relay(self.app)
+
+
+MakeLiveServer = Callable[..., Awaitable[LiveServer]]
+
+
+@pytest.fixture
+async def make_live_server() -> AsyncIterator[MakeLiveServer]:
+    runners: list[web.AppRunner] = []
+
+    async def make(**overrides: Any) -> LiveServer:
+        settings = settings_for(**overrides)
+        app = create_app(settings)
+        runner = web.AppRunner(app, handler_cancellation=True)
+        await runner.setup()
+        runners.append(runner)
+        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=settings.listen_backlog)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        return LiveServer(app, f"http://{host}:{port}")
+
+    yield make
+    for runner in runners:
+        await wait_for_relay_idle(get_relay(runner.app))
+        await runner.cleanup()
