@@ -1,0 +1,140 @@
+"""``python -m camera [--fleet N]``: run one simulated camera, or N of them."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import os
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+import aiohttp
+
+from camera.client import Camera
+from camera.eventlog import EventLog
+from camera.settings import CameraSettings, ConfigError
+
+__all__ = ["build_fleet", "fleet_ids", "main", "run_cameras"]
+
+log: Final = logging.getLogger("camera")
+
+#: The server's default POLL_HOLD_SECONDS; our poll timeout must exceed its hold.
+SERVER_DEFAULT_HOLD_SECONDS: Final = 30.0
+
+
+def fleet_ids(count: int) -> list[str]:
+    """``cam-00001`` .. ``cam-<count>``."""
+    return [f"cam-{i:05d}" for i in range(1, count + 1)]
+
+
+def build_fleet(
+    settings: CameraSettings, count: int, session: aiohttp.ClientSession
+) -> list[Camera]:
+    """``count`` cameras sharing ``session``, each with its own id and EventLog."""
+    return [
+        Camera(
+            dataclasses.replace(settings, camera_id=camera_id),
+            session=session,
+            event_log=EventLog(),
+        )
+        for camera_id in fleet_ids(count)
+    ]
+
+
+async def run_cameras(settings: CameraSettings, fleet: int | None = None) -> None:
+    """Run one camera (or a fleet) until SIGTERM/SIGINT, then close everything."""
+    # limit=0: a fleet holds one long poll per camera at all times.
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        if fleet is None:
+            cameras = [Camera(settings, session=session)]
+        else:
+            cameras = build_fleet(settings, fleet, session)
+            log.info(
+                "fleet of %d cameras (%s .. %s); CAMERA_ID is ignored",
+                fleet,
+                cameras[0].camera_id,
+                cameras[-1].camera_id,
+            )
+
+        loop = asyncio.get_running_loop()
+
+        def stop_all(signame: str) -> None:
+            log.info("received %s: stopping", signame)
+            for camera in cameras:
+                camera.stop()
+
+        installed: list[signal.Signals] = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, stop_all, sig.name)
+            except (NotImplementedError, RuntimeError):  # not on this platform/thread
+                continue
+            installed.append(sig)
+        try:
+            async with asyncio.TaskGroup() as group:
+                for camera in cameras:
+                    group.create_task(camera.run(), name=f"camera-{camera.camera_id}")
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m camera",
+        description=(
+            "Simulated camera for the camrelay server. Configured by environment: "
+            "API_BASE_URL (required), CAMERA_ID, LOG_PERIOD_SECONDS, "
+            "POLL_TIMEOUT_SECONDS, CAMERA_TOKEN, LOG_LEVEL."
+        ),
+    )
+    parser.add_argument(
+        "--fleet",
+        type=_positive_int,
+        metavar="N",
+        help="run N cameras in this process, ids cam-00001..cam-N (for benchmarks)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Entry point; returns the exit status (2: bad configuration)."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = CameraSettings.from_env(os.environ if environ is None else environ)
+    except ConfigError as exc:
+        print(f"camera: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if settings.poll_timeout_seconds <= SERVER_DEFAULT_HOLD_SECONDS:
+        log.warning(
+            "POLL_TIMEOUT_SECONDS=%g is not above the server's default POLL_HOLD_SECONDS "
+            "(%g): polls will time out unless the server holds them for less",
+            settings.poll_timeout_seconds,
+            SERVER_DEFAULT_HOLD_SECONDS,
+        )
+    asyncio.run(run_cameras(settings, fleet=args.fleet))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

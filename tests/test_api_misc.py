@@ -1,0 +1,131 @@
+"""/cameras, /healthz, /metrics, framework errors as problem+json, request ids."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import Client, MakeClient, relay_of
+from tests.helpers import callers_waiting, camera_polling, running, wait_until
+
+
+async def scrape(client: Client) -> dict[str, float]:
+    async with client.get("/metrics") as response:
+        assert response.status == 200
+        assert response.content_type == "text/plain"
+        text = await response.text()
+    samples: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return samples
+
+
+async def test_cameras_lists_state(client: Client) -> None:
+    relay = relay_of(client)
+    before = time.time()
+    async with running(asyncio.ensure_future(client.get("/poll_for_command?cameraId=cam-1"))):
+        await wait_until(camera_polling(relay, "cam-1"))
+        async with client.get("/cameras") as response:
+            assert response.status == 200
+            body = await response.json()
+    [camera] = body["cameras"]
+    assert camera.pop("lastSeen") >= before
+    assert camera == {
+        "cameraId": "cam-1",
+        "online": True,
+        "polling": True,
+        "waiting": 0,
+        "inFlight": 0,
+    }
+
+
+async def test_cameras_is_empty_before_any_poll(client: Client) -> None:
+    async with client.get("/cameras") as response:
+        assert (response.status, await response.json()) == (200, {"cameras": []})
+
+
+async def test_healthz(client: Client) -> None:
+    async with client.get("/healthz") as response:
+        assert response.status == 200
+        body = await response.json()
+    assert body["status"] == "ok"
+    assert body["uptimeSeconds"] >= 0
+
+
+async def test_unknown_path_and_method_are_problems(client: Client) -> None:
+    async with client.get("/nothing-here") as response:
+        assert (response.status, response.content_type) == (404, "application/problem+json")
+        problem = await response.json(content_type=None)
+    assert problem == {
+        "type": "about:blank",
+        "title": "Not Found",
+        "status": 404,
+        "detail": "there is no endpoint at /nothing-here; see /openapi.json for the API",
+    }
+    async with client.put("/logs") as response:
+        assert (response.status, response.content_type) == (405, "application/problem+json")
+        assert "GET" in response.headers["Allow"]
+        assert "PUT is not allowed on /logs" in (await response.json(content_type=None))["detail"]
+
+
+async def test_request_id_is_echoed_or_made(client: Client) -> None:
+    async with client.get("/healthz", headers={"X-Request-ID": "abc-123"}) as response:
+        assert response.headers["X-Request-ID"] == "abc-123"
+    async with client.get("/healthz", headers={"X-Request-ID": "bad id\u2603"}) as response:
+        assert response.headers["X-Request-ID"] != "bad id\u2603"
+        assert len(response.headers["X-Request-ID"]) == 16
+
+
+async def test_metrics_move_with_the_relay(make_client: MakeClient) -> None:
+    client = await make_client(response_timeout_seconds=0.2)
+    relay = relay_of(client)
+    start = await scrape(client)
+    assert start["camrelay_cameras_online"] == 0
+    assert start["camrelay_commands_delivered_total"] == 0
+
+    poll = asyncio.ensure_future(client.get("/poll_for_command"))
+    await wait_until(camera_polling(relay))
+    held = await scrape(client)
+    assert (held["camrelay_polls_held"], held["camrelay_cameras_online"]) == (1, 1)
+
+    served = asyncio.ensure_future(client.get("/logs"))
+    command = await (await poll).json()
+    queued = asyncio.ensure_future(client.get("/logs"))
+    await wait_until(callers_waiting(relay, 1))
+    busy = await scrape(client)
+    assert busy["camrelay_callers_waiting"] == 1
+    assert busy["camrelay_commands_in_flight"] == 1
+    assert busy["camrelay_commands_delivered_total"] == 1
+
+    async with client.get("/poll_for_command") as again:  # redelivered
+        assert (await again.json())["requestId"] == command["requestId"]
+    result = {"requestId": command["requestId"], "logs": [{"timestamp": 1}]}
+    for _ in range(2):  # accepted, then duplicate
+        async with client.post("/send_logs", json=result):
+            pass
+    async with client.post("/send_logs", json={"requestId": "gone", "logs": []}):
+        pass
+    assert (await served).status == 200
+    async with client.get("/poll_for_command") as second:  # the queued caller's command
+        assert (await second.json())["command"] == "send_logs"
+    assert (await queued).status == 504  # nobody answers it
+    async with client.get("/logs?startTimestamp=x"):
+        pass
+
+    end = await scrape(client)
+    assert end["camrelay_commands_delivered_total"] == 2
+    assert end["camrelay_commands_redelivered_total"] == 1
+    assert end["camrelay_commands_timed_out_total"] == 1
+    assert end["camrelay_results_total{outcome=accepted}"] == 1
+    assert end["camrelay_results_total{outcome=duplicate}"] == 1
+    assert end["camrelay_results_total{outcome=late}"] == 1
+    assert end["camrelay_logs_requests_total{status=200}"] == 1
+    assert end["camrelay_logs_requests_total{status=504}"] == 1
+    assert end["camrelay_logs_requests_total{status=400}"] == 1
+    assert end["camrelay_relay_latency_seconds_count"] == 1
+    assert end["camrelay_callers_per_command_count"] == 2
+    assert end["camrelay_polls_held"] == 0

@@ -1,0 +1,99 @@
+"""Settings from the environment: defaults, validation, one-line errors naming the variable."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from server.settings import ConfigError, Settings
+
+
+def test_defaults_match_the_protocol() -> None:
+    settings = Settings.from_env({})
+    assert (settings.host, settings.port) == ("0.0.0.0", 8080)
+    assert settings.poll_hold_seconds == 30
+    assert settings.connect_timeout_seconds == 10
+    assert settings.response_timeout_seconds == 30
+    assert settings.max_upload_bytes == 67108864
+    assert settings.max_waiting_per_camera == 10000
+    assert (settings.api_token, settings.camera_secret) == (None, None)
+    assert settings.log_level == "INFO"
+
+
+def test_values_are_read() -> None:
+    settings = Settings.from_env(
+        {
+            "HOST": "127.0.0.1",
+            "PORT": "9000",
+            "POLL_HOLD_SECONDS": "2.5",
+            "CONNECT_TIMEOUT_SECONDS": "1",
+            "RESPONSE_TIMEOUT_SECONDS": "4",
+            "MAX_UPLOAD_BYTES": "1000",
+            "MAX_WAITING_PER_CAMERA": "3",
+            "API_TOKEN": "tok",
+            "CAMERA_SECRET": "sec",
+            "LOG_LEVEL": "debug",
+            "LOG_FORMAT": "json",
+        }
+    )
+    assert settings == Settings(
+        host="127.0.0.1",
+        port=9000,
+        poll_hold_seconds=2.5,
+        connect_timeout_seconds=1,
+        response_timeout_seconds=4,
+        max_upload_bytes=1000,
+        max_waiting_per_camera=3,
+        api_token="tok",
+        camera_secret="sec",
+        log_level="DEBUG",
+        log_format="json",
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"PORT": "http"}, "PORT"),
+        ({"PORT": "70000"}, "PORT"),
+        ({"POLL_HOLD_SECONDS": "abc"}, "POLL_HOLD_SECONDS"),
+        ({"POLL_HOLD_SECONDS": "-1"}, "POLL_HOLD_SECONDS"),
+        ({"POLL_HOLD_SECONDS": "60"}, "POLL_HOLD_SECONDS"),
+        ({"POLL_HOLD_SECONDS": "20", "POLL_TIMEOUT_SECONDS": "15"}, "POLL_HOLD_SECONDS"),
+        ({"CONNECT_TIMEOUT_SECONDS": "0"}, "CONNECT_TIMEOUT_SECONDS"),
+        ({"RESPONSE_TIMEOUT_SECONDS": "inf"}, "RESPONSE_TIMEOUT_SECONDS"),
+        ({"MAX_UPLOAD_BYTES": "1.5"}, "MAX_UPLOAD_BYTES"),
+        ({"MAX_WAITING_PER_CAMERA": "-3"}, "MAX_WAITING_PER_CAMERA"),
+        ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env(env)
+    message = str(error.value)
+    assert message.startswith(variable)
+    assert "\n" not in message
+
+
+def test_secrets_stay_out_of_the_repr() -> None:
+    settings = Settings.from_env({"API_TOKEN": "hunter2-token", "CAMERA_SECRET": "s3cr3t-value"})
+    assert "hunter2-token" not in repr(settings)
+    assert "s3cr3t-value" not in repr(settings)
+
+
+def test_bad_value_stops_start_up_with_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "server"],
+        env={"PORT": "eighty", "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "camrelay: configuration error: PORT must be a whole number, got 'eighty'"
+    ]
