@@ -23,8 +23,11 @@ ensure_env() {  # $1: "runtime" or "dev"
     fi
     local extras="" stamp
     [ "$1" = "dev" ] && extras="[dev]"
-    stamp=".venv/.installed-$1-$(cksum setup.cfg pyproject.toml | cksum | cut -d' ' -f1)"
-    if [ ! -f "$stamp" ]; then
+    local hash
+    hash=$(cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
+    stamp=".venv/.installed-$1-$hash"
+    # The dev install is a superset of the runtime one.
+    if [ ! -f "$stamp" ] && ! [ "$1" = "runtime" -a -f ".venv/.installed-dev-$hash" ]; then
         echo "run.sh: setting up .venv ($1 dependencies)..." >&2
         [ -x .venv/bin/python ] || python3 -m venv .venv
         .venv/bin/python -m pip install --quiet --upgrade pip

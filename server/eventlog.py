@@ -30,7 +30,10 @@ class EventLogger:
 
     def command_timed_out(self, camera_id: str, request_id: str, callers: int) -> None:
         logger.warning(
-            "command %s to camera %s timed out; %d caller(s) get 504", request_id, camera_id, callers
+            "command %s to camera %s timed out; %d caller(s) get 504",
+            request_id,
+            camera_id,
+            callers,
         )
 
     def command_abandoned(self, camera_id: str, request_id: str) -> None:

@@ -22,15 +22,19 @@ class _RelayStateCollector(Collector):
         stats = self._read_stats()
         yield GaugeMetricFamily("camrelay_cameras_known", "Cameras in the registry", stats.cameras)
         yield GaugeMetricFamily(
-            "camrelay_cameras_online", "Cameras polling or seen within the connect timeout",
+            "camrelay_cameras_online",
+            "Cameras polling or seen within the connect timeout",
             stats.online,
         )
-        yield GaugeMetricFamily("camrelay_polls_held", "Camera polls held open now", stats.polls_held)
+        yield GaugeMetricFamily(
+            "camrelay_polls_held", "Camera polls held open now", stats.polls_held
+        )
         yield GaugeMetricFamily(
             "camrelay_callers_waiting", "/logs callers queued for a command", stats.callers_waiting
         )
         yield GaugeMetricFamily(
-            "camrelay_commands_in_flight", "Commands delivered and not yet answered",
+            "camrelay_commands_in_flight",
+            "Commands delivered and not yet answered",
             stats.commands_in_flight,
         )
 
@@ -43,38 +47,50 @@ class RelayMetrics:
         self._read_stats: Callable[[], RelayStats] = lambda: RelayStats(0, 0, 0, 0, 0)
         self.registry.register(_RelayStateCollector(lambda: self._read_stats()))
         self.commands_delivered = Counter(
-            "camrelay_commands_delivered", "Commands handed to a poll for the first time",
+            "camrelay_commands_delivered",
+            "Commands handed to a poll for the first time",
             registry=self.registry,
         )
         self.commands_redelivered = Counter(
-            "camrelay_commands_redelivered", "Unanswered commands handed to a later poll again",
+            "camrelay_commands_redelivered",
+            "Unanswered commands handed to a later poll again",
             registry=self.registry,
         )
         self.commands_timed_out = Counter(
-            "camrelay_commands_timed_out", "Commands whose result did not come in time",
+            "camrelay_commands_timed_out",
+            "Commands whose result did not come in time",
             registry=self.registry,
         )
         self.commands_abandoned = Counter(
-            "camrelay_commands_abandoned", "Unanswered commands dropped because every caller left",
+            "camrelay_commands_abandoned",
+            "Unanswered commands dropped because every caller left",
             registry=self.registry,
         )
         self.results = Counter(
-            "camrelay_results", "Results posted by cameras, by outcome", ["outcome"],
+            "camrelay_results",
+            "Results posted by cameras, by outcome",
+            ["outcome"],
             registry=self.registry,
         )
         for outcome in ResultOutcome:
             self.results.labels(outcome.value)
         self.logs_requests = Counter(
-            "camrelay_logs_requests", "/logs requests by response status", ["status"],
+            "camrelay_logs_requests",
+            "/logs requests by response status",
+            ["status"],
             registry=self.registry,
         )
         self.relay_latency = Histogram(
-            "camrelay_relay_latency_seconds", "Time from a /logs request to its logs (200 only)",
-            buckets=LATENCY_BUCKETS, registry=self.registry,
+            "camrelay_relay_latency_seconds",
+            "Time from a /logs request to its logs (200 only)",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.callers_per_command = Histogram(
-            "camrelay_callers_per_command", "Callers served by one command (coalescing)",
-            buckets=(1, 2, 5, 10, 50, 100, 500, 1000, 10000), registry=self.registry,
+            "camrelay_callers_per_command",
+            "Callers served by one command (coalescing)",
+            buckets=(1, 2, 5, 10, 50, 100, 500, 1000, 10000),
+            registry=self.registry,
         )
 
     def read_state_from(self, read_stats: Callable[[], RelayStats]) -> None:

@@ -14,7 +14,7 @@ from .problems import ProblemError, json_response
 from .relay import Command, ResultOutcome
 from .state import get_metrics, get_relay, get_settings
 
-NOOP = {"command": "noop"}
+NOOP: dict[str, object] = {"command": "noop"}
 STARTED_AT = time.time()
 
 

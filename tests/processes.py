@@ -29,7 +29,9 @@ def child_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-async def wait_healthy(base_url: str, process: asyncio.subprocess.Process, timeout: float = 20) -> None:
+async def wait_healthy(
+    base_url: str, process: asyncio.subprocess.Process, timeout: float = 20
+) -> None:
     async with ClientSession() as http, asyncio.timeout(timeout):
         while True:
             if process.returncode is not None:

@@ -20,7 +20,9 @@ async def poll_json(client: Client, **params: str) -> tuple[int, dict[str, Any]]
         return response.status, await response.json(content_type=None)
 
 
-async def deliver_command(client: Client, **logs_params: str) -> tuple[dict[str, Any], asyncio.Task[Any]]:
+async def deliver_command(
+    client: Client, **logs_params: str
+) -> tuple[dict[str, Any], asyncio.Task[Any]]:
     """A held poll picks up one /logs call; returns the command and the caller's task."""
     relay = relay_of(client)
     poll = asyncio.ensure_future(poll_json(client))
@@ -41,7 +43,11 @@ async def post(
 ) -> tuple[int, dict[str, Any], str]:
     headers = {"Content-Type": content_type} if content_type else {}
     async with client.post(
-        "/send_logs", data=io.BytesIO(body), headers=headers, params=params, skip_auto_headers=["Content-Type"]
+        "/send_logs",
+        data=io.BytesIO(body),
+        headers=headers,
+        params=params,
+        skip_auto_headers=["Content-Type"],
     ) as response:
         return response.status, await response.json(content_type=None), response.content_type
 
@@ -68,7 +74,13 @@ async def test_command_body_names_both_bounds(client: Client) -> None:
     )
     assert await caller == (
         200,
-        {"cameraId": "default", "startTimestamp": 15, "endTimestamp": 25, "count": 1, "logs": LOGS[1:]},
+        {
+            "cameraId": "default",
+            "startTimestamp": 15,
+            "endTimestamp": 25,
+            "count": 1,
+            "logs": LOGS[1:],
+        },
     )
 
 
@@ -117,7 +129,9 @@ async def test_result_from_another_camera_is_404_and_changes_nothing(client: Cli
     status, problem, _ = await post(client, body, cameraId="intruder")
     assert status == 404
     assert problem["status"] == 404
-    assert (await post(client, orjson.dumps({"requestId": command["requestId"], "logs": LOGS})))[0] == 200
+    assert (await post(client, orjson.dumps({"requestId": command["requestId"], "logs": LOGS})))[
+        0
+    ] == 200
     assert (await caller)[1]["logs"] == LOGS
 
 
@@ -191,11 +205,15 @@ async def test_content_type_must_be_json(
 async def test_body_over_the_limit_is_413(make_client: MakeClient) -> None:
     client = await make_client(max_upload_bytes=1024)
     command, caller = await deliver_command(client)
-    big = orjson.dumps({"requestId": command["requestId"], "logs": [{"timestamp": 1, "d": "x" * 2000}]})
+    big = orjson.dumps(
+        {"requestId": command["requestId"], "logs": [{"timestamp": 1, "d": "x" * 2000}]}
+    )
     status, problem, content_type = await post(client, big)
     assert (status, content_type) == (413, "application/problem+json")
     assert "MAX_UPLOAD_BYTES (1024 bytes)" in problem["detail"]
-    assert (await post(client, orjson.dumps({"requestId": command["requestId"], "logs": LOGS})))[0] == 200
+    assert (await post(client, orjson.dumps({"requestId": command["requestId"], "logs": LOGS})))[
+        0
+    ] == 200
     assert (await caller)[1]["logs"] == LOGS
 
 
@@ -215,7 +233,9 @@ async def test_chunked_body_over_the_limit_is_413(make_client: MakeClient) -> No
 
 async def test_default_upload_limit_takes_a_day_of_logs(client: Client) -> None:
     command, caller = await deliver_command(client)
-    day = [{"timestamp": float(i), "description": "motion detected at (1, 2)"} for i in range(30_000)]
+    day = [
+        {"timestamp": float(i), "description": "motion detected at (1, 2)"} for i in range(30_000)
+    ]
     body = orjson.dumps({"requestId": command["requestId"], "logs": day})
     assert len(body) > 1024 * 1024  # over aiohttp's 1 MiB default
     assert (await post(client, body))[0] == 200
@@ -233,7 +253,11 @@ async def test_default_upload_limit_takes_a_day_of_logs(client: Client) -> None:
     ],
 )
 async def test_order_of_checks(
-    make_client: MakeClient, params: dict[str, str], content_type: str | None, body: bytes, status: int
+    make_client: MakeClient,
+    params: dict[str, str],
+    content_type: str | None,
+    body: bytes,
+    status: int,
 ) -> None:
     client = await make_client(max_upload_bytes=1024)
     got, problem, _ = await post(client, body, content_type=content_type, **params)

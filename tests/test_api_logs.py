@@ -218,7 +218,7 @@ async def test_queued_caller_that_disconnects_is_never_sent(client: Client) -> N
     leaving.cancel()
     await asyncio.gather(leaving, return_exceptions=True)
     await wait_until(callers_waiting(relay, 0))
-    status, command = await get_json(client, "/poll_for_command")  # redelivery only
+    _status, command = await get_json(client, "/poll_for_command")  # redelivery only
     async with client.post("/send_logs", json={"requestId": command["requestId"], "logs": LOGS}):
         pass
     assert (await first)[1]["logs"] == LOGS
@@ -301,8 +301,9 @@ async def test_original_camera_empty_post_on_noop_answers_nothing(
 async def test_cameras_are_isolated_by_id(client: Client) -> None:
     cam_a = camera_for(client, LOGS[:1], camera_id="cam-a")
     cam_b = camera_for(client, LOGS[1:], camera_id="cam_b.2")
-    async with running(await start_camera(client, cam_a)), running(
-        await start_camera(client, cam_b)
+    async with (
+        running(await start_camera(client, cam_a)),
+        running(await start_camera(client, cam_b)),
     ):
         (_, body_a), (_, body_b) = await asyncio.gather(
             get_json(client, "/logs", cameraId="cam-a"),

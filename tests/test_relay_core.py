@@ -164,7 +164,8 @@ async def test_hold_timer_firing_just_after_work_was_handed_out(relay: Relay) ->
     # command was set. The command stands; the poll does not turn into a noop.
     session._end_hold(held)
     command = await poll_task
-    assert command is not None and command.time_range == TimeRange(50.0, 60.0)
+    assert command is not None
+    assert command.time_range == TimeRange(50.0, 60.0)
     relay.submit_result("default", command.request_id, LOGS)
     assert await caller == entries(50, 60)
 
@@ -237,7 +238,12 @@ async def test_burst_is_coalesced_into_one_command_with_exact_slices(relay: Rela
     first_command = await first_poll
     assert first_command is not None
     # Callers that arrive while the first command is out share the next one.
-    ranges = [TimeRange(10.0, 20.0), TimeRange(None, 10.0), TimeRange(70.0, None), TimeRange(35, 36)]
+    ranges = [
+        TimeRange(10.0, 20.0),
+        TimeRange(None, 10.0),
+        TimeRange(70.0, None),
+        TimeRange(35, 36),
+    ]
     burst = [spawn(relay.fetch_logs("default", r)) for r in ranges]
     await settle()
     assert relay.cameras()[0].waiting == 4
@@ -264,7 +270,8 @@ async def test_union_of_bounded_ranges_is_bounded(relay: Relay) -> None:
     relay.submit_result("default", first_command.request_id, LOGS)
     await first
     command = await relay.poll("default")
-    assert command is not None and command.time_range == TimeRange(20.0, 40.0)
+    assert command is not None
+    assert command.time_range == TimeRange(20.0, 40.0)
     relay.submit_result("default", command.request_id, LOGS)
     assert [await task for task in burst] == [entries(30, 40), entries(20)]
 
@@ -280,7 +287,8 @@ async def test_caller_arriving_after_the_command_left_waits_for_the_next(relay: 
     assert await early == LOGS[:3]
     assert not late.done()  # not served from the older snapshot
     second = await relay.poll("default")
-    assert second is not None and second.request_id != command.request_id
+    assert second is not None
+    assert second.request_id != command.request_id
     relay.submit_result("default", second.request_id, LOGS)
     assert await late == LOGS
 

@@ -11,7 +11,9 @@ from aiohttp import ClientSession
 from tests.processes import server_process
 
 
-async def wait_cameras(http: ClientSession, base_url: str, expected: dict[str, dict[str, Any]]) -> None:
+async def wait_cameras(
+    http: ClientSession, base_url: str, expected: dict[str, dict[str, Any]]
+) -> None:
     async with asyncio.timeout(5):
         while True:
             async with http.get(f"{base_url}/cameras") as response:
@@ -25,9 +27,12 @@ async def wait_cameras(http: ClientSession, base_url: str, expected: dict[str, d
 
 
 async def test_sigterm_answers_everyone_and_exits_zero() -> None:
-    async with server_process(
-        POLL_HOLD_SECONDS="30", CONNECT_TIMEOUT_SECONDS="10", RESPONSE_TIMEOUT_SECONDS="30"
-    ) as (base_url, process), ClientSession() as http:
+    async with (
+        server_process(
+            POLL_HOLD_SECONDS="30", CONNECT_TIMEOUT_SECONDS="10", RESPONSE_TIMEOUT_SECONDS="30"
+        ) as (base_url, process),
+        ClientSession() as http,
+    ):
         held_poll = asyncio.ensure_future(http.get(f"{base_url}/poll_for_command?cameraId=idle"))
         busy_poll = asyncio.ensure_future(http.get(f"{base_url}/poll_for_command?cameraId=busy"))
         await wait_cameras(http, base_url, {"idle": {"polling": True}, "busy": {"polling": True}})

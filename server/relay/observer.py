@@ -6,11 +6,11 @@ plugs in an observer (see ``server.metrics`` and ``server.eventlog``).
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol
 
 
-class ResultOutcome(str, Enum):
+class ResultOutcome(StrEnum):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
     LATE = "late"

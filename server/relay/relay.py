@@ -66,18 +66,14 @@ class Relay:
             raise ShuttingDown("the server is shutting down; retry in a few seconds")
         session = self._sessions.get(camera_id)
         if session is None:
-            raise CameraOffline(
-                f"camera {camera_id!r} has not connected; retry once it polls"
-            )
+            raise CameraOffline(f"camera {camera_id!r} has not connected; retry once it polls")
         caller = session.enqueue(time_range)
         try:
             # The session's timers end every wait; this ceiling only guards against a bug.
             async with asyncio.timeout(self.config.longest_logs_wait):
                 logs = await caller.future
         except TimeoutError:
-            raise CameraTimeout(
-                f"camera {camera_id!r} sent no result in time"
-            ) from None
+            raise CameraTimeout(f"camera {camera_id!r} sent no result in time") from None
         finally:
             session.forget(caller)
         return time_range.select(logs)

@@ -15,7 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .config import RelayConfig
-from .errors import CameraOffline, CameraTimeout, PollSuperseded, QueueFull, ShuttingDown, UnknownRequest
+from .errors import (
+    CameraOffline,
+    CameraTimeout,
+    PollSuperseded,
+    QueueFull,
+    ShuttingDown,
+    UnknownRequest,
+)
 from .observer import RelayObserver, ResultOutcome
 from .timerange import LogEntry, TimeRange
 
@@ -60,7 +67,7 @@ class HeldPoll:
 class Caller:
     """A user's ``/logs`` call: resolves to the whole result of the command serving it."""
 
-    __slots__ = ("time_range", "future", "timer", "command")
+    __slots__ = ("command", "future", "time_range", "timer")
 
     def __init__(self, time_range: TimeRange, future: asyncio.Future[list[LogEntry]]) -> None:
         self.time_range = time_range
@@ -72,7 +79,7 @@ class Caller:
 class PendingCommand:
     """A command handed to a poll and not yet answered, with the callers it serves."""
 
-    __slots__ = ("command", "callers", "deliveries", "timer")
+    __slots__ = ("callers", "command", "deliveries", "timer")
 
     def __init__(self, command: Command, callers: dict[Caller, None]) -> None:
         self.command = command
@@ -133,9 +140,7 @@ class CameraSession:
         self._polls.add(poll)
         self._dispatch()
         if not poll.future.done():
-            poll.timer = self._loop.call_later(
-                self._config.poll_hold_seconds, self._end_hold, poll
-            )
+            poll.timer = self._loop.call_later(self._config.poll_hold_seconds, self._end_hold, poll)
         return poll
 
     def close_poll(self, poll: HeldPoll) -> None:

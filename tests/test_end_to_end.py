@@ -1,0 +1,124 @@
+"""The real camera against the real server: in one loop, and as separate processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+from typing import Any
+
+import pytest
+from aiohttp import ClientSession, TCPConnector
+
+from camera import Camera, CameraSettings, EventLog
+from tests.conftest import MakeLiveServer
+from tests.helpers import camera_polling, running, wait_until
+from tests.processes import REPO, child_env, free_port, spawned, wait_healthy
+
+T0 = 1_700_000_000.0
+
+
+def known_log(count: int) -> EventLog:
+    log = EventLog()
+    for i in range(count):
+        log.append({"timestamp": T0 + 10 * i, "description": f"brightness adjusted {i}"})
+    return log
+
+
+async def test_real_camera_serves_parallel_callers_exactly(
+    make_live_server: MakeLiveServer,
+) -> None:
+    server = await make_live_server()
+    # The camera's own recording runs too; its period is long so the log stays known.
+    settings = CameraSettings(server.url, log_period_seconds=3600)
+    log = known_log(100)
+    async with ClientSession(connector=TCPConnector(limit=0)) as http:
+        camera = Camera(settings, session=http, event_log=log, min_noop_interval=0)
+        async with running(asyncio.ensure_future(camera.run())):
+            await wait_until(camera_polling(server.relay))
+            ranges = [(T0 + 10 * i, T0 + 10 * i + 55) for i in range(0, 100, 2)]
+            ranges += [(T0 + 495, T0 + 495), (T0 + 990, None), (None, T0)]
+
+            async def call(start: float | None, end: float | None) -> dict[str, Any]:
+                params = {}
+                if start is not None:
+                    params["startTimestamp"] = repr(start)
+                if end is not None:
+                    params["endTimestamp"] = repr(end)
+                async with http.get(f"{server.url}/logs", params=params) as response:
+                    assert response.status == 200
+                    return dict(await response.json())
+
+            bodies = await asyncio.gather(*(call(s, e) for s, e in ranges))
+    everything = list(log.entries)
+    for (start, end), body in zip(ranges, bodies, strict=True):
+        low = -float("inf") if start is None else start
+        high = float("inf") if end is None else end
+        expected = [e for e in everything if low <= e["timestamp"] <= high]
+        assert body["logs"] == expected
+        assert (body["startTimestamp"], body["endTimestamp"]) == (start, end)
+    assert [len(b["logs"]) for b in bodies[-3:]] == [0, 2, 1]
+    assert camera.stats.commands_handled <= 3
+
+
+def run_sh(*args: str, env: dict[str, str]) -> list[str]:
+    return [str(REPO / "run.sh"), *args]
+
+
+@pytest.mark.slow
+async def test_processes_started_as_the_readme_says() -> None:
+    """`MODE=api ./run.sh` and `MODE=camera API_BASE_URL=... ./run.sh`, then curl_parallel."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    api_env = child_env(MODE="api", PORT=str(port), POLL_HOLD_SECONDS="5")
+    camera_env = child_env(MODE="camera", API_BASE_URL=base_url, LOG_PERIOD_SECONDS="0.05")
+    async with spawned([str(REPO / "run.sh")], api_env) as api:
+        await wait_healthy(base_url, api)
+        async with spawned([str(REPO / "run.sh")], camera_env) as camera, ClientSession() as http:
+            # Wait for the camera to poll and to have recorded a few events.
+            async with asyncio.timeout(20):
+                while True:
+                    async with http.get(f"{base_url}/logs") as response:
+                        if response.status == 200 and (await response.json())["count"] >= 5:
+                            break
+                    await asyncio.sleep(0.05)
+            async with http.get(f"{base_url}/logs") as response:
+                everything = (await response.json())["logs"]
+            middle = everything[2]["timestamp"]
+            async with http.get(
+                f"{base_url}/logs",
+                params={"startTimestamp": repr(middle), "endTimestamp": repr(middle)},
+            ) as response:
+                assert (await response.json())["logs"] == [everything[2]]
+            for entry in everything:
+                assert set(entry) == {"timestamp", "description"}
+            if shutil.which("curl"):
+                result = await asyncio.to_thread(
+                    subprocess.run,
+                    [str(REPO / "curl_parallel.sh"), "10", f"{base_url}/logs"],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=False,
+                )
+                assert result.returncode == 0, result.stdout + result.stderr
+                assert result.stdout.count("HTTP 200") == 10
+            camera.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(camera.wait(), 10) == 0
+        api.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(api.wait(), 10) == 0
+
+
+def test_run_sh_rejects_an_unknown_mode() -> None:
+    result = subprocess.run(
+        [str(REPO / "run.sh"), "nonsense"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CAMRELAY_NO_VENV": "1"},
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "unknown mode 'nonsense'" in result.stderr

@@ -1,0 +1,503 @@
+"""Hypothesis property tests of the relay core (no HTTP).
+
+Each example is a random list of operations on a ``Relay`` with tiny timeouts,
+played in a fresh event loop: camera polls (and hang-ups), ``/logs`` callers with
+random inclusive ranges (and disconnects), results with the right id, no id, a
+wrong id, another camera's id or a repeat, sweeps, and waits that let the timers
+fire. Afterwards every task must have ended, the relay must be idle, and:
+
+- every caller got exactly its inclusive slice of the one accepted result that
+  served it, from a command first handed out after the caller arrived, whose range
+  covers the caller's; or ``CameraOffline``/``CameraTimeout`` (``QueueFull`` only
+  when the queue was full; ``ShuttingDown`` only after ``close``); or it left;
+- callers are served in arrival order, no caller waits past its timeouts;
+- a result with an id is accepted at most once, repeats are duplicates, foreign
+  or unknown ids are 404s; a command keeps its id and range when redelivered;
+- at every step: at most one command in flight per camera, and a held poll means
+  nothing is waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from tests.conftest import assert_relay_idle
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
+
+from server.relay import (
+    CameraOffline,
+    CameraSession,
+    CameraTimeout,
+    Command,
+    PollSuperseded,
+    QueueFull,
+    Relay,
+    RelayConfig,
+    ResultOutcome,
+    ShuttingDown,
+    TimeRange,
+    UnknownRequest,
+)
+
+CONFIG = RelayConfig(
+    poll_hold_seconds=0.03,
+    connect_timeout_seconds=0.04,
+    response_timeout_seconds=0.05,
+    max_waiting_per_camera=3,
+    session_retention_seconds=0.02,
+)
+CAMERAS = ("a", "b")
+#: Slack over a caller's own timeouts for a loaded machine; the relay's safety
+#: ceiling (connect + response + 1 s) must never be what ends a wait.
+WAIT_SLACK = 0.5
+#: The camera's whole log, in its own (unsorted) order: an entry at every grid point
+#: 0..10, so a served caller's slice is never empty, plus repeats and half-points.
+GRID = range(11)
+CAMERA_LOG: list[dict[str, Any]] = [
+    {"timestamp": t, "description": f"event {i}"}
+    for i, t in enumerate([5, 0, 10, 2.5, 3, 1, 7, 7, 9, 4, 6, 8, 2, 9.5, 0])
+]
+
+
+# ------------------------------------------------------------------ operations
+
+
+@dataclass(frozen=True)
+class Poll:
+    camera: str
+
+
+@dataclass(frozen=True)
+class DropPoll:
+    index: int
+
+
+@dataclass(frozen=True)
+class Call:
+    camera: str
+    start: float | None
+    end: float | None
+
+
+@dataclass(frozen=True)
+class Disconnect:
+    index: int
+
+
+@dataclass(frozen=True)
+class Answer:
+    camera: str
+    #: "own": the id of a command this camera got; "none": no id; "unknown": an id never
+    #: issued; "foreign": an id issued to the other camera; "repeat": an accepted id again
+    kind: str
+    index: int
+    #: "command": the entries in the command's range; "all": the whole log; "empty"
+    logs: str
+    #: then poll again at once, as a real camera does
+    then_poll: bool = True
+
+
+@dataclass(frozen=True)
+class Wait:
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Sweep:
+    pass
+
+
+def ranges() -> st.SearchStrategy[tuple[float | None, float | None]]:
+    bound = st.none() | st.sampled_from(GRID) | st.sampled_from([2.5, 9.5, -1, 11])
+    return st.tuples(bound, bound).map(
+        lambda pair: pair
+        if None in pair or pair[0] <= pair[1]  # type: ignore[operator]
+        else (pair[1], pair[0])
+    )
+
+
+#: Camera "a" gets most of the traffic, so that polls, callers and results line up.
+busy_camera = st.sampled_from(["a", "a", "a", "b"])
+#: -1 (the latest command the camera got, what a real camera answers) most of the time.
+command_index = st.sampled_from([-1, -1, -1, 0, 1, 2])
+polls = st.builds(Poll, busy_camera)
+calls = ranges().flatmap(
+    lambda pair: st.builds(Call, busy_camera, st.just(pair[0]), st.just(pair[1]))
+)
+answers = st.builds(
+    Answer,
+    busy_camera,
+    st.sampled_from(["own", "own", "own", "own", "none", "unknown", "foreign", "repeat"]),
+    command_index,
+    st.sampled_from(["command", "command", "all", "empty"]),
+    st.sampled_from([True, True, True, False]),
+)
+#: Weighted by repetition (``one_of`` would favour its first branches).
+OPERATIONS = st.sampled_from(
+    [polls] * 3
+    + [calls] * 4
+    + [answers] * 4
+    + [
+        st.builds(DropPoll, st.integers(0, 20)),
+        st.builds(Disconnect, st.integers(0, 20)),
+        st.builds(Wait, st.sampled_from([0.0, 0.005, 0.01, 0.02, 0.045, 0.06])),
+        st.builds(Sweep),
+    ]
+).flatmap(lambda strategy: strategy)
+
+
+# -------------------------------------------------------------------- the model
+
+
+class Observer:
+    """Records when each command was first handed out (on a shared event clock) and
+    which commands are unanswered, from the relay's own events."""
+
+    def __init__(self, clock: itertools.count[int]) -> None:
+        self._clock = clock
+        self.delivered_at: dict[str, int] = {}
+        self.delivered_to: dict[str, str] = {}
+        #: camera -> ids delivered and not yet accepted, timed out or abandoned
+        self.unanswered: dict[str, set[str]] = {camera: set() for camera in CAMERAS}
+
+    def camera_connected(self, camera_id: str) -> None:
+        pass
+
+    def camera_disconnected(self, camera_id: str) -> None:
+        pass
+
+    def command_delivered(
+        self, camera_id: str, request_id: str, callers: int, redelivery: bool
+    ) -> None:
+        if redelivery:
+            assert self.delivered_to.get(request_id) == camera_id, "redelivered an unknown command"
+            assert request_id in self.unanswered[camera_id], "redelivered a finished command"
+        else:
+            assert request_id not in self.delivered_at, "a new command reused an id"
+            assert callers >= 1
+            self.delivered_at[request_id] = next(self._clock)
+            self.delivered_to[request_id] = camera_id
+            self.unanswered[camera_id].add(request_id)
+
+    def command_timed_out(self, camera_id: str, request_id: str, callers: int) -> None:
+        self.unanswered[camera_id].remove(request_id)
+        note("command timed out")
+
+    def command_abandoned(self, camera_id: str, request_id: str) -> None:
+        self.unanswered[camera_id].remove(request_id)
+        note("command abandoned")
+
+    def result_received(self, camera_id: str, outcome: ResultOutcome) -> None:
+        note(f"result {outcome.value}")
+
+
+@dataclass
+class CallerRecord:
+    camera: str
+    time_range: TimeRange
+    task: asyncio.Task[list[dict[str, Any]]]
+    arrived_at: int = 0
+    started: float = 0.0
+    ended: float | None = None
+    waiting_before: int = 0
+    online_before: bool = False
+    left: bool = False
+
+
+@dataclass
+class PostedResult:
+    tag: int
+    camera: str
+    session: CameraSession | None
+    logs: list[dict[str, Any]]
+    receipt_id: str | None = None
+    outcome: ResultOutcome | None = None
+
+
+@dataclass
+class World:
+    relay: Relay
+    observer: Observer
+    clock: itertools.count[int]
+    polls: list[tuple[str, asyncio.Task[Command | None]]] = field(default_factory=list)
+    callers: list[CallerRecord] = field(default_factory=list)
+    commands: dict[str, list[Command]] = field(default_factory=dict)
+    ranges_by_id: dict[str, TimeRange] = field(default_factory=dict)
+    results: list[PostedResult] = field(default_factory=list)
+    accepted: dict[str, PostedResult] = field(default_factory=dict)
+    tags: itertools.count[int] = field(default_factory=itertools.count)
+
+
+def note(value: str) -> None:
+    """``hypothesis.event`` (see --hypothesis-show-statistics); a no-op outside @given."""
+    with contextlib.suppress(InvalidArgument):
+        event(value)
+
+
+async def settle() -> None:
+    """Lets every callback that is ready run (cancelled tasks clean up)."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def check_invariants(world: World) -> None:
+    for status in world.relay.cameras():
+        assert status.in_flight <= 1, status
+        if not world.relay.closed:
+            assert status.in_flight == len(world.observer.unanswered[status.camera_id]), status
+        if status.polling:
+            assert status.waiting == 0, status
+            assert status.in_flight == 0, status
+        assert status.waiting <= CONFIG.max_waiting_per_camera
+
+
+def on_poll_done(world: World, camera: str, task: asyncio.Task[Command | None]) -> None:
+    if task.cancelled() or task.exception() is not None:
+        return
+    command = task.result()
+    if command is None:
+        return
+    known = world.ranges_by_id.setdefault(command.request_id, command.time_range)
+    assert known == command.time_range, "a redelivered command changed its range"
+    assert 0 < len(command.request_id) <= 64
+    world.commands.setdefault(camera, []).append(command)
+
+
+def start_poll(world: World, camera: str) -> None:
+    task = asyncio.create_task(world.relay.poll(camera))
+    task.add_done_callback(lambda done: on_poll_done(world, camera, done))
+    world.polls.append((camera, task))
+
+
+async def run_call(world: World, record: CallerRecord) -> list[dict[str, Any]]:
+    loop = asyncio.get_running_loop()
+    record.started = loop.time()
+    record.arrived_at = next(world.clock)  # enqueue happens in this same step, below
+    try:
+        return await world.relay.fetch_logs(record.camera, record.time_range)
+    finally:
+        record.ended = loop.time()
+
+
+def answer(world: World, op: Answer) -> None:
+    own = world.commands.get(op.camera, [])
+    other = [c for cam, cs in world.commands.items() if cam != op.camera for c in cs]
+    request_id: str | None
+    command: Command | None = own[op.index % len(own)] if own else None
+    if op.kind == "own":
+        request_id = command.request_id if command else "f" * 32
+    elif op.kind == "none":
+        request_id = None
+        command = own[-1] if own else None
+    elif op.kind == "unknown":
+        request_id = "0" * 32
+    elif op.kind == "foreign":
+        request_id = other[op.index % len(other)].request_id if other else "e" * 32
+    else:
+        mine = [r for r in world.accepted.values() if r.camera == op.camera]
+        request_id = mine[op.index % len(mine)].receipt_id if mine else None
+    if op.logs == "empty":
+        entries: list[dict[str, Any]] = []
+    elif op.logs == "command" and command is not None:
+        entries = command.time_range.select(CAMERA_LOG)
+    else:
+        entries = list(CAMERA_LOG)
+    tag = next(world.tags)
+    logs = [{**entry, "result": tag} for entry in entries]
+    posted = PostedResult(tag, op.camera, world.relay.session(op.camera), logs)
+    world.results.append(posted)
+    unanswered = set(world.observer.unanswered[op.camera])
+    try:
+        receipt = world.relay.submit_result(op.camera, request_id, logs)
+    except UnknownRequest:
+        assert op.kind != "none" or not unanswered, "an id-less result found no command"
+        assert request_id not in unanswered, "a result for an unanswered command was refused"
+        if request_id in world.accepted:
+            assert world.accepted[request_id].session is not posted.session, (
+                "a repeat of an accepted result was not recognised"
+            )
+        return
+    assert op.kind not in ("unknown", "foreign"), f"accepted a result for an id of kind {op.kind}"
+    posted.receipt_id = receipt.request_id
+    posted.outcome = receipt.outcome
+    if request_id is not None:
+        assert receipt.request_id == request_id
+    if receipt.outcome is ResultOutcome.ACCEPTED:
+        assert receipt.request_id in unanswered, "accepted a result for no unanswered command"
+        assert receipt.request_id not in world.accepted, "the same id was accepted twice"
+        world.observer.unanswered[op.camera].discard(receipt.request_id)
+        world.accepted[receipt.request_id] = posted
+    else:
+        assert receipt.outcome is ResultOutcome.DUPLICATE
+        assert request_id in world.accepted
+        assert world.accepted[request_id].session is posted.session
+
+
+async def play(operations: list[Any], close_at_end: bool) -> None:
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    clock = itertools.count()
+    observer = Observer(clock)
+    world = World(Relay(CONFIG, observer=observer), observer, clock)
+
+    for op in operations:
+        if isinstance(op, Poll):
+            start_poll(world, op.camera)
+        elif isinstance(op, DropPoll) and world.polls:
+            world.polls[op.index % len(world.polls)][1].cancel()
+        elif isinstance(op, Call):
+            session = world.relay.session(op.camera)
+            status = session.status() if session else None
+            record = CallerRecord(op.camera, TimeRange(op.start, op.end), task=None)  # type: ignore[arg-type]
+            record.waiting_before = status.waiting if status else 0
+            record.online_before = bool(status and status.online)
+            record.task = asyncio.create_task(run_call(world, record))
+            world.callers.append(record)
+        elif isinstance(op, Disconnect) and world.callers:
+            record = world.callers[op.index % len(world.callers)]
+            if not record.task.done():
+                record.left = True
+                record.task.cancel()
+        elif isinstance(op, Answer):
+            answer(world, op)
+            if op.then_poll:
+                start_poll(world, op.camera)
+        elif isinstance(op, Wait):
+            await asyncio.sleep(op.seconds)
+        elif isinstance(op, Sweep):
+            world.relay.sweep()
+        await settle()
+        check_invariants(world)
+
+    if close_at_end:
+        world.relay.close()
+    tasks = [task for _, task in world.polls] + [record.task for record in world.callers]
+    if tasks:
+        longest = max(CONFIG.poll_hold_seconds, CONFIG.longest_logs_wait) + 1
+        _done, pending = await asyncio.wait(tasks, timeout=longest)
+        assert not pending, f"{len(pending)} tasks never ended"
+    await settle()
+
+    assert_relay_idle(world.relay)
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+    for _camera, task in world.polls:
+        if not task.cancelled():
+            error = task.exception()
+            assert error is None or isinstance(error, PollSuperseded | ShuttingDown), error
+            if isinstance(error, ShuttingDown):
+                assert close_at_end
+    check_callers(world, close_at_end)
+    gc.collect()
+    assert errors == [], errors
+
+
+def check_callers(world: World, close_at_end: bool) -> None:
+    by_tag = {result.tag: result for result in world.results}
+    served: list[tuple[int, int]] = []  # (arrival, first delivery of the serving command)
+    for record in world.callers:
+        assert record.ended is not None
+        assert record.ended - record.started <= (
+            CONFIG.connect_timeout_seconds + CONFIG.response_timeout_seconds + WAIT_SLACK
+        ), "a caller waited past its timeouts"
+        if record.task.cancelled():
+            assert record.left, "a caller that stayed was cancelled"
+            note("caller left")
+            continue
+        error = record.task.exception()
+        note(f"caller {type(error).__name__ if error else 'served'}")
+        if isinstance(error, CameraOffline | CameraTimeout):
+            continue
+        if isinstance(error, QueueFull):
+            assert record.waiting_before >= CONFIG.max_waiting_per_camera
+            continue
+        if isinstance(error, ShuttingDown):
+            assert close_at_end
+            continue
+        assert error is None, f"unexpected {error!r}"
+        assert not (
+            record.online_before and record.waiting_before >= CONFIG.max_waiting_per_camera
+        ), "a full queue took another caller"
+        logs = record.task.result()
+        if not logs:
+            # Only a result with nothing in this caller's range can leave it empty.
+            assert any(
+                result.outcome is ResultOutcome.ACCEPTED
+                and result.camera == record.camera
+                and not record.time_range.select(result.logs)
+                for result in world.results
+            ), "a caller got no logs though every accepted result had some for it"
+            continue
+        note("caller got logs")
+        tags = {entry["result"] for entry in logs}
+        assert len(tags) == 1, f"a caller got entries from several results: {tags}"
+        result = by_tag[tags.pop()]
+        assert result.outcome is ResultOutcome.ACCEPTED, "served from a result not accepted"
+        assert result.camera == record.camera, "served another camera's logs"
+        assert logs == record.time_range.select(result.logs), "not exactly its inclusive slice"
+        assert result.receipt_id is not None
+        command_range = world.ranges_by_id[result.receipt_id]
+        assert covers(command_range, record.time_range), "the command's range misses the caller"
+        delivered_at = world.observer.delivered_at[result.receipt_id]
+        assert delivered_at > record.arrived_at, "served by a command handed out before it came"
+        served.append((record.arrived_at, delivered_at))
+    served.sort()
+    deliveries = [delivered for _arrival, delivered in served]
+    assert deliveries == sorted(deliveries), "callers were not served in arrival order"
+
+
+def covers(outer: TimeRange, inner: TimeRange) -> bool:
+    low = lambda r: -math.inf if r.start is None else r.start  # noqa: E731
+    high = lambda r: math.inf if r.end is None else r.end  # noqa: E731
+    return low(outer) <= low(inner) and high(inner) <= high(outer)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(operations=st.lists(OPERATIONS, min_size=5, max_size=40), close_at_end=st.booleans())
+def test_relay_properties(operations: list[Any], close_at_end: bool) -> None:
+    asyncio.run(play(operations, close_at_end))
+
+
+@pytest.mark.parametrize("close_at_end", [False, True])
+def test_a_busy_fixed_scenario(close_at_end: bool) -> None:
+    """A hand-written interleaving through every branch, as a fixed example."""
+    operations = [
+        Call("a", None, None),  # offline: never polled
+        Poll("a"),
+        Call("a", 1, 3),  # handed to the held poll at once
+        Call("a", 2, 9),
+        Call("a", None, 4),  # both wait for the next command
+        Poll("a"),  # redelivery of the first command
+        Answer("a", "own", 0, "command"),  # serves the first caller
+        Answer("a", "repeat", 0, "all"),  # duplicate
+        Poll("a"),  # the coalesced second command
+        Answer("a", "foreign", 0, "all"),
+        Answer("a", "unknown", 0, "all"),
+        Answer("a", "none", 0, "command"),  # answers the one unanswered command
+        Poll("b"),
+        Call("b", 0, 0),
+        Disconnect(5),  # the caller leaves; its command is abandoned
+        Answer("b", "own", 0, "all"),  # late: 404
+        Call("a", 5, 5),
+        Wait(0.06),
+        Sweep(),
+        Poll("a"),
+        DropPoll(5),
+        Call("a", None, 2.5),
+        Wait(0.02),
+    ]
+    asyncio.run(play(operations, close_at_end))
