@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
 from collections.abc import Sequence
 
-from aiohttp import web
-
 from .app import create_app
 from .auth import camera_token
 from .logging_setup import configure_logging
 from .params import CAMERA_ID_PATTERN
+from .runner import serve
 from .settings import ConfigError, Settings
 
 logger = logging.getLogger("camrelay")
@@ -38,15 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level_number, settings.log_format)
     logger.info("starting with %r", settings)
-    web.run_app(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        handler_cancellation=True,
-        backlog=settings.listen_backlog,
-        shutdown_timeout=settings.shutdown_timeout_seconds,
-        print=None,
-    )
+    logger.info("listening on %s:%d", settings.host, settings.port)
+    asyncio.run(serve(create_app(settings), settings))
     logger.info("stopped")
     return 0
 

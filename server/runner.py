@@ -1,0 +1,80 @@
+"""Serving the app: problem+json even for requests the HTTP parser rejects.
+
+aiohttp answers a request it cannot parse (a request line or header too long,
+bytes that are not HTTP) before routing, so middlewares never see it; its
+plain-text answer is replaced here by the same problem+json every other error
+gets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from http import HTTPStatus
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+
+from .problems import problem_response
+from .settings import Settings
+
+SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class ProblemRequestHandler(RequestHandler):
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        # The parent logs the error and refuses when a response has started.
+        super().handle_error(request, status, exc, message)
+        if status == HTTPStatus.BAD_REQUEST:
+            detail = f"the request could not be parsed as HTTP: {message or 'malformed request'}"
+        else:
+            detail = f"the server could not handle this request ({HTTPStatus(status).phrase})"
+        response = problem_response(status, detail, kind="malformed-request")
+        response.force_close()
+        return response
+
+
+class ProblemServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return ProblemRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class RelayRunner(web.AppRunner):
+    """An ``AppRunner`` whose connections answer parser errors with problem+json."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = ProblemServer  # same state; only the handler factory differs
+        return server
+
+
+async def serve(app: web.Application, settings: Settings) -> None:
+    """Serve until SIGINT or SIGTERM, then shut down gracefully."""
+    runner = RelayRunner(
+        app,
+        handler_cancellation=True,
+        shutdown_timeout=settings.shutdown_timeout_seconds,
+        handle_signals=False,
+    )
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in SHUTDOWN_SIGNALS:
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        site = web.TCPSite(
+            runner, settings.host, settings.port, backlog=settings.listen_backlog
+        )
+        await site.start()
+        await stop.wait()
+    finally:
+        for signum in SHUTDOWN_SIGNALS:
+            loop.remove_signal_handler(signum)
+        await runner.cleanup()
