@@ -1,0 +1,79 @@
+"""Log lines: one per relay event, the request id on each, JSON on demand, no payloads."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import Iterator
+
+import orjson
+import pytest
+
+from server.logging_setup import configure_logging
+from tests.conftest import Client, relay_of
+from tests.helpers import camera_polling, wait_until
+
+
+@pytest.fixture
+def json_log() -> Iterator[io.StringIO]:
+    """Route the root logger through camrelay's JSON configuration into a buffer."""
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    configure_logging(logging.INFO, "json")
+    buffer = io.StringIO()
+    handler = root.handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(buffer)
+    yield buffer
+    root.handlers[:] = saved_handlers
+    root.setLevel(saved_level)
+
+
+async def test_relay_events_are_json_lines_with_the_request_id(
+    client: Client, json_log: io.StringIO
+) -> None:
+    relay = relay_of(client)
+    poll = asyncio.ensure_future(client.get("/poll_for_command?cameraId=cam-7"))
+    await wait_until(camera_polling(relay, "cam-7"))
+    caller = asyncio.ensure_future(
+        client.get("/logs?cameraId=cam-7", headers={"X-Request-ID": "user-req-1"})
+    )
+    command = await (await poll).json()
+    secret_payload = "motion detected at (13, 37) PAYLOAD"
+    result = {"requestId": command["requestId"], "logs": [{"timestamp": 1, "d": secret_payload}]}
+    async with client.post("/send_logs?cameraId=cam-7", json=result):
+        pass
+    assert (await caller).status == 200
+
+    lines = [orjson.loads(line) for line in json_log.getvalue().splitlines()]
+    relay_lines = [line for line in lines if line["logger"] == "camrelay.relay"]
+    messages = [line["message"] for line in relay_lines]
+    assert messages == [
+        "camera cam-7 online",
+        f"command {command['requestId']} delivered to camera cam-7 for 1 caller(s)",
+        "result from camera cam-7: accepted",
+    ]
+    assert relay_lines[1]["requestId"] == "user-req-1"
+    assert {"time", "level", "logger", "message", "requestId"} <= set(relay_lines[0])
+    assert secret_payload not in json_log.getvalue()
+
+
+def test_text_format_carries_the_request_id() -> None:
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    try:
+        configure_logging(logging.DEBUG, "text")
+        buffer = io.StringIO()
+        handler = root.handlers[0]
+        assert isinstance(handler, logging.StreamHandler)
+        handler.setStream(buffer)
+        logging.getLogger("camrelay.test").info("hello %s", "there")
+        assert buffer.getvalue().rstrip().endswith("INFO camrelay.test [-] hello there")
+        assert logging.getLogger("aiohttp.access").level == logging.INFO
+        configure_logging(logging.INFO, "text")
+        assert logging.getLogger("aiohttp.access").level == logging.WARNING
+    finally:
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+        logging.getLogger("aiohttp.access").setLevel(logging.NOTSET)
