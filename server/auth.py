@@ -24,7 +24,10 @@ def bearer_token(request: web.Request) -> str | None:
 
 
 def _same(given: str | None, expected: str) -> bool:
-    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+    if given is None:
+        return False
+    # Header bytes that are not UTF-8 arrive as surrogates: compare them, do not fail.
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode())
 
 
 def require_user(request: web.Request, api_token: str | None) -> None:

@@ -15,7 +15,7 @@ from .relay import LogEntry, TimeRange
 DEFAULT_CAMERA_ID = "default"
 CAMERA_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # ASCII digits only: Python's float() also takes other scripts' digits and "1_000".
-DECIMAL_PATTERN = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+DECIMAL_PATTERN = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 SHOWN_VALUE_LIMIT = 80
 
 
@@ -126,4 +126,8 @@ def parse_result_body(body: bytes) -> tuple[str | None, list[LogEntry]]:
                 if "timestamp" in entry
                 else f"logs[{index}] has no timestamp: every entry needs a numeric timestamp"
             )
+    try:
+        orjson.dumps(logs)  # what /logs will render: orjson writes less nesting than it reads
+    except orjson.JSONEncodeError:
+        raise invalid_body("a log entry is nested too deeply (at most 250 levels)") from None
     return request_id, logs

@@ -69,9 +69,7 @@ async def serve(app: web.Application, settings: Settings) -> None:
     for signum in SHUTDOWN_SIGNALS:
         loop.add_signal_handler(signum, stop.set)
     try:
-        site = web.TCPSite(
-            runner, settings.host, settings.port, backlog=settings.listen_backlog
-        )
+        site = web.TCPSite(runner, settings.host, settings.port, backlog=settings.listen_backlog)
         await site.start()
         await stop.wait()
     finally:

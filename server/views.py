@@ -38,15 +38,23 @@ async def poll_for_command(request: web.Request) -> web.Response:
 
 async def send_logs(request: web.Request) -> web.Response:
     settings = get_settings(request.app)
+    relay = get_relay(request.app)
     camera_id = camera_id_param(request)
     require_camera(request, settings.camera_secret, camera_id)
+    relay.camera_seen(camera_id)
     _require_json(request)
     if request.content_length is not None and request.content_length > settings.max_upload_bytes:
         raise web.HTTPRequestEntityTooLarge(
             max_size=settings.max_upload_bytes, actual_size=request.content_length
         )
-    request_id, logs = parse_result_body(await request.read())
-    receipt = get_relay(request.app).submit_result(camera_id, request_id, logs)
+    try:
+        body = await request.read()
+    except web.RequestPayloadError as error:  # e.g. a Content-Encoding that does not decode
+        raise ProblemError(
+            400, f"the body could not be read: {error}", kind="invalid-body"
+        ) from None
+    request_id, logs = parse_result_body(body)
+    receipt = relay.submit_result(camera_id, request_id, logs)
     return json_response(
         {
             "status": receipt.outcome.value,

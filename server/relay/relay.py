@@ -57,6 +57,14 @@ class Relay:
         poll = session.open_poll()
         try:
             return await poll.future
+        except asyncio.CancelledError:
+            # Cancelled with a command already set: the request ended before its answer
+            # was written, so the camera cannot have seen it.
+            if poll.future.done() and not poll.future.cancelled():
+                command = poll.future.result()
+                if command is not None:
+                    session.delivery_lost(command)
+            raise
         finally:
             session.close_poll(poll)
 
@@ -89,6 +97,12 @@ class Relay:
                 f"camera {camera_id!r} has no command awaiting a result; poll first"
             )
         return session.submit_result(request_id, logs)
+
+    def camera_seen(self, camera_id: str) -> None:
+        """Note a request from a camera already known (polls create cameras; this does not)."""
+        session = self._sessions.get(camera_id)
+        if session is not None:
+            session.mark_seen()
 
     def cameras(self) -> list[CameraStatus]:
         return [self._sessions[camera_id].status() for camera_id in sorted(self._sessions)]

@@ -92,6 +92,11 @@ def new_request_id() -> str:
     return secrets.token_hex(16)
 
 
+def shown(value: str, limit: int = 80) -> str:
+    """A client's value quoted and cut short, for an error detail."""
+    return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
 class CameraSession:
     """The relay's state for one camera id. Knows nothing of HTTP."""
 
@@ -149,9 +154,30 @@ class CameraSession:
         self._cancel_timer(poll)
         self._mark_seen()
 
+    def delivery_lost(self, command: Command) -> None:
+        """The poll carrying ``command`` dropped before its answer was written.
+
+        If no other delivery reached the camera, the response timeout starts
+        again at the next one; should none come within the connect timeout,
+        the callers get ``CameraOffline``.
+        """
+        pending = self._in_flight.get(command.request_id)
+        if pending is None or pending.deliveries == 0:
+            return
+        pending.deliveries -= 1
+        if pending.deliveries == 0:
+            if pending.timer is not None:
+                pending.timer.cancel()
+            pending.timer = self._loop.call_later(
+                self._config.connect_timeout_seconds, self._end_wait_for_redelivery, pending
+            )
+
     def submit_result(self, request_id: str | None, logs: list[LogEntry]) -> Receipt:
         """Hand a posted result to the callers of the command it answers."""
+        if self._closed:
+            raise ShuttingDown("the server is shutting down; its callers were answered 503")
         self._mark_seen()
+        self._drop_departed()
         if request_id is None:
             pending = next(iter(self._in_flight.values()), None)
             if pending is None:
@@ -168,7 +194,7 @@ class CameraSession:
                     return Receipt(ResultOutcome.DUPLICATE, request_id, 0)
                 self._observer.result_received(self.camera_id, ResultOutcome.LATE)
                 raise UnknownRequest(
-                    f"no command {request_id!r} is awaiting a result from camera "
+                    f"no command {shown(request_id)} is awaiting a result from camera "
                     f"{self.camera_id!r}: it is unknown, expired, or was issued to another camera"
                 )
         accepted_id = pending.command.request_id
@@ -248,6 +274,10 @@ class CameraSession:
                     ShuttingDown("the server is shutting down; retry in a few seconds")
                 )
 
+    def mark_seen(self) -> None:
+        """The camera made a request (say a ``/send_logs`` that was then rejected)."""
+        self._mark_seen()
+
     def is_online(self) -> bool:
         """Polling now, or seen within the connect timeout."""
         if self._polls:
@@ -284,6 +314,7 @@ class CameraSession:
         poll = next(iter(self._polls), None)
         if poll is None or poll.future.done():
             return
+        self._drop_departed()
         if self._in_flight:
             self._deliver(poll, next(iter(self._in_flight.values())), redelivery=True)
             return
@@ -297,20 +328,33 @@ class CameraSession:
                 caller.timer.cancel()
                 caller.timer = None
             caller.command = pending
-        pending.timer = self._loop.call_later(
-            self._config.response_timeout_seconds, self._end_wait_for_result, pending
-        )
         self._in_flight[command.request_id] = pending
         self._deliver(poll, pending, redelivery=False)
 
     def _deliver(self, poll: HeldPoll, pending: PendingCommand, *, redelivery: bool) -> None:
+        self._mark_seen()  # the poll ends here, before its request task resumes
         self._polls.discard(poll)
         self._cancel_timer(poll)
+        if pending.deliveries == 0:
+            if pending.timer is not None:
+                pending.timer.cancel()
+            pending.timer = self._loop.call_later(
+                self._config.response_timeout_seconds, self._end_wait_for_result, pending
+            )
         pending.deliveries += 1
         poll.future.set_result(pending.command)
         self._observer.command_delivered(
             self.camera_id, pending.command.request_id, len(pending.callers), redelivery
         )
+
+    def _drop_departed(self) -> None:
+        """Forget callers cancelled this loop turn, before their own ``forget`` ran."""
+        for caller in [c for c in self._queue if c.future.cancelled()]:
+            self.forget(caller)
+        for pending in list(self._in_flight.values()):
+            if all(caller.future.cancelled() for caller in pending.callers):
+                for caller in list(pending.callers):
+                    self.forget(caller)
 
     def _finish(self, pending: PendingCommand) -> None:
         del self._in_flight[pending.command.request_id]
@@ -320,6 +364,8 @@ class CameraSession:
 
     def _end_hold(self, poll: HeldPoll) -> None:
         poll.timer = None
+        if poll in self._polls:
+            self._mark_seen()  # the poll ends here, before its request task resumes
         self._polls.discard(poll)
         if not poll.future.done():
             poll.future.set_result(None)
@@ -354,6 +400,23 @@ class CameraSession:
             self.camera_id, pending.command.request_id, len(pending.callers)
         )
         self._dispatch()
+
+    def _end_wait_for_redelivery(self, pending: PendingCommand) -> None:
+        pending.timer = None
+        if self._in_flight.get(pending.command.request_id) is not pending:
+            return
+        del self._in_flight[pending.command.request_id]
+        for caller in pending.callers:
+            if not caller.future.done():
+                caller.future.set_exception(
+                    CameraOffline(
+                        f"camera {self.camera_id!r} dropped the poll carrying the request and "
+                        f"did not poll again within {self._config.connect_timeout_seconds:g} s"
+                    )
+                )
+        self._observer.command_timed_out(
+            self.camera_id, pending.command.request_id, len(pending.callers)
+        )
 
     def _remember_accepted(self, request_id: str) -> None:
         self._accepted[request_id] = None

@@ -1,0 +1,143 @@
+"""Hostile or odd input found in review: never a 500, never a stray round trip."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import orjson
+import pytest
+from aiohttp import ClientSession, TCPConnector
+from yarl import URL
+
+from tests.conftest import Client, MakeClient, MakeLiveServer, relay_of
+from tests.helpers import camera_polling, wait_until
+
+
+async def raw_request(url: str, raw: bytes) -> bytes:
+    target = URL(url)
+    reader, writer = await asyncio.open_connection(target.host, target.port)
+    try:
+        writer.write(raw)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_burst_after_a_long_hold_is_all_200(make_live_server: MakeLiveServer) -> None:
+    server = await make_live_server(connect_timeout_seconds=0.3, poll_hold_seconds=5.0)
+    async with ClientSession(connector=TCPConnector(limit=0)) as http:
+
+        async def camera() -> None:
+            while True:
+                async with http.get(f"{server.url}/poll_for_command") as response:
+                    command = await response.json()
+                if command["command"] == "send_logs":
+                    result = {"requestId": command["requestId"], "logs": [{"timestamp": 1}]}
+                    async with http.post(f"{server.url}/send_logs", json=result) as posted:
+                        await posted.read()
+
+        async def call() -> int:
+            async with http.get(f"{server.url}/logs") as response:
+                await response.read()
+                return response.status
+
+        camera_task = asyncio.ensure_future(camera())
+        try:
+            await wait_until(camera_polling(server.relay))
+            await asyncio.sleep(0.4)  # held longer than the connect timeout
+            statuses = await asyncio.gather(*(call() for _ in range(30)))
+        finally:
+            camera_task.cancel()
+            await asyncio.gather(camera_task, return_exceptions=True)
+    assert statuses == [200] * 30
+
+
+async def test_deeply_nested_entry_is_refused_at_the_door(client: Client) -> None:
+    relay = relay_of(client)
+    poll = asyncio.ensure_future(client.get("/poll_for_command"))
+    await wait_until(camera_polling(relay))
+    caller = asyncio.ensure_future(client.get("/logs"))
+    command = await (await poll).json()
+    deep = "[" * 300 + "]" * 300
+    body = f'{{"requestId": "{command["requestId"]}", "logs": [{{"timestamp": 1, "x": {deep}}}]}}'
+    headers = {"Content-Type": "application/json"}
+    async with client.post("/send_logs", data=body, headers=headers) as response:
+        assert response.status == 400
+        assert "nested too deeply" in (await response.json(content_type=None))["detail"]
+    good = {"requestId": command["requestId"], "logs": [{"timestamp": 1, "x": [[1]]}]}
+    async with client.post("/send_logs", json=good) as response:
+        assert response.status == 200
+    assert (await (await caller).json())["logs"] == good["logs"]
+
+
+@pytest.mark.parametrize(
+    ("path", "overrides"),
+    [
+        ("/logs", {"api_token": "t0ken"}),
+        ("/cameras", {"api_token": "t0ken"}),
+        ("/poll_for_command", {"camera_secret": "s3cret"}),
+    ],
+)
+async def test_non_utf8_bearer_is_401(
+    make_live_server: MakeLiveServer, path: str, overrides: dict[str, str]
+) -> None:
+    server = await make_live_server(**overrides)
+    answer = await raw_request(
+        server.url,
+        b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\n"
+        b"Connection: close\r\n\r\n",
+    )
+    assert answer.startswith(b"HTTP/1.1 401 ")
+
+
+async def test_head_cannot_take_a_poll_or_start_a_round_trip(client: Client) -> None:
+    relay = relay_of(client)
+    poll = asyncio.ensure_future(client.get("/poll_for_command"))
+    await wait_until(camera_polling(relay))
+    for path in ("/poll_for_command", "/logs"):
+        async with client.head(path) as response:
+            assert response.status == 405
+    assert relay.cameras()[0].polling  # the real poll is still held
+    assert relay.cameras()[0].in_flight == 0
+    poll.cancel()
+    await asyncio.gather(poll, return_exceptions=True)
+    async with client.head("/healthz") as response:
+        assert response.status == 200
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_undecodable_body_is_400(client: Client, encoding: str) -> None:
+    headers = {"Content-Type": "application/json", "Content-Encoding": encoding}
+    async with client.post("/send_logs", data=b"not compressed", headers=headers) as response:
+        assert response.status == 400
+        assert response.content_type == "application/problem+json"
+        assert "could not be read" in (await response.json(content_type=None))["detail"]
+
+
+async def test_rejected_send_logs_still_marks_the_camera_seen(make_client: MakeClient) -> None:
+    client = await make_client()
+    relay = relay_of(client)
+    poll = asyncio.ensure_future(client.get("/poll_for_command"))
+    await wait_until(camera_polling(relay))
+    poll.cancel()
+    await asyncio.gather(poll, return_exceptions=True)
+    await wait_until(lambda: not relay.cameras()[0].polling)
+    before = relay.cameras()[0].last_seen
+    headers = {"Content-Type": "application/json"}
+    async with client.post("/send_logs", data=b'{"logs": 5}', headers=headers) as response:
+        assert response.status == 400
+    after = relay.cameras()[0].last_seen
+    assert before is not None
+    assert after is not None
+    assert after > before
+
+
+async def test_404_detail_does_not_echo_a_huge_request_id(client: Client) -> None:
+    body = io.BytesIO(orjson.dumps({"requestId": "x" * 1_000_000, "logs": []}))
+    headers = {"Content-Type": "application/json"}
+    async with client.post("/send_logs", data=body, headers=headers) as response:
+        assert response.status == 404
+        assert len(await response.read()) < 2_000
