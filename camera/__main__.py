@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import resource
 import signal
 import sys
 from collections.abc import Mapping, Sequence
@@ -132,8 +133,23 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             settings.poll_timeout_seconds,
             SERVER_DEFAULT_HOLD_SECONDS,
         )
+    if args.fleet is not None:
+        _make_room_for(args.fleet)
     asyncio.run(run_cameras(settings, fleet=args.fleet))
     return 0
+
+
+def _make_room_for(cameras: int) -> None:
+    """Each fleet camera holds one socket: lift the soft open-file limit if it is short."""
+    needed = cameras + 64
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    log.info("raised the open-file limit from %d to %d for %d cameras", soft, target, cameras)
+    if target < needed:
+        log.warning("the hard open-file limit %d is short of the %d sockets needed", hard, needed)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from .app import create_app
 from .auth import camera_token
+from .limits import raise_open_file_limit
 from .logging_setup import configure_logging
 from .params import CAMERA_ID_PATTERN
 from .runner import serve
@@ -38,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level_number, settings.log_format)
     logger.info("starting with %r", settings)
+    raise_open_file_limit()
     logger.info("listening on %s:%d", settings.host, settings.port)
     asyncio.run(serve(create_app(settings), settings))
     logger.info("stopped")

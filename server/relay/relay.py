@@ -40,6 +40,8 @@ class Relay:
         self._observer: RelayObserver = observer or NullObserver()
         self._wall_clock = wall_clock
         self._sessions: dict[str, CameraSession] = {}
+        #: the ids in ``cameras()`` order, kept until a camera is added or dropped
+        self._sorted_ids: list[str] | None = None
         self._closed = False
 
     @property
@@ -54,6 +56,7 @@ class Relay:
         if session is None:
             session = CameraSession(camera_id, self.config, self._observer, self._wall_clock)
             self._sessions[camera_id] = session
+            self._sorted_ids = None
         poll = session.open_poll()
         try:
             return await poll.future
@@ -105,7 +108,11 @@ class Relay:
             session.mark_seen()
 
     def cameras(self) -> list[CameraStatus]:
-        return [self._sessions[camera_id].status() for camera_id in sorted(self._sessions)]
+        """Every camera's status, sorted by id."""
+        if self._sorted_ids is None:
+            self._sorted_ids = sorted(self._sessions)
+        sessions = self._sessions
+        return [sessions[camera_id].status() for camera_id in self._sorted_ids]
 
     def session(self, camera_id: str) -> CameraSession | None:
         return self._sessions.get(camera_id)
@@ -134,6 +141,8 @@ class Relay:
                 stale.append(camera_id)
         for camera_id in stale:
             del self._sessions[camera_id]
+        if stale:
+            self._sorted_ids = None
         return len(stale)
 
     def close(self) -> None:

@@ -13,6 +13,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .config import RelayConfig
 from .errors import (
@@ -35,8 +36,9 @@ class Command:
     time_range: TimeRange
 
 
-@dataclass(frozen=True, slots=True)
-class CameraStatus:
+class CameraStatus(NamedTuple):
+    """A snapshot of one camera (a tuple: ``/cameras`` builds one per camera)."""
+
     camera_id: str
     online: bool
     last_seen: float | None
@@ -298,13 +300,14 @@ class CameraSession:
         return self._seconds_since_seen()
 
     def status(self) -> CameraStatus:
+        polling = bool(self._polls)
         return CameraStatus(
-            camera_id=self.camera_id,
-            online=self.is_online(),
-            last_seen=self._last_seen_wall,
-            polling=bool(self._polls),
-            waiting=len(self._queue),
-            in_flight=len(self._in_flight),
+            self.camera_id,
+            polling or self._seconds_since_seen() <= self._config.connect_timeout_seconds,
+            self._last_seen_wall,
+            polling,
+            len(self._queue),
+            len(self._in_flight),
         )
 
     # ------------------------------------------------------------------ internals

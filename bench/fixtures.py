@@ -1,0 +1,178 @@
+"""The processes a scenario runs against: the server, a bench camera, a camera fleet."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+import aiohttp
+import orjson
+
+from bench.http import client_session, gauge, wait_for
+from bench.plan import Context
+from bench.procs import HOST, Child, child_env, free_port, spawn, stop, wait_healthy
+from bench.procstat import Memory, cpu_seconds, memory, open_fds
+
+__all__ = ["BenchCamera", "RelayServer", "camera_fleet", "log_camera", "relay_server"]
+
+#: Warnings every server logs at start-up when auth is off (as in a benchmark).
+EXPECTED_SERVER_LINES: Final = ("API_TOKEN is not set", "CAMERA_SECRET is not set")
+POLLS_HELD: Final = "camrelay_polls_held"
+
+
+@dataclass(slots=True)
+class RelayServer:
+    """``python -m server`` on 127.0.0.1; ``url`` is its base URL."""
+
+    url: str
+    child: Child
+
+    @property
+    def pid(self) -> int:
+        return self.child.pid
+
+    def memory(self) -> Memory:
+        return memory(self.pid)
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def open_fds(self) -> int:
+        return open_fds(self.pid)
+
+    def problems(self, *expected: str) -> list[str]:
+        """Lines on its stderr (it logs at WARNING) but the start-up ones and ``expected``."""
+        allowed = (*EXPECTED_SERVER_LINES, *expected)
+        return [
+            line
+            for line in self.child.stderr_lines()
+            if not any(fragment in line for fragment in allowed)
+        ]
+
+
+@contextlib.asynccontextmanager
+async def relay_server(ctx: Context, **env: str) -> AsyncIterator[RelayServer]:
+    """A fresh server for one scenario; ``env`` adds settings (``POLL_HOLD_SECONDS=...``)."""
+    port = free_port()
+    settings = {"HOST": HOST, "PORT": str(port), "LOG_LEVEL": "WARNING", **env}
+    child = await spawn("server", ["-m", "server"], child_env(settings), ctx.workdir)
+    url = f"http://{HOST}:{port}"
+    try:
+        await wait_healthy(url, child)
+        yield RelayServer(url, child)
+    finally:
+        code = await stop(child)
+    if code != 0:
+        raise RuntimeError(f"the server exited with {code} on SIGTERM")
+
+
+@dataclass(slots=True)
+class BenchCamera:
+    """A ``python -m bench.logcam`` process and what it reported on stdout."""
+
+    camera_id: str
+    child: Child
+    commands: int = 0
+    #: results the server answered 404 because every caller had left
+    late: int = 0
+    bytes_sent: list[int] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def problems(self) -> list[str]:
+        """Errors it reported, and late results (a fault where no caller hangs up)."""
+        late = [f"{self.late} results answered 404 (late)"] if self.late else []
+        return [*self.errors, *late]
+
+    def note(self, line: bytes) -> None:
+        event = orjson.loads(line)
+        if event["event"] == "command":
+            self.commands += 1
+            self.bytes_sent.append(int(event["bytes"]))
+        elif event["event"] == "late":
+            self.late += 1
+        elif event["event"] == "error":
+            self.errors.append(str(event["detail"]))
+        self._changed.set()
+
+    async def wait_commands(self, count: int, timeout: float = 10.0) -> bool:
+        """Wait until the camera has answered ``count`` commands in all."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self.commands < count:
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:
+            return False
+        return True
+
+
+async def _read_events(camera: BenchCamera) -> None:
+    stdout = camera.child.process.stdout
+    assert stdout is not None
+    while line := await stdout.readline():
+        camera.note(line)
+
+
+@contextlib.asynccontextmanager
+async def log_camera(
+    ctx: Context, server: RelayServer, entries: int, camera_id: str = "bench"
+) -> AsyncIterator[BenchCamera]:
+    """A bench camera serving ``entries`` deterministic entries, polling once we return."""
+    argv = [
+        "-m",
+        "bench.logcam",
+        f"--base-url={server.url}",
+        f"--camera-id={camera_id}",
+        f"--entries={entries}",
+    ]
+    child = await spawn(
+        f"logcam-{camera_id}", argv, child_env({}), ctx.workdir, capture_stdout=True
+    )
+    camera = BenchCamera(camera_id, child)
+    reader = asyncio.create_task(_read_events(camera), name=f"logcam-{camera_id}-reader")
+    try:
+        async with client_session() as http:
+            if not await wait_for(
+                lambda: _polling(http, server.url, camera_id), timeout=30.0, interval=0.05
+            ):
+                raise RuntimeError(f"bench camera {camera_id!r} did not start polling")
+        yield camera
+    finally:
+        await stop(child)
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+
+
+async def _polling(http: aiohttp.ClientSession, base_url: str, camera_id: str) -> bool:
+    async with http.get(f"{base_url}/cameras") as response:
+        cameras = orjson.loads(await response.read())["cameras"]
+    return any(c["cameraId"] == camera_id and c["polling"] for c in cameras)
+
+
+@contextlib.asynccontextmanager
+async def camera_fleet(
+    ctx: Context, server: RelayServer, count: int, env: Mapping[str, str] | None = None
+) -> AsyncIterator[Child]:
+    """``python -m camera --fleet count`` (ids cam-00001..); stopped before the server."""
+    settings = {
+        "API_BASE_URL": server.url,
+        "LOG_LEVEL": "WARNING",
+        # Idle cameras: one event at start, none during the measurement.
+        "LOG_PERIOD_SECONDS": "3600",
+        **(env or {}),
+    }
+    child = await spawn(
+        f"fleet-{count}", ["-m", "camera", f"--fleet={count}"], child_env(settings), ctx.workdir
+    )
+    try:
+        yield child
+    finally:
+        await stop(child)
+
+
+async def polls_held(http: aiohttp.ClientSession, server: RelayServer) -> int:
+    return int(await gauge(http, server.url, POLLS_HELD))

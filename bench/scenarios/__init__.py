@@ -1,0 +1,23 @@
+"""One module per scenario; each exposes ``NAME`` and ``async def run(ctx) -> ScenarioResult``."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+from bench.plan import Context
+from bench.result import ScenarioResult
+from bench.scenarios import biglog, burst, fanout, fleet, latency, soak
+
+__all__ = ["SCENARIOS", "Scenario"]
+
+Scenario = Callable[[Context], Awaitable[ScenarioResult]]
+
+SCENARIOS: Final[dict[str, Scenario]] = {
+    latency.NAME: latency.run,
+    burst.NAME: burst.run,
+    fleet.NAME: fleet.run,
+    fanout.NAME: fanout.run,
+    biglog.NAME: biglog.run,
+    soak.NAME: soak.run,
+}

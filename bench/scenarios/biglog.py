@@ -1,0 +1,74 @@
+"""big log: one camera with a large log (100,000 entries, ~10 MB of JSON), ``/logs`` unbounded.
+
+After a warm-up call the server's ``VmHWM`` is reset to its current RSS
+(``/proc/<pid>/clear_refs``), so the peak read afterwards is the call's own.
+Payload = the ``/logs`` body the user receives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Final
+
+import orjson
+
+from bench.fixtures import log_camera, relay_server
+from bench.http import client_session, fetch
+from bench.logdata import BASE, make_log
+from bench.plan import Context
+from bench.procstat import reset_peak_rss
+from bench.result import ScenarioResult
+
+__all__ = ["NAME", "run"]
+
+NAME: Final = "biglog"
+CAMERA_ID: Final = "big"
+MB: Final = 1024 * 1024
+
+
+async def run(ctx: Context) -> ScenarioResult:
+    plan = ctx.plan
+    result = ScenarioResult(NAME)
+    entries = make_log(plan.biglog_entries)
+    ratios: list[float] = []
+    async with (
+        relay_server(ctx) as server,
+        log_camera(ctx, server, plan.biglog_entries, CAMERA_ID) as camera,
+        client_session() as http,
+    ):
+        url = f"{server.url}/logs"
+        warm = await fetch(http, url, {"cameraId": CAMERA_ID, "endTimestamp": repr(BASE + 5)})
+        if warm.status != 200:
+            result.error(f"warm-up /logs answered {warm.status}")
+        for run_number in range(1, plan.biglog_runs + 1):
+            await asyncio.sleep(0.3)
+            if not reset_peak_rss(server.pid):
+                result.notes.append("could not reset VmHWM: the peak includes start-up")
+            base = server.memory().rss
+            reply = await fetch(http, url, {"cameraId": CAMERA_ID})
+            peak = server.memory().hwm
+            if reply.status != 200:
+                result.error(f"/logs answered {reply.status}: {reply.body[:200]!r}")
+                continue
+            if orjson.loads(reply.body)["logs"] != entries:
+                result.error("/logs answered other entries than the camera's log")
+            growth = peak - base
+            ratios.append(growth / len(reply.body))
+            tag = f"run {run_number}"
+            result.figure(f"{tag} wall s", round(reply.seconds, 2))
+            result.figure(f"{tag} server RSS before MB", round(base / MB, 1))
+            result.figure(f"{tag} server peak growth MB", round(growth / MB, 1))
+            result.figure(f"{tag} server RSS after MB", round(server.memory().rss / MB, 1))
+            result.figure("payload MB", round(len(reply.body) / MB, 2))
+        await camera.wait_commands(1 + plan.biglog_runs)
+        if camera.bytes_sent:
+            result.figure("camera upload MB", round(max(camera.bytes_sent) / MB, 2))
+        result.figure("entries", plan.biglog_entries)
+        result.errors_from("camera", camera.problems())
+        result.errors_from("server", server.problems())
+    result.target("answered", len(ratios), ">=", plan.biglog_runs)
+    if ratios:
+        result.target(
+            "peak RSS growth / payload (worst run)", round(max(ratios), 2), "<=", 4.0, "x"
+        )
+    return result

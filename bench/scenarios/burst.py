@@ -1,0 +1,112 @@
+"""burst: N concurrent ``/logs`` (distinct ranges, one camera) against N concurrent ``/healthz``.
+
+Both bursts go out on the same N pre-opened keep-alive connections, every
+request written before any answer is read (``bench.rawhttp``), so they measure
+the server, not TCP set-up or the client's own per-request cost.
+Each answer is checked entry by entry against the camera's known log; the
+bench camera reports every command it answers, which counts round trips.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+import orjson
+from yarl import URL
+
+from bench.fixtures import log_camera, relay_server
+from bench.http import Reply
+from bench.logdata import BASE, STEP, Entry, expected, make_log
+from bench.plan import Context
+from bench.procs import HOST
+from bench.profiling import profiled
+from bench.rawhttp import close_pool, open_pool, send_all
+from bench.result import ScenarioResult
+from bench.stats import median, ratio
+
+__all__ = ["NAME", "run"]
+
+NAME: Final = "burst"
+CAMERA_ID: Final = "burst"
+#: Each caller asks for a window this many entries wide, starting one entry later than the last.
+WINDOW_ENTRIES: Final = 20
+
+
+def ranges(count: int) -> list[tuple[float, float]]:
+    """``count`` distinct inclusive ranges sliding over the log."""
+    return [(BASE + i * STEP, BASE + (i + WINDOW_ENTRIES) * STEP) for i in range(count)]
+
+
+async def run(ctx: Context) -> ScenarioResult:
+    plan = ctx.plan
+    result = ScenarioResult(NAME)
+    entries = make_log(plan.burst_entries)
+    timestamps = [float(e["timestamp"]) for e in entries]
+    windows = ranges(plan.burst_size)
+    answers = [expected(entries, timestamps, start, end) for start, end in windows]
+    health_targets = ["/healthz"] * len(windows)
+    logs_targets = [
+        f"/logs?cameraId={CAMERA_ID}&startTimestamp={start!r}&endTimestamp={end!r}"
+        for start, end in windows
+    ]
+    health_walls: list[float] = []
+    logs_walls: list[float] = []
+    trips: list[int] = []
+    async with (
+        relay_server(ctx) as server,
+        log_camera(ctx, server, plan.burst_entries, CAMERA_ID) as camera,
+    ):
+        url = URL(server.url)
+        host, port = url.host or HOST, url.port or 80
+        pool = await open_pool(host, port, plan.burst_size)
+        try:
+            await send_all(pool, host, port, health_targets)  # warm-up
+            async with profiled(ctx, NAME, server.pid) as profile:
+                for _ in range(plan.burst_rounds):
+                    wall, replies = await send_all(pool, host, port, health_targets)
+                    health_walls.append(wall)
+                    for reply in replies:
+                        if reply.status != 200:
+                            result.error(f"/healthz answered {reply.status}")
+                    before = camera.commands
+                    wall, replies = await send_all(pool, host, port, logs_targets)
+                    logs_walls.append(wall)
+                    await camera.wait_commands(before + 1)
+                    trips.append(camera.commands - before)
+                    check(result, replies, answers)
+        finally:
+            await close_pool(pool)
+        result.notes.extend(f"profile: {line}" for line in profile.lines)
+        result.errors_from("camera", camera.problems())
+        result.errors_from("server", server.problems())
+    result.figure("callers per burst", plan.burst_size)
+    result.figure("bursts", plan.burst_rounds)
+    result.figure("healthz burst wall ms (median)", round(1000 * median(health_walls), 1))
+    result.figure("logs burst wall ms (median)", round(1000 * median(logs_walls), 1))
+    result.figure("round trips per burst", ",".join(map(str, trips)))
+    worst = max(ratio(lw, hw) for lw, hw in zip(logs_walls, health_walls, strict=True))
+    result.figure("worst burst wall ratio", round(worst, 2))
+    result.target("inexact answers", result.errors.get(INEXACT, 0), "<=", 0)
+    result.target("round trips (worst burst)", max(trips), "<=", 4)
+    result.target(
+        "wall ratio logs/healthz (median)",
+        round(ratio(median(logs_walls), median(health_walls)), 2),
+        "<=",
+        3.0,
+        "x",
+    )
+    return result
+
+
+INEXACT: Final = "/logs answered other entries than the range holds"
+
+
+def check(
+    result: ScenarioResult, replies: Sequence[Reply], answers: Sequence[Sequence[Entry]]
+) -> None:
+    for reply, answer in zip(replies, answers, strict=True):
+        if reply.status != 200:
+            result.error(f"/logs answered {reply.status}: {reply.body[:200]!r}")
+        elif orjson.loads(reply.body)["logs"] != answer:
+            result.error(INEXACT)

@@ -1,0 +1,101 @@
+"""latency: ``GET /logs`` (one camera, 100 logs) against ``GET /healthz``, same client, same run.
+
+The two are interleaved on one keep-alive connection, so machine noise hits
+both alike, each after a short pause in which the camera's next poll arrives:
+a ``/healthz`` sent while the camera re-polls after a ``/logs`` would pay for
+that poll, and a ``/logs`` sent before it arrives would wait for it. The
+figure is the ratio of their percentiles. Afterwards a run of each kind alone
+measures the CPU every process spends per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Final
+
+import aiohttp
+import orjson
+from yarl import URL
+
+from bench.fixtures import log_camera, relay_server
+from bench.http import client_session, fetch
+from bench.logdata import make_log
+from bench.plan import Context, Plan
+from bench.procstat import cpu_seconds
+from bench.profiling import profiled
+from bench.result import ScenarioResult
+from bench.stats import percentile, ratio
+
+__all__ = ["NAME", "run"]
+
+NAME: Final = "latency"
+CAMERA_ID: Final = "lat"
+#: Before each request the system is let settle (the camera polls again after
+#: each result), so neither kind of request pays for the other's aftermath.
+GAP_SECONDS: Final = 0.002
+
+
+async def cpu_per_request(
+    http: aiohttp.ClientSession,
+    url: URL,
+    server_pid: int,
+    camera_pid: int,
+    plan: Plan,
+) -> dict[str, float]:
+    """CPU seconds each process spends per request, over a run of one kind of request."""
+    count = plan.latency_rounds
+    before = (cpu_seconds(server_pid), cpu_seconds(camera_pid), time.process_time())
+    for _ in range(count):
+        await fetch(http, url)
+    after = (cpu_seconds(server_pid), cpu_seconds(camera_pid), time.process_time())
+    server, camera, client = ((a - b) / count for a, b in zip(after, before, strict=True))
+    return {"server": server, "camera": camera, "client": client}
+
+
+async def run(ctx: Context) -> ScenarioResult:
+    plan = ctx.plan
+    result = ScenarioResult(NAME)
+    expected = make_log(plan.latency_entries)
+    healthz: list[float] = []
+    logs: list[float] = []
+    async with (
+        relay_server(ctx) as server,
+        log_camera(ctx, server, plan.latency_entries, CAMERA_ID) as camera,
+        client_session(limit=1) as http,
+    ):
+        # Both URLs are built once, so neither request pays for building its URL.
+        health_url = URL(f"{server.url}/healthz")
+        logs_url = URL(f"{server.url}/logs").with_query(cameraId=CAMERA_ID)
+        async with profiled(ctx, NAME, server.pid) as profile:
+            for i in range(plan.latency_warmup + plan.latency_rounds):
+                await asyncio.sleep(GAP_SECONDS)
+                health = await fetch(http, health_url)
+                await asyncio.sleep(GAP_SECONDS)
+                reply = await fetch(http, logs_url)
+                if health.status != 200:
+                    result.error(f"/healthz answered {health.status}")
+                if reply.status != 200:
+                    result.error(f"/logs answered {reply.status}: {reply.body[:200]!r}")
+                elif orjson.loads(reply.body)["logs"] != expected:
+                    result.error("/logs answered other logs than the camera's")
+                if i >= plan.latency_warmup:
+                    healthz.append(health.seconds)
+                    logs.append(reply.seconds)
+        result.notes.extend(f"profile: {line}" for line in profile.lines)
+        for name, url in (("healthz", health_url), ("logs", logs_url)):
+            spent = await cpu_per_request(http, url, server.pid, camera.child.pid, plan)
+            for process, seconds in spent.items():
+                result.figure(f"{name}: {process} CPU per request us", round(1e6 * seconds))
+        result.errors_from("camera", camera.problems())
+        result.figure("camera round trips (every /logs of the scenario)", camera.commands)
+        result.errors_from("server", server.problems())
+    for name, values in (("healthz", healthz), ("logs", logs)):
+        result.figure(f"{name} p50 ms", round(1000 * percentile(values, 50), 3))
+        result.figure(f"{name} p99 ms", round(1000 * percentile(values, 99), 3))
+    p50 = ratio(percentile(logs, 50), percentile(healthz, 50))
+    p99 = ratio(percentile(logs, 99), percentile(healthz, 99))
+    result.figure("requests measured", len(logs))
+    result.figure("p99 ratio logs/healthz", round(p99, 2))
+    result.target("p50 ratio logs/healthz", round(p50, 2), "<=", 3.0, "x")
+    return result
