@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from tests.conftest import assert_relay_idle
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
@@ -47,6 +46,7 @@ from server.relay import (
     TimeRange,
     UnknownRequest,
 )
+from tests.conftest import assert_relay_idle
 
 CONFIG = RelayConfig(
     poll_hold_seconds=0.03,
@@ -56,8 +56,9 @@ CONFIG = RelayConfig(
     session_retention_seconds=0.02,
 )
 CAMERAS = ("a", "b")
-#: Slack over a caller's own timeouts for a loaded machine; the relay's safety
-#: ceiling (connect + response + 1 s) must never be what ends a wait.
+#: Slack over a caller's own timeouts for a loaded machine: the session's timers end
+#: every wait, well before the relay's safety ceiling (connect + response + 1 s,
+#: PROTOCOL.md's bound), which ends every wait in any case.
 WAIT_SLACK = 0.5
 #: The camera's whole log, in its own (unsorted) order: an entry at every grid point
 #: 0..10, so a served caller's slice is never empty, plus repeats and half-points.
@@ -74,6 +75,8 @@ CAMERA_LOG: list[dict[str, Any]] = [
 @dataclass(frozen=True)
 class Poll:
     camera: str
+    #: the camera's older poll, which this one supersedes, hangs up in the same loop turn
+    drop_older: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,16 @@ class Call:
     camera: str
     start: float | None
     end: float | None
+
+
+@dataclass(frozen=True)
+class Burst:
+    """Several callers at once (like curl_parallel.sh), in this arrival order."""
+
+    calls: tuple[Call, ...]
+    #: the camera's held poll hangs up just as the first caller's command reaches it,
+    #: before its answer is written: a lost delivery
+    hang_up: bool = False
 
 
 @dataclass(frozen=True)
@@ -119,9 +132,11 @@ class Sweep:
 def ranges() -> st.SearchStrategy[tuple[float | None, float | None]]:
     bound = st.none() | st.sampled_from(GRID) | st.sampled_from([2.5, 9.5, -1, 11])
     return st.tuples(bound, bound).map(
-        lambda pair: pair
-        if None in pair or pair[0] <= pair[1]  # type: ignore[operator]
-        else (pair[1], pair[0])
+        lambda pair: (
+            pair
+            if None in pair or pair[0] <= pair[1]  # type: ignore[operator]
+            else (pair[1], pair[0])
+        )
     )
 
 
@@ -129,9 +144,14 @@ def ranges() -> st.SearchStrategy[tuple[float | None, float | None]]:
 busy_camera = st.sampled_from(["a", "a", "a", "b"])
 #: -1 (the latest command the camera got, what a real camera answers) most of the time.
 command_index = st.sampled_from([-1, -1, -1, 0, 1, 2])
-polls = st.builds(Poll, busy_camera)
-calls = ranges().flatmap(
-    lambda pair: st.builds(Call, busy_camera, st.just(pair[0]), st.just(pair[1]))
+polls = st.builds(Poll, busy_camera, st.sampled_from([False, False, False, False, True]))
+calls = st.builds(
+    lambda camera, pairs, hang_up: Burst(
+        tuple(Call(camera, start, end) for start, end in pairs), hang_up
+    ),
+    busy_camera,
+    st.lists(ranges(), min_size=1, max_size=4),
+    st.sampled_from([False, False, False, False, True]),
 )
 answers = st.builds(
     Answer,
@@ -166,6 +186,7 @@ class Observer:
         self._clock = clock
         self.delivered_at: dict[str, int] = {}
         self.delivered_to: dict[str, str] = {}
+        self.deliveries: list[str] = []
         #: camera -> ids delivered and not yet accepted, timed out or abandoned
         self.unanswered: dict[str, set[str]] = {camera: set() for camera in CAMERAS}
 
@@ -178,12 +199,15 @@ class Observer:
     def command_delivered(
         self, camera_id: str, request_id: str, callers: int, redelivery: bool
     ) -> None:
+        self.deliveries.append(request_id)
         if redelivery:
             assert self.delivered_to.get(request_id) == camera_id, "redelivered an unknown command"
             assert request_id in self.unanswered[camera_id], "redelivered a finished command"
+            note("command redelivered")
         else:
             assert request_id not in self.delivered_at, "a new command reused an id"
             assert callers >= 1
+            note(f"command for {min(callers, 3)}{'+' if callers >= 3 else ''} callers")
             self.delivered_at[request_id] = next(self._clock)
             self.delivered_to[request_id] = camera_id
             self.unanswered[camera_id].add(request_id)
@@ -229,12 +253,15 @@ class World:
     observer: Observer
     clock: itertools.count[int]
     polls: list[tuple[str, asyncio.Task[Command | None]]] = field(default_factory=list)
+    #: poll tasks cancelled while still running: their requests ended
+    hung_up: set[asyncio.Task[Command | None]] = field(default_factory=set)
     callers: list[CallerRecord] = field(default_factory=list)
     commands: dict[str, list[Command]] = field(default_factory=dict)
     ranges_by_id: dict[str, TimeRange] = field(default_factory=dict)
     results: list[PostedResult] = field(default_factory=list)
     accepted: dict[str, PostedResult] = field(default_factory=dict)
     tags: itertools.count[int] = field(default_factory=itertools.count)
+    lost_deliveries: int = 0
 
 
 def note(value: str) -> None:
@@ -261,10 +288,15 @@ def check_invariants(world: World) -> None:
 
 
 def on_poll_done(world: World, camera: str, task: asyncio.Task[Command | None]) -> None:
-    if task.cancelled() or task.exception() is not None:
+    if task.cancelled():
+        note("poll dropped")
+        return
+    if task.exception() is not None:
+        note(f"poll {type(task.exception()).__name__}")
         return
     command = task.result()
     if command is None:
+        note("poll noop")
         return
     known = world.ranges_by_id.setdefault(command.request_id, command.time_range)
     assert known == command.time_range, "a redelivered command changed its range"
@@ -272,10 +304,31 @@ def on_poll_done(world: World, camera: str, task: asyncio.Task[Command | None]) 
     world.commands.setdefault(camera, []).append(command)
 
 
-def start_poll(world: World, camera: str) -> None:
+def hang_up(world: World, task: asyncio.Task[Command | None]) -> None:
+    if not task.done() and task.cancel():
+        world.hung_up.add(task)
+
+
+def start_poll(world: World, camera: str) -> asyncio.Task[Command | None]:
     task = asyncio.create_task(world.relay.poll(camera))
     task.add_done_callback(lambda done: on_poll_done(world, camera, done))
     world.polls.append((camera, task))
+    return task
+
+
+async def start_call(world: World, call: Call) -> None:
+    session = world.relay.session(call.camera)
+    status = session.status() if session else None
+    record = CallerRecord(
+        call.camera,
+        TimeRange(call.start, call.end),
+        task=None,  # type: ignore[arg-type]
+        waiting_before=status.waiting if status else 0,
+        online_before=bool(status and status.online),
+    )
+    record.task = asyncio.create_task(run_call(world, record))
+    world.callers.append(record)
+    await asyncio.sleep(0)  # the caller enqueues now, before anything else happens
 
 
 async def run_call(world: World, record: CallerRecord) -> list[dict[str, Any]]:
@@ -308,7 +361,7 @@ def answer(world: World, op: Answer) -> None:
     if op.logs == "empty":
         entries: list[dict[str, Any]] = []
     elif op.logs == "command" and command is not None:
-        entries = command.time_range.select(CAMERA_LOG)
+        entries = inclusive_slice(command.time_range, CAMERA_LOG)
     else:
         entries = list(CAMERA_LOG)
     tag = next(world.tags)
@@ -352,20 +405,33 @@ async def play(operations: list[Any], close_at_end: bool) -> None:
 
     for op in operations:
         if isinstance(op, Poll):
+            older = [task for camera, task in world.polls if camera == op.camera]
             start_poll(world, op.camera)
-        elif isinstance(op, DropPoll) and world.polls:
-            world.polls[op.index % len(world.polls)][1].cancel()
+            if op.drop_older:
+                await asyncio.sleep(0)  # the new poll opens and supersedes the held one ...
+                for task in older:  # ... whose client hangs up before it resumes
+                    hang_up(world, task)
+        elif isinstance(op, DropPoll):
+            held = [task for _, task in world.polls if not task.done()]
+            if held:
+                hang_up(world, held[op.index % len(held)])
         elif isinstance(op, Call):
-            session = world.relay.session(op.camera)
-            status = session.status() if session else None
-            record = CallerRecord(op.camera, TimeRange(op.start, op.end), task=None)  # type: ignore[arg-type]
-            record.waiting_before = status.waiting if status else 0
-            record.online_before = bool(status and status.online)
-            record.task = asyncio.create_task(run_call(world, record))
-            world.callers.append(record)
-        elif isinstance(op, Disconnect) and world.callers:
-            record = world.callers[op.index % len(world.callers)]
-            if not record.task.done():
+            await start_call(world, op)
+        elif isinstance(op, Burst):
+            for index, call in enumerate(op.calls):
+                delivered = len(world.observer.deliveries)
+                await start_call(world, call)
+                if op.hang_up and index == 0 and len(world.observer.deliveries) > delivered:
+                    # The poll's task has its command but has not resumed: its request ends.
+                    for camera, task in world.polls:
+                        if camera == call.camera:
+                            hang_up(world, task)
+                    world.lost_deliveries += 1
+                    note("delivery lost")
+        elif isinstance(op, Disconnect):
+            waiting = [record for record in world.callers if not record.task.done()]
+            if waiting:
+                record = waiting[op.index % len(waiting)]
                 record.left = True
                 record.task.cancel()
         elif isinstance(op, Answer):
@@ -391,6 +457,7 @@ async def play(operations: list[Any], close_at_end: bool) -> None:
     assert_relay_idle(world.relay)
     assert asyncio.all_tasks() == {asyncio.current_task()}
     for _camera, task in world.polls:
+        assert task.cancelled() == (task in world.hung_up), "a poll that hung up went on"
         if not task.cancelled():
             error = task.exception()
             assert error is None or isinstance(error, PollSuperseded | ShuttingDown), error
@@ -403,14 +470,17 @@ async def play(operations: list[Any], close_at_end: bool) -> None:
 
 def check_callers(world: World, close_at_end: bool) -> None:
     by_tag = {result.tag: result for result in world.results}
-    served: list[tuple[int, int]] = []  # (arrival, first delivery of the serving command)
+    served: list[tuple[str, int, int]] = []  # (camera, arrival, first delivery of its command)
     for record in world.callers:
         assert record.ended is not None
-        assert record.ended - record.started <= (
-            CONFIG.connect_timeout_seconds + CONFIG.response_timeout_seconds + WAIT_SLACK
-        ), "a caller waited past its timeouts"
-        if record.task.cancelled():
-            assert record.left, "a caller that stayed was cancelled"
+        waited = record.ended - record.started
+        assert waited <= CONFIG.longest_logs_wait + WAIT_SLACK, "a caller waited past the bound"
+        # Pick-up (or, after a lost delivery, which can only happen at pick-up, the
+        # wait for the camera to poll again), then the result: each ended by a session timer.
+        timeouts = CONFIG.connect_timeout_seconds + CONFIG.response_timeout_seconds
+        assert waited <= timeouts + WAIT_SLACK, "a caller waited past its timeouts"
+        assert record.task.cancelled() == record.left, "a caller that left went on, or vice versa"
+        if record.left:
             note("caller left")
             continue
         error = record.task.exception()
@@ -433,7 +503,7 @@ def check_callers(world: World, close_at_end: bool) -> None:
             assert any(
                 result.outcome is ResultOutcome.ACCEPTED
                 and result.camera == record.camera
-                and not record.time_range.select(result.logs)
+                and not inclusive_slice(record.time_range, result.logs)
                 for result in world.results
             ), "a caller got no logs though every accepted result had some for it"
             continue
@@ -443,26 +513,50 @@ def check_callers(world: World, close_at_end: bool) -> None:
         result = by_tag[tags.pop()]
         assert result.outcome is ResultOutcome.ACCEPTED, "served from a result not accepted"
         assert result.camera == record.camera, "served another camera's logs"
-        assert logs == record.time_range.select(result.logs), "not exactly its inclusive slice"
+        assert logs == inclusive_slice(record.time_range, result.logs), "not its inclusive slice"
         assert result.receipt_id is not None
-        command_range = world.ranges_by_id[result.receipt_id]
-        assert covers(command_range, record.time_range), "the command's range misses the caller"
+        # Unknown only for a command the camera never saw (its delivery was lost) and
+        # answered with an id-less result.
+        command_range = world.ranges_by_id.get(result.receipt_id)
+        if command_range is not None:
+            assert covers(command_range, record.time_range), "the command's range misses it"
+        else:
+            assert world.lost_deliveries
+            seen = world.commands.get(record.camera, [])
+            assert result.receipt_id not in {command.request_id for command in seen}
         delivered_at = world.observer.delivered_at[result.receipt_id]
         assert delivered_at > record.arrived_at, "served by a command handed out before it came"
-        served.append((record.arrived_at, delivered_at))
-    served.sort()
-    deliveries = [delivered for _arrival, delivered in served]
-    assert deliveries == sorted(deliveries), "callers were not served in arrival order"
+        served.append((record.camera, record.arrived_at, delivered_at))
+    for camera, arrived, delivered in served:
+        for other_camera, other_arrived, other_delivered in served:
+            if other_camera != camera:
+                continue
+            if other_arrived < arrived:
+                assert other_delivered <= delivered, "callers were not served in arrival order"
+            if other_arrived < delivered:
+                # Queued when this command went out, so in it, unless already in an earlier one.
+                assert other_delivered <= delivered, "a command left a queued caller behind"
+
+
+def low(time_range: TimeRange) -> float:
+    return -math.inf if time_range.start is None else time_range.start
+
+
+def high(time_range: TimeRange) -> float:
+    return math.inf if time_range.end is None else time_range.end
+
+
+def inclusive_slice(time_range: TimeRange, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The test's own ``start <= timestamp <= end``, in the camera's order."""
+    return [e for e in entries if low(time_range) <= e["timestamp"] <= high(time_range)]
 
 
 def covers(outer: TimeRange, inner: TimeRange) -> bool:
-    low = lambda r: -math.inf if r.start is None else r.start  # noqa: E731
-    high = lambda r: math.inf if r.end is None else r.end  # noqa: E731
     return low(outer) <= low(inner) and high(inner) <= high(outer)
 
 
 @settings(
-    max_examples=60,
+    max_examples=50,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -502,5 +596,31 @@ def test_a_busy_fixed_scenario(close_at_end: bool) -> None:
         DropPoll(5),
         Call("a", None, 2.5),
         Wait(0.02),
+        Poll("a"),
+        Burst((Call("a", 1, 1), Call("a", 2, 2)), hang_up=True),  # the delivery is lost
+        Poll("a"),  # and the command redelivered
+        Answer("a", "own", -1, "command"),
+        Poll("a"),
+        Burst((Call("a", 3, 3),), hang_up=True),
+        Wait(0.12),  # lost, and no poll within the connect timeout: CameraOffline
     ]
     asyncio.run(play(operations, close_at_end))
+
+
+def test_a_superseded_poll_that_hangs_up_ends_cancelled() -> None:
+    """Regression: Relay.poll once turned this cancellation into the PollSuperseded."""
+
+    async def scenario() -> None:
+        relay = Relay(CONFIG)
+        older = asyncio.create_task(relay.poll("a"))
+        await asyncio.sleep(0)  # held
+        newer = asyncio.create_task(relay.poll("a"))
+        await asyncio.sleep(0)  # the newer poll supersedes the older one ...
+        older.cancel()  # ... whose client hangs up in the same loop turn
+        await asyncio.gather(older, return_exceptions=True)
+        newer.cancel()
+        await asyncio.gather(newer, return_exceptions=True)
+        assert_relay_idle(relay)
+        assert older.cancelled(), f"the cancellation became {older.exception()!r}"
+
+    asyncio.run(scenario())

@@ -28,6 +28,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from server import Settings, create_app
+from server.runner import RelayRunner
 
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "server" / "openapi.json"
 HOST = "127.0.0.1"
@@ -55,6 +56,8 @@ MIN_EXPECTED_CASES = 100
 
 #: (METHOD path, status) -> how many generated cases got that answer.
 CASES: collections.Counter[tuple[str, int]] = collections.Counter()
+#: The same for the hand-written cases of test_logs_reach_the_camera.
+EXPLICIT_CASES: collections.Counter[tuple[str, int]] = collections.Counter()
 
 schema = schemathesis.openapi.from_path(OPENAPI_PATH)
 
@@ -71,7 +74,7 @@ class LiveServer:
         self._settings = server_settings
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="live-server")
-        self._runner: web.AppRunner | None = None
+        self._runner: RelayRunner | None = None
         self._camera: asyncio.Task[None] | None = None
         self.base_url = ""
         self.camera_results: collections.Counter[int] = collections.Counter()
@@ -91,7 +94,13 @@ class LiveServer:
             self._loop.close()
 
     async def _start(self) -> None:
-        self._runner = web.AppRunner(create_app(self._settings), handle_signals=False)
+        # As ``python -m server`` serves it: handler cancellation, parser errors as problems.
+        self._runner = RelayRunner(
+            create_app(self._settings),
+            handler_cancellation=True,
+            shutdown_timeout=self._settings.shutdown_timeout_seconds,
+            handle_signals=False,
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, HOST, 0)
         await site.start()
@@ -144,9 +153,15 @@ def http() -> Iterator[requests.Session]:
         yield session
 
 
-def check_response(case: Any, response: Any, live_server: LiveServer) -> None:
+def check_response(
+    case: Any,
+    response: Any,
+    live_server: LiveServer,
+    http: requests.Session,
+    counter: collections.Counter[tuple[str, int]],
+) -> None:
     method, path = case.operation.method.upper(), case.operation.path
-    CASES[(f"{method} {path}", response.status_code)] += 1
+    counter[(f"{method} {path}", response.status_code)] += 1
     if response.status_code >= 500:
         assert response.status_code in documented_statuses(method, path) & {503, 504}, (
             f"{method} {path} answered {response.status_code}: {response.text[:500]}"
@@ -158,7 +173,8 @@ def check_response(case: Any, response: Any, live_server: LiveServer) -> None:
         # 400 (startTimestamp > endTimestamp, 1e999) or a 503 (camera offline); the
         # status-code, content-type, header and body checks still apply to every answer.
         excluded_checks=[not_a_server_error, positive_data_acceptance],
-        transport_kwargs={"base_url": live_server.base_url},
+        # Checks that send requests of their own send them here too, the same way.
+        transport_kwargs={"base_url": live_server.base_url, "session": http},
     )
 
 
@@ -171,7 +187,7 @@ def check_response(case: Any, response: Any, live_server: LiveServer) -> None:
 )
 def test_api_conforms_to_schema(case: Any, live_server: LiveServer, http: requests.Session) -> None:
     response = case.call(base_url=live_server.base_url, session=http, timeout=10)
-    check_response(case, response, live_server)
+    check_response(case, response, live_server, http, CASES)
 
 
 @pytest.mark.parametrize(
@@ -195,7 +211,7 @@ def test_logs_reach_the_camera(
     """Schema-checked /logs calls that the attached camera really answers."""
     case = schema["/logs"]["GET"].Case(query=query)
     response = case.call(base_url=live_server.base_url, session=http, timeout=10)
-    check_response(case, response, live_server)
+    check_response(case, response, live_server, http, EXPLICIT_CASES)
     assert response.status_code == 200, response.text
     assert response.json()["logs"] == expected
     assert response.json()["count"] == len(expected)
@@ -210,8 +226,10 @@ def test_case_count(live_server: LiveServer) -> None:
     for (operation, _status), count in CASES.items():
         by_operation[operation] += count
     print(
-        f"schemathesis cases: {total}; by operation: {dict(by_operation)}; "
-        f"by status: {dict(CASES)}; camera results: {dict(live_server.camera_results)}"
+        f"schemathesis cases: {total} generated (+{sum(EXPLICIT_CASES.values())} explicit); "
+        f"by operation: {dict(by_operation)}; by status: {dict(CASES)}; "
+        f"camera: {live_server.camera_commands} commands, "
+        f"results {dict(live_server.camera_results)}"
     )
     assert set(by_operation) == {
         f"{method.upper()} {path}"
@@ -219,5 +237,5 @@ def test_case_count(live_server: LiveServer) -> None:
         for method in item
     }
     assert total >= MIN_EXPECTED_CASES
-    assert CASES[("GET /logs", 200)] > 0, "no /logs call reached the camera"
+    assert CASES[("GET /logs", 200)] > 0, "no generated /logs call reached the camera"
     assert live_server.camera_results[200] > 0

@@ -63,8 +63,9 @@ class Relay:
         except asyncio.CancelledError:
             # Cancelled with a command already set: the request ended before its answer
             # was written, so the camera cannot have seen it.
-            if poll.future.done() and not poll.future.cancelled():
-                command = poll.future.result()
+            future = poll.future
+            if future.done() and not future.cancelled() and future.exception() is None:
+                command = future.result()
                 if command is not None:
                     session.delivery_lost(command)
             raise
