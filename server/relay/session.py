@@ -21,6 +21,7 @@ from .errors import (
     CameraTimeout,
     PollSuperseded,
     QueueFull,
+    RelayError,
     ShuttingDown,
     UnknownRequest,
 )
@@ -387,39 +388,38 @@ class CameraSession:
             )
 
     def _end_wait_for_result(self, pending: PendingCommand) -> None:
+        timeout = self._config.response_timeout_seconds
+        self._fail_pending(
+            pending,
+            lambda: CameraTimeout(
+                f"camera {self.camera_id!r} took the command but sent no result "
+                f"within {timeout:g} s"
+            ),
+        )
+
+    def _end_wait_for_redelivery(self, pending: PendingCommand) -> None:
+        timeout = self._config.connect_timeout_seconds
+        self._fail_pending(
+            pending,
+            lambda: CameraOffline(
+                f"camera {self.camera_id!r} dropped the poll carrying the request and "
+                f"did not poll again within {timeout:g} s"
+            ),
+        )
+
+    def _fail_pending(self, pending: PendingCommand, error: Callable[[], RelayError]) -> None:
+        """A pending command's timer ran out: its callers get ``error()``, it is dropped."""
         pending.timer = None
         if self._in_flight.get(pending.command.request_id) is not pending:
             return
         del self._in_flight[pending.command.request_id]
         for caller in pending.callers:
             if not caller.future.done():
-                caller.future.set_exception(
-                    CameraTimeout(
-                        f"camera {self.camera_id!r} took the command but sent no result "
-                        f"within {self._config.response_timeout_seconds:g} s"
-                    )
-                )
+                caller.future.set_exception(error())
         self._observer.command_timed_out(
             self.camera_id, pending.command.request_id, len(pending.callers)
         )
         self._dispatch()
-
-    def _end_wait_for_redelivery(self, pending: PendingCommand) -> None:
-        pending.timer = None
-        if self._in_flight.get(pending.command.request_id) is not pending:
-            return
-        del self._in_flight[pending.command.request_id]
-        for caller in pending.callers:
-            if not caller.future.done():
-                caller.future.set_exception(
-                    CameraOffline(
-                        f"camera {self.camera_id!r} dropped the poll carrying the request and "
-                        f"did not poll again within {self._config.connect_timeout_seconds:g} s"
-                    )
-                )
-        self._observer.command_timed_out(
-            self.camera_id, pending.command.request_id, len(pending.callers)
-        )
 
     def _remember_accepted(self, request_id: str) -> None:
         self._accepted[request_id] = None
