@@ -62,9 +62,14 @@ case "$MODE" in
     demo)
         ensure_env runtime
         port="${PORT:-8080}"
+        stop_demo() {  # SIGTERM each child still running, then reap them
+            kill -TERM ${server_pid:-} ${camera_pid:-} 2>/dev/null || true
+            wait || true
+        }
+        trap stop_demo EXIT
+        trap 'stop_demo; exit 0' INT TERM  # stopped on purpose: a clean exit
         PORT="$port" "$PYTHON" -m server &
         server_pid=$!
-        trap 'kill $server_pid ${camera_pid:-} 2>/dev/null; wait' EXIT INT TERM
         if ! wait_for_health "http://127.0.0.1:${port}/healthz" "$server_pid"; then
             echo "run.sh: the server did not start (is port ${port} free?)" >&2
             exit 1
@@ -75,7 +80,10 @@ case "$MODE" in
         echo "  curl localhost:${port}/logs" >&2
         echo "  ./curl_parallel.sh 10 http://localhost:${port}/logs" >&2
         echo "Ctrl-C stops both." >&2
-        wait -n "$server_pid" "$camera_pid"
+        status=0
+        wait -n "$server_pid" "$camera_pid" || status=$?
+        echo "run.sh: a demo process ended (status ${status}); stopping the other" >&2
+        exit "$status"
         ;;
     test)
         ensure_env dev

@@ -73,6 +73,10 @@ async def serve(app: web.Application, settings: Settings) -> None:
         await site.start()
         await stop.wait()
     finally:
-        for signum in SHUTDOWN_SIGNALS:
-            loop.remove_signal_handler(signum)
-        await runner.cleanup()
+        # The handlers stay until shutdown ends: a second signal (Ctrl-C in a terminal
+        # reaches run.sh and the server alike) must not cut the graceful shutdown short.
+        try:
+            await runner.cleanup()
+        finally:
+            for signum in SHUTDOWN_SIGNALS:
+                loop.remove_signal_handler(signum)
