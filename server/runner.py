@@ -80,3 +80,5 @@ async def serve(app: web.Application, settings: Settings) -> None:
         finally:
             for signum in SHUTDOWN_SIGNALS:
                 loop.remove_signal_handler(signum)
+                # Shut down already: a late signal must not turn exit status 0 into a kill.
+                signal.signal(signum, signal.SIG_IGN)

@@ -56,3 +56,16 @@ async def test_sigterm_answers_everyone_and_exits_zero() -> None:
             assert "shutting down" in (await response.json(content_type=None))["detail"]
         assert await asyncio.wait_for(process.wait(), 10) == 0
         assert loop.time() - started < 5
+
+
+async def test_a_second_signal_does_not_cut_the_shutdown_short() -> None:
+    # Ctrl-C in a terminal reaches run.sh and the server; run.sh then sends SIGTERM too.
+    async with server_process() as (base_url, process), ClientSession() as http:
+        held_poll = asyncio.ensure_future(http.get(f"{base_url}/poll_for_command"))
+        await wait_cameras(http, base_url, {"default": {"polling": True}})
+        process.send_signal(signal.SIGINT)
+        response = await held_poll  # answered while the shutdown is under way ...
+        process.send_signal(signal.SIGTERM)  # ... when the second signal comes
+        assert response.status == 200
+        assert await response.json() == {"command": "noop"}
+        assert await asyncio.wait_for(process.wait(), 10) == 0
