@@ -14,7 +14,7 @@ from .auth import camera_token
 from .limits import raise_open_file_limit
 from .logging_setup import configure_logging
 from .params import CAMERA_ID_PATTERN
-from .runner import serve
+from .runner import ListenError, serve
 from .settings import ConfigError, Settings
 
 logger = logging.getLogger("camrelay")
@@ -40,8 +40,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level_number, settings.log_format)
     logger.info("starting with %r", settings)
     raise_open_file_limit()
-    logger.info("listening on %s:%d", settings.host, settings.port)
-    asyncio.run(serve(create_app(settings), settings))
+    try:
+        asyncio.run(serve(create_app(settings), settings))
+    except ListenError as error:
+        print(f"camrelay: {error}", file=sys.stderr)
+        return 2
     logger.info("stopped")
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -15,7 +16,7 @@ from .middlewares import logs_outcomes, problem_errors, request_context
 from .relay import FanOutObserver, Relay
 from .routes import setup_routes
 from .settings import Settings
-from .state import METRICS_KEY, RELAY_KEY, SETTINGS_KEY, get_relay, get_settings
+from .state import METRICS_KEY, RELAY_KEY, SETTINGS_KEY, STARTED_AT_KEY, get_relay, get_settings
 
 logger = logging.getLogger("camrelay")
 SWEEP_INTERVAL_SECONDS = 5.0
@@ -33,6 +34,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app[SETTINGS_KEY] = settings
     app[RELAY_KEY] = relay
     app[METRICS_KEY] = metrics
+    app[STARTED_AT_KEY] = time.monotonic()
     setup_routes(app)
     app.on_startup.append(_warn_when_auth_is_off)
     app.cleanup_ctx.append(_sweeper)

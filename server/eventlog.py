@@ -30,7 +30,7 @@ class EventLogger:
 
     def command_timed_out(self, camera_id: str, request_id: str, callers: int) -> None:
         logger.warning(
-            "command %s to camera %s timed out; %d caller(s) get 504",
+            "command %s to camera %s expired unanswered; its %d caller(s) were answered",
             request_id,
             camera_id,
             callers,

@@ -10,20 +10,12 @@ import orjson
 from aiohttp import web
 
 from .problems import ProblemError
-from .relay import LogEntry, TimeRange
+from .relay import LogEntry, TimeRange, shown
 
 DEFAULT_CAMERA_ID = "default"
 CAMERA_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # ASCII digits only: Python's float() also takes other scripts' digits and "1_000".
 DECIMAL_PATTERN = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
-SHOWN_VALUE_LIMIT = 80
-
-
-def shown(value: str) -> str:
-    """A client's value, quoted and cut short, for an error detail."""
-    if len(value) > SHOWN_VALUE_LIMIT:
-        return repr(value[:SHOWN_VALUE_LIMIT] + "...")
-    return repr(value)
 
 
 def invalid_parameter(detail: str) -> ProblemError:

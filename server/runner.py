@@ -9,6 +9,7 @@ gets.
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from http import HTTPStatus
 
@@ -20,6 +21,11 @@ from .problems import problem_response
 from .settings import Settings
 
 SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+logger = logging.getLogger("camrelay")
+
+
+class ListenError(Exception):
+    """The server could not bind its address; the message is one line."""
 
 
 class ProblemRequestHandler(RequestHandler):
@@ -55,14 +61,20 @@ class RelayRunner(web.AppRunner):
         return server
 
 
-async def serve(app: web.Application, settings: Settings) -> None:
-    """Serve until SIGINT or SIGTERM, then shut down gracefully."""
-    runner = RelayRunner(
+def make_runner(app: web.Application, settings: Settings) -> RelayRunner:
+    """The runner ``python -m server`` serves with (and the tests' live servers)."""
+    return RelayRunner(
         app,
+        # A caller who hangs up must be forgotten at once, not at its timeout.
         handler_cancellation=True,
         shutdown_timeout=settings.shutdown_timeout_seconds,
         handle_signals=False,
     )
+
+
+async def serve(app: web.Application, settings: Settings) -> None:
+    """Serve until SIGINT or SIGTERM, then shut down gracefully."""
+    runner = make_runner(app, settings)
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -70,7 +82,14 @@ async def serve(app: web.Application, settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     try:
         site = web.TCPSite(runner, settings.host, settings.port, backlog=settings.listen_backlog)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as error:
+            raise ListenError(
+                f"cannot listen on {settings.host}:{settings.port} (HOST, PORT): "
+                f"{error.strerror or error}"
+            ) from None
+        logger.info("listening on %s:%d", settings.host, settings.port)
         await stop.wait()
     finally:
         # The handlers stay until shutdown ends: a second signal (Ctrl-C in a terminal

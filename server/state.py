@@ -11,6 +11,8 @@ from .settings import Settings
 SETTINGS_KEY = web.AppKey("settings", Settings)
 RELAY_KEY = web.AppKey("relay", Relay)
 METRICS_KEY = web.AppKey("metrics", RelayMetrics)
+#: ``time.monotonic()`` when the app was created
+STARTED_AT_KEY = web.AppKey("started_at", float)
 
 
 def get_settings(app: web.Application) -> Settings:
@@ -23,3 +25,7 @@ def get_relay(app: web.Application) -> Relay:
 
 def get_metrics(app: web.Application) -> RelayMetrics:
     return app[METRICS_KEY]
+
+
+def get_started_at(app: web.Application) -> float:
+    return app[STARTED_AT_KEY]

@@ -13,10 +13,9 @@ from .metrics import METRICS_CONTENT_TYPE
 from .params import camera_id_param, parse_result_body, time_range_params
 from .problems import ProblemError, json_response
 from .relay import Command, ResultOutcome
-from .state import get_metrics, get_relay, get_settings
+from .state import get_metrics, get_relay, get_settings, get_started_at
 
 NOOP: dict[str, object] = {"command": "noop"}
-STARTED_AT = time.time()
 
 
 def command_body(command: Command | None) -> dict[str, object]:
@@ -117,7 +116,7 @@ async def healthz(request: web.Request) -> web.Response:
     return json_response(
         {
             "status": "stopping" if relay.closed else "ok",
-            "uptimeSeconds": round(time.time() - STARTED_AT, 3),
+            "uptimeSeconds": round(time.monotonic() - get_started_at(request.app), 3),
         }
     )
 

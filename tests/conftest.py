@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from server import Settings, create_app
 from server.relay import CameraStatus, Relay
-from server.runner import RelayRunner
+from server.runner import make_runner
 from server.state import get_relay
 
 #: Short, distinct timeouts so that tests finish fast and a mix-up shows.
@@ -103,7 +103,7 @@ async def make_live_server() -> AsyncIterator[MakeLiveServer]:
     async def make(**overrides: Any) -> LiveServer:
         settings = settings_for(**overrides)
         app = create_app(settings)
-        runner = RelayRunner(app, handler_cancellation=True)
+        runner = make_runner(app, settings)
         await runner.setup()
         runners.append(runner)
         site = web.TCPSite(runner, "127.0.0.1", 0, backlog=settings.listen_backlog)

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
@@ -48,23 +49,21 @@ async def spawned(
     argv: list[str], env: Mapping[str, str], *, cwd: Path = REPO
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """A child process, terminated and reaped when the block ends."""
-    process = await asyncio.create_subprocess_exec(
-        *argv,
-        env=dict(env),
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        yield process
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), 10)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+    # Its stderr goes to a file, not a pipe: a pipe nobody reads blocks a chatty child.
+    with tempfile.TemporaryFile() as log:
+        process = await asyncio.create_subprocess_exec(
+            *argv, env=dict(env), cwd=cwd, stdout=subprocess.DEVNULL, stderr=log
+        )
+        try:
+            yield process
+        finally:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(process.wait(), 10)
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()
 
 
 @contextlib.asynccontextmanager

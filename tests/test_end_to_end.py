@@ -65,10 +65,6 @@ async def test_real_camera_serves_200_parallel_callers_exactly(
     assert camera.stats.commands_handled <= 3
 
 
-def run_sh(*args: str, env: dict[str, str]) -> list[str]:
-    return [str(REPO / "run.sh"), *args]
-
-
 @pytest.mark.slow
 async def test_processes_started_as_the_readme_says() -> None:
     """`MODE=api ./run.sh` and `MODE=camera API_BASE_URL=... ./run.sh`, then curl_parallel."""
@@ -96,17 +92,17 @@ async def test_processes_started_as_the_readme_says() -> None:
                 assert (await response.json())["logs"] == [everything[2]]
             for entry in everything:
                 assert set(entry) == {"timestamp", "description"}
-            if shutil.which("curl"):
-                result = await asyncio.to_thread(
-                    subprocess.run,
-                    [str(REPO / "curl_parallel.sh"), "10", f"{base_url}/logs"],
-                    capture_output=True,
-                    text=True,
-                    timeout=60,
-                    check=False,
-                )
-                assert result.returncode == 0, result.stdout + result.stderr
-                assert result.stdout.count("HTTP 200") == 10
+            assert shutil.which("curl"), "curl_parallel.sh needs curl"
+            result = await asyncio.to_thread(
+                subprocess.run,
+                [str(REPO / "curl_parallel.sh"), "10", f"{base_url}/logs"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert result.returncode == 0, result.stdout + result.stderr
+            assert result.stdout.count("HTTP 200") == 10
             camera.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(camera.wait(), 10) == 0
         api.send_signal(signal.SIGTERM)

@@ -20,6 +20,7 @@ from server.auth import camera_token
 from server.params import CAMERA_ID_PATTERN, DECIMAL_PATTERN
 from server.relay import WIRE_MAX
 from tests.conftest import Client, MakeClient, relay_of, settings_for
+from tests.helpers import camera_polling, wait_until
 
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "server" / "openapi.json"
 DOCUMENT: dict[str, Any] = json.loads(OPENAPI_PATH.read_text(encoding="utf-8"))
@@ -189,7 +190,7 @@ def test_security_is_optional_bearer_per_side() -> None:
 async def test_camera_round_trip_answers_conform(make_client: MakeClient) -> None:
     client = await make_client()
     poll = asyncio.create_task(client.get("/poll_for_command", params={"cameraId": "cam"}))
-    await asyncio.sleep(0.05)
+    await wait_until(camera_polling(relay_of(client), "cam"))
     logs = asyncio.create_task(client.get("/logs", params={"cameraId": "cam"}))
     command = await assert_conforms("GET", "/poll_for_command", await poll)
     assert command == {
@@ -215,7 +216,7 @@ async def test_camera_round_trip_answers_conform(make_client: MakeClient) -> Non
 async def test_noop_and_superseded_polls_conform(make_client: MakeClient) -> None:
     client = await make_client(poll_hold_seconds=0.1)
     first = asyncio.create_task(client.get("/poll_for_command"))
-    await asyncio.sleep(0.03)
+    await wait_until(camera_polling(relay_of(client)))
     second = asyncio.create_task(client.get("/poll_for_command"))
     assert (await first).status == 409
     await assert_conforms("GET", "/poll_for_command", first.result())
@@ -276,7 +277,7 @@ async def test_unauthorized_answers_conform(make_client: MakeClient) -> None:
 async def test_camera_timeout_conforms(make_client: MakeClient) -> None:
     client = await make_client(response_timeout_seconds=0.1)
     poll = asyncio.create_task(client.get("/poll_for_command"))
-    await asyncio.sleep(0.05)
+    await wait_until(camera_polling(relay_of(client)))
     logs = asyncio.create_task(client.get("/logs"))
     assert (await poll).status == 200  # the camera takes the command and never answers
     response = await logs
@@ -286,11 +287,12 @@ async def test_camera_timeout_conforms(make_client: MakeClient) -> None:
 
 async def test_shutdown_answers_conform(make_client: MakeClient) -> None:
     client = await make_client()
+    relay = relay_of(client)
     poll = asyncio.create_task(client.get("/poll_for_command"))
-    await asyncio.sleep(0.05)
+    await wait_until(camera_polling(relay))
     logs = asyncio.create_task(client.get("/logs"))
     assert (await poll).status == 200  # the camera took the command ...
-    await asyncio.sleep(0.05)
+    await wait_until(lambda: relay.cameras()[0].in_flight == 1)
     relay_of(client).close()  # ... and the server began shutting down
     await assert_conforms("GET", "/logs", await logs)
     assert logs.result().status == 503

@@ -28,7 +28,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from server import Settings, create_app
-from server.runner import RelayRunner
+from server.runner import RelayRunner, make_runner
 
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "server" / "openapi.json"
 HOST = "127.0.0.1"
@@ -95,12 +95,7 @@ class LiveServer:
 
     async def _start(self) -> None:
         # As ``python -m server`` serves it: handler cancellation, parser errors as problems.
-        self._runner = RelayRunner(
-            create_app(self._settings),
-            handler_cancellation=True,
-            shutdown_timeout=self._settings.shutdown_timeout_seconds,
-            handle_signals=False,
-        )
+        self._runner = make_runner(create_app(self._settings), self._settings)
         await self._runner.setup()
         site = web.TCPSite(self._runner, HOST, 0)
         await site.start()

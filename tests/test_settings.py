@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 
@@ -97,3 +99,22 @@ def test_bad_value_stops_start_up_with_one_line() -> None:
     assert result.stderr.strip().splitlines() == [
         "camrelay: configuration error: PORT must be a whole number, got 'eighty'"
     ]
+
+
+def test_an_address_in_use_stops_start_up_with_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "server"],
+            env={**os.environ, "HOST": "127.0.0.1", "PORT": str(port)},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    assert result.returncode == 2
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith(f"camrelay: cannot listen on 127.0.0.1:{port} (HOST, PORT): ")
+    assert "Traceback" not in result.stderr

@@ -12,7 +12,7 @@ from .errors import (
 )
 from .observer import FanOutObserver, NullObserver, RelayObserver, ResultOutcome
 from .relay import Relay, RelayStats
-from .session import CameraSession, CameraStatus, Command, Receipt
+from .session import CameraSession, CameraStatus, Command, Receipt, shown
 from .timerange import WIRE_MAX, LogEntry, TimeRange
 
 __all__ = [
@@ -37,4 +37,5 @@ __all__ = [
     "ShuttingDown",
     "TimeRange",
     "UnknownRequest",
+    "shown",
 ]
