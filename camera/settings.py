@@ -16,8 +16,8 @@ __all__ = ["CAMERA_ID_PATTERN", "CameraSettings", "ConfigError"]
 CAMERA_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 # A finite decimal number: optional sign, digits, optional fraction and
-# exponent.  Stricter than float(): no "nan", "inf", "1_000", whitespace, hex.
-_DECIMAL: Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+# exponent, ASCII digits only (the server's grammar): no "nan", "inf", "1_000", ".5", hex.
+_DECIMAL: Final = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 
 # Header-safe bearer token characters (RFC 6750 b64token and then some):
 # visible ASCII, no spaces.  Anything else could not be sent in a header.

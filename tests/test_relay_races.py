@@ -11,6 +11,7 @@ from server.relay import (
     CameraTimeout,
     Relay,
     RelayConfig,
+    ShuttingDown,
     TimeRange,
     UnknownRequest,
 )
@@ -168,5 +169,5 @@ async def test_result_after_close_is_shutting_down() -> None:
     relay = Relay(CONFIG)
     await seen_but_not_polling(relay)
     relay.close()
-    with pytest.raises(Exception, match="shutting down"):
+    with pytest.raises(ShuttingDown, match="shutting down"):
         relay.submit_result("default", None, [])

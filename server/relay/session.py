@@ -301,12 +301,11 @@ class CameraSession:
         return self._seconds_since_seen()
 
     def status(self) -> CameraStatus:
-        polling = bool(self._polls)
         return CameraStatus(
             self.camera_id,
-            polling or self._seconds_since_seen() <= self._config.connect_timeout_seconds,
+            self.is_online(),
             self._last_seen_wall,
-            polling,
+            bool(self._polls),
             len(self._queue),
             len(self._in_flight),
         )
