@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from .relay import ResultOutcome
+from .relay import RelayObserver, ResultOutcome
 
 logger = logging.getLogger("camrelay.relay")
 
 
-class EventLogger:
+class EventLogger(RelayObserver):
     """A ``RelayObserver`` that writes relay events to the log."""
 
     def camera_connected(self, camera_id: str) -> None:

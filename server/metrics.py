@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .relay import RelayStats, ResultOutcome
+from .relay import RelayObserver, RelayStats, ResultOutcome
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -39,8 +39,8 @@ class _RelayStateCollector(Collector):
         )
 
 
-class RelayMetrics:
-    """A registry of the relay's metrics; also a ``RelayObserver``."""
+class RelayMetrics(RelayObserver):
+    """A registry of the relay's metrics, fed by the relay's events."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -100,12 +100,6 @@ class RelayMetrics:
         return generate_latest(self.registry)
 
     # RelayObserver
-
-    def camera_connected(self, camera_id: str) -> None:
-        pass
-
-    def camera_disconnected(self, camera_id: str) -> None:
-        pass
 
     def command_delivered(
         self, camera_id: str, request_id: str, callers: int, redelivery: bool

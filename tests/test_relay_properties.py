@@ -41,6 +41,7 @@ from server.relay import (
     QueueFull,
     Relay,
     RelayConfig,
+    RelayObserver,
     ResultOutcome,
     ShuttingDown,
     TimeRange,
@@ -178,7 +179,7 @@ OPERATIONS = st.sampled_from(
 # -------------------------------------------------------------------- the model
 
 
-class Observer:
+class Observer(RelayObserver):
     """Records when each command was first handed out (on a shared event clock) and
     which commands are unanswered, from the relay's own events."""
 
@@ -189,12 +190,6 @@ class Observer:
         self.deliveries: list[str] = []
         #: camera -> ids delivered and not yet accepted, timed out or abandoned
         self.unanswered: dict[str, set[str]] = {camera: set() for camera in CAMERAS}
-
-    def camera_connected(self, camera_id: str) -> None:
-        pass
-
-    def camera_disconnected(self, camera_id: str) -> None:
-        pass
 
     def command_delivered(
         self, camera_id: str, request_id: str, callers: int, redelivery: bool

@@ -10,7 +10,7 @@ from .errors import (
     ShuttingDown,
     UnknownRequest,
 )
-from .observer import FanOutObserver, NullObserver, RelayObserver, ResultOutcome
+from .observer import FanOutObserver, RelayObserver, ResultOutcome
 from .relay import Relay, RelayStats
 from .session import CameraSession, CameraStatus, Command, Receipt, shown
 from .timerange import WIRE_MAX, LogEntry, TimeRange
@@ -24,7 +24,6 @@ __all__ = [
     "Command",
     "FanOutObserver",
     "LogEntry",
-    "NullObserver",
     "PollSuperseded",
     "QueueFull",
     "Receipt",

@@ -1,13 +1,13 @@
 """Hooks the relay calls on events worth counting or logging.
 
 The relay stays free of any metrics or logging framework: the application
-plugs in an observer (see ``server.metrics`` and ``server.eventlog``).
+plugs in an observer (see ``server.metrics`` and ``server.eventlog``), a
+subclass of ``RelayObserver`` that overrides the events it cares about.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Protocol
 
 
 class ResultOutcome(StrEnum):
@@ -16,7 +16,9 @@ class ResultOutcome(StrEnum):
     LATE = "late"
 
 
-class RelayObserver(Protocol):
+class RelayObserver:
+    """Observes nothing: every hook is a no-op, subclasses override what they need."""
+
     def camera_connected(self, camera_id: str) -> None:
         """A poll arrived from a camera that was offline or never seen."""
 
@@ -38,31 +40,7 @@ class RelayObserver(Protocol):
         """A camera posted a result; ``LATE`` covers unknown and expired ids."""
 
 
-class NullObserver:
-    """Observes nothing."""
-
-    def camera_connected(self, camera_id: str) -> None:
-        pass
-
-    def camera_disconnected(self, camera_id: str) -> None:
-        pass
-
-    def command_delivered(
-        self, camera_id: str, request_id: str, callers: int, redelivery: bool
-    ) -> None:
-        pass
-
-    def command_timed_out(self, camera_id: str, request_id: str, callers: int) -> None:
-        pass
-
-    def command_abandoned(self, camera_id: str, request_id: str) -> None:
-        pass
-
-    def result_received(self, camera_id: str, outcome: ResultOutcome) -> None:
-        pass
-
-
-class FanOutObserver:
+class FanOutObserver(RelayObserver):
     """Forwards every event to several observers."""
 
     def __init__(self, *observers: RelayObserver) -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from .config import RelayConfig
 from .errors import CameraOffline, CameraTimeout, ShuttingDown, UnknownRequest
-from .observer import NullObserver, RelayObserver, ResultOutcome
+from .observer import RelayObserver, ResultOutcome
 from .session import CameraSession, CameraStatus, Command, Receipt
 from .timerange import LogEntry, TimeRange
 
@@ -37,7 +37,7 @@ class Relay:
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
-        self._observer: RelayObserver = observer or NullObserver()
+        self._observer: RelayObserver = observer or RelayObserver()
         self._wall_clock = wall_clock
         self._sessions: dict[str, CameraSession] = {}
         #: the ids in ``cameras()`` order, kept until a camera is added or dropped
