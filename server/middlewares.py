@@ -15,7 +15,7 @@ from .errors import problem_for
 from .logging_setup import REQUEST_ID
 from .problems import ProblemError, problem_response
 from .relay import RelayError
-from .state import get_metrics, get_settings
+from .state import get_metrics
 
 logger = logging.getLogger("camrelay.http")
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -60,14 +60,12 @@ async def problem_errors(request: web.Request, handler: Handler) -> web.StreamRe
     """Every error, ours or the framework's, leaves as application/problem+json."""
     try:
         return await handler(request)
-    except ProblemError as error:
-        return error.to_response()
-    except RelayError as error:
-        return problem_for(error).to_response()
+    except (ProblemError, RelayError) as error:
+        return problem_for(request, error).to_response()
     except web.HTTPException as error:
         if error.status < 400:
             raise
-        return _framework_problem(request, error)
+        return problem_for(request, error).to_response()
     except Exception:
         logger.exception("unhandled error on %s %s", request.method, request.path)
         return problem_response(
@@ -75,19 +73,3 @@ async def problem_errors(request: web.Request, handler: Handler) -> web.StreamRe
             f"the server failed on this request; report request id {REQUEST_ID.get()}",
             kind="internal-error",
         )
-
-
-def _framework_problem(request: web.Request, error: web.HTTPException) -> web.Response:
-    headers = {k: v for k, v in error.headers.items() if k.lower() != "content-type"}
-    headers.pop("Content-Length", None)
-    if error.status == 404:
-        detail = f"there is no endpoint at {request.path}; see /openapi.json for the API"
-    elif error.status == 405:
-        allowed = headers.get("Allow", "")
-        detail = f"{request.method} is not allowed on {request.path}; use {allowed}"
-    elif error.status == 413:
-        limit = get_settings(request.app).max_upload_bytes
-        detail = f"the body is larger than MAX_UPLOAD_BYTES ({limit} bytes); send less per request"
-    else:
-        detail = error.text or error.reason
-    return problem_response(error.status, detail, headers=headers)

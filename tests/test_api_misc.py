@@ -7,6 +7,8 @@ import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from server.errors import relay_problem
+from server.relay import RelayError
 from tests.conftest import Client, MakeClient, relay_of
 from tests.helpers import callers_waiting, camera_polling, running, wait_until
 
@@ -129,3 +131,18 @@ async def test_metrics_move_with_the_relay(make_client: MakeClient) -> None:
     assert end["camrelay_relay_latency_seconds_count"] == 1
     assert end["camrelay_callers_per_command_count"] == 2
     assert end["camrelay_polls_held"] == 0
+
+
+def test_every_relay_error_has_an_http_mapping() -> None:
+    """A relay error missing from the one table would reach a client as a 500."""
+    pending = list(RelayError.__subclasses__())
+    assert pending
+    while pending:
+        error_class = pending.pop()
+        pending.extend(error_class.__subclasses__())
+        problem = relay_problem(error_class("detail for a person"))
+        assert 400 <= problem.status < 600
+        assert problem.detail == "detail for a person"
+        assert problem.kind
+        if problem.status == 503:
+            assert int(problem.headers["Retry-After"]) > 0
