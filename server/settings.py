@@ -6,7 +6,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from .relay import RelayConfig
@@ -32,8 +32,9 @@ class Settings:
     response_timeout_seconds: float = 30.0
     max_upload_bytes: int = 64 * 1024 * 1024
     max_waiting_per_camera: int = 10_000
-    api_token: str | None = None
-    camera_secret: str | None = None
+    #: secrets stay out of the repr (start-up logs it); auth being off is logged on its own
+    api_token: str | None = field(default=None, repr=False)
+    camera_secret: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
     log_format: str = "text"
     #: the cameras' client timeout (the camera's POLL_TIMEOUT_SECONDS): the hold must be shorter
@@ -89,20 +90,6 @@ class Settings:
     @property
     def log_level_number(self) -> int:
         return logging.getLevelNamesMapping()[self.log_level]
-
-    def __repr__(self) -> str:
-        # Secrets never reach a log line through a repr.
-        return (
-            f"Settings(host={self.host!r}, port={self.port}, "
-            f"poll_hold_seconds={self.poll_hold_seconds:g}, "
-            f"connect_timeout_seconds={self.connect_timeout_seconds:g}, "
-            f"response_timeout_seconds={self.response_timeout_seconds:g}, "
-            f"max_upload_bytes={self.max_upload_bytes}, "
-            f"max_waiting_per_camera={self.max_waiting_per_camera}, "
-            f"api_token={'set' if self.api_token else 'unset'}, "
-            f"camera_secret={'set' if self.camera_secret else 'unset'}, "
-            f"log_level={self.log_level!r}, log_format={self.log_format!r})"
-        )
 
 
 class _EnvReader:
