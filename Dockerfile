@@ -37,6 +37,7 @@ RUN python -c "import configparser, os; \
 
 # Then the project itself (its dependencies are already satisfied, so this is quick).
 COPY pyproject.toml README.md ./
+COPY common ./common
 COPY server ./server
 COPY camera ./camera
 # "./" (not ".") so that hadolint sees a local path rather than an unpinned package (DL3013).

@@ -19,11 +19,11 @@ from pathlib import Path
 
 from bench.plan import FULL, QUICK, Context
 from bench.procs import REPO
-from bench.procstat import fd_hard_limit, raise_fd_limit
 from bench.report import describe, machine, table, write_json
 from bench.result import ScenarioResult
 from bench.runner import run_all
 from bench.scenarios import SCENARIOS
+from common.fdlimit import raise_open_file_limit
 
 __all__ = ["main", "run"]
 
@@ -64,12 +64,12 @@ async def run(
     verbose: bool = True,
 ) -> list[ScenarioResult]:
     """Run ``names`` and write ``out``; the in-process entry the test suite may use."""
-    soft_before, soft_now = raise_fd_limit()
+    limit = raise_open_file_limit()
     if verbose:
-        change = "raised" if soft_now != soft_before else "already at"
+        change = "raised" if limit.raised else "already at"
         print(
-            f"bench: fd soft limit {change} {soft_now} (was {soft_before}; hard "
-            f"{fd_hard_limit()}); the server and cameras inherit it",
+            f"bench: fd soft limit {change} {limit.now} (was {limit.before}; hard "
+            f"{limit.hard}); the server and cameras inherit it",
             flush=True,
         )
     plan = QUICK if quick else FULL

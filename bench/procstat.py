@@ -1,9 +1,8 @@
-"""What ``/proc`` says about a process: memory, CPU time, open files; fd limits."""
+"""What ``/proc`` says about a process: memory, CPU time, open files."""
 
 from __future__ import annotations
 
 import os
-import resource
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,10 +10,8 @@ __all__ = [
     "CpuSample",
     "Memory",
     "cpu_seconds",
-    "fd_hard_limit",
     "memory",
     "open_fds",
-    "raise_fd_limit",
     "reset_peak_rss",
 ]
 
@@ -68,20 +65,3 @@ def reset_peak_rss(pid: int) -> bool:
     except OSError:
         return False
     return True
-
-
-def raise_fd_limit() -> tuple[int, int]:
-    """Raise this process's soft fd limit to the hard one (children inherit it).
-
-    Returns ``(soft before, soft now)``.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-    if soft != resource.RLIM_INFINITY and soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return soft, resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def fd_hard_limit() -> int:
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    return hard if hard != resource.RLIM_INFINITY else 1 << 20

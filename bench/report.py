@@ -14,8 +14,8 @@ from pathlib import Path
 import orjson
 
 from bench.procs import REPO
-from bench.procstat import fd_hard_limit
 from bench.result import ScenarioResult
+from common.fdlimit import hard_open_file_limit
 
 __all__ = ["describe", "machine", "table", "write_json"]
 
@@ -71,7 +71,7 @@ def machine() -> dict[str, object]:
         "aiohttp": metadata.version("aiohttp"),
         "orjson": metadata.version("orjson"),
         "fd_soft_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
-        "fd_hard_limit": fd_hard_limit(),
+        "fd_hard_limit": hard_open_file_limit(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "revision": revision(),
     }

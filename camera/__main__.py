@@ -7,7 +7,6 @@ import asyncio
 import dataclasses
 import logging
 import os
-import resource
 import signal
 import sys
 from collections.abc import Mapping, Sequence
@@ -18,6 +17,7 @@ import aiohttp
 from camera.client import Camera
 from camera.eventlog import EventLog
 from camera.settings import CameraSettings, ConfigError
+from common.fdlimit import raise_open_file_limit
 
 __all__ = ["build_fleet", "fleet_ids", "main", "run_cameras"]
 
@@ -142,14 +142,18 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 def _make_room_for(cameras: int) -> None:
     """Each fleet camera holds one socket: lift the soft open-file limit if it is short."""
     needed = cameras + 64
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or soft >= needed:
-        return
-    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    log.info("raised the open-file limit from %d to %d for %d cameras", soft, target, cameras)
-    if target < needed:
-        log.warning("the hard open-file limit %d is short of the %d sockets needed", hard, needed)
+    limit = raise_open_file_limit(needed)
+    if limit.raised:
+        log.info(
+            "raised the open-file limit from %d to %d for %d cameras",
+            limit.before,
+            limit.now,
+            cameras,
+        )
+    if limit.now < needed:
+        log.warning(
+            "the hard open-file limit %d is short of the %d sockets needed", limit.hard, needed
+        )
 
 
 if __name__ == "__main__":

@@ -10,14 +10,9 @@ from typing import Final
 
 from yarl import URL
 
-__all__ = ["CAMERA_ID_PATTERN", "CameraSettings", "ConfigError"]
+from common.grammar import CAMERA_ID_RULE, DECIMAL_PATTERN, is_camera_id
 
-#: The contract's camera id rule: 1-64 chars of ``A-Z a-z 0-9 . _ -``.
-CAMERA_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
-
-# A finite decimal number: optional sign, digits, optional fraction and
-# exponent, ASCII digits only (the server's grammar): no "nan", "inf", "1_000", ".5", hex.
-_DECIMAL: Final = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+__all__ = ["CameraSettings", "ConfigError"]
 
 # Header-safe bearer token characters (RFC 6750 b64token and then some):
 # visible ASCII, no spaces.  Anything else could not be sent in a header.
@@ -114,8 +109,8 @@ def _check_url(name: str, value: str) -> None:
 
 
 def _check_camera_id(name: str, value: str) -> None:
-    if not CAMERA_ID_PATTERN.fullmatch(value):
-        raise ConfigError(f"{name} must be 1-64 characters of A-Z a-z 0-9 . _ -, got {value!r}")
+    if not is_camera_id(value):
+        raise ConfigError(f"{name} must be {CAMERA_ID_RULE}, got {value!r}")
 
 
 def _check_seconds(name: str, value: float) -> None:
@@ -131,7 +126,7 @@ def _parse_seconds(environ: Mapping[str, str], name: str, default: float) -> flo
     raw = environ.get(name)
     if raw is None:
         return default
-    if not _DECIMAL.fullmatch(raw):
+    if not DECIMAL_PATTERN.fullmatch(raw):
         raise ConfigError(f"{name} must be a number of seconds > 0, got {raw!r}")
     value = float(raw)
     _check_seconds(name, value)

@@ -9,11 +9,12 @@ import os
 import sys
 from collections.abc import Sequence
 
+from common.fdlimit import raise_open_file_limit
+from common.grammar import CAMERA_ID_RULE, is_camera_id
+
 from .app import create_app
 from .auth import camera_token
-from .limits import raise_open_file_limit
 from .logging_setup import configure_logging
-from .params import CAMERA_ID_PATTERN
 from .runner import ListenError, serve
 from .settings import ConfigError, Settings
 
@@ -39,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level_number, settings.log_format)
     logger.info("starting with %r", settings)
-    raise_open_file_limit()
+    _raise_open_file_limit()
     try:
         asyncio.run(serve(create_app(settings), settings))
     except ListenError as error:
@@ -49,13 +50,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _raise_open_file_limit() -> None:
+    """Every held poll is one socket: lift the soft fd limit to the hard one."""
+    try:
+        limit = raise_open_file_limit()
+    except (OSError, ValueError) as error:
+        logger.warning("could not raise the open-file limit: %s", error)
+        return
+    if limit.raised:
+        logger.info("raised the open-file limit from %d to %d", limit.before, limit.now)
+    else:
+        logger.info(
+            "open-file limit %d: about that many cameras can hold a poll at once", limit.now
+        )
+
+
 def _print_camera_token(camera_id: str) -> int:
     secret = os.environ.get("CAMERA_SECRET", "").strip()
     if not secret:
         print("camrelay: set CAMERA_SECRET to the server's secret first", file=sys.stderr)
         return 2
-    if not CAMERA_ID_PATTERN.fullmatch(camera_id):
-        print("camrelay: a cameraId is 1-64 characters of A-Z a-z 0-9 . _ -", file=sys.stderr)
+    if not is_camera_id(camera_id):
+        print(f"camrelay: a cameraId is {CAMERA_ID_RULE}", file=sys.stderr)
         return 2
     print(camera_token(secret, camera_id))
     return 0

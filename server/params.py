@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import math
-import re
 from typing import Any, NoReturn
 
 import orjson
 from aiohttp import web
 
+from common.grammar import CAMERA_ID_RULE, DECIMAL_PATTERN, is_camera_id
+
 from .problems import ProblemError
 from .relay import LogEntry, TimeRange, shown
 
 DEFAULT_CAMERA_ID = "default"
-CAMERA_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
-# ASCII digits only: Python's float() also takes other scripts' digits and "1_000".
-DECIMAL_PATTERN = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 
 
 def invalid_parameter(detail: str) -> ProblemError:
@@ -33,10 +31,8 @@ def camera_id_param(request: web.Request) -> str:
     raw = single_query_value(request, "cameraId")
     if raw is None:
         return DEFAULT_CAMERA_ID
-    if not CAMERA_ID_PATTERN.fullmatch(raw):
-        raise invalid_parameter(
-            f"cameraId must be 1-64 characters of A-Z a-z 0-9 . _ -, got {shown(raw)}"
-        )
+    if not is_camera_id(raw):
+        raise invalid_parameter(f"cameraId must be {CAMERA_ID_RULE}, got {shown(raw)}")
     return raw
 
 

@@ -15,9 +15,9 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from common.grammar import CAMERA_ID_PATTERN, DECIMAL_PATTERN
 from server import create_app
 from server.auth import camera_token
-from server.params import CAMERA_ID_PATTERN, DECIMAL_PATTERN
 from server.relay import WIRE_MAX
 from tests.conftest import Client, MakeClient, relay_of, settings_for
 from tests.helpers import camera_polling, wait_until
@@ -134,7 +134,7 @@ def test_parameter_patterns_are_the_code_patterns() -> None:
         "startTimestamp": schemas["DecimalString"],
         "endTimestamp": schemas["DecimalString"],
     }
-    # The same strings pass and fail in the document as in the code (PROTOCOL.md's examples).
+    # The same strings pass and fail in the document as in the code (the README's examples).
     decimal = re.compile(schemas["DecimalString"]["pattern"])
     for good in ["1700000000", "1700000000.25", "-5", "1e9", "+3", "1E-3", "-0.5e+2"]:
         assert decimal.search(good), good

@@ -19,9 +19,10 @@ from bench.fixtures import RelayServer, camera_fleet, polls_held, relay_server
 from bench.http import client_session, fetch, wait_for
 from bench.plan import Context
 from bench.procs import Child
-from bench.procstat import cpu_seconds, fd_hard_limit, memory
+from bench.procstat import cpu_seconds, memory
 from bench.result import ScenarioResult
 from bench.stats import median
+from common.fdlimit import hard_open_file_limit
 
 __all__ = ["NAME", "run"]
 
@@ -45,7 +46,7 @@ CAMERAS_TIMINGS: Final = 10
 def sizes(ctx: Context) -> list[int]:
     steps = list(ctx.plan.fleet_sizes)
     if ctx.plan.fleet_fill_fd_limit:
-        most = fd_hard_limit() - FD_RESERVE
+        most = hard_open_file_limit() - FD_RESERVE
         if most > max(steps):
             steps.append(most)
     return steps

@@ -1,0 +1,36 @@
+"""What the server, the camera and the benchmarks share (``common``)."""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+
+from bench.procs import REPO
+from common.fdlimit import hard_open_file_limit
+
+RAISE_AND_PRINT = (
+    "from common.fdlimit import raise_open_file_limit as lift\n"
+    "wanted = lift(300)\n"
+    "print(wanted.before, wanted.now)\n"
+    "print(lift(200).now, lift().now)\n"
+)
+
+
+def test_the_open_file_limit_is_raised_to_what_is_wanted_within_the_hard_limit() -> None:
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+
+    def start_at_256() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+
+    completed = subprocess.run(
+        [sys.executable, "-c", RAISE_AND_PRINT],
+        cwd=REPO,
+        preexec_fn=start_at_256,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    # 256 -> 300 as asked; asking for less leaves it; no argument lifts it to the hard limit.
+    assert completed.stdout.split() == ["256", "300", "300", str(hard_open_file_limit())]
