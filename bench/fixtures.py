@@ -13,7 +13,16 @@ import orjson
 
 from bench.http import client_session, gauge, wait_for
 from bench.plan import Context
-from bench.procs import HOST, Child, child_env, free_port, spawn, stop, wait_healthy
+from bench.procs import (
+    HOST,
+    Child,
+    child_env,
+    free_port,
+    python,
+    spawn,
+    stop,
+    wait_healthy,
+)
 from bench.procstat import Memory, cpu_seconds, memory, open_fds
 
 __all__ = ["BenchCamera", "RelayServer", "camera_fleet", "log_camera", "relay_server"]
@@ -58,7 +67,7 @@ async def relay_server(ctx: Context, **env: str) -> AsyncIterator[RelayServer]:
     """A fresh server for one scenario; ``env`` adds settings (``POLL_HOLD_SECONDS=...``)."""
     port = free_port()
     settings = {"HOST": HOST, "PORT": str(port), "LOG_LEVEL": "WARNING", **env}
-    child = await spawn("server", ["-m", "server"], child_env(settings), ctx.workdir)
+    child = await spawn("server", python("-m", "server"), child_env(settings), ctx.workdir)
     url = f"http://{HOST}:{port}"
     try:
         await wait_healthy(url, child)
@@ -122,13 +131,13 @@ async def log_camera(
     ctx: Context, server: RelayServer, entries: int, camera_id: str = "bench"
 ) -> AsyncIterator[BenchCamera]:
     """A bench camera serving ``entries`` deterministic entries, polling once we return."""
-    argv = [
+    argv = python(
         "-m",
         "bench.logcam",
         f"--base-url={server.url}",
         f"--camera-id={camera_id}",
         f"--entries={entries}",
-    ]
+    )
     child = await spawn(
         f"logcam-{camera_id}", argv, child_env({}), ctx.workdir, capture_stdout=True
     )
@@ -166,7 +175,10 @@ async def camera_fleet(
         **(env or {}),
     }
     child = await spawn(
-        f"fleet-{count}", ["-m", "camera", f"--fleet={count}"], child_env(settings), ctx.workdir
+        f"fleet-{count}",
+        python("-m", "camera", f"--fleet={count}"),
+        child_env(settings),
+        ctx.workdir,
     )
     try:
         yield child

@@ -16,7 +16,17 @@ from typing import Final
 
 import aiohttp
 
-__all__ = ["REPO", "Child", "child_env", "free_port", "spawn", "stop"]
+__all__ = [
+    "REPO",
+    "Child",
+    "child_env",
+    "free_port",
+    "python",
+    "running",
+    "spawn",
+    "stop",
+    "wait_healthy",
+]
 
 REPO: Final = Path(__file__).resolve().parent.parent
 HOST: Final = "127.0.0.1"
@@ -62,6 +72,11 @@ class Child:
         return [line for line in text.splitlines() if line.strip()]
 
 
+def python(*args: str) -> list[str]:
+    """The command line that runs this Python with ``args`` (``python("-m", "server")``)."""
+    return [sys.executable, *args]
+
+
 async def spawn(
     name: str,
     argv: Sequence[str],
@@ -70,11 +85,11 @@ async def spawn(
     *,
     capture_stdout: bool = False,
 ) -> Child:
-    """Start ``python <argv>`` with ``env``; stderr to ``workdir/<name>.stderr``."""
+    """Start ``argv`` with ``env``; stderr to ``workdir/<name>.stderr`` (a file: a pipe
+    nobody reads would block a chatty child)."""
     stderr_path = workdir / f"{name}.stderr"
     with stderr_path.open("wb") as stderr:
         process = await asyncio.create_subprocess_exec(
-            sys.executable,
             *argv,
             env=dict(env),
             cwd=REPO,

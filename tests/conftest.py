@@ -96,20 +96,27 @@ class LiveServer:
 MakeLiveServer = Callable[..., Awaitable[LiveServer]]
 
 
+async def serve_on_loopback(settings: Settings) -> tuple[web.AppRunner, str]:
+    """``create_app(settings)`` served as ``python -m server`` serves it, on 127.0.0.1:<free>.
+
+    Returns the runner (``cleanup()`` it) and the base URL.
+    """
+    runner = make_runner(create_app(settings), settings)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, backlog=settings.listen_backlog)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    return runner, f"http://{host}:{port}"
+
+
 @pytest.fixture
 async def make_live_server() -> AsyncIterator[MakeLiveServer]:
     runners: list[web.AppRunner] = []
 
     async def make(**overrides: Any) -> LiveServer:
-        settings = settings_for(**overrides)
-        app = create_app(settings)
-        runner = make_runner(app, settings)
-        await runner.setup()
+        runner, url = await serve_on_loopback(settings_for(**overrides))
         runners.append(runner)
-        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=settings.listen_backlog)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        return LiveServer(app, f"http://{host}:{port}")
+        return LiveServer(runner.app, url)
 
     yield make
     for runner in runners:

@@ -1,77 +1,40 @@
-"""Start the server (and cameras) as separate processes, the way the README does."""
+"""Start the server (and cameras) as separate processes, the way the README does.
+
+The process plumbing (free ports, spawning, stopping, health waits) is the
+benchmark harness's (``bench.procs``): one definition for both.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
-from aiohttp import ClientError, ClientSession
+from bench.procs import REPO, Child, free_port, python, running, spawn, wait_healthy
+from bench.procs import child_env as _child_env
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+__all__ = ["REPO", "child_env", "free_port", "server_process", "spawned", "wait_healthy"]
 
 
 def child_env(**overrides: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in {"API_TOKEN", "CAMERA_SECRET"}}
-    env.update(PYTHONPATH=str(REPO), HOST="127.0.0.1", **overrides)
-    return env
-
-
-async def wait_healthy(
-    base_url: str, process: asyncio.subprocess.Process, timeout: float = 20
-) -> None:
-    async with ClientSession() as http, asyncio.timeout(timeout):
-        while True:
-            if process.returncode is not None:
-                raise RuntimeError(f"server exited with {process.returncode}")
-            with contextlib.suppress(ClientError):
-                async with http.get(f"{base_url}/healthz") as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.05)
+    """This environment without secrets, the repo importable, serving on 127.0.0.1."""
+    return _child_env({"HOST": "127.0.0.1", **overrides})
 
 
 @contextlib.asynccontextmanager
-async def spawned(
-    argv: list[str], env: Mapping[str, str], *, cwd: Path = REPO
-) -> AsyncIterator[asyncio.subprocess.Process]:
+async def spawned(argv: list[str], env: Mapping[str, str]) -> AsyncIterator[Child]:
     """A child process, terminated and reaped when the block ends."""
-    # Its stderr goes to a file, not a pipe: a pipe nobody reads blocks a chatty child.
-    with tempfile.TemporaryFile() as log:
-        process = await asyncio.create_subprocess_exec(
-            *argv, env=dict(env), cwd=cwd, stdout=subprocess.DEVNULL, stderr=log
-        )
-        try:
-            yield process
-        finally:
-            if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    await asyncio.wait_for(process.wait(), 10)
-                except TimeoutError:
-                    process.kill()
-                    await process.wait()
+    with tempfile.TemporaryDirectory(prefix="camrelay-test-") as workdir:
+        child = await spawn(Path(argv[-1]).name, argv, env, Path(workdir))
+        async with running(child):
+            yield child
 
 
 @contextlib.asynccontextmanager
-async def server_process(**env: str) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
+async def server_process(**env: str) -> AsyncIterator[tuple[str, Child]]:
     port = free_port()
-    async with spawned(
-        [sys.executable, "-m", "server"], child_env(PORT=str(port), **env)
-    ) as process:
+    async with spawned(python("-m", "server"), child_env(PORT=str(port), **env)) as child:
         base_url = f"http://127.0.0.1:{port}"
-        await wait_healthy(base_url, process)
-        yield base_url, process
+        await wait_healthy(base_url, child)
+        yield base_url, child

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -27,6 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
+from bench.procs import free_port
 from camera.settings import CameraSettings
 from server.settings import Settings
 
@@ -376,13 +376,6 @@ def test_healthcheck_is_python_on_healthz() -> None:
     assert command[:2] == ["python", "-c"], "exec form with python: a slim image has no curl"
     compile(command[2], "HEALTHCHECK", "exec")
     assert "/healthz" in command[2]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def run_healthcheck(

@@ -9,7 +9,6 @@ import signal
 import subprocess
 from typing import Any
 
-import pytest
 from aiohttp import ClientSession, TCPConnector
 
 from camera import Camera, CameraSettings, EventLog
@@ -65,7 +64,6 @@ async def test_real_camera_serves_200_parallel_callers_exactly(
     assert camera.stats.commands_handled <= 3
 
 
-@pytest.mark.slow
 async def test_processes_started_as_the_readme_says() -> None:
     """`MODE=api ./run.sh` and `MODE=camera API_BASE_URL=... ./run.sh`, then curl_parallel."""
     port = free_port()
@@ -103,10 +101,10 @@ async def test_processes_started_as_the_readme_says() -> None:
             )
             assert result.returncode == 0, result.stdout + result.stderr
             assert result.stdout.count("HTTP 200") == 10
-            camera.send_signal(signal.SIGTERM)
-            assert await asyncio.wait_for(camera.wait(), 10) == 0
-        api.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(api.wait(), 10) == 0
+            camera.process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(camera.process.wait(), 10) == 0
+        api.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(api.process.wait(), 10) == 0
 
 
 def test_run_sh_rejects_an_unknown_mode() -> None:

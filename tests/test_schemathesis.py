@@ -27,8 +27,8 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from server import Settings, create_app
-from server.runner import RelayRunner, make_runner
+from server import Settings
+from tests.conftest import serve_on_loopback
 
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "server" / "openapi.json"
 HOST = "127.0.0.1"
@@ -74,7 +74,7 @@ class LiveServer:
         self._settings = server_settings
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="live-server")
-        self._runner: RelayRunner | None = None
+        self._runner: web.AppRunner | None = None
         self._camera: asyncio.Task[None] | None = None
         self.base_url = ""
         self.camera_results: collections.Counter[int] = collections.Counter()
@@ -94,13 +94,7 @@ class LiveServer:
             self._loop.close()
 
     async def _start(self) -> None:
-        # As ``python -m server`` serves it: handler cancellation, parser errors as problems.
-        self._runner = make_runner(create_app(self._settings), self._settings)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, HOST, 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.base_url = f"http://{HOST}:{port}"
+        self._runner, self.base_url = await serve_on_loopback(self._settings)
         self._camera = asyncio.create_task(self._run_camera(), name="test-camera")
 
     async def _stop(self) -> None:

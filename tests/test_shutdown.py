@@ -31,7 +31,7 @@ async def test_sigterm_answers_everyone_and_exits_zero() -> None:
     async with (
         server_process(
             POLL_HOLD_SECONDS="30", CONNECT_TIMEOUT_SECONDS="10", RESPONSE_TIMEOUT_SECONDS="30"
-        ) as (base_url, process),
+        ) as (base_url, server),
         ClientSession() as http,
     ):
         held_poll = asyncio.ensure_future(http.get(f"{base_url}/poll_for_command?cameraId=idle"))
@@ -44,7 +44,7 @@ async def test_sigterm_answers_everyone_and_exits_zero() -> None:
 
         loop = asyncio.get_running_loop()
         started = loop.time()
-        process.send_signal(signal.SIGTERM)
+        server.process.send_signal(signal.SIGTERM)
 
         poll_response = await held_poll
         assert poll_response.status == 200
@@ -55,19 +55,19 @@ async def test_sigterm_answers_everyone_and_exits_zero() -> None:
             assert response.headers["Retry-After"].isdigit()
             assert response.content_type == "application/problem+json"
             assert "shutting down" in (await response.json(content_type=None))["detail"]
-        assert await asyncio.wait_for(process.wait(), 10) == 0
+        assert await asyncio.wait_for(server.process.wait(), 10) == 0
         assert loop.time() - started < 5
 
 
 async def test_a_second_signal_does_not_cut_the_shutdown_short() -> None:
     # Ctrl-C in a terminal reaches run.sh and the server; run.sh then sends SIGTERM too.
-    async with server_process() as (base_url, process), ClientSession() as http:
+    async with server_process() as (base_url, server), ClientSession() as http:
         held_poll = asyncio.ensure_future(http.get(f"{base_url}/poll_for_command"))
         await wait_cameras(http, base_url, {"default": {"polling": True}})
-        process.send_signal(signal.SIGINT)
+        server.process.send_signal(signal.SIGINT)
         response = await held_poll  # answered while the shutdown is under way ...
         with contextlib.suppress(ProcessLookupError):  # ... when the second signal comes
-            process.send_signal(signal.SIGTERM)
+            server.process.send_signal(signal.SIGTERM)
         assert response.status == 200
         assert await response.json() == {"command": "noop"}
-        assert await asyncio.wait_for(process.wait(), 10) == 0
+        assert await asyncio.wait_for(server.process.wait(), 10) == 0
