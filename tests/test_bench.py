@@ -7,15 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parent.parent
 SCENARIOS = {"latency", "burst", "fleet", "fanout", "biglog", "soak"}
 #: a guard against a hang, not a speed check (speed is what the benchmarks measure)
 HANG_GUARD_SECONDS = 120.0
 
 
-@pytest.mark.slow
 def test_quick_bench_reports_every_scenario_without_errors(tmp_path: Path) -> None:
     out = tmp_path / "quick.json"
     completed = subprocess.run(

@@ -1,4 +1,4 @@
-"""The relay state machine, without HTTP: every PROTOCOL.md rule at the session level."""
+"""The relay state machine, without HTTP: the contract's rules (README) per session."""
 
 from __future__ import annotations
 

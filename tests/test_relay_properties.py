@@ -59,7 +59,7 @@ CONFIG = RelayConfig(
 CAMERAS = ("a", "b")
 #: Slack over a caller's own timeouts for a loaded machine: the session's timers end
 #: every wait, well before the relay's safety ceiling (connect + response + 1 s,
-#: PROTOCOL.md's bound), which ends every wait in any case.
+#: the contract's bound), which ends every wait in any case.
 WAIT_SLACK = 0.5
 #: The camera's whole log, in its own (unsorted) order: an entry at every grid point
 #: 0..10, so a served caller's slice is never empty, plus repeats and half-points.
