@@ -58,7 +58,7 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
     async def sweep_forever() -> None:
         while True:
             await asyncio.sleep(interval)
-            relay.sweep()
+            await relay.sweep()
 
     task = asyncio.create_task(sweep_forever(), name="camrelay-sweeper")
     yield

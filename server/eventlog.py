@@ -1,22 +1,81 @@
-"""One log line per relay event worth knowing; never a payload, never a secret."""
+"""One log line per relay event worth knowing; never a payload, never a secret.
+
+Events a client can cause in bulk (new camera ids coming and going, polls
+refused past ``MAX_CAMERAS``) have a budget of lines per second; the lines held
+back are counted in the next line let through.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
+from typing import Final
 
 from .relay import RelayObserver, ResultOutcome
 
 logger = logging.getLogger("camrelay.relay")
 
+#: lines a second for each kind of bulk event
+CAMERA_LINES_PER_SECOND: Final = 20
+REFUSAL_LINES_PER_SECOND: Final = 1
+
+
+class LineBudget:
+    """Lets ``per_second`` lines through each second and counts the ones it holds back."""
+
+    def __init__(self, per_second: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._per_second = per_second
+        self._clock = clock
+        self._window_started = -float("inf")
+        self._used = 0
+        self._held_back = 0
+
+    def take(self) -> int | None:
+        """``None``: hold this line back. Else log it, noting the lines held back before it."""
+        now = self._clock()
+        if now - self._window_started >= 1.0:
+            self._window_started = now
+            self._used = 0
+        if self._used >= self._per_second:
+            self._held_back += 1
+            return None
+        self._used += 1
+        held_back, self._held_back = self._held_back, 0
+        return held_back
+
+
+def _more(held_back: int, what: str) -> str:
+    return f" (and {held_back} more {what} not logged)" if held_back else ""
+
 
 class EventLogger(RelayObserver):
     """A ``RelayObserver`` that writes relay events to the log."""
 
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._online = LineBudget(CAMERA_LINES_PER_SECOND, clock)
+        self._offline = LineBudget(CAMERA_LINES_PER_SECOND, clock)
+        self._refused = LineBudget(REFUSAL_LINES_PER_SECOND, clock)
+
     def camera_connected(self, camera_id: str) -> None:
-        logger.info("camera %s online", camera_id)
+        held_back = self._online.take()
+        if held_back is not None:
+            logger.info("camera %s online%s", camera_id, _more(held_back, "cameras online"))
 
     def camera_disconnected(self, camera_id: str) -> None:
-        logger.info("camera %s offline", camera_id)
+        held_back = self._offline.take()
+        if held_back is not None:
+            logger.info("camera %s offline%s", camera_id, _more(held_back, "cameras offline"))
+
+    def camera_refused(self, camera_id: str, known: int) -> None:
+        held_back = self._refused.take()
+        if held_back is not None:
+            logger.warning(
+                "refused a poll from new camera %s%s: the registry holds %d cameras (MAX_CAMERAS)",
+                camera_id,
+                _more(held_back, "refused"),
+                known,
+            )
 
     def command_delivered(
         self, camera_id: str, request_id: str, callers: int, redelivery: bool

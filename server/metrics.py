@@ -46,6 +46,11 @@ class RelayMetrics(RelayObserver):
         self.registry = CollectorRegistry()
         self._read_stats: Callable[[], RelayStats] = lambda: RelayStats(0, 0, 0, 0, 0)
         self.registry.register(_RelayStateCollector(lambda: self._read_stats()))
+        self.cameras_refused = Counter(
+            "camrelay_cameras_refused",
+            "Polls from new camera ids refused (503) because the registry was full (MAX_CAMERAS)",
+            registry=self.registry,
+        )
         self.commands_delivered = Counter(
             "camrelay_commands_delivered",
             "Commands handed to a poll for the first time",
@@ -100,6 +105,9 @@ class RelayMetrics(RelayObserver):
         return generate_latest(self.registry)
 
     # RelayObserver
+
+    def camera_refused(self, camera_id: str, known: int) -> None:
+        self.cameras_refused.inc()
 
     def command_delivered(
         self, camera_id: str, request_id: str, callers: int, redelivery: bool

@@ -32,6 +32,10 @@ class Settings:
     response_timeout_seconds: float = 30.0
     max_upload_bytes: int = 64 * 1024 * 1024
     max_waiting_per_camera: int = 10_000
+    #: camera ids the registry holds; a poll from one more new id gets 503
+    max_cameras: int = 100_000
+    #: an idle camera that has answered a command is forgotten once unseen this long
+    camera_retention_seconds: float = 3600.0
     #: secrets stay out of the repr (start-up logs it); auth being off is logged on its own
     api_token: str | None = field(default=None, repr=False)
     camera_secret: str | None = field(default=None, repr=False)
@@ -42,6 +46,8 @@ class Settings:
     shutdown_timeout_seconds: float = 3.0
     #: pending connections the kernel queues: a burst of users must not see SYN drops
     listen_backlog: int = 4096
+    #: how late a refused new camera id is answered (not read from the environment)
+    camera_refusal_delay_seconds: float = 1.0
 
     def __post_init__(self) -> None:
         if self.poll_hold_seconds >= self.camera_poll_timeout_seconds:
@@ -49,6 +55,13 @@ class Settings:
                 "POLL_HOLD_SECONDS must be below the cameras' client timeout "
                 f"(POLL_TIMEOUT_SECONDS, {self.camera_poll_timeout_seconds:g} s), "
                 f"got {self.poll_hold_seconds:g}"
+            )
+        unanswered = self.poll_hold_seconds + self.connect_timeout_seconds
+        if self.camera_retention_seconds < unanswered:
+            raise ConfigError(
+                "CAMERA_RETENTION_SECONDS must be at least POLL_HOLD_SECONDS + "
+                f"CONNECT_TIMEOUT_SECONDS ({unanswered:g} s, how long a camera that never "
+                f"answered a command is kept), got {self.camera_retention_seconds:g}"
             )
 
     @classmethod
@@ -69,6 +82,10 @@ class Settings:
             max_waiting_per_camera=reader.number(
                 "MAX_WAITING_PER_CAMERA", int, cls.max_waiting_per_camera
             ),
+            max_cameras=reader.number("MAX_CAMERAS", int, cls.max_cameras),
+            camera_retention_seconds=reader.number(
+                "CAMERA_RETENTION_SECONDS", float, cls.camera_retention_seconds
+            ),
             api_token=reader.secret("API_TOKEN"),
             camera_secret=reader.secret("CAMERA_SECRET"),
             log_level=reader.choice("LOG_LEVEL", LOG_LEVELS, cls.log_level),
@@ -85,6 +102,9 @@ class Settings:
             connect_timeout_seconds=self.connect_timeout_seconds,
             response_timeout_seconds=self.response_timeout_seconds,
             max_waiting_per_camera=self.max_waiting_per_camera,
+            max_cameras=self.max_cameras,
+            refusal_delay_seconds=self.camera_refusal_delay_seconds,
+            session_retention_seconds=self.camera_retention_seconds,
         )
 
     @property

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import ClientSession
+from aiohttp.test_utils import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from server.relay import Relay
 
@@ -35,6 +37,20 @@ def callers_waiting(relay: Relay, count: int, camera_id: str = "default") -> Cal
         return session is not None and session.status().waiting == count
 
     return check
+
+
+async def scrape(client: TestClient[Any, Any]) -> dict[str, float]:
+    """``/metrics`` as ``{"name{label=value}": value}``."""
+    async with client.get("/metrics") as response:
+        assert response.status == 200
+        assert response.content_type == "text/plain"
+        text = await response.text()
+    samples: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return samples
 
 
 class ScriptedCamera:

@@ -5,25 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from server.errors import relay_problem
 from server.relay import RelayError
 from tests.conftest import Client, MakeClient, relay_of
-from tests.helpers import callers_waiting, camera_polling, running, wait_until
-
-
-async def scrape(client: Client) -> dict[str, float]:
-    async with client.get("/metrics") as response:
-        assert response.status == 200
-        assert response.content_type == "text/plain"
-        text = await response.text()
-    samples: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-    return samples
+from tests.helpers import callers_waiting, camera_polling, running, scrape, wait_until
 
 
 async def test_cameras_lists_state(client: Client) -> None:

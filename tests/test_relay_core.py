@@ -15,14 +15,17 @@ from server.relay import (
     Command,
     PollSuperseded,
     QueueFull,
+    RegistryFull,
     Relay,
     RelayConfig,
+    RelayObserver,
     ResultOutcome,
     ShuttingDown,
     TimeRange,
     UnknownRequest,
 )
 from tests.conftest import assert_relay_idle
+from tests.helpers import wait_until
 
 CONFIG = RelayConfig(
     poll_hold_seconds=5.0,
@@ -423,7 +426,95 @@ async def test_sweep_drops_idle_cameras_past_retention() -> None:
     await connect_and_forget(relay, "old")
     held = await connect(relay, "active")
     await asyncio.sleep(0.03)
-    assert relay.sweep() == 1
+    assert await relay.sweep() == 1
     assert [status.camera_id for status in relay.cameras()] == ["active"]
     held.cancel()
     await asyncio.gather(held, return_exceptions=True)
+
+
+async def answer_one_command(relay: Relay, camera_id: str) -> None:
+    """The camera polls, takes a command and answers it: it has answered a command."""
+    poll = await connect(relay, camera_id)
+    caller = spawn(relay.fetch_logs(camera_id, TimeRange()))
+    command = await poll
+    assert command is not None
+    relay.submit_result(camera_id, command.request_id, LOGS)
+    assert await caller == LOGS
+
+
+async def sweep_until_forgotten(relay: Relay, camera_id: str) -> None:
+    async with asyncio.timeout(3):
+        while relay.session(camera_id) is not None:
+            await relay.sweep()
+            await asyncio.sleep(0.005)
+
+
+async def test_cameras_that_never_answered_are_forgotten_sooner() -> None:
+    config = RelayConfig(
+        poll_hold_seconds=0.02, connect_timeout_seconds=0.03, session_retention_seconds=0.3
+    )
+    assert config.unanswered_retention_seconds == pytest.approx(0.05)
+    relay = Relay(config)
+    loop = asyncio.get_running_loop()
+    await answer_one_command(relay, "answered")
+    answered_at = loop.time()
+    await connect_and_forget(relay, "silent")  # seen after "answered", never answered
+    await sweep_until_forgotten(relay, "silent")
+    assert relay.session("answered") is not None
+    await sweep_until_forgotten(relay, "answered")
+    assert loop.time() - answered_at > config.session_retention_seconds
+
+
+async def test_a_new_id_past_max_cameras_is_refused_after_the_delay() -> None:
+    relay = Relay(RelayConfig(max_cameras=2, refusal_delay_seconds=0.05))
+    await connect_and_forget(relay, "a")
+    await connect_and_forget(relay, "b")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(RegistryFull, match=r"already tracks 2 cameras"):
+        await relay.poll("c")
+    assert loop.time() - started >= 0.05
+    assert relay.session("c") is None
+    known = await connect(relay, "a")  # a known id still polls
+    assert relay.cameras()[0].polling
+    relay.close()
+    assert await known is None
+
+
+class DisconnectRecorder(RelayObserver):
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+
+    def camera_disconnected(self, camera_id: str) -> None:
+        self.events.append("offline")
+
+
+async def test_the_sweep_yields_to_the_loop_between_slices() -> None:
+    """A large registry is swept a slice at a time, other work running in between."""
+    events: list[str] = []
+    config = RelayConfig(
+        connect_timeout_seconds=0.01, session_retention_seconds=0.02, sweep_slice=100
+    )
+    relay = Relay(config, observer=DisconnectRecorder(events))
+    polls = [spawn(relay.poll(f"cam-{n}")) for n in range(350)]
+    await settle()
+    for poll in polls:
+        poll.cancel()
+    await asyncio.gather(*polls, return_exceptions=True)
+    last = relay.session("cam-349")
+    assert last is not None
+    await wait_until(lambda: last.seconds_since_seen() > 0.02)  # all offline, past retention
+
+    async def tick() -> None:
+        while True:
+            events.append("tick")
+            await asyncio.sleep(0)
+
+    ticker = spawn(tick())
+    await asyncio.sleep(0)
+    assert await relay.sweep() == 350
+    ticker.cancel()
+    await asyncio.gather(ticker, return_exceptions=True)
+    assert relay.cameras() == []
+    runs = [len(run) for run in "".join("x" if e == "offline" else " " for e in events).split()]
+    assert runs == [100, 100, 100, 50]  # four slices, the loop turning between them

@@ -436,7 +436,7 @@ async def play(operations: list[Any], close_at_end: bool) -> None:
         elif isinstance(op, Wait):
             await asyncio.sleep(op.seconds)
         elif isinstance(op, Sweep):
-            world.relay.sweep()
+            await world.relay.sweep()
         await settle()
         check_invariants(world)
 

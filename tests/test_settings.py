@@ -20,6 +20,8 @@ def test_defaults_match_the_protocol() -> None:
     assert settings.response_timeout_seconds == 30
     assert settings.max_upload_bytes == 67108864
     assert settings.max_waiting_per_camera == 10000
+    assert settings.max_cameras == 100_000
+    assert settings.camera_retention_seconds == 3600
     assert (settings.api_token, settings.camera_secret) == (None, None)
     assert settings.log_level == "INFO"
 
@@ -34,6 +36,8 @@ def test_values_are_read() -> None:
             "RESPONSE_TIMEOUT_SECONDS": "4",
             "MAX_UPLOAD_BYTES": "1000",
             "MAX_WAITING_PER_CAMERA": "3",
+            "MAX_CAMERAS": "20000",
+            "CAMERA_RETENTION_SECONDS": "600",
             "API_TOKEN": "tok",
             "CAMERA_SECRET": "sec",
             "LOG_LEVEL": "debug",
@@ -48,6 +52,8 @@ def test_values_are_read() -> None:
         response_timeout_seconds=4,
         max_upload_bytes=1000,
         max_waiting_per_camera=3,
+        max_cameras=20000,
+        camera_retention_seconds=600,
         api_token="tok",
         camera_secret="sec",
         log_level="DEBUG",
@@ -68,6 +74,12 @@ def test_values_are_read() -> None:
         ({"RESPONSE_TIMEOUT_SECONDS": "inf"}, "RESPONSE_TIMEOUT_SECONDS"),
         ({"MAX_UPLOAD_BYTES": "1.5"}, "MAX_UPLOAD_BYTES"),
         ({"MAX_WAITING_PER_CAMERA": "-3"}, "MAX_WAITING_PER_CAMERA"),
+        ({"MAX_CAMERAS": "0"}, "MAX_CAMERAS"),
+        ({"MAX_CAMERAS": "1e5"}, "MAX_CAMERAS"),
+        ({"CAMERA_RETENTION_SECONDS": "-1"}, "CAMERA_RETENTION_SECONDS"),
+        ({"CAMERA_RETENTION_SECONDS": "nan"}, "CAMERA_RETENTION_SECONDS"),
+        # shorter than a camera that never answered is kept (POLL_HOLD + CONNECT = 40 s)
+        ({"CAMERA_RETENTION_SECONDS": "39"}, "CAMERA_RETENTION_SECONDS"),
         ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
     ],

@@ -13,8 +13,25 @@ class RelayConfig:
     max_waiting_per_camera: int = 10_000
     #: accepted request ids remembered per camera to recognise a repeated result
     remembered_results: int = 64
-    #: an idle camera unseen for this long is dropped from the registry
+    #: camera ids the registry holds; a poll from one more new id is refused
+    max_cameras: int = 100_000
+    #: a refused poll is answered this late, so that a camera retrying at once does not spin
+    refusal_delay_seconds: float = 1.0
+    #: an idle camera that has answered a command is forgotten once unseen this long
     session_retention_seconds: float = 3600.0
+    #: sessions one sweep slice looks at before it yields to the event loop
+    sweep_slice: int = 1000
+
+    @property
+    def unanswered_retention_seconds(self) -> float:
+        """How long an idle camera that never answered a command is kept once unseen.
+
+        Long enough that a camera between two polls is never dropped (a hold, then
+        the connect timeout), and never longer than ``session_retention_seconds``.
+        """
+        return min(
+            self.session_retention_seconds, self.poll_hold_seconds + self.connect_timeout_seconds
+        )
 
     @property
     def longest_logs_wait(self) -> float:

@@ -33,3 +33,7 @@ class PollSuperseded(RelayError):
 
 class UnknownRequest(RelayError):
     """A result names no command awaiting a result from this camera."""
+
+
+class RegistryFull(RelayError):
+    """A poll from a new camera id while the registry already holds ``max_cameras``."""

@@ -25,6 +25,9 @@ class RelayObserver:
     def camera_disconnected(self, camera_id: str) -> None:
         """A camera has not been seen for longer than the connect timeout."""
 
+    def camera_refused(self, camera_id: str, known: int) -> None:
+        """A poll from a new id was refused: the registry already holds ``known`` cameras."""
+
     def command_delivered(
         self, camera_id: str, request_id: str, callers: int, redelivery: bool
     ) -> None:
@@ -53,6 +56,10 @@ class FanOutObserver(RelayObserver):
     def camera_disconnected(self, camera_id: str) -> None:
         for observer in self._observers:
             observer.camera_disconnected(camera_id)
+
+    def camera_refused(self, camera_id: str, known: int) -> None:
+        for observer in self._observers:
+            observer.camera_refused(camera_id, known)
 
     def command_delivered(
         self, camera_id: str, request_id: str, callers: int, redelivery: bool

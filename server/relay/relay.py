@@ -1,4 +1,4 @@
-"""The registry of camera sessions and the three operations the HTTP layer calls."""
+"""The registry of camera sessions, bounded and swept, and the operations the HTTP layer calls."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NoReturn
 
 from .config import RelayConfig
-from .errors import CameraOffline, CameraTimeout, ShuttingDown, UnknownRequest
+from .errors import CameraOffline, CameraTimeout, RegistryFull, ShuttingDown, UnknownRequest
 from .observer import RelayObserver, ResultOutcome
 from .session import CameraSession, CameraStatus, Command, Receipt
 from .timerange import LogEntry, TimeRange
@@ -26,8 +27,11 @@ class RelayStats:
 class Relay:
     """Relays ``/logs`` work to cameras that only poll.
 
-    The narrow interface (``poll``, ``fetch_logs``, ``submit_result``,
-    ``cameras``, ``close``) is all the HTTP layer sees.
+    The HTTP layer calls ``poll``, ``submit_result`` and ``camera_seen`` for
+    cameras, ``fetch_logs`` and ``cameras`` for users, and reads ``closed``;
+    the application runs ``sweep`` periodically, reads ``stats`` for metrics
+    and calls ``close`` on shutdown. A camera exists from its first poll, up
+    to ``config.max_cameras`` of them.
     """
 
     def __init__(
@@ -54,6 +58,8 @@ class Relay:
             raise ShuttingDown("the server is shutting down; poll again in a few seconds")
         session = self._sessions.get(camera_id)
         if session is None:
+            if len(self._sessions) >= self.config.max_cameras:
+                await self._refuse(camera_id)
             session = CameraSession(camera_id, self.config, self._observer, self._wall_clock)
             self._sessions[camera_id] = session
             self._sorted_ids = None
@@ -71,6 +77,18 @@ class Relay:
             raise
         finally:
             session.close_poll(poll)
+
+    async def _refuse(self, camera_id: str) -> NoReturn:
+        """A new id past ``max_cameras``: refused, after a delay (a camera retries at once)."""
+        known = len(self._sessions)
+        self._observer.camera_refused(camera_id, known)
+        await asyncio.sleep(self.config.refusal_delay_seconds)
+        if self._closed:
+            raise ShuttingDown("the server is shutting down; poll again in a few seconds")
+        raise RegistryFull(
+            f"the server already tracks {known} cameras, its limit (MAX_CAMERAS), and "
+            f"camera {camera_id!r} is new: retry later; idle cameras are forgotten over time"
+        )
 
     async def fetch_logs(self, camera_id: str, time_range: TimeRange) -> list[LogEntry]:
         """Have the camera send its logs; return the entries inside ``time_range``."""
@@ -128,23 +146,45 @@ class Relay:
             in_flight += status.in_flight
         return RelayStats(len(self._sessions), online, polls, waiting, in_flight)
 
-    def sweep(self) -> int:
-        """Report cameras that went offline; drop idle ones unseen past the retention.
+    async def sweep(self) -> int:
+        """Report cameras that went offline; forget idle ones unseen past their retention.
 
-        Returns how many sessions were dropped. Call it periodically.
+        A camera that never answered a command is forgotten after
+        ``config.unanswered_retention_seconds``, one that did after
+        ``config.session_retention_seconds``. The sweep looks at
+        ``config.sweep_slice`` sessions at a time and yields to the event loop
+        between slices, so a large registry never stalls the loop. Returns how
+        many sessions were forgotten. Call it periodically.
         """
-        retention = self.config.session_retention_seconds
-        stale: list[str] = []
-        for camera_id, session in self._sessions.items():
+        camera_ids = list(self._sessions)
+        step = self.config.sweep_slice
+        forgotten = 0
+        for start in range(0, len(camera_ids), step):
+            if start:
+                await asyncio.sleep(0)
+            forgotten += self._sweep_slice(camera_ids[start : start + step])
+        return forgotten
+
+    def _sweep_slice(self, camera_ids: list[str]) -> int:
+        answered_retention = self.config.session_retention_seconds
+        unanswered_retention = self.config.unanswered_retention_seconds
+        sessions = self._sessions
+        forgotten = 0
+        for camera_id in camera_ids:
+            session = sessions.get(camera_id)
+            if session is None:  # forgotten while the sweep yielded
+                continue
             if session.note_if_went_offline():
                 self._observer.camera_disconnected(camera_id)
-            if session.is_idle() and session.seconds_since_seen() > retention:
-                stale.append(camera_id)
-        for camera_id in stale:
-            del self._sessions[camera_id]
-        if stale:
+            if not session.is_idle():
+                continue
+            retention = answered_retention if session.has_answered() else unanswered_retention
+            if session.seconds_since_seen() > retention:
+                del sessions[camera_id]
+                forgotten += 1
+        if forgotten:
             self._sorted_ids = None
-        return len(stale)
+        return forgotten
 
     def close(self) -> None:
         """Answer every held poll (noop) and every waiting caller (ShuttingDown)."""

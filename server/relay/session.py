@@ -294,6 +294,10 @@ class CameraSession:
             return True
         return False
 
+    def has_answered(self) -> bool:
+        """True once a result of this camera's was accepted."""
+        return bool(self._accepted)
+
     def is_idle(self) -> bool:
         return not (self._polls or self._queue or self._in_flight)
 
