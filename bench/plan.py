@@ -33,6 +33,14 @@ class Plan:
     soak_warmup: int
     soak_concurrency: int
     soak_abandon_every: int
+    #: flood: new camera ids, one short poll each, against MAX_CAMERAS = flood_max_cameras;
+    #: polls in flight at once; the server's hold and connect timeouts (how soon the
+    #: ids, which never answer a command, are forgotten: their sum)
+    flood_ids: int
+    flood_max_cameras: int
+    flood_concurrency: int
+    flood_poll_hold_seconds: float
+    flood_connect_timeout_seconds: float
     #: a scenario that runs longer than this is stopped and reported as an error
     scenario_timeout_seconds: float
 
@@ -55,6 +63,11 @@ FULL = Plan(
     soak_warmup=2_000,
     soak_concurrency=4,
     soak_abandon_every=100,
+    flood_ids=50_000,
+    flood_max_cameras=20_000,
+    flood_concurrency=1000,
+    flood_poll_hold_seconds=20.0,
+    flood_connect_timeout_seconds=10.0,
     scenario_timeout_seconds=300.0,
 )
 
@@ -76,6 +89,11 @@ QUICK = Plan(
     soak_warmup=50,
     soak_concurrency=4,
     soak_abandon_every=25,
+    flood_ids=300,
+    flood_max_cameras=200,
+    flood_concurrency=100,
+    flood_poll_hold_seconds=0.5,
+    flood_connect_timeout_seconds=0.5,
     scenario_timeout_seconds=60.0,
 )
 
