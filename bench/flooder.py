@@ -3,7 +3,7 @@
 What a client with no credentials can do when ``CAMERA_SECRET`` is off: every
 poll names a camera id never seen before (``<prefix>-00000``...), on its own
 connection, and hangs up after ``--wait`` seconds unless answered sooner.
-``--concurrency`` polls are in flight at a time. Prints one JSON line at the
+Polls start at ``--rate`` a second, at most ``--concurrency`` in flight. Prints one JSON line at the
 end: ``{"sent": N, "seconds": S, "answers": {"200": n, "503": n, "none": n},
 "errors": {...}}`` ("none": hung up unanswered).
 """
@@ -48,7 +48,7 @@ async def short_poll(host: str, port: int, camera_id: str, wait: float) -> str:
 
 
 async def flood(
-    base_url: str, ids: int, concurrency: int, wait: float, prefix: str
+    base_url: str, ids: int, concurrency: int, rate: float, wait: float, prefix: str
 ) -> dict[str, object]:
     url = URL(base_url)
     host, port = url.host, url.port
@@ -56,10 +56,14 @@ async def flood(
         raise ValueError(f"--base-url needs a host and a port, got {base_url!r}")
     answers: collections.Counter[str] = collections.Counter()
     errors: collections.Counter[str] = collections.Counter()
-    camera_ids: Iterator[str] = (f"{prefix}-{n:05d}" for n in range(ids))
+    numbers: Iterator[int] = iter(range(ids))
+    loop = asyncio.get_running_loop()
+    start = loop.time()
 
     async def worker() -> None:
-        for camera_id in camera_ids:
+        for number in numbers:
+            await asyncio.sleep(max(0.0, start + number / rate - loop.time()))
+            camera_id = f"{prefix}-{number:05d}"
             try:
                 answers[await short_poll(host, port, camera_id, wait)] += 1
             except OSError as error:
@@ -80,10 +84,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--base-url", required=True)
     parser.add_argument("--ids", type=int, required=True, help="new camera ids, one poll each")
     parser.add_argument("--concurrency", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=500.0, help="polls started a second")
     parser.add_argument("--wait", type=float, default=0.2, help="seconds before hanging up")
     parser.add_argument("--prefix", default="flood")
     args = parser.parse_args(argv)
-    summary = asyncio.run(flood(args.base_url, args.ids, args.concurrency, args.wait, args.prefix))
+    summary = asyncio.run(
+        flood(args.base_url, args.ids, args.concurrency, args.rate, args.wait, args.prefix)
+    )
     sys.stdout.buffer.write(orjson.dumps(summary) + b"\n")
     return 0
 

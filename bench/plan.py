@@ -34,11 +34,12 @@ class Plan:
     soak_concurrency: int
     soak_abandon_every: int
     #: flood: new camera ids, one short poll each, against MAX_CAMERAS = flood_max_cameras;
-    #: polls in flight at once; the server's hold and connect timeouts (how soon the
-    #: ids, which never answer a command, are forgotten: their sum)
+    #: polls in flight at once, polls started a second; the server's hold and connect
+    #: timeouts (how soon the ids, which never answer a command, are forgotten: their sum)
     flood_ids: int
     flood_max_cameras: int
     flood_concurrency: int
+    flood_rate: float
     flood_poll_hold_seconds: float
     flood_connect_timeout_seconds: float
     #: a scenario that runs longer than this is stopped and reported as an error
@@ -66,7 +67,8 @@ FULL = Plan(
     flood_ids=50_000,
     flood_max_cameras=20_000,
     flood_concurrency=1000,
-    flood_poll_hold_seconds=20.0,
+    flood_rate=500.0,
+    flood_poll_hold_seconds=45.0,
     flood_connect_timeout_seconds=10.0,
     scenario_timeout_seconds=300.0,
 )
@@ -92,8 +94,9 @@ QUICK = Plan(
     flood_ids=300,
     flood_max_cameras=200,
     flood_concurrency=100,
-    flood_poll_hold_seconds=0.5,
-    flood_connect_timeout_seconds=0.5,
+    flood_rate=500.0,
+    flood_poll_hold_seconds=1.0,
+    flood_connect_timeout_seconds=1.0,
     scenario_timeout_seconds=60.0,
 )
 
