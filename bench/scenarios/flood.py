@@ -44,7 +44,8 @@ REFUSED: Final = "camrelay_cameras_refused_total"
 #: the server's delay before it answers a refused poll (Settings.camera_refusal_delay_seconds)
 REFUSAL_DELAY_SECONDS: Final = 1.0
 HEALTHZ_INTERVAL: Final = 0.01
-#: each /metrics read walks every session (some 20-40 ms at 20,000): once a second
+#: the only /metrics reads while /healthz is timed: each walks every session (some
+#: 20-40 ms at 20,000), so once a second, as an eager Prometheus would
 KNOWN_SAMPLE_INTERVAL: Final = 1.0
 SAMPLE_REFUSALS: Final = 3
 CAMERAS_TIMINGS: Final = 3
@@ -62,6 +63,7 @@ class Probe:
     """``/healthz`` latencies (when sent, seconds) and the most cameras known at once."""
 
     healthz: list[tuple[float, float]] = field(default_factory=list)
+    known: int = 0
     known_max: int = 0
     #: set once the registry holds MAX_CAMERAS
     full: asyncio.Event = field(default_factory=asyncio.Event)
@@ -93,7 +95,8 @@ async def run(ctx: Context) -> ScenarioResult:
             full_or_done = asyncio.create_task(probe.full.wait())
             await asyncio.wait([flooder, full_or_done], return_when=asyncio.FIRST_COMPLETED)
             full_or_done.cancel()
-            await check_refusals(http, server, result, probe.full.is_set())
+            full = probe.full.is_set() or await gauge(http, server.url, KNOWN) >= cap
+            await check_refusals(http, server, result, full)
             summary = await flooder
             flood_ended = time.perf_counter()
             full = server.memory()
@@ -104,9 +107,9 @@ async def run(ctx: Context) -> ScenarioResult:
             drain_limit = hold + connect + 2 * min(SWEEP_INTERVAL_SECONDS, connect) + 15
 
             async def drained() -> bool:
-                return await gauge(http, server.url, KNOWN) == 0
+                return probe.known == 0
 
-            if not await wait_for(drained, drain_limit, interval=0.25):
+            if not await wait_for(drained, drain_limit, interval=0.1):
                 result.error(f"the registry did not empty within {drain_limit:g} s")
             after_ended = time.perf_counter()
             await asyncio.sleep(0.5)
@@ -178,7 +181,7 @@ async def probing(
 
     async def sample_known() -> None:
         while True:
-            known = int(await gauge(http, server.url, KNOWN))
+            probe.known = known = int(await gauge(http, server.url, KNOWN))
             probe.known_max = max(probe.known_max, known)
             if known >= cap:
                 probe.full.set()
