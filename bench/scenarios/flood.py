@@ -95,8 +95,8 @@ async def run(ctx: Context) -> ScenarioResult:
             full_or_done = asyncio.create_task(probe.full.wait())
             await asyncio.wait([flooder, full_or_done], return_when=asyncio.FIRST_COMPLETED)
             full_or_done.cancel()
-            full = probe.full.is_set() or await gauge(http, server.url, KNOWN) >= cap
-            await check_refusals(http, server, result, full)
+            is_full = probe.full.is_set() or await gauge(http, server.url, KNOWN) >= cap
+            await check_refusals(http, server, result, is_full)
             summary = await flooder
             flood_ended = time.perf_counter()
             full = server.memory()
