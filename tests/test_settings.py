@@ -132,3 +132,14 @@ def test_an_address_in_use_stops_start_up_with_one_line() -> None:
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line.startswith(f"camrelay: cannot listen on 127.0.0.1:{port} (HOST, PORT): ")
     assert "Traceback" not in result.stderr
+
+
+def test_the_registry_settings_reach_the_relay() -> None:
+    settings = Settings.from_env(
+        {"MAX_CAMERAS": "7", "CAMERA_RETENTION_SECONDS": "120", "POLL_HOLD_SECONDS": "20"}
+    )
+    config = settings.relay_config
+    assert (config.max_cameras, config.session_retention_seconds) == (7, 120)
+    assert config.refusal_delay_seconds == 1.0
+    # a camera that never answered a command: kept for the hold plus the connect timeout
+    assert config.unanswered_retention_seconds == 30
