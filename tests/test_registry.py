@@ -93,3 +93,18 @@ def test_the_refusal_line_counts_the_lines_held_back(caplog: pytest.LogCaptureFi
         "refused a poll from new camera new-6 (and 5 more refused not logged): "
         "the registry holds 1 cameras (MAX_CAMERAS)",
     ]
+
+
+def test_online_lines_are_capped_per_second_and_the_rest_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [100.0]
+    events = EventLogger(clock=lambda: now[0])
+    caplog.set_level(logging.INFO, logger="camrelay.relay")
+    for n in range(25):
+        events.camera_connected(f"cam-{n}")
+    now[0] += 1.0
+    events.camera_connected("cam-25")
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[:20] == [f"camera cam-{n} online" for n in range(20)]
+    assert lines[20:] == ["camera cam-25 online (and 5 more cameras online not logged)"]
