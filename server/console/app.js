@@ -5,7 +5,8 @@
 const TOKEN_KEY = "camrelay.apiToken";
 const REFRESH_MS = 2000;
 const LOG_PAGE_SIZE = 200;
-const TARGET_BUCKETS = 60;
+// At most this many buckets: 60 whole ones plus the partial ones at either end.
+const MAX_BUCKETS = 62;
 const CHART_WIDTH = 900;
 const CAMERA_ID = /^[A-Za-z0-9._-]{1,64}$/;
 // Round bucket widths in seconds: 1 s up to 30 days, then whole years.
@@ -417,10 +418,10 @@ $("range-form").addEventListener("submit", (event) => {
 
 /** About 60 buckets of a round width covering [start, end], the first aligned to it. */
 function buckets(start, end) {
-  let width = BUCKET_WIDTHS.find((w) => Math.floor(end / w) - Math.floor(start / w) + 1 <= TARGET_BUCKETS);
+  let width = BUCKET_WIDTHS.find((w) => Math.floor(end / w) - Math.floor(start / w) + 1 <= MAX_BUCKETS);
   if (width === undefined) {
     width = YEAR;
-    while (Math.floor(end / width) - Math.floor(start / width) + 1 > TARGET_BUCKETS) width *= 10;
+    while (Math.floor(end / width) - Math.floor(start / width) + 1 > MAX_BUCKETS) width *= 10;
   }
   const first = Math.floor(start / width) * width;
   const count = Math.floor(end / width) - Math.floor(start / width) + 1;
