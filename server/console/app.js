@@ -61,7 +61,7 @@ function showProblem(node, problem) {
   node.replaceChildren();
   if (problem instanceof Problem) {
     node.append(el("strong", `${problem.status} ${problem.title}`), el("span", `: ${problem.detail}`));
-    if (problem.retryAfter) node.append(el("span", ` Retry after ${problem.retryAfter} s.`));
+    if (problem.retryAfter) node.append(el("p", `Retry after ${problem.retryAfter} s.`, "retry"));
   } else {
     node.append(el("strong", "The server could not be reached"), el("span", `: ${problem.message}`));
   }

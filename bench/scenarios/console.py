@@ -1,0 +1,159 @@
+"""console: the operator console against the largest fleet one server holds.
+
+N idle cameras (``python -m camera --fleet N``) each hold a poll. Measured:
+
+- ``GET /cameras?limit=50`` (the fleet view's page, which is also one live
+  update: the page re-fetches it every 2 s): body size, wall time and server
+  CPU per call, for the first page, a later page (``after``), a prefix filter,
+  and ``online=false`` (the filter that must look at every camera when all
+  are online); the unpaged ``GET /cameras`` for comparison.
+- With Chromium (skipped, with a note, when there is none): the time from
+  navigation until the fleet view shows its first page, and the server CPU per
+  live update while the page stays open (CPU over a window, less the idle CPU
+  over an equal window, divided by the refreshes the page made in it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Final
+
+import aiohttp
+from playwright.async_api import Request, async_playwright, expect
+
+from bench.fixtures import RelayServer, camera_fleet, polls_held, relay_server
+from bench.http import client_session, fetch, wait_for
+from bench.plan import Context
+from bench.procstat import fd_hard_limit
+from bench.result import ScenarioResult
+from bench.scenarios.fleet import FD_RESERVE, FLEET_POLL_TIMEOUT, HOLD_SECONDS, KB
+from bench.stats import median
+from tools.browser import chromium_path, launch, missing_browser_reason
+
+__all__ = ["NAME", "run"]
+
+NAME: Final = "console"
+PAGE: Final = 50
+#: Calls per measured query: /proc counts CPU in 10 ms ticks.
+CALLS: Final = 50
+#: The fleet view's first page: rows on screen.
+FIRST_PAGE_LIMIT_MS: Final = 3000.0
+PAGE_BODY_LIMIT_KB: Final = 16.0
+UPDATE_CPU_LIMIT_MS: Final = 50.0
+
+
+def fleet_size(ctx: Context) -> int:
+    if ctx.plan.console_fill_fd_limit:
+        return max(ctx.plan.console_cameras, fd_hard_limit() - FD_RESERVE)
+    return ctx.plan.console_cameras
+
+
+async def run(ctx: Context) -> ScenarioResult:
+    result = ScenarioResult(NAME)
+    count = fleet_size(ctx)
+    tag = f"N={count}"
+    async with relay_server(ctx, POLL_HOLD_SECONDS=HOLD_SECONDS) as server:
+        async with (
+            camera_fleet(ctx, server, count, {"POLL_TIMEOUT_SECONDS": FLEET_POLL_TIMEOUT}) as fleet,
+            client_session() as http,
+        ):
+            ramp_limit = 30.0 + count / 250
+
+            async def all_held() -> bool:
+                return await polls_held(http, server) >= count
+
+            if not await wait_for(all_held, ramp_limit, interval=0.25):
+                held = await polls_held(http, server)
+                result.error(f"{tag}: only {held} of {count} polls held after {ramp_limit:.0f} s")
+            await measure_queries(http, server, result, count)
+            if chromium_path() is None:
+                result.notes.append(f"browser part skipped: {missing_browser_reason()}")
+            else:
+                await measure_page(ctx, server, result, tag)
+        result.errors_from(f"{tag} fleet", fleet.stderr_lines())
+        result.errors_from(f"{tag} server", server.problems())
+    return result
+
+
+async def measure_queries(
+    http: aiohttp.ClientSession, server: RelayServer, result: ScenarioResult, count: int
+) -> None:
+    tag = f"N={count}"
+    queries = {
+        "first page": {"limit": str(PAGE)},
+        "later page": {"limit": str(PAGE), "after": f"cam-{count // 2:05d}"},
+        # cam-00100.. cam-00199 in a large fleet, cam-00010.. cam-00019 in a small one
+        "prefix page": {"limit": str(PAGE), "prefix": "cam-001" if count >= 200 else "cam-0001"},
+        "online=false page": {"limit": str(PAGE), "online": "false"},
+    }
+    for label, params in queries.items():
+        wall_ms, cpu_ms, size = await time_query(http, server, params, CALLS)
+        result.figure(f"{tag} /cameras {label} KB", round(size / KB, 2))
+        result.figure(f"{tag} /cameras {label} ms (median of {CALLS})", round(wall_ms, 2))
+        result.figure(f"{tag} /cameras {label} server CPU ms", round(cpu_ms, 2))
+        if label == "first page":
+            result.target(f"{tag} page body", round(size / KB, 2), "<=", PAGE_BODY_LIMIT_KB, "KB")
+            result.target(
+                f"{tag} server CPU per page", round(cpu_ms, 2), "<=", UPDATE_CPU_LIMIT_MS, "ms"
+            )
+    wall_ms, cpu_ms, size = await time_query(http, server, {}, 5)
+    result.figure(f"{tag} /cameras unpaged KB", round(size / KB))
+    result.figure(f"{tag} /cameras unpaged ms (median of 5)", round(wall_ms, 1))
+    result.figure(f"{tag} /cameras unpaged server CPU ms", round(cpu_ms, 1))
+
+
+async def time_query(
+    http: aiohttp.ClientSession, server: RelayServer, params: dict[str, str], calls: int
+) -> tuple[float, float, int]:
+    """Median wall ms, mean server CPU ms per call, body bytes."""
+    timings: list[float] = []
+    size = 0
+    cpu_before = server.cpu_seconds()
+    for _ in range(calls):
+        reply = await fetch(http, f"{server.url}/cameras", params)
+        if reply.status != 200:
+            raise RuntimeError(f"/cameras {params} answered {reply.status}")
+        timings.append(reply.seconds)
+        size = len(reply.body)
+    cpu_ms = 1000 * (server.cpu_seconds() - cpu_before) / calls
+    return 1000 * median(timings), cpu_ms, size
+
+
+async def measure_page(ctx: Context, server: RelayServer, result: ScenarioResult, tag: str) -> None:
+    window = ctx.plan.console_window_seconds
+    idle_before = server.cpu_seconds()
+    await asyncio.sleep(window)
+    idle_cpu = server.cpu_seconds() - idle_before
+    async with async_playwright() as playwright:
+        browser = await launch(playwright)
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 800})
+            refreshes = 0
+
+            def count(request: Request) -> None:
+                nonlocal refreshes
+                if "/cameras?" in request.url:
+                    refreshes += 1
+
+            started = time.perf_counter()
+            await page.goto(server.url)
+            await expect(page.locator("#fleet-rows tr")).to_have_count(PAGE, timeout=30_000)
+            first_page_ms = 1000 * (time.perf_counter() - started)
+            page.on("request", count)
+            cpu_before = server.cpu_seconds()
+            await asyncio.sleep(window)
+            open_cpu = server.cpu_seconds() - cpu_before
+            page.remove_listener("request", count)
+        finally:
+            await browser.close()
+    result.target(
+        f"{tag} fleet view first page", round(first_page_ms), "<=", FIRST_PAGE_LIMIT_MS, "ms"
+    )
+    result.figure(f"{tag} live updates in {window:g} s", refreshes)
+    if refreshes:
+        per_update = 1000 * max(0.0, open_cpu - idle_cpu) / refreshes
+        result.figure(
+            f"{tag} server CPU per live update ms (page open, less idle)", round(per_update, 1)
+        )
+    result.figure(f"{tag} server idle CPU ms over {window:g} s", round(1000 * idle_cpu))
