@@ -28,6 +28,8 @@ class Plan:
     console_cameras: int
     console_fill_fd_limit: bool
     console_window_seconds: float
+    #: console: entries in the log the log view shows
+    console_log_entries: int
     #: fan-out: online cameras, one /logs each, all at once
     fanout_cameras: int
     #: big log: entries in the camera's log (about 100 bytes of JSON each); runs
@@ -56,6 +58,7 @@ FULL = Plan(
     console_cameras=10_000,
     console_fill_fd_limit=True,
     console_window_seconds=10.0,
+    console_log_entries=100_000,
     fanout_cameras=1000,
     biglog_entries=100_000,
     biglog_runs=2,
@@ -80,6 +83,7 @@ QUICK = Plan(
     console_cameras=60,
     console_fill_fd_limit=False,
     console_window_seconds=0.5,
+    console_log_entries=1_000,
     fanout_cameras=10,
     biglog_entries=2_000,
     biglog_runs=1,

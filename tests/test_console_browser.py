@@ -12,8 +12,10 @@ import os
 import re
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import orjson
@@ -38,6 +40,8 @@ FAST = {"poll_hold_seconds": 0.5, "connect_timeout_seconds": 0.5}
 FLEET_CHANGE_SECONDS = 6.0
 NOW = 1_764_000_000.0
 BUCKET_WIDTHS = {1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800}
+#: Not UTC, so that a mix-up of local and UTC time shows.
+BROWSER_ZONE = ZoneInfo("Asia/Kolkata")
 FAILED_LOAD = re.compile(r"Failed to load resource: the server responded with a status of (\d+)")
 
 expect.set_options(timeout=5_000)
@@ -77,7 +81,9 @@ async def browser(browser_type_launch_args: dict[str, Any]) -> AsyncIterator[Bro
 
 @pytest.fixture
 async def watched(browser: Browser) -> AsyncIterator[Watched]:
-    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    context = await browser.new_context(
+        viewport={"width": 1280, "height": 800}, timezone_id=BROWSER_ZONE.key
+    )
     page = await context.new_page()
     state = Watched(page)
 
@@ -228,11 +234,11 @@ async def test_fleet_filters_by_prefix_and_state_and_pages(
 # ------------------------------------------------------------------ the log view
 
 
-def camera_log() -> LogEntries:
-    """150 entries over 50 minutes, with extra keys and an integer JavaScript would round."""
+def camera_log(count: int = 150) -> LogEntries:
+    """Entries 20 s apart, ending 20 s before NOW; some with an integer JavaScript would round."""
     entries: LogEntries = []
-    for i in range(150):
-        entry: dict[str, Any] = {"timestamp": NOW - 3000 + i * 20 + (i % 3) * 0.25}
+    for i in range(count):
+        entry: dict[str, Any] = {"timestamp": NOW - 20 * (count - i) + (i % 3) * 0.25}
         entry["description"] = f"motion detected at ({i}, {i * 2})"
         if i % 10 == 0:
             entry["zone"] = {"name": "porch", "id": 2**63 + i}
@@ -240,28 +246,46 @@ def camera_log() -> LogEntries:
     return entries
 
 
+def utc_iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+def local_input(seconds: float) -> str:
+    """What a person types into the page's date-time field, in the browser's time zone."""
+    return datetime.fromtimestamp(seconds, BROWSER_ZONE).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+async def descriptions(page: Page) -> list[str]:
+    return await page.locator("#logs-rows td.description").all_text_contents()
+
+
 async def test_log_view_shows_exactly_the_logs_answer_with_one_bar_per_bucket(
     make_live_server: MakeLiveServer, http: aiohttp.ClientSession, watched: Watched, tmp_path: Path
 ) -> None:
     server = await make_live_server(**FAST)
-    log = camera_log()
+    log = camera_log(450)
     cameras = await start_cameras(server, http, ["cam-1"], logs=log)
     try:
         page = watched.page
         await page.goto(f"{server.url}/#/camera/cam-1")
         await expect(page.locator("#camera-name")).to_have_text("cam-1")
         await page.get_by_role("button", name="All").click()
-        await expect(page.locator("#logs-count")).to_have_text("150 entries from camera cam-1")
+        await expect(page.locator("#logs-count")).to_have_text("450 entries from camera cam-1")
         async with http.get(f"{server.url}/logs?cameraId=cam-1") as response:
             raw = await response.read()
-        answer = orjson.loads(raw)
-        rows = page.locator("#logs-rows tr")
-        await expect(rows).to_have_count(150)
-        await expect(page.locator("#logs-rows td.description")).to_have_text(
-            [entry["description"] for entry in answer["logs"]]
-        )
-        utc = await page.locator("#logs-rows td.time").first.get_attribute("title")
-        assert utc == "2025-11-24T15:10:00.000Z"  # NOW - 3000, in UTC
+        wanted = [entry["description"] for entry in orjson.loads(raw)["logs"]]
+        assert wanted == [entry["description"] for entry in log]
+        # A page of 200 at a time, in the camera's order.
+        await expect(page.locator("#logs-page")).to_have_text("Entries 1 to 200 of 450")
+        assert await descriptions(page) == wanted[:200]
+        await page.click("#logs-next")
+        await expect(page.locator("#logs-page")).to_have_text("Entries 201 to 400 of 450")
+        assert await descriptions(page) == wanted[200:400]
+        await page.click("#logs-next")
+        assert await descriptions(page) == wanted[400:]
+        await expect(page.locator("#logs-next")).to_be_disabled()
+        first_time = page.locator("#logs-rows td.time").first
+        await expect(first_time).to_have_attribute("title", utc_iso(log[400]["timestamp"]))
         zone = await page.locator("#logs-rows td.others").first.text_content()
         assert zone == '{"zone":{"name":"porch","id":9223372036854776000}}'  # rounded on screen
 
@@ -270,25 +294,37 @@ async def test_log_view_shows_exactly_the_logs_answer_with_one_bar_per_bucket(
         )
         width = bars[0][1]
         assert width in BUCKET_WIDTHS
-        assert 30 <= len(bars) <= 62
-        stamps = [entry["timestamp"] for entry in answer["logs"]]
+        assert 25 <= len(bars) <= 62
+        stamps = [entry["timestamp"] for entry in log]
         for index, (start, bar_width, count) in enumerate(bars):
             assert (bar_width, start) == (width, bars[0][0] + index * width)
             assert count == sum(start <= t < start + width for t in stamps), index
-        assert sum(count for _, _, count in bars) == 150
+        assert sum(count for _, _, count in bars) == 450
         assert bars[0][0] <= min(stamps)
         assert max(stamps) < bars[-1][0] + width
 
         await page.select_option("#logs-order", "desc")
-        await expect(page.locator("#logs-rows td.description").first).to_have_text(
-            log[-1]["description"]
-        )
+        await expect(page.locator("#logs-page")).to_have_text("Entries 1 to 200 of 450")
+        assert await descriptions(page) == wanted[::-1][:200]
+        await page.select_option("#logs-order", "asc")
+        assert await descriptions(page) == wanted[:200]
         async with page.expect_download() as download_info:
             await page.click("#logs-download")
         download = await download_info.value
         saved = tmp_path / "download.json"
         await download.save_as(saved)
         assert saved.read_bytes() == raw  # the big integers exactly as the camera sent them
+
+        # A custom range typed in local time reaches the server as epoch seconds.
+        start, end = log[100]["timestamp"] - 0.25, log[109]["timestamp"] + 0.5
+        await page.fill("#range-start", local_input(start))
+        await page.fill("#range-end", local_input(end))
+        await page.click("#range-fetch")
+        inside = [e for e in log if int(start) <= e["timestamp"] <= int(end)]
+        await expect(page.locator("#logs-count")).to_have_text(
+            f"{len(inside)} entries from camera cam-1"
+        )
+        assert await descriptions(page) == [e["description"] for e in inside]
 
         # Readable on a phone: nothing wider than the screen but the tables' own scrollers.
         await page.set_viewport_size({"width": 390, "height": 844})
