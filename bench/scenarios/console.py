@@ -26,8 +26,8 @@ from typing import Final
 import aiohttp
 from playwright.async_api import Page, Request, async_playwright
 
-from bench.fixtures import RelayServer, camera_fleet, log_camera, polls_held, relay_server
-from bench.http import client_session, fetch, wait_for
+from bench.fixtures import RelayServer, camera_fleet, log_camera, relay_server, wait_all_held
+from bench.http import client_session, fetch
 from bench.plan import Context
 from bench.procstat import fd_hard_limit
 from bench.result import ScenarioResult
@@ -64,14 +64,9 @@ async def run(ctx: Context) -> ScenarioResult:
             camera_fleet(ctx, server, count, {"POLL_TIMEOUT_SECONDS": FLEET_POLL_TIMEOUT}) as fleet,
             client_session() as http,
         ):
-            ramp_limit = 30.0 + count / 250
-
-            async def all_held() -> bool:
-                return await polls_held(http, server) >= count
-
-            if not await wait_for(all_held, ramp_limit, interval=0.25):
-                held = await polls_held(http, server)
-                result.error(f"{tag}: only {held} of {count} polls held after {ramp_limit:.0f} s")
+            problem = await wait_all_held(http, server, count)
+            if problem is not None:
+                result.error(f"{tag}: {problem}")
             await measure_queries(http, server, result, count)
             if chromium_path() is None:
                 result.notes.append(f"browser part skipped: {missing_browser_reason()}")
@@ -201,5 +196,6 @@ async def timed(page: Page, action: Awaitable[object], shown: str) -> float:
     """Milliseconds from starting ``action`` until ``shown`` holds on a painted frame."""
     started = time.perf_counter()
     await action
-    await page.wait_for_function(shown, polling="raf", timeout=60_000)
+    # A function, not a bare expression: the page's CSP forbids evaluating strings.
+    await page.wait_for_function(f"() => {shown}", polling="raf", timeout=60_000)
     return 1000 * (time.perf_counter() - started)

@@ -15,8 +15,8 @@ from typing import Final
 
 import aiohttp
 
-from bench.fixtures import RelayServer, camera_fleet, polls_held, relay_server
-from bench.http import client_session, fetch, wait_for
+from bench.fixtures import RelayServer, camera_fleet, polls_held, relay_server, wait_all_held
+from bench.http import client_session, fetch
 from bench.plan import Context
 from bench.procs import Child
 from bench.procstat import cpu_seconds, fd_hard_limit, memory
@@ -68,14 +68,9 @@ async def step(ctx: Context, result: ScenarioResult, count: int) -> None:
             client_session() as http,
         ):
             started = time.perf_counter()
-            ramp_limit = 30.0 + count / 250
-
-            async def all_held() -> bool:
-                return await polls_held(http, server) >= count
-
-            if not await wait_for(all_held, ramp_limit, interval=0.25):
-                held = await polls_held(http, server)
-                result.error(f"{tag}: only {held} of {count} polls held after {ramp_limit:.0f} s")
+            problem = await wait_all_held(http, server, count)
+            if problem is not None:
+                result.error(f"{tag}: {problem}")
             ramp = time.perf_counter() - started
             await asyncio.sleep(1.0)
             after = server.memory().rss
