@@ -1,4 +1,8 @@
-"""The operator console: static files served at ``/`` and ``/console/``, with security headers."""
+"""The operator console: this package's web files, served at ``/`` and ``/console/``.
+
+The page (``index.html``), its script, style sheet and icon sit beside this
+module and are served as they are, with security headers.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,12 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from .problems import ProblemError
-from .relay import shown
+from ..problems import ProblemError
+from ..relay import shown
 
-CONSOLE_DIR = Path(__file__).resolve().parent / "console"
+CONSOLE_DIR = Path(__file__).resolve().parent
+#: The kinds of file the console ships; nothing else in the package is served.
+WEB_SUFFIXES = frozenset({".html", ".js", ".css", ".svg"})
 INDEX_ROUTE = "console"
 ASSETS_ROUTE = "console-assets"
 ROUTE_NAMES = frozenset({INDEX_ROUTE, ASSETS_ROUTE})
@@ -33,7 +39,11 @@ async def index(request: web.Request) -> web.FileResponse:
 
 def _asset_handler() -> Handler:
     # The files shipped, listed once: nothing else under the directory is ever served.
-    assets = {path.name: path for path in CONSOLE_DIR.iterdir() if path.is_file()}
+    assets = {
+        path.name: path
+        for path in CONSOLE_DIR.iterdir()
+        if path.is_file() and path.suffix in WEB_SUFFIXES
+    }
 
     async def asset(request: web.Request) -> web.FileResponse:
         name = request.match_info["name"]
