@@ -4,6 +4,7 @@
 
 const TOKEN_KEY = "camrelay.apiToken";
 const REFRESH_MS = 2000;
+const FLEET_TIMEOUT_MS = 15000;
 const LOG_PAGE_SIZE = 200;
 // At most this many buckets: 60 whole ones plus the partial ones at either end.
 const MAX_BUCKETS = 62;
@@ -85,7 +86,14 @@ function askForToken(problem) {
 
 $("token-form").addEventListener("submit", (event) => {
   event.preventDefault();
-  sessionStorage.setItem(TOKEN_KEY, $("token-input").value);
+  const token = $("token-input").value.trim();
+  if (!/^[\x20-\x7e]+$/.test(token)) {
+    const message = $("token-problem");
+    message.replaceChildren(el("span", "An API token is printable ASCII: check what was pasted."));
+    message.hidden = false;
+    return;
+  }
+  sessionStorage.setItem(TOKEN_KEY, token);
   $("token-input").value = "";
   tokenWanted = false;
   $("token-view").hidden = true;
@@ -163,7 +171,9 @@ async function refreshFleet() {
   const controller = new AbortController();
   fleet.controller = controller;
   try {
-    const page = JSON.parse(await api(fleetQuery(), controller.signal));
+    // A server that stops answering must not stall the loop: give up after a while.
+    const signal = AbortSignal.any([controller.signal, AbortSignal.timeout(FLEET_TIMEOUT_MS)]);
+    const page = JSON.parse(await api(fleetQuery(), signal));
     renderFleet(page);
     $("fleet-problem").hidden = true;
     $("update-status").textContent = `Updated ${localTime(Date.now() / 1000).slice(11, 19)}`;
@@ -304,6 +314,7 @@ async function fetchLogs(start, end) {
     const raw = await api(`/logs?${params}`, controller.signal);
     renderLogs(raw, start, end);
   } catch (error) {
+    if (logs.controller !== controller) return; // a newer fetch took over
     if (controller.signal.aborted) {
       const note = $("logs-problem");
       note.replaceChildren(el("span", "Cancelled: nothing was fetched."));
