@@ -58,7 +58,6 @@ async def launch(playwright: Playwright, **options: Any) -> Browser:
     path = chromium_path()
     if path is None:
         raise RuntimeError(missing_browser_reason())
-    options.setdefault("headless", True)
-    return await playwright.chromium.launch(
-        executable_path=str(path), args=list(LAUNCH_ARGS), **options
-    )
+    headless = options.setdefault("headless", True)
+    args = [arg for arg in LAUNCH_ARGS if headless or arg != "--headless"]
+    return await playwright.chromium.launch(executable_path=str(path), args=args, **options)

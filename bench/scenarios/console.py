@@ -27,12 +27,17 @@ import aiohttp
 from playwright.async_api import Page, Request, async_playwright
 
 from bench.fixtures import RelayServer, camera_fleet, log_camera, relay_server, wait_all_held
-from bench.http import client_session, fetch
+from bench.http import client_session
 from bench.plan import Context
 from bench.procstat import fd_hard_limit
 from bench.result import ScenarioResult
-from bench.scenarios.fleet import FD_RESERVE, FLEET_POLL_TIMEOUT, HOLD_SECONDS, KB
-from bench.stats import median
+from bench.scenarios.fleet import (
+    FD_RESERVE,
+    FLEET_POLL_TIMEOUT,
+    HOLD_SECONDS,
+    KB,
+    time_cameras,
+)
 from tools.browser import chromium_path, launch, missing_browser_reason
 
 __all__ = ["NAME", "run"]
@@ -89,7 +94,7 @@ async def measure_queries(
         "online=false page": {"limit": str(PAGE), "online": "false"},
     }
     for label, params in queries.items():
-        wall_ms, cpu_ms, size = await time_query(http, server, params, CALLS)
+        wall_ms, cpu_ms, size = await time_cameras(http, server, params, CALLS)
         result.figure(f"{tag} /cameras {label} KB", round(size / KB, 2))
         result.figure(f"{tag} /cameras {label} ms (median of {CALLS})", round(wall_ms, 2))
         result.figure(f"{tag} /cameras {label} server CPU ms", round(cpu_ms, 2))
@@ -98,27 +103,10 @@ async def measure_queries(
             result.target(
                 f"{tag} server CPU per page", round(cpu_ms, 2), "<=", UPDATE_CPU_LIMIT_MS, "ms"
             )
-    wall_ms, cpu_ms, size = await time_query(http, server, {}, 5)
+    wall_ms, cpu_ms, size = await time_cameras(http, server, calls=5)
     result.figure(f"{tag} /cameras unpaged KB", round(size / KB))
     result.figure(f"{tag} /cameras unpaged ms (median of 5)", round(wall_ms, 1))
     result.figure(f"{tag} /cameras unpaged server CPU ms", round(cpu_ms, 1))
-
-
-async def time_query(
-    http: aiohttp.ClientSession, server: RelayServer, params: dict[str, str], calls: int
-) -> tuple[float, float, int]:
-    """Median wall ms, mean server CPU ms per call, body bytes."""
-    timings: list[float] = []
-    size = 0
-    cpu_before = server.cpu_seconds()
-    for _ in range(calls):
-        reply = await fetch(http, f"{server.url}/cameras", params)
-        if reply.status != 200:
-            raise RuntimeError(f"/cameras {params} answered {reply.status}")
-        timings.append(reply.seconds)
-        size = len(reply.body)
-    cpu_ms = 1000 * (server.cpu_seconds() - cpu_before) / calls
-    return 1000 * median(timings), cpu_ms, size
 
 
 async def measure_page(ctx: Context, server: RelayServer, result: ScenarioResult, tag: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from typing import Final
 
 import aiohttp
@@ -117,17 +118,20 @@ async def idle_cpu(server: RelayServer, fleet: Child, seconds: float) -> tuple[f
 
 
 async def time_cameras(
-    http: aiohttp.ClientSession, server: RelayServer
+    http: aiohttp.ClientSession,
+    server: RelayServer,
+    params: Mapping[str, str] | None = None,
+    calls: int = CAMERAS_TIMINGS,
 ) -> tuple[float, float, int]:
     """``GET /cameras``: median wall ms, mean server CPU ms per call, body size."""
     timings: list[float] = []
     size = 0
     cpu_before = server.cpu_seconds()
-    for _ in range(CAMERAS_TIMINGS):
-        reply = await fetch(http, f"{server.url}/cameras")
+    for _ in range(calls):
+        reply = await fetch(http, f"{server.url}/cameras", params)
         if reply.status != 200:
-            raise RuntimeError(f"/cameras answered {reply.status}")
+            raise RuntimeError(f"/cameras {dict(params or {})} answered {reply.status}")
         timings.append(reply.seconds)
         size = len(reply.body)
-    cpu_ms = 1000 * (server.cpu_seconds() - cpu_before) / CAMERAS_TIMINGS
+    cpu_ms = 1000 * (server.cpu_seconds() - cpu_before) / calls
     return 1000 * median(timings), cpu_ms, size
