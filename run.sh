@@ -77,7 +77,9 @@ case "$MODE" in
         fi
         API_BASE_URL="http://127.0.0.1:${port}" "$PYTHON" -m camera &
         camera_pid=$!
-        echo "run.sh: server on :${port} with camera '${CAMERA_ID:-default}'. Try:" >&2
+        echo "run.sh: server on :${port} with camera '${CAMERA_ID:-default}'." >&2
+        echo "  the console: http://localhost:${port}/" >&2
+        echo "Or try:" >&2
         echo "  curl localhost:${port}/logs" >&2
         echo "  ./curl_parallel.sh 10 http://localhost:${port}/logs" >&2
         echo "Ctrl-C stops both." >&2
