@@ -354,19 +354,28 @@ async def test_camera_text_is_shown_as_text_and_runs_nothing(
         await stop_all(cameras)
 
 
-async def test_offline_camera_shows_the_problem_with_retry_after(
-    make_live_server: MakeLiveServer, watched: Watched
+async def test_offline_cameras_show_the_problem_with_retry_after(
+    make_live_server: MakeLiveServer, http: aiohttp.ClientSession, watched: Watched
 ) -> None:
     server = await make_live_server(**FAST)
+    await known_then_offline(server, http, "gone")
     watched.expected_statuses.add(503)
     page = watched.page
+    problem = page.locator("#logs-problem")
     await page.goto(f"{server.url}/#/camera/gone")
     await page.get_by_role("button", name="Last hour").click()
-    problem = page.locator("#logs-problem")
     await expect(problem.locator("strong")).to_have_text("503 Service Unavailable")
-    await expect(problem).to_contain_text(": camera 'gone' has not connected; retry once it polls")
+    await expect(problem).to_contain_text(
+        re.compile(r": camera 'gone' is offline: last seen \d+ s ago; retry once it polls again")
+    )
     await expect(problem.locator(".retry")).to_have_text("Retry after 5 s.")
     await expect(page.locator("#logs-waiting")).to_be_hidden()
+    # A camera that never connected reads differently.
+    await page.goto(f"{server.url}/#/camera/never-seen")
+    await page.get_by_role("button", name="All").click()
+    await expect(problem).to_contain_text(
+        ": camera 'never-seen' has not connected; retry once it polls"
+    )
 
 
 async def test_a_waiting_call_shows_elapsed_seconds_and_can_be_cancelled(
