@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from server.relay import Relay, RelayConfig
+from server.relay import CameraStatus, Relay, RelayConfig
 from tests.conftest import Client, MakeClient, relay_of
 from tests.helpers import camera_polling, running, wait_until
 
@@ -32,7 +32,7 @@ async def relay() -> AsyncIterator[Relay]:
     await asyncio.gather(*held)
 
 
-def ids(statuses: list) -> list[str]:  # type: ignore[type-arg]
+def ids(statuses: list[CameraStatus]) -> list[str]:
     return [status.camera_id for status in statuses]
 
 
@@ -126,3 +126,22 @@ async def test_auth_comes_before_parameter_checks(make_client: MakeClient) -> No
     client = await make_client(api_token="t")
     async with client.get("/cameras?limit=0") as response:
         assert response.status == 401
+
+
+@pytest.mark.parametrize("online", [None, True, False])
+@pytest.mark.parametrize("prefix", ["", "a", "b-", "zz"])
+async def test_walking_the_cursor_visits_every_match_once(
+    relay: Relay, online: bool | None, prefix: str
+) -> None:
+    wanted = ids(relay.cameras(prefix=prefix, online=online))
+    for limit in range(1, len(ONLINE + OFFLINE) + 2):
+        seen: list[str] = []
+        after = None
+        while True:
+            # As the view does: one more than the page tells whether another follows.
+            found = ids(relay.cameras(prefix, online, after, limit + 1))
+            seen += found[:limit]
+            if len(found) <= limit:
+                break
+            after = found[limit - 1]
+        assert seen == wanted, (limit, prefix, online)
