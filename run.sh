@@ -7,6 +7,7 @@
 #   lint     ruff (lint + format check) and mypy
 #   bench    the benchmark harness (python -m bench); extra args go to it
 #   dev      adev runserver with reload on change
+#   screenshots  PNGs of the console's views from a demo it starts (docs/screenshots)
 # Creates .venv and installs the project into it when missing or out of date,
 # unless CAMRELAY_NO_VENV=1 (the container image installs into the system Python).
 set -euo pipefail
@@ -76,7 +77,9 @@ case "$MODE" in
         fi
         API_BASE_URL="http://127.0.0.1:${port}" "$PYTHON" -m camera &
         camera_pid=$!
-        echo "run.sh: server on :${port} with camera '${CAMERA_ID:-default}'. Try:" >&2
+        echo "run.sh: server on :${port} with camera '${CAMERA_ID:-default}'." >&2
+        echo "  the console: http://localhost:${port}/" >&2
+        echo "Or try:" >&2
         echo "  curl localhost:${port}/logs" >&2
         echo "  ./curl_parallel.sh 10 http://localhost:${port}/logs" >&2
         echo "Ctrl-C stops both." >&2
@@ -99,13 +102,17 @@ case "$MODE" in
         ensure_env dev
         exec "$PYTHON" -m bench "$@"
         ;;
+    screenshots)
+        ensure_env dev
+        exec "$PYTHON" -m tools.screenshots "$@"
+        ;;
     dev)
         ensure_env dev
         exec "$PYTHON" -m aiohttp_devtools runserver server --app-factory create_app \
             --host "${HOST:-0.0.0.0}" --port "${PORT:-8080}" "$@"
         ;;
     *)
-        echo "run.sh: unknown mode '$MODE' (api, camera, demo, test, lint, bench, dev)" >&2
+        echo "run.sh: unknown mode '$MODE' (api, camera, demo, test, lint, bench, screenshots, dev)" >&2
         exit 2
         ;;
 esac

@@ -25,7 +25,14 @@ from bench.procs import (
 )
 from bench.procstat import Memory, cpu_seconds, memory, open_fds
 
-__all__ = ["BenchCamera", "RelayServer", "camera_fleet", "log_camera", "relay_server"]
+__all__ = [
+    "BenchCamera",
+    "RelayServer",
+    "camera_fleet",
+    "log_camera",
+    "relay_server",
+    "wait_all_held",
+]
 
 #: Warnings every server logs at start-up when auth is off (as in a benchmark).
 EXPECTED_SERVER_LINES: Final = ("API_TOKEN is not set", "CAMERA_SECRET is not set")
@@ -188,3 +195,16 @@ async def camera_fleet(
 
 async def polls_held(http: aiohttp.ClientSession, server: RelayServer) -> int:
     return int(await gauge(http, server.url, POLLS_HELD))
+
+
+async def wait_all_held(http: aiohttp.ClientSession, server: RelayServer, count: int) -> str | None:
+    """Wait for a fleet of ``count`` to hold its polls; an error message if it does not."""
+    ramp_limit = 30.0 + count / 250
+
+    async def all_held() -> bool:
+        return await polls_held(http, server) >= count
+
+    if await wait_for(all_held, ramp_limit, interval=0.25):
+        return None
+    held = await polls_held(http, server)
+    return f"only {held} of {count} polls held after {ramp_limit:.0f} s"

@@ -23,6 +23,13 @@ class Plan:
     fleet_sizes: tuple[int, ...]
     fleet_fill_fd_limit: bool
     fleet_idle_seconds: float
+    #: console: cameras (at least; True: as many as the fd hard limit allows), and the
+    #: window over which the open page's live updates are measured
+    console_cameras: int
+    console_fill_fd_limit: bool
+    console_window_seconds: float
+    #: console: entries in the log the log view shows
+    console_log_entries: int
     #: fan-out: online cameras, one /logs each, all at once
     fanout_cameras: int
     #: big log: entries in the camera's log (about 100 bytes of JSON each); runs
@@ -57,6 +64,10 @@ FULL = Plan(
     fleet_sizes=(10_000,),
     fleet_fill_fd_limit=True,
     fleet_idle_seconds=10.0,
+    console_cameras=10_000,
+    console_fill_fd_limit=True,
+    console_window_seconds=10.0,
+    console_log_entries=100_000,
     fanout_cameras=1000,
     biglog_entries=100_000,
     biglog_runs=2,
@@ -84,6 +95,10 @@ QUICK = Plan(
     fleet_sizes=(20,),
     fleet_fill_fd_limit=False,
     fleet_idle_seconds=1.0,
+    console_cameras=60,
+    console_fill_fd_limit=False,
+    console_window_seconds=0.5,
+    console_log_entries=1_000,
     fanout_cameras=10,
     biglog_entries=2_000,
     biglog_runs=1,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import re
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import orjson
 from aiohttp import web
 
-from common.grammar import CAMERA_ID_RULE, DECIMAL_PATTERN, is_camera_id
+from common.grammar import CAMERA_ID_RULE, CAMERA_PREFIX_PATTERN, DECIMAL_PATTERN, is_camera_id
 
 from .problems import ProblemError
 from .relay import LogEntry, TimeRange, shown
@@ -51,6 +53,58 @@ def timestamp_param(request: web.Request, name: str) -> float | None:
             f"{name} must be a finite number, got {shown(raw)}, which is out of range"
         )
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class CameraQuery:
+    """``GET /cameras``'s filter and page: ids starting with ``prefix``, in ``online``
+    state when given, after the id ``after``, at most ``limit`` of them."""
+
+    prefix: str
+    online: bool | None
+    after: str | None
+    limit: int | None
+
+
+CAMERA_QUERY_NAMES = ("prefix", "online", "after", "limit")
+MAX_CAMERAS_PAGE = 1000
+PAGE_SIZE_PATTERN = re.compile(r"[0-9]{1,7}")
+
+
+def camera_query_params(request: web.Request) -> CameraQuery | None:
+    """The ``/cameras`` filter and page, or ``None`` when none of its parameters is given."""
+    if not any(name in request.query for name in CAMERA_QUERY_NAMES):
+        return None
+    prefix = single_query_value(request, "prefix") or ""
+    if not CAMERA_PREFIX_PATTERN.fullmatch(prefix):
+        raise invalid_parameter(
+            f"prefix must be up to 64 characters of A-Z a-z 0-9 . _ -, got {shown(prefix)}"
+        )
+    online_raw = single_query_value(request, "online")
+    if online_raw not in (None, "true", "false"):
+        raise invalid_parameter(f"online must be true or false, got {shown(online_raw)}")
+    after = single_query_value(request, "after")
+    if after is not None and not is_camera_id(after):
+        raise invalid_parameter(
+            "after must be a camera id (1-64 characters of A-Z a-z 0-9 . _ -), usually the "
+            f"'next' of the previous page, got {shown(after)}"
+        )
+    return CameraQuery(
+        prefix,
+        None if online_raw is None else online_raw == "true",
+        after,
+        _page_size(single_query_value(request, "limit")),
+    )
+
+
+def _page_size(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    if not PAGE_SIZE_PATTERN.fullmatch(raw) or not 1 <= int(raw) <= MAX_CAMERAS_PAGE:
+        raise invalid_parameter(
+            f"limit must be a whole number from 1 to {MAX_CAMERAS_PAGE}, got {shown(raw)}"
+        )
+    return int(raw)
 
 
 def time_range_params(request: web.Request) -> TimeRange:

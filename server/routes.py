@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from . import views
+from .console import setup_console
 
 
 def setup_routes(app: web.Application) -> None:
@@ -18,3 +19,4 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", views.healthz, name="healthz")
     app.router.add_get("/metrics", views.metrics, name="metrics")
     app.router.add_get("/openapi.json", views.openapi, name="openapi")
+    setup_console(app)

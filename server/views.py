@@ -10,9 +10,9 @@ from aiohttp import web
 
 from .auth import require_camera, require_user
 from .metrics import METRICS_CONTENT_TYPE
-from .params import camera_id_param, parse_result_body, time_range_params
+from .params import camera_id_param, camera_query_params, parse_result_body, time_range_params
 from .problems import ProblemError, json_response
-from .relay import Command, ResultOutcome
+from .relay import CameraStatus, Command, ResultOutcome
 from .state import get_metrics, get_relay, get_settings, get_started_at
 
 NOOP: dict[str, object] = {"command": "noop"}
@@ -97,18 +97,42 @@ async def get_logs(request: web.Request) -> web.Response:
 
 async def list_cameras(request: web.Request) -> web.Response:
     require_user(request, get_settings(request.app).api_token)
-    cameras = [
+    query = camera_query_params(request)
+    relay = get_relay(request.app)
+    if query is None:
+        return json_response({"cameras": [camera_json(status) for status in relay.cameras()]})
+    # One more than asked for tells whether another page follows.
+    limit = None if query.limit is None else query.limit + 1
+    found = relay.cameras(query.prefix, query.online, query.after, limit)
+    next_after = None
+    if query.limit is not None and len(found) > query.limit:
+        del found[query.limit :]
+        next_after = found[-1].camera_id
+    stats = relay.stats()
+    return json_response(
         {
-            "cameraId": status.camera_id,
-            "online": status.online,
-            "lastSeen": status.last_seen,
-            "polling": status.polling,
-            "waiting": status.waiting,
-            "inFlight": status.in_flight,
+            "cameras": [camera_json(status) for status in found],
+            "next": next_after,
+            "totals": {
+                "known": stats.cameras,
+                "online": stats.online,
+                "polling": stats.polls_held,
+                "waiting": stats.callers_waiting,
+                "inFlight": stats.commands_in_flight,
+            },
         }
-        for status in get_relay(request.app).cameras()
-    ]
-    return json_response({"cameras": cameras})
+    )
+
+
+def camera_json(status: CameraStatus) -> dict[str, object]:
+    return {
+        "cameraId": status.camera_id,
+        "online": status.online,
+        "lastSeen": status.last_seen,
+        "polling": status.polling,
+        "waiting": status.waiting,
+        "inFlight": status.in_flight,
+    }
 
 
 async def healthz(request: web.Request) -> web.Response:

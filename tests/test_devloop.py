@@ -34,7 +34,7 @@ def test_adev_runserver_loads_create_app() -> None:
     assert result.returncode == 0, result.stderr
     factory_line, watch_line = result.stdout.splitlines()
     assert factory_line == (
-        "create_app ['cameras', 'healthz', 'logs', 'metrics', 'openapi', "
-        "'poll_for_command', 'send_logs']"
+        "create_app ['cameras', 'console', 'console-assets', 'healthz', 'logs', 'metrics', "
+        "'openapi', 'poll_for_command', 'send_logs']"
     )
     assert watch_line == str(REPO / "server")

@@ -15,9 +15,11 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from common.grammar import CAMERA_ID_PATTERN, DECIMAL_PATTERN
+from common.grammar import CAMERA_ID_PATTERN, CAMERA_PREFIX_PATTERN, DECIMAL_PATTERN
 from server import create_app
 from server.auth import camera_token
+from server.console import ROUTE_NAMES as CONSOLE_ROUTES
+from server.params import MAX_CAMERAS_PAGE
 from server.relay import WIRE_MAX
 from tests.conftest import Client, MakeClient, relay_of, settings_for
 from tests.helpers import camera_polling, wait_until
@@ -110,7 +112,11 @@ def test_document_is_valid_openapi_3_1() -> None:
 
 def test_every_route_is_documented_and_every_operation_is_routed() -> None:
     app = create_app(settings_for())
-    routed = {(route.method, route.resource.canonical) for route in app.router.routes()}
+    routed = {
+        (route.method, route.resource.canonical)
+        for route in app.router.routes()
+        if route.name not in CONSOLE_ROUTES  # the web page, not the API
+    }
     assert routed == documented_operations()
     # HEAD is served only where GET has no side effect on the relay.
     assert ("HEAD", "/poll_for_command") not in routed
@@ -133,8 +139,14 @@ def test_parameter_patterns_are_the_code_patterns() -> None:
         "cameraId": schemas["CameraId"],
         "startTimestamp": schemas["DecimalString"],
         "endTimestamp": schemas["DecimalString"],
+        "prefix": schemas["CameraPrefix"],
+        "online": schemas["OnlineFlag"],
+        "after": schemas["CameraId"],
+        "limit": schemas["PageSize"],
     }
-    # The same strings pass and fail in the document as in the code (the README's examples).
+    assert schemas["CameraPrefix"]["pattern"] == f"^{CAMERA_PREFIX_PATTERN.pattern}$"
+    assert schemas["PageSize"]["maximum"] == MAX_CAMERAS_PAGE
+    # The same strings pass and fail in the document as in the code (README's examples).
     decimal = re.compile(schemas["DecimalString"]["pattern"])
     for good in ["1700000000", "1700000000.25", "-5", "1e9", "+3", "1E-3", "-0.5e+2"]:
         assert decimal.search(good), good
@@ -211,6 +223,8 @@ async def test_camera_round_trip_answers_conform(make_client: MakeClient) -> Non
     assert (await assert_conforms("POST", "/send_logs", repeat))["duplicate"] is True
     cameras = await assert_conforms("GET", "/cameras", await client.get("/cameras"))
     assert [c["cameraId"] for c in cameras["cameras"]] == ["cam"]
+    paged = await assert_conforms("GET", "/cameras", await client.get("/cameras?limit=1"))
+    assert (paged["next"], paged["totals"]["known"]) == (None, 1)
 
 
 async def test_noop_and_superseded_polls_conform(make_client: MakeClient) -> None:
@@ -236,6 +250,9 @@ async def test_noop_and_superseded_polls_conform(make_client: MakeClient) -> Non
         ("GET", "/logs", {"params": {"startTimestamp": "1e999"}}, 400),
         ("GET", "/logs", {"params": {"startTimestamp": "2", "endTimestamp": "1"}}, 400),
         ("GET", "/logs", {"params": {"cameraId": "never-seen"}}, 503),
+        ("GET", "/cameras", {"params": {"limit": "10", "online": "true"}}, 200),
+        ("GET", "/cameras", {"params": {"limit": "1001"}}, 400),
+        ("HEAD", "/cameras", {"params": {"online": "yes"}}, 400),
         ("GET", "/healthz", {}, 200),
         ("GET", "/metrics", {}, 200),
         ("GET", "/openapi.json", {}, 200),

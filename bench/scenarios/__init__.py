@@ -7,7 +7,7 @@ from typing import Final
 
 from bench.plan import Context
 from bench.result import ScenarioResult
-from bench.scenarios import biglog, burst, fanout, fleet, flood, latency, soak
+from bench.scenarios import biglog, burst, console, fanout, fleet, flood, latency, soak
 
 __all__ = ["SCENARIOS", "Scenario"]
 
@@ -17,6 +17,7 @@ SCENARIOS: Final[dict[str, Scenario]] = {
     latency.NAME: latency.run,
     burst.NAME: burst.run,
     fleet.NAME: fleet.run,
+    console.NAME: console.run,
     fanout.NAME: fanout.run,
     biglog.NAME: biglog.run,
     soak.NAME: soak.run,

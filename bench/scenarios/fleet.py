@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from typing import Final
 
 import aiohttp
 
-from bench.fixtures import RelayServer, camera_fleet, polls_held, relay_server
-from bench.http import client_session, fetch, wait_for
+from bench.fixtures import RelayServer, camera_fleet, polls_held, relay_server, wait_all_held
+from bench.http import client_session, fetch
 from bench.plan import Context
 from bench.procs import Child
 from bench.procstat import cpu_seconds, memory
@@ -69,14 +70,9 @@ async def step(ctx: Context, result: ScenarioResult, count: int) -> None:
             client_session() as http,
         ):
             started = time.perf_counter()
-            ramp_limit = 30.0 + count / 250
-
-            async def all_held() -> bool:
-                return await polls_held(http, server) >= count
-
-            if not await wait_for(all_held, ramp_limit, interval=0.25):
-                held = await polls_held(http, server)
-                result.error(f"{tag}: only {held} of {count} polls held after {ramp_limit:.0f} s")
+            problem = await wait_all_held(http, server, count)
+            if problem is not None:
+                result.error(f"{tag}: {problem}")
             ramp = time.perf_counter() - started
             await asyncio.sleep(1.0)
             after = server.memory().rss
@@ -123,17 +119,20 @@ async def idle_cpu(server: RelayServer, fleet: Child, seconds: float) -> tuple[f
 
 
 async def time_cameras(
-    http: aiohttp.ClientSession, server: RelayServer
+    http: aiohttp.ClientSession,
+    server: RelayServer,
+    params: Mapping[str, str] | None = None,
+    calls: int = CAMERAS_TIMINGS,
 ) -> tuple[float, float, int]:
     """``GET /cameras``: median wall ms, mean server CPU ms per call, body size."""
     timings: list[float] = []
     size = 0
     cpu_before = server.cpu_seconds()
-    for _ in range(CAMERAS_TIMINGS):
-        reply = await fetch(http, f"{server.url}/cameras")
+    for _ in range(calls):
+        reply = await fetch(http, f"{server.url}/cameras", params)
         if reply.status != 200:
-            raise RuntimeError(f"/cameras answered {reply.status}")
+            raise RuntimeError(f"/cameras {dict(params or {})} answered {reply.status}")
         timings.append(reply.seconds)
         size = len(reply.body)
-    cpu_ms = 1000 * (server.cpu_seconds() - cpu_before) / CAMERAS_TIMINGS
+    cpu_ms = 1000 * (server.cpu_seconds() - cpu_before) / calls
     return 1000 * median(timings), cpu_ms, size

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -126,12 +128,37 @@ class Relay:
         if session is not None:
             session.mark_seen()
 
-    def cameras(self) -> list[CameraStatus]:
-        """Every camera's status, sorted by id."""
+    def cameras(
+        self,
+        prefix: str = "",
+        online: bool | None = None,
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> list[CameraStatus]:
+        """Cameras sorted by id: every one, or those whose id starts with ``prefix``,
+        in the ``online`` state when given, with ids after ``after``, at most ``limit``."""
+        ids = self._ids_in_order()
+        sessions = self._sessions
+        if not prefix and online is None and after is None and limit is None:
+            return [sessions[camera_id].status() for camera_id in ids]
+        start = bisect.bisect_left(ids, prefix)
+        if after is not None:
+            start = max(start, bisect.bisect_right(ids, after))
+        found: list[CameraStatus] = []
+        for camera_id in itertools.islice(ids, start, None):
+            if limit is not None and len(found) >= limit:
+                break
+            if not camera_id.startswith(prefix):
+                break
+            status = sessions[camera_id].status()
+            if online is None or status.online is online:
+                found.append(status)
+        return found
+
+    def _ids_in_order(self) -> list[str]:
         if self._sorted_ids is None:
             self._sorted_ids = sorted(self._sessions)
-        sessions = self._sessions
-        return [sessions[camera_id].status() for camera_id in self._sorted_ids]
+        return self._sorted_ids
 
     def session(self, camera_id: str) -> CameraSession | None:
         return self._sessions.get(camera_id)

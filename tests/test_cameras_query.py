@@ -1,0 +1,147 @@
+"""``GET /cameras``: filter by prefix and state, cursor paging, and the answer without them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from server.relay import CameraStatus, Relay, RelayConfig
+from tests.conftest import Client, MakeClient, relay_of
+from tests.helpers import camera_polling, running, wait_until
+
+CONFIG = RelayConfig(poll_hold_seconds=5.0, connect_timeout_seconds=0.05)
+ONLINE = ["a-1", "a-2", "a-3", "b-1", "b.2", "c"]
+OFFLINE = ["a-0", "b-0"]
+
+
+@pytest.fixture
+async def relay() -> AsyncIterator[Relay]:
+    """Six cameras polling and two that polled once and left (offline)."""
+    relay = Relay(CONFIG)
+    gone = [asyncio.create_task(relay.poll(camera_id)) for camera_id in OFFLINE]
+    held = [asyncio.create_task(relay.poll(camera_id)) for camera_id in ONLINE]
+    await wait_until(lambda: all(camera_polling(relay, c)() for c in ONLINE + OFFLINE))
+    for task in gone:
+        task.cancel()
+    await asyncio.gather(*gone, return_exceptions=True)
+    await wait_until(lambda: not any(s.online for s in relay.cameras() if s.camera_id in OFFLINE))
+    yield relay
+    relay.close()
+    await asyncio.gather(*held)
+
+
+def ids(statuses: list[CameraStatus]) -> list[str]:
+    return [status.camera_id for status in statuses]
+
+
+async def test_relay_filters_and_pages_in_id_order(relay: Relay) -> None:
+    everyone = sorted(ONLINE + OFFLINE)
+    assert ids(relay.cameras()) == everyone
+    assert ids(relay.cameras(prefix="a-")) == ["a-0", "a-1", "a-2", "a-3"]
+    assert ids(relay.cameras(prefix="b")) == ["b-0", "b-1", "b.2"]
+    assert ids(relay.cameras(prefix="zz")) == []
+    assert ids(relay.cameras(online=True)) == sorted(ONLINE)
+    assert ids(relay.cameras(online=False)) == ["a-0", "b-0"]
+    assert ids(relay.cameras(prefix="a", online=False)) == ["a-0"]
+    assert ids(relay.cameras(limit=3)) == everyone[:3]
+    assert ids(relay.cameras(after="a-3", limit=3)) == ["b-0", "b-1", "b.2"]
+    assert ids(relay.cameras(after="a-1", prefix="a-")) == ["a-2", "a-3"]
+    # A cursor that names no camera (it left) still resumes at the right place.
+    assert ids(relay.cameras(after="a-25", limit=2)) == ["a-3", "b-0"]
+    assert ids(relay.cameras(after="0", prefix="b", online=True)) == ["b-1", "b.2"]
+    assert ids(relay.cameras(after="c")) == []
+
+
+async def test_no_parameters_keeps_the_answer_as_it_was(make_client: MakeClient) -> None:
+    client = await make_client()
+    async with running(asyncio.ensure_future(client.get("/poll_for_command?cameraId=cam"))):
+        await wait_until(camera_polling(relay_of(client), "cam"))
+        async with client.get("/cameras") as response:
+            body = await response.json()
+    assert list(body) == ["cameras"]
+    assert [camera["cameraId"] for camera in body["cameras"]] == ["cam"]
+
+
+async def page(client: Client, **params: str) -> dict[str, object]:
+    async with client.get("/cameras", params=params) as response:
+        assert response.status == 200, await response.text()
+        body: dict[str, object] = await response.json()
+    return body
+
+
+async def test_pages_follow_next_to_the_end_with_fleet_totals(make_client: MakeClient) -> None:
+    client = await make_client()
+    relay = relay_of(client)
+    names = ["cam-1", "cam-2", "cam-3", "door"]
+    polls = [
+        asyncio.ensure_future(client.get(f"/poll_for_command?cameraId={name}")) for name in names
+    ]
+    try:
+        await wait_until(lambda: all(camera_polling(relay, n)() for n in names))
+        first = await page(client, prefix="cam-", limit="2")
+        totals = {"known": 4, "online": 4, "polling": 4, "waiting": 0, "inFlight": 0}
+        assert [c["cameraId"] for c in first["cameras"]] == ["cam-1", "cam-2"]  # type: ignore[attr-defined]
+        assert (first["next"], first["totals"]) == ("cam-2", totals)
+        second = await page(client, prefix="cam-", limit="2", after="cam-2")
+        assert [c["cameraId"] for c in second["cameras"]] == ["cam-3"]  # type: ignore[attr-defined]
+        assert second["next"] is None
+        exact = await page(client, limit="4")
+        assert exact["next"] is None  # no empty page after a full last one
+        offline = await page(client, online="false")
+        assert (offline["cameras"], offline["next"], offline["totals"]) == ([], None, totals)
+    finally:
+        for poll in polls:
+            poll.cancel()
+        await asyncio.gather(*polls, return_exceptions=True)
+
+
+@pytest.mark.parametrize(
+    ("query", "detail"),
+    [
+        ("prefix=a%20b", "prefix must be up to 64 characters of A-Z a-z 0-9 . _ -, got 'a b'"),
+        ("prefix=" + "x" * 65, "prefix must be up to 64 characters of A-Z a-z 0-9 . _ -, got"),
+        ("online=yes", "online must be true or false, got 'yes'"),
+        ("online=", "online must be true or false, got ''"),
+        ("limit=0", "limit must be a whole number from 1 to 1000, got '0'"),
+        ("limit=1001", "limit must be a whole number from 1 to 1000, got '1001'"),
+        ("limit=-1", "limit must be a whole number from 1 to 1000, got '-1'"),
+        ("limit=2.5", "limit must be a whole number from 1 to 1000, got '2.5'"),
+        ("after=", "after must be a camera id (1-64 characters of A-Z a-z 0-9 . _ -), usually"),
+        ("limit=1&limit=2", "limit must be given at most once, got 2 values"),
+    ],
+)
+async def test_bad_parameters_are_400_problems_that_say_what_to_fix(
+    client: Client, query: str, detail: str
+) -> None:
+    async with client.get(f"/cameras?{query}") as response:
+        assert (response.status, response.content_type) == (400, "application/problem+json")
+        problem = await response.json(content_type=None)
+    assert problem["type"] == "urn:camrelay:problem:invalid-parameter"
+    assert problem["detail"].startswith(detail)
+
+
+async def test_auth_comes_before_parameter_checks(make_client: MakeClient) -> None:
+    client = await make_client(api_token="t")
+    async with client.get("/cameras?limit=0") as response:
+        assert response.status == 401
+
+
+@pytest.mark.parametrize("online", [None, True, False])
+@pytest.mark.parametrize("prefix", ["", "a", "b-", "zz"])
+async def test_walking_the_cursor_visits_every_match_once(
+    relay: Relay, online: bool | None, prefix: str
+) -> None:
+    wanted = ids(relay.cameras(prefix=prefix, online=online))
+    for limit in range(1, len(ONLINE + OFFLINE) + 2):
+        seen: list[str] = []
+        after = None
+        while True:
+            # As the view does: one more than the page tells whether another follows.
+            found = ids(relay.cameras(prefix, online, after, limit + 1))
+            seen += found[:limit]
+            if len(found) <= limit:
+                break
+            after = found[limit - 1]
+        assert seen == wanted, (limit, prefix, online)
