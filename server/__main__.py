@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from .app import create_app
 from .auth import camera_token
+from .httpguard import UnsupportedAiohttp
 from .limits import raise_open_file_limit
 from .logging_setup import configure_logging
 from .params import CAMERA_ID_PATTERN
@@ -42,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise_open_file_limit()
     try:
         asyncio.run(serve(create_app(settings), settings))
-    except ListenError as error:
+    except (ListenError, UnsupportedAiohttp) as error:
         print(f"camrelay: {error}", file=sys.stderr)
         return 2
     logger.info("stopped")

@@ -39,6 +39,8 @@ class Settings:
     #: the cameras' client timeout (the camera's POLL_TIMEOUT_SECONDS): the hold must be shorter
     camera_poll_timeout_seconds: float = CAMERA_CLIENT_TIMEOUT_SECONDS
     shutdown_timeout_seconds: float = 3.0
+    header_timeout_seconds: float = 10.0
+    keepalive_timeout_seconds: float = 15.0
     #: pending connections the kernel queues: a burst of users must not see SYN drops
     listen_backlog: int = 4096
 
@@ -72,6 +74,12 @@ class Settings:
             camera_secret=reader.secret("CAMERA_SECRET"),
             log_level=reader.choice("LOG_LEVEL", LOG_LEVELS, cls.log_level),
             log_format=reader.choice("LOG_FORMAT", LOG_FORMATS, cls.log_format),
+            header_timeout_seconds=reader.number(
+                "HEADER_TIMEOUT_SECONDS", float, cls.header_timeout_seconds
+            ),
+            keepalive_timeout_seconds=reader.number(
+                "KEEPALIVE_TIMEOUT_SECONDS", float, cls.keepalive_timeout_seconds
+            ),
             camera_poll_timeout_seconds=reader.number(
                 "POLL_TIMEOUT_SECONDS", float, cls.camera_poll_timeout_seconds
             ),
@@ -99,6 +107,8 @@ class Settings:
             f"response_timeout_seconds={self.response_timeout_seconds:g}, "
             f"max_upload_bytes={self.max_upload_bytes}, "
             f"max_waiting_per_camera={self.max_waiting_per_camera}, "
+            f"header_timeout_seconds={self.header_timeout_seconds:g}, "
+            f"keepalive_timeout_seconds={self.keepalive_timeout_seconds:g}, "
             f"api_token={'set' if self.api_token else 'unset'}, "
             f"camera_secret={'set' if self.camera_secret else 'unset'}, "
             f"log_level={self.log_level!r}, log_format={self.log_format!r})"

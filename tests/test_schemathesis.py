@@ -28,7 +28,8 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from server import Settings, create_app
-from server.runner import RelayRunner, make_runner
+from server.httpguard import GuardedAppRunner
+from server.runner import make_runner
 
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "server" / "openapi.json"
 HOST = "127.0.0.1"
@@ -74,7 +75,7 @@ class LiveServer:
         self._settings = server_settings
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="live-server")
-        self._runner: RelayRunner | None = None
+        self._runner: GuardedAppRunner | None = None
         self._camera: asyncio.Task[None] | None = None
         self.base_url = ""
         self.camera_results: collections.Counter[int] = collections.Counter()

@@ -22,6 +22,8 @@ def test_defaults_match_the_protocol() -> None:
     assert settings.max_waiting_per_camera == 10000
     assert (settings.api_token, settings.camera_secret) == (None, None)
     assert settings.log_level == "INFO"
+    assert settings.header_timeout_seconds == 10
+    assert settings.keepalive_timeout_seconds == 15
 
 
 def test_values_are_read() -> None:
@@ -38,6 +40,8 @@ def test_values_are_read() -> None:
             "CAMERA_SECRET": "sec",
             "LOG_LEVEL": "debug",
             "LOG_FORMAT": "json",
+            "HEADER_TIMEOUT_SECONDS": "2.5",
+            "KEEPALIVE_TIMEOUT_SECONDS": "4",
         }
     )
     assert settings == Settings(
@@ -52,6 +56,8 @@ def test_values_are_read() -> None:
         camera_secret="sec",
         log_level="DEBUG",
         log_format="json",
+        header_timeout_seconds=2.5,
+        keepalive_timeout_seconds=4,
     )
 
 
@@ -70,6 +76,10 @@ def test_values_are_read() -> None:
         ({"MAX_WAITING_PER_CAMERA": "-3"}, "MAX_WAITING_PER_CAMERA"),
         ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+        ({"HEADER_TIMEOUT_SECONDS": "0"}, "HEADER_TIMEOUT_SECONDS"),
+        ({"HEADER_TIMEOUT_SECONDS": "soon"}, "HEADER_TIMEOUT_SECONDS"),
+        ({"KEEPALIVE_TIMEOUT_SECONDS": "-1"}, "KEEPALIVE_TIMEOUT_SECONDS"),
+        ({"KEEPALIVE_TIMEOUT_SECONDS": "nan"}, "KEEPALIVE_TIMEOUT_SECONDS"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:
