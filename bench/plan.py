@@ -33,6 +33,10 @@ class Plan:
     soak_warmup: int
     soak_concurrency: int
     soak_abandon_every: int
+    #: idle: half-requests in the flood, the server's fd limit (below the flood), header deadline
+    idle_connections: int
+    idle_server_fd_limit: int
+    idle_header_timeout_seconds: float
     #: a scenario that runs longer than this is stopped and reported as an error
     scenario_timeout_seconds: float
 
@@ -55,6 +59,9 @@ FULL = Plan(
     soak_warmup=2_000,
     soak_concurrency=4,
     soak_abandon_every=100,
+    idle_connections=20_000,
+    idle_server_fd_limit=17_000,
+    idle_header_timeout_seconds=2.0,
     scenario_timeout_seconds=300.0,
 )
 
@@ -76,6 +83,9 @@ QUICK = Plan(
     soak_warmup=50,
     soak_concurrency=4,
     soak_abandon_every=25,
+    idle_connections=600,
+    idle_server_fd_limit=480,
+    idle_header_timeout_seconds=0.5,
     scenario_timeout_seconds=60.0,
 )
 

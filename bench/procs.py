@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -69,9 +70,19 @@ async def spawn(
     workdir: Path,
     *,
     capture_stdout: bool = False,
+    fd_limit: int | None = None,
 ) -> Child:
-    """Start ``python <argv>`` with ``env``; stderr to ``workdir/<name>.stderr``."""
+    """Start ``python <argv>`` with ``env``; stderr to ``workdir/<name>.stderr``.
+
+    ``fd_limit`` sets the child's open-file limit, soft and hard (the server lifts
+    its soft limit to the hard one at start-up).
+    """
     stderr_path = workdir / f"{name}.stderr"
+
+    def limit_fds() -> None:
+        if fd_limit is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (fd_limit, fd_limit))
+
     with stderr_path.open("wb") as stderr:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -81,6 +92,7 @@ async def spawn(
             stdin=subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE if capture_stdout else subprocess.DEVNULL,
             stderr=stderr,
+            preexec_fn=limit_fds if fd_limit is not None else None,
         )
     return Child(name, process, stderr_path)
 

@@ -7,7 +7,7 @@ from typing import Final
 
 from bench.plan import Context
 from bench.result import ScenarioResult
-from bench.scenarios import biglog, burst, fanout, fleet, latency, soak
+from bench.scenarios import biglog, burst, fanout, fleet, idle, latency, soak
 
 __all__ = ["SCENARIOS", "Scenario"]
 
@@ -20,4 +20,5 @@ SCENARIOS: Final[dict[str, Scenario]] = {
     fanout.NAME: fanout.run,
     biglog.NAME: biglog.run,
     soak.NAME: soak.run,
+    idle.NAME: idle.run,
 }
