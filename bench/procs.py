@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import resource
 import signal
@@ -78,10 +79,11 @@ async def spawn(
     its soft limit to the hard one at start-up).
     """
     stderr_path = workdir / f"{name}.stderr"
-
-    def limit_fds() -> None:
-        if fd_limit is not None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (fd_limit, fd_limit))
+    limit_fds = (
+        None
+        if fd_limit is None
+        else functools.partial(resource.setrlimit, resource.RLIMIT_NOFILE, (fd_limit, fd_limit))
+    )
 
     with stderr_path.open("wb") as stderr:
         process = await asyncio.create_subprocess_exec(
@@ -92,7 +94,7 @@ async def spawn(
             stdin=subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE if capture_stdout else subprocess.DEVNULL,
             stderr=stderr,
-            preexec_fn=limit_fds if fd_limit is not None else None,
+            preexec_fn=limit_fds,
         )
     return Child(name, process, stderr_path)
 
