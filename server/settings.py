@@ -39,7 +39,11 @@ class Settings:
     #: the cameras' client timeout (the camera's POLL_TIMEOUT_SECONDS): the hold must be shorter
     camera_poll_timeout_seconds: float = CAMERA_CLIENT_TIMEOUT_SECONDS
     shutdown_timeout_seconds: float = 3.0
+    #: a new connection's first request line and headers must be in by then
     header_timeout_seconds: float = 10.0
+    #: between requests (never during one): a camera polls again about 1 s after each
+    #: answer and a script calls again within seconds, so both keep their connection;
+    #: an idle one is closed in seconds, not at aiohttp's 3630 s
     keepalive_timeout_seconds: float = 15.0
     #: pending connections the kernel queues: a burst of users must not see SYN drops
     listen_backlog: int = 4096

@@ -26,6 +26,7 @@ from server.httpguard import (
 )
 from server.runner import make_runner
 from server.state import get_metrics
+from server.throttledlog import ThrottledLog
 from tests.conftest import LiveServer, MakeLiveServer, settings_for
 from tests.helpers import wait_until
 
@@ -218,3 +219,20 @@ async def test_a_guarded_server_builds_guarded_handlers() -> None:
             await hang_up(writer)
     finally:
         await runner.cleanup()
+
+
+def test_a_throttled_log_writes_one_line_a_second_and_counts_the_rest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [100.0]
+    log = ThrottledLog(logging.getLogger("camrelay.test"), interval=1.0, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="camrelay.test"):
+        for _ in range(200):
+            log.log("rejected (%s)", "LineTooLong")
+            now[0] += 0.001
+        now[0] += 1.0
+        log.log("rejected (%s)", "BadHttpMessage")
+    assert [r.getMessage() for r in caplog.records] == [
+        "rejected (LineTooLong)",
+        "rejected (BadHttpMessage) (and 199 more like this since the last such line)",
+    ]
