@@ -60,7 +60,7 @@ FULL = Plan(
     soak_concurrency=4,
     soak_abandon_every=100,
     idle_connections=20_000,
-    idle_server_fd_limit=17_000,
+    idle_server_fd_limit=8_000,
     idle_header_timeout_seconds=2.0,
     scenario_timeout_seconds=300.0,
 )

@@ -1,20 +1,22 @@
 """idle: 20,000 idle half-requests from two client processes, against a server at its fd limit.
 
-The server runs with an open-file limit (soft and hard) of 17,000, below the
-flood, so the flood really runs it out of descriptors; the rest of the flood
-(3,000) waits in the listen queue (4,096: beyond it, SYNs are dropped and
-retried after 1, 3, 7 s, which a server cannot shorten), and it has
-``HEADER_TIMEOUT_SECONDS`` of 2. Two ``python -m bench.idleflood`` processes
-open the connections at once; meanwhile ``/healthz`` is probed, one probe after
-another, each on a new connection with a 10 s timeout (so a probe's SYN may be
-retried, as any client's is). The outage is the span from the start of the
-first probe that took over 0.5 s (or failed) to the end of the last such
-probe; the recovery, from the server's first accept pause (the time on its log
-line) to the end of that last slow probe. The outage also covers the time the
-server takes to accept the flood before it reaches its limit (each connection
-costs it a new ``RequestHandler``), during which a probe waits in the listen
-queue behind the flood. Reported with them: the lines the server logged, the
-accept pauses and header-deadline closes it counted, and the clients' view.
+The server runs with ``HEADER_TIMEOUT_SECONDS=2`` and an open-file limit (soft
+and hard) of 8,000: the server accepts a connection in some 100-200 us of CPU,
+so on a loaded machine only about that many are open at once before the first
+ones reach their deadline, and a higher limit may never be reached. Two
+``python -m bench.idleflood`` processes open 10,000 connections each, as fast as
+they can, and send half a request on each. What the listen queue (4,096) cannot
+hold is dropped and retried by the clients' kernels (1, 3, 7 s later), as it
+would be for any flood. Meanwhile ``/healthz`` is probed, one probe after
+another, each on a new connection with a 10 s timeout.
+
+The target is on the slowest probe: a ``/healthz`` sent at any time during the
+flood is answered within the header deadline plus 2 s. Also reported: the
+outage (from the start of the first probe over 0.5 s, or failed, to the end of
+the last one) and the recovery (from the server's first accept pause, the time
+on its log line, to the end of that last slow probe), the lines the server
+logged, the accept pauses and header-deadline closes it counted, and what the
+clients saw.
 """
 
 from __future__ import annotations
@@ -144,7 +146,8 @@ async def report(
     result.figure("flood wall s", round(flood_seconds, 2))
     result.figure("healthz probes", len(outcomes))
     result.figure("healthz probes failed", sum(1 for _, _, ok in outcomes if not ok))
-    result.figure("healthz slowest probe s", round(max(e - s for s, e, _ in outcomes), 2))
+    slowest = max((end - start for start, end, _ in outcomes), default=float("nan"))
+    result.figure("healthz slowest probe s", round(slowest, 2))
     result.figure("healthz outage s", round(outage, 2))
     result.figure("healthz recovery after the first accept pause s", round(recovery, 2))
     result.figure("accept pauses", int(pauses))
@@ -153,13 +156,7 @@ async def report(
     )
     result.figure("server log lines", len(lines))
     result.target("flood reached the fd limit (accept pauses)", pauses, ">=", 1)
-    result.target(
-        "healthz answers again after the fd limit",
-        recovery,
-        "<=",
-        deadline + RECOVERY_MARGIN_SECONDS,
-        "s",
-    )
+    result.target("slowest healthz probe", slowest, "<=", deadline + RECOVERY_MARGIN_SECONDS, "s")
     result.target("server log lines", len(lines), "<", LOG_LINES_LIMIT)
     if any("Traceback" in line for line in lines):
         result.error("the server logged a traceback")
