@@ -11,7 +11,10 @@ Two things aiohttp's public API cannot do:
    included), and logs it with a traceback. The only hook is that method. The
    handler overrides it: a problem+json 400 whose detail names the kind of
    fault and nothing the client sent, one log line without traceback or client
-   bytes (``ThrottledLog``: at most one a second), and a metric.
+   bytes (``ThrottledLog``: at most one a second), and a metric. (A
+   ``logging.Filter`` on aiohttp's server logger, public API, could drop the
+   traceback but not change the body; once the method is overridden for the
+   body, it writes the log line too, and aiohttp logs nothing for these.)
 2. **A deadline for a new connection's request head.** aiohttp's public
    ``keepalive_timeout`` closes a connection that has waited that long for a
    request's head, counted from the connection's opening or from the end of the
@@ -20,7 +23,11 @@ Two things aiohttp's public API cannot do:
    shorter deadline for the first head (``HEADER_TIMEOUT_SECONDS``) is a timer
    per connection, started in ``web.Server.connection_made``: when it fires on a
    connection whose parser has not yet produced a request, that connection is
-   closed.
+   closed. On a kept-alive connection the next head is bounded by aiohttp's
+   timer (``KEEPALIVE_TIMEOUT_SECONDS`` from the end of the previous response):
+   restarting the header deadline there too would need a hook inside aiohttp's
+   request loop, for no bound an idle client could not already get by sending
+   one quick request first.
 
 What this relies on, each checked by tests/test_httpguard.py:
 
