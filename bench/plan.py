@@ -49,6 +49,10 @@ class Plan:
     flood_rate: float
     flood_poll_hold_seconds: float
     flood_connect_timeout_seconds: float
+    #: idle: half-requests in the flood, the server's fd limit (below the flood), header deadline
+    idle_connections: int
+    idle_server_fd_limit: int
+    idle_header_timeout_seconds: float
     #: a scenario that runs longer than this is stopped and reported as an error
     scenario_timeout_seconds: float
 
@@ -81,6 +85,9 @@ FULL = Plan(
     flood_rate=500.0,
     flood_poll_hold_seconds=45.0,
     flood_connect_timeout_seconds=10.0,
+    idle_connections=20_000,
+    idle_server_fd_limit=8_000,
+    idle_header_timeout_seconds=2.0,
     scenario_timeout_seconds=300.0,
 )
 
@@ -112,6 +119,9 @@ QUICK = Plan(
     flood_rate=500.0,
     flood_poll_hold_seconds=1.0,
     flood_connect_timeout_seconds=1.0,
+    idle_connections=600,
+    idle_server_fd_limit=480,
+    idle_header_timeout_seconds=0.5,
     scenario_timeout_seconds=60.0,
 )
 

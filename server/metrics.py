@@ -97,6 +97,21 @@ class RelayMetrics(RelayObserver):
             buckets=(1, 2, 5, 10, 50, 100, 500, 1000, 10000),
             registry=self.registry,
         )
+        self.requests_rejected = Counter(
+            "camrelay_http_requests_rejected",
+            "Requests the HTTP parser rejected (answered 400 before routing)",
+            registry=self.registry,
+        )
+        self.header_timeouts = Counter(
+            "camrelay_http_header_timeouts",
+            "Connections closed for sending no complete request head within HEADER_TIMEOUT_SECONDS",
+            registry=self.registry,
+        )
+        self.accept_pauses = Counter(
+            "camrelay_accept_pauses",
+            "Times accepting paused for a second because file descriptors ran out",
+            registry=self.registry,
+        )
 
     def read_state_from(self, read_stats: Callable[[], RelayStats]) -> None:
         self._read_stats = read_stats

@@ -44,6 +44,12 @@ class Settings:
     #: the cameras' client timeout (the camera's POLL_TIMEOUT_SECONDS): the hold must be shorter
     camera_poll_timeout_seconds: float = CAMERA_CLIENT_TIMEOUT_SECONDS
     shutdown_timeout_seconds: float = 3.0
+    #: a new connection's first request line and headers must be in by then
+    header_timeout_seconds: float = 10.0
+    #: between requests (never during one): a camera polls again about 1 s after each
+    #: answer and a script calls again within seconds, so both keep their connection;
+    #: an idle one is closed in seconds, not at aiohttp's 3630 s
+    keepalive_timeout_seconds: float = 15.0
     #: pending connections the kernel queues: a burst of users must not see SYN drops
     listen_backlog: int = 4096
     #: how late a refused new camera id is answered (not read from the environment)
@@ -90,6 +96,12 @@ class Settings:
             camera_secret=reader.secret("CAMERA_SECRET"),
             log_level=reader.choice("LOG_LEVEL", LOG_LEVELS, cls.log_level),
             log_format=reader.choice("LOG_FORMAT", LOG_FORMATS, cls.log_format),
+            header_timeout_seconds=reader.number(
+                "HEADER_TIMEOUT_SECONDS", float, cls.header_timeout_seconds
+            ),
+            keepalive_timeout_seconds=reader.number(
+                "KEEPALIVE_TIMEOUT_SECONDS", float, cls.keepalive_timeout_seconds
+            ),
             camera_poll_timeout_seconds=reader.number(
                 "POLL_TIMEOUT_SECONDS", float, cls.camera_poll_timeout_seconds
             ),

@@ -24,6 +24,8 @@ def test_defaults_match_the_protocol() -> None:
     assert settings.camera_retention_seconds == 3600
     assert (settings.api_token, settings.camera_secret) == (None, None)
     assert settings.log_level == "INFO"
+    assert settings.header_timeout_seconds == 10
+    assert settings.keepalive_timeout_seconds == 15
 
 
 def test_values_are_read() -> None:
@@ -42,6 +44,8 @@ def test_values_are_read() -> None:
             "CAMERA_SECRET": "sec",
             "LOG_LEVEL": "debug",
             "LOG_FORMAT": "json",
+            "HEADER_TIMEOUT_SECONDS": "2.5",
+            "KEEPALIVE_TIMEOUT_SECONDS": "4",
         }
     )
     assert settings == Settings(
@@ -58,6 +62,8 @@ def test_values_are_read() -> None:
         camera_secret="sec",
         log_level="DEBUG",
         log_format="json",
+        header_timeout_seconds=2.5,
+        keepalive_timeout_seconds=4,
     )
 
 
@@ -82,6 +88,10 @@ def test_values_are_read() -> None:
         ({"CAMERA_RETENTION_SECONDS": "39"}, "CAMERA_RETENTION_SECONDS"),
         ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+        ({"HEADER_TIMEOUT_SECONDS": "0"}, "HEADER_TIMEOUT_SECONDS"),
+        ({"HEADER_TIMEOUT_SECONDS": "soon"}, "HEADER_TIMEOUT_SECONDS"),
+        ({"KEEPALIVE_TIMEOUT_SECONDS": "-1"}, "KEEPALIVE_TIMEOUT_SECONDS"),
+        ({"KEEPALIVE_TIMEOUT_SECONDS": "nan"}, "KEEPALIVE_TIMEOUT_SECONDS"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:

@@ -7,7 +7,7 @@ from typing import Final
 
 from bench.plan import Context
 from bench.result import ScenarioResult
-from bench.scenarios import biglog, burst, console, fanout, fleet, flood, latency, soak
+from bench.scenarios import biglog, burst, console, fanout, fleet, flood, idle, latency, soak
 
 __all__ = ["SCENARIOS", "Scenario"]
 
@@ -22,4 +22,5 @@ SCENARIOS: Final[dict[str, Scenario]] = {
     biglog.NAME: biglog.run,
     soak.NAME: soak.run,
     flood.NAME: flood.run,
+    idle.NAME: idle.run,
 }
