@@ -1,0 +1,369 @@
+"""Reading a ``/send_logs`` body incrementally, as its bytes arrive, into a ``LogResult``.
+
+The scanner finds where each value of the body starts and ends (strings and
+brackets only; regular expressions with possessive quantifiers, so every byte
+is looked at a bounded number of times however the input is crafted, and a
+value cut by a chunk boundary is resumed where it stopped, not rescanned).
+Each value is then checked by ``orjson.loads`` on its own bytes, and the
+structure around them (the body object, its keys, the ``logs`` array) by the
+scanner, so the body is accepted exactly when ``orjson.loads`` accepts it
+whole, with the same values: the same duplicate-key rule (the last wins),
+the same nesting limit, the same numbers. Entries are kept as the camera's
+own bytes (offsets into the body), never re-encoded.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from array import array
+from collections.abc import Callable, Generator
+from typing import Any
+
+import orjson
+
+from .relay import INDEX_BYTES_PER_ENTRY, LogResult
+
+#: orjson's nesting limit for a whole document
+MAX_DEPTH = 1024
+#: above this, an integer may not survive the trip through a double
+EXACT_DOUBLE_LIMIT = 2**53
+
+_WHITESPACE = re.compile(rb"[ \t\n\r]*+")
+#: the rest of a string after its opening quote: stops at the closing quote,
+#: at a backslash that is the last byte so far, or at the end of the bytes so far
+_STRING_REST = re.compile(rb'[^"\\]*+(?:\\[\s\S][^"\\]*+)*+')
+#: anything up to the next quote or bracket
+_PLAIN = re.compile(rb'[^"{}\[\]]*+')
+#: an object with no nested object or array (most log entries), in one match
+_FLAT_OBJECT = re.compile(rb'\{[^"{}\[\]]*+(?:"[^"\\]*+(?:\\[\s\S][^"\\]*+)*+"[^"{}\[\]]*+)*+\}')
+#: a number or a literal (true, false, null), or garbage orjson will refuse
+_SCALAR = re.compile(rb'[^ \t\n\r,:"{}\[\]]*+')
+
+_QUOTE = ord('"')
+_OPENERS = frozenset(b"{[")
+_CLOSERS = frozenset(b"}]")
+_COMMA = ord(",")
+_COLON = ord(":")
+_LBRACE = ord("{")
+_RBRACE = ord("}")
+_LBRACKET = ord("[")
+_RBRACKET = ord("]")
+
+_NeedMore = Generator[None, None, int]
+
+
+class ResultBodyError(ValueError):
+    """The body is not an acceptable result; ``detail`` says why, for a 400."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+def json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _invalid_json(reason: str, offset: int) -> ResultBodyError:
+    return ResultBodyError(f"the body must be valid JSON: {reason} at byte {offset}")
+
+
+class ScannedBody:
+    """A body read whole: its ``requestId`` (or ``None``) and its entries."""
+
+    __slots__ = ("request_id", "result")
+
+    def __init__(self, request_id: str | None, result: LogResult) -> None:
+        self.request_id = request_id
+        self.result = result
+
+
+class _Entries:
+    """The index of one ``logs`` array as it is read."""
+
+    __slots__ = ("ends", "error", "exact", "ordered", "previous", "starts", "timestamps")
+
+    def __init__(self) -> None:
+        self.starts: array[int] = array("q")
+        self.ends: array[int] = array("q")
+        self.timestamps: array[float] = array("d")
+        self.exact: dict[int, int] = {}
+        self.ordered = True
+        self.previous: int | float = -math.inf
+        #: the first entry at fault; the rest is then only checked to be JSON
+        self.error: str | None = None
+
+    def add(self, start: int, end: int, entry: Any) -> None:
+        if self.error is not None:
+            return
+        index = len(self.starts)
+        timestamp = entry.get("timestamp") if type(entry) is dict else None
+        if type(timestamp) is int:
+            if abs(timestamp) > EXACT_DOUBLE_LIMIT and float(timestamp) != timestamp:
+                self.exact[index] = timestamp
+        elif type(timestamp) is not float or not math.isfinite(timestamp):
+            self.error = _entry_fault(index, entry)
+            return
+        if timestamp < self.previous:
+            self.ordered = False
+        self.previous = timestamp
+        self.starts.append(start)
+        self.ends.append(end)
+        self.timestamps.append(float(timestamp))
+
+
+def _entry_fault(index: int, entry: Any) -> str:
+    if not isinstance(entry, dict):
+        return f"logs[{index}] must be an object, got {json_type(entry)}"
+    if "timestamp" not in entry:
+        return f"logs[{index}] has no timestamp: every entry needs a numeric timestamp"
+    return f"logs[{index}].timestamp must be a finite number, got {json_type(entry['timestamp'])}"
+
+
+class ResultScanner:
+    """Feed a body chunk by chunk, then ``finish()``; raises ``ResultBodyError`` on a fault.
+
+    ``on_request_id`` is called with the ``requestId`` as soon as it is read
+    (it may raise to stop reading); ``index_bytes`` says what the index costs.
+    """
+
+    def __init__(self, on_request_id: Callable[[str], None] | None = None) -> None:
+        self._buffer = bytearray()
+        self._at_end = False
+        self._on_request_id = on_request_id
+        self._entries = _Entries()
+        self._logs_seen = False
+        self._logs_fault: str | None = None
+        self._request_id: str | None = None
+        self._request_id_fault: str | None = None
+        self._parser = self._parse()
+        self._done: int | None = None
+
+    @property
+    def received(self) -> int:
+        return len(self._buffer)
+
+    @property
+    def index_bytes(self) -> int:
+        return len(self._entries.starts) * INDEX_BYTES_PER_ENTRY
+
+    def feed(self, chunk: bytes) -> None:
+        self._buffer += chunk
+        self._resume()
+
+    def finish(self, on_release: Callable[[], None] | None = None) -> ScannedBody:
+        self._at_end = True
+        if self._done is None:
+            self._resume()
+        if self._request_id_fault is not None:
+            raise ResultBodyError(self._request_id_fault)
+        if not self._logs_seen:
+            raise ResultBodyError("logs is required: an array of log entries")
+        if self._logs_fault is not None:
+            raise ResultBodyError(self._logs_fault)
+        entries = self._entries
+        if entries.error is not None:
+            raise ResultBodyError(entries.error)
+        result = LogResult(
+            self._buffer,
+            entries.starts,
+            entries.ends,
+            entries.timestamps,
+            entries.exact,
+            ordered=entries.ordered,
+            on_release=on_release,
+        )
+        return ScannedBody(self._request_id, result)
+
+    def _resume(self) -> None:
+        try:
+            self._parser.send(None)
+        except StopIteration as stop:
+            self._done = stop.value
+
+    # ------------------------------------------------------------ the grammar
+
+    def _parse(self) -> Generator[None, None, int]:
+        buffer = self._buffer
+        position = yield from self._skip_whitespace(0)
+        if buffer[position] != _LBRACE:
+            return (yield from self._refuse_non_object())
+        position = yield from self._skip_whitespace(position + 1)
+        if buffer[position] == _RBRACE:
+            return (yield from self._trailing(position + 1))
+        while True:
+            if buffer[position] != _QUOTE:
+                raise _invalid_json("expected a key (a string)", position)
+            key_end = yield from self._string_end(position + 1)
+            key = self._load(position, key_end)
+            position = yield from self._skip_whitespace(key_end)
+            if buffer[position] != _COLON:
+                raise _invalid_json("expected ':' after a key", position)
+            position = yield from self._skip_whitespace(position + 1)
+            if key == "logs":
+                position = yield from self._logs(position)
+            else:
+                value_start = position
+                position = yield from self._value_end(position, 1)
+                value = self._load(value_start, position)
+                if key == "requestId":
+                    self._take_request_id(value)
+            position = yield from self._skip_whitespace(position)
+            if buffer[position] == _COMMA:
+                position = yield from self._skip_whitespace(position + 1)
+            elif buffer[position] == _RBRACE:
+                return (yield from self._trailing(position + 1))
+            else:
+                raise _invalid_json("expected ',' or '}' after a value", position)
+
+    def _take_request_id(self, value: Any) -> None:
+        self._request_id_fault = None
+        self._request_id = None
+        if isinstance(value, str):
+            self._request_id = value
+            if self._on_request_id is not None:
+                self._on_request_id(value)
+        elif value is not None:
+            self._request_id_fault = f"requestId must be a string, got {json_type(value)}"
+
+    def _logs(self, position: int) -> _NeedMore:
+        buffer = self._buffer
+        self._logs_seen = True
+        self._logs_fault = None
+        self._entries = entries = _Entries()
+        if buffer[position] != _LBRACKET:
+            value_start = position
+            position = yield from self._value_end(position, 1)
+            value = self._load(value_start, position)
+            self._logs_fault = f"logs must be an array of log entries, got {json_type(value)}"
+            return position
+        position = yield from self._skip_whitespace(position + 1)
+        if buffer[position] == _RBRACKET:
+            return position + 1
+        while True:
+            start = position
+            flat = _FLAT_OBJECT.match(buffer, position) if buffer[position] == _LBRACE else None
+            if flat is not None:
+                position = flat.end()
+            else:
+                position = yield from self._value_end(position, 2)
+            entries.add(start, position, self._load(start, position))
+            position = yield from self._skip_whitespace(position)
+            if buffer[position] == _COMMA:
+                position = yield from self._skip_whitespace(position + 1)
+            elif buffer[position] == _RBRACKET:
+                return position + 1
+            else:
+                raise _invalid_json("expected ',' or ']' after a log entry", position)
+
+    def _refuse_non_object(self) -> _NeedMore:
+        """Not an object: read to the end, to tell invalid JSON from the wrong type."""
+        while not self._at_end:
+            yield
+        try:
+            value = orjson.loads(self._buffer)
+        except orjson.JSONDecodeError as error:
+            raise ResultBodyError(f"the body must be valid JSON: {error}") from None
+        raise ResultBodyError(
+            f'the body must be a JSON object like {{"requestId": "...", "logs": [...]}}, '
+            f"got {json_type(value)}"
+        )
+
+    def _trailing(self, position: int) -> _NeedMore:
+        position = yield from self._skip_whitespace(position, to_end=True)
+        if position < len(self._buffer):
+            raise _invalid_json("unexpected content after document", position)
+        return position
+
+    # ------------------------------------------------------------ the lexer
+
+    def _load(self, start: int, end: int) -> Any:
+        try:
+            return orjson.loads(memoryview(self._buffer)[start:end])
+        except orjson.JSONDecodeError as error:
+            raise _invalid_json(error.msg, start + error.pos) from None
+
+    def _more(self, position: int) -> Generator[None, None, None]:
+        """Wait for more bytes; at the end of the body, the value at ``position`` is cut."""
+        if self._at_end:
+            raise _invalid_json("the body ends before the document does", position)
+        yield
+
+    def _skip_whitespace(self, position: int, *, to_end: bool = False) -> _NeedMore:
+        """The next byte that is not whitespace (waiting for it unless ``to_end``)."""
+        buffer = self._buffer
+        while True:
+            match = _WHITESPACE.match(buffer, position)
+            assert match is not None  # the pattern matches the empty string
+            position = match.end()
+            if position < len(buffer) or (to_end and self._at_end):
+                return position
+            if to_end:
+                yield
+            else:
+                yield from self._more(position)
+
+    def _string_end(self, position: int) -> _NeedMore:
+        """Just past the closing quote of the string whose content starts at ``position``."""
+        buffer = self._buffer
+        while True:
+            match = _STRING_REST.match(buffer, position)
+            assert match is not None
+            position = match.end()
+            if position < len(buffer) and buffer[position] == _QUOTE:
+                return position + 1
+            yield from self._more(position)
+
+    def _value_end(self, position: int, depth: int) -> _NeedMore:
+        """Just past the value starting at ``position``, found at nesting ``depth``."""
+        buffer = self._buffer
+        start = position
+        first = buffer[position]
+        if first == _QUOTE:
+            return (yield from self._string_end(position + 1))
+        if first not in _OPENERS:
+            while True:
+                match = _SCALAR.match(buffer, position)
+                assert match is not None
+                position = match.end()
+                if position < len(buffer) or self._at_end:
+                    if position == start:
+                        raise _invalid_json("expected a value", position)
+                    return position
+                yield
+        level = 0
+        while True:
+            if position >= len(buffer):
+                yield from self._more(position)
+                continue
+            byte = buffer[position]
+            if byte == _QUOTE:
+                position = yield from self._string_end(position + 1)
+            elif byte in _OPENERS:
+                level += 1
+                if depth + level > MAX_DEPTH:
+                    raise ResultBodyError(
+                        f"the body is nested too deeply (at most {MAX_DEPTH} levels) "
+                        f"at byte {position}"
+                    )
+                position += 1
+            elif byte in _CLOSERS:
+                level -= 1
+                position += 1
+                if level == 0:
+                    return position
+            else:
+                match = _PLAIN.match(buffer, position)
+                assert match is not None
+                position = match.end()

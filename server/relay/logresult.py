@@ -1,0 +1,215 @@
+"""A camera's result kept as the camera's own bytes, indexed entry by entry.
+
+Callers coalesced on one command share one ``LogResult``; each takes its own
+``LogSelection`` (the entries inside its range) and streams it as the entries'
+own bytes, so every entry reaches the user byte for byte as the camera sent it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from array import array
+from collections.abc import Callable, Iterator
+
+from .timerange import TimeRange
+
+#: bytes the index keeps per entry: start and end offsets, and the timestamp
+INDEX_BYTES_PER_ENTRY = 3 * 8
+#: what one write of an answer carries at most
+CHUNK_BYTES = 64 * 1024
+
+Run = tuple[int, int]
+
+
+class LogResult:
+    """The body a camera posted, the offsets of each log entry in it, and their timestamps.
+
+    ``timestamps`` holds each entry's timestamp as a double; ``exact`` keeps the
+    integer ones a double cannot represent (beyond 2**53), so that a range
+    compares exactly as Python compares the value the camera sent.
+    ``holds`` counts who still needs the bytes (the upload, each caller);
+    ``on_release`` runs once when the last lets go.
+    """
+
+    __slots__ = (
+        "_body",
+        "_ends",
+        "_exact",
+        "_holds",
+        "_on_release",
+        "_starts",
+        "_timestamps",
+        "ordered",
+    )
+
+    def __init__(
+        self,
+        body: bytes | bytearray,
+        starts: array[int],
+        ends: array[int],
+        timestamps: array[float],
+        exact: dict[int, int],
+        *,
+        ordered: bool,
+        on_release: Callable[[], None] | None = None,
+    ) -> None:
+        self._body = body
+        self._starts = starts
+        self._ends = ends
+        self._timestamps = timestamps
+        self._exact = exact
+        #: timestamps are non-decreasing in the camera's order: ranges slice by bisection
+        self.ordered = ordered
+        self._holds = 1
+        self._on_release = on_release
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    @property
+    def held_bytes(self) -> int:
+        """What the result costs in memory: its body and its index."""
+        return len(self._body) + len(self._starts) * INDEX_BYTES_PER_ENTRY
+
+    def entry_bytes(self, index: int) -> bytes:
+        return bytes(self._body[self._starts[index] : self._ends[index]])
+
+    def timestamp(self, index: int) -> int | float:
+        exact = self._exact.get(index)
+        return self._timestamps[index] if exact is None else exact
+
+    # ------------------------------------------------------------------ holds
+
+    def hold(self) -> None:
+        if self._holds <= 0:
+            raise RuntimeError("the result was already released")
+        self._holds += 1
+
+    def release(self) -> None:
+        self._holds -= 1
+        if self._holds == 0:
+            self._body = b""
+            on_release, self._on_release = self._on_release, None
+            if on_release is not None:
+                on_release()
+
+    @property
+    def released(self) -> bool:
+        return self._holds <= 0
+
+    # ------------------------------------------------------------------ slicing
+
+    def select(self, time_range: TimeRange) -> LogSelection:
+        """The entries inside ``time_range`` (a new hold, released by the selection)."""
+        self.hold()
+        return LogSelection(self, self._runs_inside(time_range))
+
+    def _runs_inside(self, time_range: TimeRange) -> list[Run]:
+        count = len(self._starts)
+        low = -math.inf if time_range.start is None else time_range.start
+        high = math.inf if time_range.end is None else time_range.end
+        if low == -math.inf and high == math.inf:
+            return [(0, count)] if count else []
+        if self.ordered:
+            first, last = self._bisect(low, high)
+            return [(first, last)] if first < last else []
+        return self._scan(low, high)
+
+    def _bisect(self, low: float, high: float) -> Run:
+        timestamps, exact = self._timestamps, self._exact
+        first = bisect.bisect_left(timestamps, low)
+        last = bisect.bisect_right(timestamps, high, lo=first)
+        # A rounded integer may equal a bound it exceeds: settle those exactly.
+        while first < last and first in exact and exact[first] < low:
+            first += 1
+        while last > first and last - 1 in exact and exact[last - 1] > high:
+            last -= 1
+        return first, last
+
+    def _scan(self, low: float, high: float) -> list[Run]:
+        runs: list[Run] = []
+        run_start = -1
+        exact = self._exact
+        for index, rounded in enumerate(self._timestamps):
+            if index in exact:
+                inside = low <= exact[index] <= high
+            else:
+                inside = low <= rounded <= high
+            if inside:
+                if run_start < 0:
+                    run_start = index
+            elif run_start >= 0:
+                runs.append((run_start, index))
+                run_start = -1
+        if run_start >= 0:
+            runs.append((run_start, len(self._timestamps)))
+        return runs
+
+    # ------------------------------------------------------------------ bytes out
+
+    def _runs_bytes(self, runs: list[Run]) -> int:
+        starts, ends = self._starts, self._ends
+        total = 0
+        for first, last in runs:
+            total += sum(ends[first:last]) - sum(starts[first:last])
+        return total
+
+    def _chunks(self, runs: list[Run], chunk_bytes: int) -> Iterator[bytes]:
+        """The selected entries' bytes joined by commas, in pieces of about ``chunk_bytes``."""
+        body = memoryview(self._body)
+        starts, ends = self._starts, self._ends
+        pieces: list[memoryview] = []
+        size = 0
+        for first, last in runs:
+            index = first
+            while index < last:
+                # Entries the camera separated by a bare comma go out as one slice.
+                start, end = starts[index], ends[index]
+                index += 1
+                while index < last and starts[index] == end + 1 and end - start < chunk_bytes:
+                    end = ends[index]
+                    index += 1
+                pieces.append(body[start:end])
+                size += end - start + 1
+                if size >= chunk_bytes:
+                    yield b",".join(pieces)
+                    pieces, size = [], 0
+                    pieces.append(body[0:0])  # the next piece needs its comma
+        if pieces and size:
+            yield b",".join(pieces)
+
+
+class LogSelection:
+    """One caller's entries of a shared result, rendered as JSON inside a head and a tail."""
+
+    __slots__ = ("_released", "_runs", "count", "result")
+
+    def __init__(self, result: LogResult, runs: list[Run]) -> None:
+        self.result = result
+        self._runs = runs
+        self.count = sum(last - first for first, last in runs)
+        self._released = False
+
+    def indices(self) -> Iterator[int]:
+        for first, last in self._runs:
+            yield from range(first, last)
+
+    def size(self, head: bytes, tail: bytes) -> int:
+        """The length of ``head + entries joined by commas + tail``."""
+        entries = self.result._runs_bytes(self._runs)
+        return len(head) + entries + max(self.count - 1, 0) + len(tail)
+
+    def chunks(self, head: bytes, tail: bytes, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+        """``head``, the entries' own bytes joined by commas, ``tail``: in bounded pieces."""
+        if self._released:
+            raise RuntimeError("the selection was already released")
+        yield head
+        yield from self.result._chunks(self._runs, chunk_bytes)
+        yield tail
+
+    def release(self) -> None:
+        """Let go of the shared result (once; later calls do nothing)."""
+        if not self._released:
+            self._released = True
+            self.result.release()
