@@ -17,6 +17,8 @@ Number = TypeVar("Number", int, float)
 CAMERA_CLIENT_TIMEOUT_SECONDS = 60.0
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 LOG_FORMATS = ("text", "json")
+#: the default result budget, in uploads of the largest size
+RESULT_BUDGET_UPLOADS = 8
 
 
 class ConfigError(ValueError):
@@ -32,6 +34,12 @@ class Settings:
     response_timeout_seconds: float = 30.0
     max_upload_bytes: int = 64 * 1024 * 1024
     max_waiting_per_camera: int = 10_000
+    #: results held or being read, in bytes; None: 8x max_upload_bytes
+    max_result_bytes_in_flight: int | None = None
+    #: the longest a /send_logs body may pause between two chunks
+    body_timeout_seconds: float = 30.0
+    #: the longest one piece of a /logs answer may wait for the caller to read
+    write_timeout_seconds: float = 30.0
     api_token: str | None = None
     camera_secret: str | None = None
     log_level: str = "INFO"
@@ -49,6 +57,17 @@ class Settings:
                 f"(POLL_TIMEOUT_SECONDS, {self.camera_poll_timeout_seconds:g} s), "
                 f"got {self.poll_hold_seconds:g}"
             )
+        if self.result_budget_bytes < self.max_upload_bytes:
+            raise ConfigError(
+                "MAX_RESULT_BYTES_IN_FLIGHT must be at least MAX_UPLOAD_BYTES "
+                f"({self.max_upload_bytes}): one upload must fit, got {self.result_budget_bytes}"
+            )
+
+    @property
+    def result_budget_bytes(self) -> int:
+        if self.max_result_bytes_in_flight is None:
+            return RESULT_BUDGET_UPLOADS * self.max_upload_bytes
+        return self.max_result_bytes_in_flight
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -68,6 +87,14 @@ class Settings:
             max_waiting_per_camera=reader.number(
                 "MAX_WAITING_PER_CAMERA", int, cls.max_waiting_per_camera
             ),
+            # 0 (unset) leaves the default: 8x MAX_UPLOAD_BYTES
+            max_result_bytes_in_flight=reader.number("MAX_RESULT_BYTES_IN_FLIGHT", int, 0) or None,
+            body_timeout_seconds=reader.number(
+                "BODY_TIMEOUT_SECONDS", float, cls.body_timeout_seconds
+            ),
+            write_timeout_seconds=reader.number(
+                "WRITE_TIMEOUT_SECONDS", float, cls.write_timeout_seconds
+            ),
             api_token=reader.secret("API_TOKEN"),
             camera_secret=reader.secret("CAMERA_SECRET"),
             log_level=reader.choice("LOG_LEVEL", LOG_LEVELS, cls.log_level),
@@ -84,6 +111,7 @@ class Settings:
             connect_timeout_seconds=self.connect_timeout_seconds,
             response_timeout_seconds=self.response_timeout_seconds,
             max_waiting_per_camera=self.max_waiting_per_camera,
+            max_result_bytes_in_flight=self.result_budget_bytes,
         )
 
     @property
@@ -99,6 +127,9 @@ class Settings:
             f"response_timeout_seconds={self.response_timeout_seconds:g}, "
             f"max_upload_bytes={self.max_upload_bytes}, "
             f"max_waiting_per_camera={self.max_waiting_per_camera}, "
+            f"max_result_bytes_in_flight={self.result_budget_bytes}, "
+            f"body_timeout_seconds={self.body_timeout_seconds:g}, "
+            f"write_timeout_seconds={self.write_timeout_seconds:g}, "
             f"api_token={'set' if self.api_token else 'unset'}, "
             f"camera_secret={'set' if self.camera_secret else 'unset'}, "
             f"log_level={self.log_level!r}, log_format={self.log_format!r})"

@@ -79,7 +79,9 @@ json_scalars = (
 )
 json_values = st.recursive(
     json_scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 timestamps = (
@@ -90,7 +92,9 @@ timestamps = (
 entries = st.builds(
     lambda ts, extra, drop: ({} if drop else {"timestamp": ts}) | extra,
     timestamps,
-    st.dictionaries(st.sampled_from(["description", "k", "},{", '"', "\\"]), json_values, max_size=3),
+    st.dictionaries(
+        st.sampled_from(["description", "k", "},{", '"', "\\"]), json_values, max_size=3
+    ),
     st.booleans().filter(lambda b: not b) | st.just(True),
 )
 bodies = st.fixed_dictionaries(
@@ -116,15 +120,48 @@ def rendered(draw: st.DrawFn) -> bytes:
         elif damage == "delete":
             text = text[:at] + text[at + 1 :]
         else:
-            noise = draw(st.sampled_from([b"}", b"{", b"]", b"[", b",", b'"', b"\\", b"\xff", b"\xc3", b"x", b"1"]))
+            noise = draw(
+                st.sampled_from(
+                    [b"}", b"{", b"]", b"[", b",", b'"', b"\\", b"\xff", b"\xc3", b"x", b"1"]
+                )
+            )
             text = text[:at] + noise + text[at:]
     return text
 
 
 fragments = st.sampled_from(
-    [b"},{", b'"', b'\\"', b"\\", b"{", b"}", b"[", b"]", b",", b":", b" ", b"\n", b"1", b"-", b"e5",
-     b'"timestamp"', b'"logs"', b'"requestId"', b"null", b"true", b"\\ud800", b"\\u0041",
-     b"\xed\xa0\x80", b"\xff", b"\xc3\xa9", b'"a"', b"0.5", b"2e400", b"\x00", b"\xef\xbb\xbf"]
+    [
+        b"},{",
+        b'"',
+        b'\\"',
+        b"\\",
+        b"{",
+        b"}",
+        b"[",
+        b"]",
+        b",",
+        b":",
+        b" ",
+        b"\n",
+        b"1",
+        b"-",
+        b"e5",
+        b'"timestamp"',
+        b'"logs"',
+        b'"requestId"',
+        b"null",
+        b"true",
+        b"\\ud800",
+        b"\\u0041",
+        b"\xed\xa0\x80",
+        b"\xff",
+        b"\xc3\xa9",
+        b'"a"',
+        b"0.5",
+        b"2e400",
+        b"\x00",
+        b"\xef\xbb\xbf",
+    ]
 )
 
 
@@ -132,7 +169,16 @@ fragments = st.sampled_from(
 def crafted(draw: st.DrawFn) -> bytes:
     """Bytes made of JSON's structural pieces, inside or outside a plausible frame."""
     middle = b"".join(draw(st.lists(fragments, max_size=30)))
-    frame = draw(st.sampled_from([(b"", b""), (b'{"logs":[', b"]}"), (b'{"logs":[{"timestamp":1,"d":"', b'"}]}'), (b'{"requestId":"', b'","logs":[]}')]))
+    frame = draw(
+        st.sampled_from(
+            [
+                (b"", b""),
+                (b'{"logs":[', b"]}"),
+                (b'{"logs":[{"timestamp":1,"d":"', b'"}]}'),
+                (b'{"requestId":"', b'","logs":[]}'),
+            ]
+        )
+    )
     return frame[0] + middle + frame[1]
 
 
@@ -187,7 +233,9 @@ def test_crafted_strings_stay_linear() -> None:
 
 def test_big_integers_compare_exactly_against_double_bounds() -> None:
     above = 2**53 + 1  # a double rounds it to 2**53
-    body = orjson.dumps({"logs": [{"timestamp": 2**53}, {"timestamp": above}, {"timestamp": 2**60 + 1}]})
+    body = orjson.dumps(
+        {"logs": [{"timestamp": 2**53}, {"timestamp": above}, {"timestamp": 2**60 + 1}]}
+    )
     result = scan(body, []).result
     assert result.ordered
     at_bound = result.select(TimeRange(float(2**53), float(2**53)))
@@ -222,9 +270,7 @@ def test_selection_matches_the_inclusive_range(
     result: LogResult = scan(body, []).result
     selection = result.select(TimeRange(low, high))
     expected = [
-        i
-        for i, s in enumerate(stamps)
-        if (low is None or low <= s) and (high is None or s <= high)
+        i for i, s in enumerate(stamps) if (low is None or low <= s) and (high is None or s <= high)
     ]
     assert list(selection.indices()) == expected
     rendered_body = b"".join(selection.chunks(b"[", b"]", chunk_bytes=16))

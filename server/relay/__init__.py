@@ -13,16 +13,12 @@ from .errors import (
 )
 from .logresult import INDEX_BYTES_PER_ENTRY, LogResult, LogSelection
 from .observer import FanOutObserver, NullObserver, RelayObserver, ResultOutcome
-from .relay import Relay, RelayStats
+from .relay import Relay, RelayStats, ResultUpload
 from .session import CameraSession, CameraStatus, Command, Receipt, shown
-from .timerange import WIRE_MAX, LogEntry, TimeRange
+from .timerange import WIRE_MAX, TimeRange
 
 __all__ = [
     "INDEX_BYTES_PER_ENTRY",
-    "LogResult",
-    "LogSelection",
-    "Reservation",
-    "ResultBudget",
     "WIRE_MAX",
     "CameraOffline",
     "CameraSession",
@@ -30,7 +26,8 @@ __all__ = [
     "CameraTimeout",
     "Command",
     "FanOutObserver",
-    "LogEntry",
+    "LogResult",
+    "LogSelection",
     "NullObserver",
     "PollSuperseded",
     "QueueFull",
@@ -40,7 +37,10 @@ __all__ = [
     "RelayError",
     "RelayObserver",
     "RelayStats",
+    "Reservation",
+    "ResultBudget",
     "ResultOutcome",
+    "ResultUpload",
     "ShuttingDown",
     "TimeRange",
     "UnknownRequest",

@@ -15,6 +15,8 @@ class RelayConfig:
     remembered_results: int = 64
     #: an idle camera unseen for this long is dropped from the registry
     session_retention_seconds: float = 3600.0
+    #: bytes of results held for callers or being read, their index included
+    max_result_bytes_in_flight: int = 8 * 64 * 1024 * 1024
 
     @property
     def longest_logs_wait(self) -> float:

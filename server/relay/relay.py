@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+from .budget import Reservation, ResultBudget
 from .config import RelayConfig
 from .errors import CameraOffline, CameraTimeout, ShuttingDown, UnknownRequest
+from .logresult import LogResult, LogSelection
 from .observer import NullObserver, RelayObserver, ResultOutcome
-from .session import CameraSession, CameraStatus, Command, Receipt
-from .timerange import LogEntry, TimeRange
+from .session import CameraSession, CameraStatus, Command, Receipt, shown
+from .timerange import TimeRange
+
+#: what an upload without ``Content-Length`` reserves at first; it grows as it is read
+FIRST_RESERVATION_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +27,8 @@ class RelayStats:
     polls_held: int
     callers_waiting: int
     commands_in_flight: int
+    result_bytes_in_flight: int = 0
+    uploads_waiting_for_budget: int = 0
 
 
 class Relay:
@@ -43,6 +51,7 @@ class Relay:
         #: the ids in ``cameras()`` order, kept until a camera is added or dropped
         self._sorted_ids: list[str] | None = None
         self._closed = False
+        self.budget = ResultBudget(config.max_result_bytes_in_flight)
 
     @property
     def closed(self) -> bool:
@@ -72,8 +81,11 @@ class Relay:
         finally:
             session.close_poll(poll)
 
-    async def fetch_logs(self, camera_id: str, time_range: TimeRange) -> list[LogEntry]:
-        """Have the camera send its logs; return the entries inside ``time_range``."""
+    async def fetch_logs(self, camera_id: str, time_range: TimeRange) -> LogSelection:
+        """Have the camera send its logs; the entries inside ``time_range``.
+
+        The selection holds the shared result: release it once written.
+        """
         if self._closed:
             raise ShuttingDown("the server is shutting down; retry in a few seconds")
         session = self._sessions.get(camera_id)
@@ -83,16 +95,51 @@ class Relay:
         try:
             # The session's timers end every wait; this ceiling only guards against a bug.
             async with asyncio.timeout(self.config.longest_logs_wait):
-                logs = await caller.future
+                result = await caller.future
         except TimeoutError:
             raise CameraTimeout(f"camera {camera_id!r} sent no result in time") from None
+        except BaseException:
+            # Cancelled as the result came: the hold it brought is let go here.
+            future = caller.future
+            if future.done() and not future.cancelled() and future.exception() is None:
+                future.result().release()
+            raise
         finally:
             session.forget(caller)
-        return time_range.select(logs)
+        try:
+            return result.select(time_range)
+        finally:
+            result.release()
 
-    def submit_result(
-        self, camera_id: str, request_id: str | None, logs: list[LogEntry]
-    ) -> Receipt:
+    @contextlib.asynccontextmanager
+    async def receive_result(
+        self, camera_id: str, declared_bytes: int | None
+    ) -> AsyncIterator[ResultUpload]:
+        """An upload of a result: 404 (``UnknownRequest``) before it is read if nobody
+        awaits one from this camera, else the camera counts as seen while it streams,
+        and its bytes are reserved from the budget (waiting their turn) before it is read.
+        """
+        if self._closed:
+            raise ShuttingDown("the server is shutting down; its callers were answered 503")
+        session = self._sessions.get(camera_id)
+        if session is None or not session.expects_result():
+            self._observer.upload_refused(camera_id, body_read=False)
+            self._observer.result_received(camera_id, ResultOutcome.LATE)
+            raise UnknownRequest(
+                f"camera {camera_id!r} has no command awaiting a result; poll first"
+            )
+        session.upload_started()
+        try:
+            reservation = await self.budget.reserve(declared_bytes or FIRST_RESERVATION_BYTES)
+            upload = ResultUpload(self, session, reservation)
+            try:
+                yield upload
+            finally:
+                upload.close()
+        finally:
+            session.upload_ended()
+
+    def submit_result(self, camera_id: str, request_id: str | None, result: LogResult) -> Receipt:
         """Accept a camera's result; raises ``UnknownRequest`` when nothing awaits it."""
         session = self._sessions.get(camera_id)
         if session is None:
@@ -100,7 +147,7 @@ class Relay:
             raise UnknownRequest(
                 f"camera {camera_id!r} has no command awaiting a result; poll first"
             )
-        return session.submit_result(request_id, logs)
+        return session.submit_result(request_id, result)
 
     def camera_seen(self, camera_id: str) -> None:
         """Note a request from a camera already known (polls create cameras; this does not)."""
@@ -126,7 +173,15 @@ class Relay:
             polls += status.polling
             waiting += status.waiting
             in_flight += status.in_flight
-        return RelayStats(len(self._sessions), online, polls, waiting, in_flight)
+        return RelayStats(
+            len(self._sessions),
+            online,
+            polls,
+            waiting,
+            in_flight,
+            self.budget.in_use,
+            self.budget.waiting,
+        )
 
     def sweep(self) -> int:
         """Report cameras that went offline; drop idle ones unseen past the retention.
@@ -151,3 +206,51 @@ class Relay:
         self._closed = True
         for session in self._sessions.values():
             session.close()
+
+
+class ResultUpload:
+    """One result being read: checked as its ``requestId`` arrives, budgeted, lost if it dies."""
+
+    def __init__(self, relay: Relay, session: CameraSession, reservation: Reservation) -> None:
+        self._relay = relay
+        self._session = session
+        self._reservation = reservation
+        self._result: LogResult | None = None
+        self.request_id: str | None = None
+
+    def check_request_id(self, request_id: str) -> None:
+        """Raises ``UnknownRequest`` at once if nothing awaits ``request_id``."""
+        self.request_id = request_id
+        if not self._session.awaits(request_id):
+            camera_id = self._session.camera_id
+            self._relay._observer.upload_refused(camera_id, body_read=True)
+            self._relay._observer.result_received(camera_id, ResultOutcome.LATE)
+            raise UnknownRequest(
+                f"no command {shown(request_id)} is awaiting a result from camera "
+                f"{camera_id!r}: it is unknown, expired, or was issued to another camera"
+            )
+
+    async def reserve(self, size: int) -> None:
+        """Hold ``size`` bytes of the budget (body and index so far), waiting for room."""
+        await self._reservation.grow_to(size)
+
+    def release_budget(self) -> None:
+        """Called once nobody needs the result any more."""
+        self._reservation.release()
+
+    def lost(self) -> None:
+        """The body broke off: the command it answered is handed to the next poll."""
+        self._relay._observer.upload_died(self._session.camera_id)
+        self._session.upload_lost(self.request_id)
+
+    def submit(self, request_id: str | None, result: LogResult) -> Receipt:
+        self._result = result
+        self._reservation.done_reading()
+        return self._relay.submit_result(self._session.camera_id, request_id, result)
+
+    def close(self) -> None:
+        """The upload's request ends: its own hold on the bytes ends with it."""
+        if self._result is None:
+            self._reservation.release()
+        else:
+            self._result.release()
