@@ -1,4 +1,4 @@
-"""The incremental scanner holds to ``orjson.loads`` of the whole body, on random and crafted input."""
+"""The incremental scanner holds to ``orjson.loads`` of the whole body, random or crafted."""
 
 from __future__ import annotations
 

@@ -118,3 +118,42 @@ def test_an_address_in_use_stops_start_up_with_one_line() -> None:
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line.startswith(f"camrelay: cannot listen on 127.0.0.1:{port} (HOST, PORT): ")
     assert "Traceback" not in result.stderr
+
+
+def test_result_limits_are_read_and_default_to_eight_uploads() -> None:
+    assert Settings.from_env({}).result_budget_bytes == 8 * 67108864
+    assert Settings.from_env({"MAX_UPLOAD_BYTES": "1000"}).result_budget_bytes == 8000
+    settings = Settings.from_env(
+        {
+            "MAX_UPLOAD_BYTES": "1000",
+            "MAX_RESULT_BYTES_IN_FLIGHT": "1000",
+            "BODY_TIMEOUT_SECONDS": "2.5",
+            "WRITE_TIMEOUT_SECONDS": "7",
+        }
+    )
+    assert settings.result_budget_bytes == 1000
+    assert (settings.body_timeout_seconds, settings.write_timeout_seconds) == (2.5, 7)
+    assert settings.relay_config.max_result_bytes_in_flight == 1000
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"MAX_RESULT_BYTES_IN_FLIGHT": "lots"}, "MAX_RESULT_BYTES_IN_FLIGHT"),
+        ({"MAX_RESULT_BYTES_IN_FLIGHT": "0"}, "MAX_RESULT_BYTES_IN_FLIGHT"),
+        (
+            {"MAX_RESULT_BYTES_IN_FLIGHT": "999", "MAX_UPLOAD_BYTES": "1000"},
+            "MAX_RESULT_BYTES_IN_FLIGHT",
+        ),
+        ({"BODY_TIMEOUT_SECONDS": "0"}, "BODY_TIMEOUT_SECONDS"),
+        ({"BODY_TIMEOUT_SECONDS": "nan"}, "BODY_TIMEOUT_SECONDS"),
+        ({"WRITE_TIMEOUT_SECONDS": "-1"}, "WRITE_TIMEOUT_SECONDS"),
+        ({"WRITE_TIMEOUT_SECONDS": "soon"}, "WRITE_TIMEOUT_SECONDS"),
+    ],
+)
+def test_bad_result_limits_name_the_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env(env)
+    message = str(error.value)
+    assert message.startswith(variable)
+    assert "\n" not in message

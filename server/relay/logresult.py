@@ -132,11 +132,8 @@ class LogResult:
         run_start = -1
         exact = self._exact
         for index, rounded in enumerate(self._timestamps):
-            if index in exact:
-                inside = low <= exact[index] <= high
-            else:
-                inside = low <= rounded <= high
-            if inside:
+            value = exact.get(index, rounded)
+            if low <= value <= high:
                 if run_start < 0:
                     run_start = index
             elif run_start >= 0:
