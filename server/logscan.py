@@ -15,6 +15,7 @@ own bytes (offsets into the body), never re-encoded.
 from __future__ import annotations
 
 import math
+import mmap
 import re
 from array import array
 from collections.abc import Callable, Generator
@@ -22,8 +23,10 @@ from typing import Any
 
 import orjson
 
-from .relay import INDEX_BYTES_PER_ENTRY, LogResult
+from .relay import LogResult
 
+#: a body announced at least this long is read into an anonymous mapping
+MAPPED_BUFFER_BYTES = 256 * 1024
 #: orjson's nesting limit for a whole document
 MAX_DEPTH = 1024
 #: above this, an integer may not survive the trip through a double
@@ -95,8 +98,9 @@ class _Entries:
     __slots__ = ("ends", "error", "exact", "ordered", "previous", "starts", "timestamps")
 
     def __init__(self) -> None:
-        self.starts: array[int] = array("q")
-        self.ends: array[int] = array("q")
+        # 4-byte offsets while the body is under 4 GiB (then 8-byte ones)
+        self.starts: array[int] = array("I")
+        self.ends: array[int] = array("I")
         self.timestamps: array[float] = array("d")
         self.exact: dict[int, int] = {}
         self.ordered = True
@@ -118,9 +122,17 @@ class _Entries:
         if timestamp < self.previous:
             self.ordered = False
         self.previous = timestamp
-        self.starts.append(start)
+        try:
+            self.starts.append(start)
+        except OverflowError:
+            self.starts, self.ends = array("q", self.starts), array("q", self.ends)
+            self.starts.append(start)
         self.ends.append(end)
         self.timestamps.append(float(timestamp))
+
+    @property
+    def index_bytes(self) -> int:
+        return len(self.starts) * (2 * self.starts.itemsize + self.timestamps.itemsize)
 
 
 def _entry_fault(index: int, entry: Any) -> str:
@@ -138,8 +150,21 @@ class ResultScanner:
     (it may raise to stop reading); ``index_bytes`` says what the index costs.
     """
 
-    def __init__(self, on_request_id: Callable[[str], None] | None = None) -> None:
-        self._buffer = bytearray()
+    def __init__(
+        self,
+        on_request_id: Callable[[str], None] | None = None,
+        expected_size: int | None = None,
+    ) -> None:
+        # Sized once when the length is known: growing a buffer copies it, and for
+        # a while both copies are in memory. A big one is an anonymous mapping, whose
+        # pages cost memory only once written (a body refused early costs nothing).
+        self._buffer: bytearray | mmap.mmap
+        if expected_size is not None and expected_size >= MAPPED_BUFFER_BYTES:
+            self._buffer = mmap.mmap(-1, expected_size)
+        else:
+            self._buffer = bytearray(expected_size or 0)
+        #: bytes received so far (the buffer's first ``_size`` bytes)
+        self._size = 0
         self._at_end = False
         self._on_request_id = on_request_id
         self._entries = _Entries()
@@ -152,14 +177,22 @@ class ResultScanner:
 
     @property
     def received(self) -> int:
-        return len(self._buffer)
+        return self._size
 
     @property
     def index_bytes(self) -> int:
-        return len(self._entries.starts) * INDEX_BYTES_PER_ENTRY
+        return self._entries.index_bytes
 
     def feed(self, chunk: bytes) -> None:
-        self._buffer += chunk
+        end = self._size + len(chunk)
+        if end <= len(self._buffer):
+            self._buffer[self._size : end] = chunk
+        elif isinstance(self._buffer, bytearray):
+            del self._buffer[self._size :]
+            self._buffer += chunk
+        else:  # the HTTP layer does not let a body outgrow its Content-Length
+            raise ResultBodyError("the body is longer than its Content-Length")
+        self._size = end
         self._resume()
 
     def finish(self, on_release: Callable[[], None] | None = None) -> ScannedBody:
@@ -175,6 +208,8 @@ class ResultScanner:
         entries = self._entries
         if entries.error is not None:
             raise ResultBodyError(entries.error)
+        if isinstance(self._buffer, bytearray):
+            del self._buffer[self._size :]
         result = LogResult(
             self._buffer,
             entries.starts,
@@ -253,7 +288,11 @@ class ResultScanner:
             return position + 1
         while True:
             start = position
-            flat = _FLAT_OBJECT.match(buffer, position) if buffer[position] == _LBRACE else None
+            flat = (
+                _FLAT_OBJECT.match(buffer, position, self._size)
+                if buffer[position] == _LBRACE
+                else None
+            )
             if flat is not None:
                 position = flat.end()
             else:
@@ -272,7 +311,7 @@ class ResultScanner:
         while not self._at_end:
             yield
         try:
-            value = orjson.loads(self._buffer)
+            value = orjson.loads(memoryview(self._buffer)[: self._size])
         except orjson.JSONDecodeError as error:
             raise ResultBodyError(f"the body must be valid JSON: {error}") from None
         raise ResultBodyError(
@@ -282,7 +321,7 @@ class ResultScanner:
 
     def _trailing(self, position: int) -> _NeedMore:
         position = yield from self._skip_whitespace(position, to_end=True)
-        if position < len(self._buffer):
+        if position < self._size:
             raise _invalid_json("unexpected content after document", position)
         return position
 
@@ -304,10 +343,10 @@ class ResultScanner:
         """The next byte that is not whitespace (waiting for it unless ``to_end``)."""
         buffer = self._buffer
         while True:
-            match = _WHITESPACE.match(buffer, position)
+            match = _WHITESPACE.match(buffer, position, self._size)
             assert match is not None  # the pattern matches the empty string
             position = match.end()
-            if position < len(buffer) or (to_end and self._at_end):
+            if position < self._size or (to_end and self._at_end):
                 return position
             if to_end:
                 yield
@@ -318,10 +357,10 @@ class ResultScanner:
         """Just past the closing quote of the string whose content starts at ``position``."""
         buffer = self._buffer
         while True:
-            match = _STRING_REST.match(buffer, position)
+            match = _STRING_REST.match(buffer, position, self._size)
             assert match is not None
             position = match.end()
-            if position < len(buffer) and buffer[position] == _QUOTE:
+            if position < self._size and buffer[position] == _QUOTE:
                 return position + 1
             yield from self._more(position)
 
@@ -334,17 +373,17 @@ class ResultScanner:
             return (yield from self._string_end(position + 1))
         if first not in _OPENERS:
             while True:
-                match = _SCALAR.match(buffer, position)
+                match = _SCALAR.match(buffer, position, self._size)
                 assert match is not None
                 position = match.end()
-                if position < len(buffer) or self._at_end:
+                if position < self._size or self._at_end:
                     if position == start:
                         raise _invalid_json("expected a value", position)
                     return position
                 yield
         level = 0
         while True:
-            if position >= len(buffer):
+            if position >= self._size:
                 yield from self._more(position)
                 continue
             byte = buffer[position]
@@ -364,6 +403,6 @@ class ResultScanner:
                 if level == 0:
                     return position
             else:
-                match = _PLAIN.match(buffer, position)
+                match = _PLAIN.match(buffer, position, self._size)
                 assert match is not None
                 position = match.end()

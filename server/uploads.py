@@ -27,7 +27,7 @@ async def receive_result(
 ) -> tuple[Receipt, int]:
     """Read, check and hand over the result: its receipt and its number of entries."""
     async with relay.receive_result(camera_id, declared) as upload:
-        scanner = ResultScanner(on_request_id=upload.check_request_id)
+        scanner = ResultScanner(on_request_id=upload.check_request_id, expected_size=declared)
         try:
             await _read_body(request, scanner, upload, settings)
             scanned = scanner.finish(on_release=upload.release_budget)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SCENARIOS = {"latency", "burst", "fleet", "fanout", "biglog", "soak"}
+SCENARIOS = {"latency", "burst", "fleet", "fanout", "biglog", "bigfleet", "soak"}
 #: a guard against a hang, not a speed check (speed is what the benchmarks measure)
 HANG_GUARD_SECONDS = 120.0
 

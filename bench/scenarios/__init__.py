@@ -7,7 +7,7 @@ from typing import Final
 
 from bench.plan import Context
 from bench.result import ScenarioResult
-from bench.scenarios import biglog, burst, fanout, fleet, latency, soak
+from bench.scenarios import bigfleet, biglog, burst, fanout, fleet, latency, soak
 
 __all__ = ["SCENARIOS", "Scenario"]
 
@@ -19,5 +19,6 @@ SCENARIOS: Final[dict[str, Scenario]] = {
     fleet.NAME: fleet.run,
     fanout.NAME: fanout.run,
     biglog.NAME: biglog.run,
+    bigfleet.NAME: bigfleet.run,
     soak.NAME: soak.run,
 }

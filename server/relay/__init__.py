@@ -11,14 +11,13 @@ from .errors import (
     ShuttingDown,
     UnknownRequest,
 )
-from .logresult import INDEX_BYTES_PER_ENTRY, LogResult, LogSelection
+from .logresult import LogResult, LogSelection
 from .observer import FanOutObserver, NullObserver, RelayObserver, ResultOutcome
 from .relay import Relay, RelayStats, ResultUpload
 from .session import CameraSession, CameraStatus, Command, Receipt, shown
 from .timerange import WIRE_MAX, TimeRange
 
 __all__ = [
-    "INDEX_BYTES_PER_ENTRY",
     "WIRE_MAX",
     "CameraOffline",
     "CameraSession",

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import bisect
 import math
+import mmap
 from array import array
 from collections.abc import Callable, Iterator
 
 from .timerange import TimeRange
 
-#: bytes the index keeps per entry: start and end offsets, and the timestamp
-INDEX_BYTES_PER_ENTRY = 3 * 8
 #: what one write of an answer carries at most
 CHUNK_BYTES = 64 * 1024
 
@@ -45,7 +44,7 @@ class LogResult:
 
     def __init__(
         self,
-        body: bytes | bytearray,
+        body: bytes | bytearray | mmap.mmap,
         starts: array[int],
         ends: array[int],
         timestamps: array[float],
@@ -66,11 +65,6 @@ class LogResult:
 
     def __len__(self) -> int:
         return len(self._starts)
-
-    @property
-    def held_bytes(self) -> int:
-        """What the result costs in memory: its body and its index."""
-        return len(self._body) + len(self._starts) * INDEX_BYTES_PER_ENTRY
 
     def entry_bytes(self, index: int) -> bytes:
         return bytes(self._body[self._starts[index] : self._ends[index]])
