@@ -9,7 +9,7 @@ from aiohttp import web
 
 from .logging_setup import REQUEST_ID
 from .middlewares import REQUEST_ID_HEADER
-from .relay import LogSelection, TimeRange
+from .relay import CHUNK_BYTES, LogSelection, TimeRange
 from .state import get_metrics, get_settings
 
 TAIL = b"]}"
@@ -33,10 +33,14 @@ async def stream_logs(
 ) -> web.StreamResponse:
     """Stream the answer; a caller slower than ``WRITE_TIMEOUT_SECONDS`` per piece is cut."""
     head = answer_head(camera_id, time_range, selection.count)
+    size = selection.size(head, TAIL)
+    if size <= CHUNK_BYTES:
+        body = b"".join(selection.chunks(head, TAIL))
+        return web.Response(body=body, content_type="application/json")
     response = web.StreamResponse(
         headers={"Content-Type": "application/json", REQUEST_ID_HEADER: REQUEST_ID.get()}
     )
-    response.content_length = selection.size(head, TAIL)
+    response.content_length = size
     deadline = get_settings(request.app).write_timeout_seconds
     try:
         await response.prepare(request)

@@ -40,6 +40,8 @@ _STRING_REST = re.compile(rb'[^"\\]*+(?:\\[\s\S][^"\\]*+)*+')
 _PLAIN = re.compile(rb'[^"{}\[\]]*+')
 #: an object with no nested object or array (most log entries), in one match
 _FLAT_OBJECT = re.compile(rb'\{[^"{}\[\]]*+(?:"[^"\\]*+(?:\\[\s\S][^"\\]*+)*+"[^"{}\[\]]*+)*+\}')
+#: a flat object, then whitespace and maybe a comma (group 2) and whitespace
+_FLAT_ENTRY = re.compile(_FLAT_OBJECT.pattern.join((b"(", rb")[ \t\n\r]*+(,[ \t\n\r]*+)?")))
 #: a number or a literal (true, false, null), or garbage orjson will refuse
 _SCALAR = re.compile(rb'[^ \t\n\r,:"{}\[\]]*+')
 
@@ -287,14 +289,21 @@ class ResultScanner:
         if buffer[position] == _RBRACKET:
             return position + 1
         while True:
+            # The common case in one match: a flat entry and the comma after it.
+            flat = _FLAT_ENTRY.match(buffer, position, self._size)
+            with memoryview(buffer) as view:
+                while flat is not None and flat.end() < self._size and flat.start(2) >= 0:
+                    start, end = flat.span(1)
+                    try:
+                        entry = orjson.loads(view[start:end])
+                    except orjson.JSONDecodeError as error:
+                        raise _invalid_json(error.msg, start + error.pos) from None
+                    entries.add(start, end, entry)
+                    position = flat.end()
+                    flat = _FLAT_ENTRY.match(buffer, position, self._size)
             start = position
-            flat = (
-                _FLAT_OBJECT.match(buffer, position, self._size)
-                if buffer[position] == _LBRACE
-                else None
-            )
             if flat is not None:
-                position = flat.end()
+                position = flat.end(1)
             else:
                 position = yield from self._value_end(position, 2)
             entries.add(start, position, self._load(start, position))

@@ -11,13 +11,14 @@ from .errors import (
     ShuttingDown,
     UnknownRequest,
 )
-from .logresult import LogResult, LogSelection
+from .logresult import CHUNK_BYTES, LogResult, LogSelection
 from .observer import FanOutObserver, NullObserver, RelayObserver, ResultOutcome
 from .relay import Relay, RelayStats, ResultUpload
 from .session import CameraSession, CameraStatus, Command, Receipt, shown
 from .timerange import WIRE_MAX, TimeRange
 
 __all__ = [
+    "CHUNK_BYTES",
     "WIRE_MAX",
     "CameraOffline",
     "CameraSession",

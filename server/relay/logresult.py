@@ -146,12 +146,16 @@ class LogResult:
             total += sum(ends[first:last]) - sum(starts[first:last])
         return total
 
-    def _chunks(self, runs: list[Run], chunk_bytes: int) -> Iterator[bytes]:
-        """The selected entries' bytes joined by commas, in pieces of about ``chunk_bytes``."""
+    def _chunks(
+        self, runs: list[Run], head: bytes, tail: bytes, chunk_bytes: int
+    ) -> Iterator[bytes]:
+        """``head``, the selected entries' bytes joined by commas, ``tail``: in pieces of
+        about ``chunk_bytes`` (a small answer is one piece)."""
         body = memoryview(self._body)
         starts, ends = self._starts, self._ends
-        pieces: list[memoryview] = []
-        size = 0
+        pieces: list[bytes | memoryview] = [head]
+        size = len(head)
+        separator = b""
         for first, last in runs:
             index = first
             while index < last:
@@ -161,14 +165,15 @@ class LogResult:
                 while index < last and starts[index] == end + 1 and end - start < chunk_bytes:
                     end = ends[index]
                     index += 1
+                pieces.append(separator)
                 pieces.append(body[start:end])
+                separator = b","
                 size += end - start + 1
                 if size >= chunk_bytes:
-                    yield b",".join(pieces)
+                    yield b"".join(pieces)
                     pieces, size = [], 0
-                    pieces.append(body[0:0])  # the next piece needs its comma
-        if pieces and size:
-            yield b",".join(pieces)
+        pieces.append(tail)
+        yield b"".join(pieces)
 
 
 class LogSelection:
@@ -195,9 +200,7 @@ class LogSelection:
         """``head``, the entries' own bytes joined by commas, ``tail``: in bounded pieces."""
         if self._released:
             raise RuntimeError("the selection was already released")
-        yield head
-        yield from self.result._chunks(self._runs, chunk_bytes)
-        yield tail
+        return self.result._chunks(self._runs, head, tail, chunk_bytes)
 
     def release(self) -> None:
         """Let go of the shared result (once; later calls do nothing)."""
