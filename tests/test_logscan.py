@@ -41,8 +41,10 @@ def reference(body: bytes) -> Reference | None:
 
 
 def scan(body: bytes, cuts: list[int]) -> ScannedBody:
-    # an odd number of cuts: the length is announced, as with Content-Length
-    scanner = ResultScanner(expected_size=len(body) if len(cuts) % 2 else None)
+    # An odd number of cuts, or none: the length is announced, as with Content-Length
+    # (a small body announced and received in one piece takes the one-go path).
+    announced = len(cuts) % 2 or not cuts
+    scanner = ResultScanner(expected_size=len(body) if announced else None)
     previous = 0
     for cut in sorted({min(c, len(body)) for c in cuts}):
         scanner.feed(body[previous:cut])
@@ -52,6 +54,12 @@ def scan(body: bytes, cuts: list[int]) -> ScannedBody:
 
 
 def assert_holds_to_orjson(body: bytes, cuts: list[int]) -> None:
+    """Both ways in: in pieces (the incremental reader) and whole (the one-go path)."""
+    for pieces in (cuts, []):
+        assert_scan_holds_to_orjson(body, pieces)
+
+
+def assert_scan_holds_to_orjson(body: bytes, cuts: list[int]) -> None:
     expected = reference(body)
     try:
         scanned = scan(body, cuts)
