@@ -85,6 +85,36 @@ async def post_result(
         return response.status
 
 
+async def answer_to_a_beginning(server: LiveServer, beginning: bytes) -> tuple[int, dict[str, Any]]:
+    """Announce 50 MB, send only ``beginning``, and read the answer that comes anyway."""
+    async with raw_upload(server, 50_000_000) as (reader, writer):
+        writer.write(beginning)
+        await writer.drain()
+        return await read_answer(reader)
+
+
+async def die_mid_upload(server: LiveServer, command: dict[str, Any]) -> None:
+    """Start answering ``command`` and hang up in the middle of the body."""
+    async with raw_upload(server, 1_000_000) as (_, writer):
+        writer.write(b'{"requestId": "%s", "logs": [' % command["requestId"].encode())
+        await writer.drain()
+        await wait_until(lambda: server.relay.budget.in_use > 0)
+
+
+async def answer_on_the_next_poll(
+    http: ClientSession,
+    server: LiveServer,
+    command: dict[str, Any],
+    caller: asyncio.Task[tuple[int, bytes]],
+) -> None:
+    """The next poll gets ``command`` again; its answer reaches the caller."""
+    async with http.get(f"{server.url}/poll_for_command") as response:
+        assert (await response.json())["requestId"] == command["requestId"]
+    answer = orjson.dumps({"requestId": command["requestId"], "logs": [{"timestamp": 5}]})
+    assert await post_result(http, server, answer) == 200
+    assert (await caller)[0] == 200
+
+
 async def test_entries_reach_the_user_byte_for_byte(make_live_server: MakeLiveServer) -> None:
     server = await make_live_server()
     entries = [
@@ -116,11 +146,7 @@ async def test_upload_nobody_awaits_is_404_before_its_body(
     async with ClientSession() as http:
         poll = asyncio.ensure_future(http.get(f"{server.url}/poll_for_command"))
         await wait_until(camera_polling(server.relay))
-        # 50 MB announced, 100 bytes sent: the 404 comes without the rest.
-        async with raw_upload(server, 50_000_000) as (reader, writer):
-            writer.write(b'{"logs": [' + b" " * 90)
-            await writer.drain()
-            status, problem = await read_answer(reader)
+        status, problem = await answer_to_a_beginning(server, b'{"logs": [' + b" " * 90)
         poll.cancel()
         await asyncio.gather(poll, return_exceptions=True)
     assert status == 404
@@ -134,10 +160,8 @@ async def test_unknown_request_id_read_first_is_404_before_the_rest(
     server = await make_live_server()
     async with ClientSession() as http:
         command, caller = await take_command(http, server)
-        async with raw_upload(server, 50_000_000) as (reader, writer):
-            writer.write(b'{"requestId": "not-issued", "logs": [{"timestamp": 1}, ')
-            await writer.drain()
-            status, problem = await read_answer(reader)
+        beginning = b'{"requestId": "not-issued", "logs": [{"timestamp": 1}, '
+        status, problem = await answer_to_a_beginning(server, beginning)
         assert status == 404
         assert "'not-issued'" in problem["detail"]
         # The command is still open: its own result is accepted.
@@ -199,10 +223,7 @@ async def test_upload_that_dies_is_a_lost_delivery(make_live_server: MakeLiveSer
     async with ClientSession() as http:
         command, caller = await take_command(http, server)
         loop = asyncio.get_running_loop()
-        async with raw_upload(server, 1_000_000) as (_, writer):
-            writer.write(b'{"requestId": "%s", "logs": [' % command["requestId"].encode())
-            await writer.drain()
-            await wait_until(lambda: server.relay.budget.in_use > 0)
+        await die_mid_upload(server, command)
         died = loop.time()
         # No poll comes again: the caller gets 503 within the connect timeout, not 504 at 10 s.
         status, body = await caller
@@ -217,17 +238,9 @@ async def test_dead_upload_is_redelivered_on_the_next_poll(
     server = await make_live_server(connect_timeout_seconds=2.0, response_timeout_seconds=10.0)
     async with ClientSession() as http:
         command, caller = await take_command(http, server)
-        async with raw_upload(server, 1_000_000) as (_, writer):
-            writer.write(b'{"requestId": "%s", "logs": [' % command["requestId"].encode())
-            await writer.drain()
-            await wait_until(lambda: server.relay.budget.in_use > 0)
+        await die_mid_upload(server, command)
         await wait_until(lambda: server.relay.budget.in_use == 0)
-        async with http.get(f"{server.url}/poll_for_command") as response:
-            again = await response.json()
-        assert again["requestId"] == command["requestId"]
-        answer = orjson.dumps({"requestId": command["requestId"], "logs": [{"timestamp": 5}]})
-        assert await post_result(http, server, answer) == 200
-        assert (await caller)[0] == 200
+        await answer_on_the_next_poll(http, server, command, caller)
 
 
 async def test_body_that_stalls_gets_408_and_its_command_goes_out_again(
@@ -242,11 +255,7 @@ async def test_body_that_stalls_gets_408_and_its_command_goes_out_again(
             status, problem = await read_answer(reader)
         assert status == 408
         assert "BODY_TIMEOUT_SECONDS" in problem["detail"]
-        async with http.get(f"{server.url}/poll_for_command") as response:
-            assert (await response.json())["requestId"] == command["requestId"]
-        answer = orjson.dumps({"requestId": command["requestId"], "logs": []})
-        assert await post_result(http, server, answer) == 200
-        assert (await caller)[0] == 200
+        await answer_on_the_next_poll(http, server, command, caller)
 
 
 async def test_camera_in_a_long_upload_counts_as_online(make_live_server: MakeLiveServer) -> None:
