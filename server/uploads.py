@@ -39,43 +39,43 @@ async def receive_result(
 async def _read_body(
     request: web.Request, scanner: ResultScanner, upload: ResultUpload, settings: Settings
 ) -> None:
-    content = request.content
-    deadline = settings.body_timeout_seconds
-    while True:
-        try:
-            async with asyncio.timeout(deadline):
-                chunk = await content.read(READ_CHUNK_BYTES)
-        except TimeoutError:
-            upload.lost()
-            raise ProblemError(
-                408,
-                f"the body stalled: no bytes came for {deadline:g} s (BODY_TIMEOUT_SECONDS); "
-                "its command will be handed to the camera's next poll",
-                kind="body-timeout",
-                headers={"Connection": "close"},
-            ) from None
-        except web.RequestPayloadError as error:
-            if _connection_lost(request):
-                upload.lost()
-                raise
-            # e.g. a Content-Encoding that does not decode
-            raise ProblemError(
-                400,
-                f"the body could not be read: {error}",
-                kind="invalid-body",
-                headers={"Connection": "close"},  # the rest of it cannot be read either
-            ) from None
-        except (ConnectionError, asyncio.CancelledError):
-            upload.lost()
-            raise
-        if not chunk:
-            return
-        if scanner.received + len(chunk) > settings.max_upload_bytes:
-            raise body_too_large(settings.max_upload_bytes, scanner.received + len(chunk))
-        scanner.feed(chunk)
-        # Waiting for room in the budget does not count against the body deadline.
-        await upload.reserve(scanner.received + scanner.index_bytes)
-        await asyncio.sleep(0)  # other requests run between two chunks of work
+    try:
+        while chunk := await _next_chunk(request, upload, settings.body_timeout_seconds):
+            if scanner.received + len(chunk) > settings.max_upload_bytes:
+                raise body_too_large(settings.max_upload_bytes, scanner.received + len(chunk))
+            scanner.feed(chunk)
+            # Waiting for room in the budget does not count against the body deadline.
+            await upload.reserve(scanner.received + scanner.index_bytes)
+            await asyncio.sleep(0)  # other requests run between two chunks of work
+    except (ConnectionError, asyncio.CancelledError):
+        upload.lost()  # the camera hung up mid-body (or the server is stopping)
+        raise
+
+
+async def _next_chunk(request: web.Request, upload: ResultUpload, deadline: float) -> bytes:
+    """The next piece of the body (empty at its end), within ``deadline`` seconds."""
+    try:
+        async with asyncio.timeout(deadline):
+            return await request.content.read(READ_CHUNK_BYTES)
+    except TimeoutError:
+        upload.lost()
+        raise ProblemError(
+            408,
+            f"the body stalled: no bytes came for {deadline:g} s (BODY_TIMEOUT_SECONDS); "
+            "its command will be handed to the camera's next poll",
+            kind="body-timeout",
+            headers={"Connection": "close"},
+        ) from None
+    except web.RequestPayloadError as error:
+        if _connection_lost(request):
+            raise ConnectionResetError("the connection was lost mid-body") from error
+        # e.g. a Content-Encoding that does not decode
+        raise ProblemError(
+            400,
+            f"the body could not be read: {error}",
+            kind="invalid-body",
+            headers={"Connection": "close"},  # the rest of it cannot be read either
+        ) from None
 
 
 def _connection_lost(request: web.Request) -> bool:

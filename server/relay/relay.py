@@ -130,7 +130,12 @@ class Relay:
             )
         session.upload_started()
         try:
-            reservation = await self.budget.reserve(declared_bytes or FIRST_RESERVATION_BYTES)
+            try:
+                reservation = await self.budget.reserve(declared_bytes or FIRST_RESERVATION_BYTES)
+            except asyncio.CancelledError:
+                # The camera hung up while its upload waited for room: its result is lost.
+                self._lose_upload(session, None)
+                raise
             upload = ResultUpload(self, session, reservation)
             try:
                 yield upload
@@ -138,6 +143,10 @@ class Relay:
                 upload.close()
         finally:
             session.upload_ended()
+
+    def _lose_upload(self, session: CameraSession, request_id: str | None) -> None:
+        self._observer.upload_died(session.camera_id)
+        session.upload_lost(request_id)
 
     def submit_result(self, camera_id: str, request_id: str | None, result: LogResult) -> Receipt:
         """Accept a camera's result; raises ``UnknownRequest`` when nothing awaits it."""
@@ -240,8 +249,7 @@ class ResultUpload:
 
     def lost(self) -> None:
         """The body broke off: the command it answered is handed to the next poll."""
-        self._relay._observer.upload_died(self._session.camera_id)
-        self._session.upload_lost(self.request_id)
+        self._relay._lose_upload(self._session, self.request_id)
 
     def submit(self, request_id: str | None, result: LogResult) -> Receipt:
         self._result = result
