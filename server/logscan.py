@@ -55,7 +55,7 @@ _COMMON_PREFIX = re.compile(
 _COMMON_SUFFIX = re.compile(
     _SPACE.join((rb"\]", b"(?:," + _SPACE + _PLAIN_REQUEST_ID + b")?" + rb"\}", b""))
 )
-#: bodies at most this long that arrive in one piece are read in one go
+#: bodies announced at most this long are read in one go once all here
 WHOLE_BODY_BYTES = 64 * 1024
 #: a number or a literal (true, false, null), or garbage orjson will refuse
 _SCALAR = re.compile(rb'[^ \t\n\r,:"{}\[\]]*+')
@@ -191,7 +191,8 @@ class ResultScanner:
         self._request_id_fault: str | None = None
         self._parser = self._parse()
         self._done: int | None = None
-        self._first_chunk = True
+        #: a small body of known length is read in one go once it is all here
+        self._whole_first = expected_size is not None and expected_size <= WHOLE_BODY_BYTES
 
     @property
     def received(self) -> int:
@@ -211,14 +212,17 @@ class ResultScanner:
         else:  # the HTTP layer does not let a body outgrow its Content-Length
             raise ResultBodyError("the body is longer than its Content-Length")
         self._size = end
-        if self._first_chunk:
-            self._first_chunk = False
-            if end == len(self._buffer) <= WHOLE_BODY_BYTES and self._read_whole():
+        if self._whole_first:
+            if end < len(self._buffer):
+                return  # a small body is read when all of it is here
+            self._whole_first = False
+            if self._read_whole():
                 return
         self._resume()
 
     def finish(self, on_release: Callable[[], None] | None = None) -> ScannedBody:
         self._at_end = True
+        self._whole_first = False
         if self._done is None:
             self._resume()
         if self._request_id_fault is not None:
