@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import math
 import mmap
+import operator
 import re
 from array import array
 from collections.abc import Callable, Generator
@@ -43,18 +44,6 @@ _PLAIN = re.compile(rb'[^"{}\[\]]*+')
 _FLAT_OBJECT = re.compile(rb'\{[^"{}\[\]]*+(?:"[^"\\]*+(?:\\[\s\S][^"\\]*+)*+"[^"{}\[\]]*+)*+\}')
 #: a flat object, then whitespace and maybe a comma (group 2) and whitespace
 _FLAT_ENTRY = re.compile(_FLAT_OBJECT.pattern.join((b"(", rb")[ \t\n\r]*+(,[ \t\n\r]*+)?")))
-_SPACE = rb"[ \t\n\r]*+"
-_PLAIN_REQUEST_ID = _SPACE.join((rb'"requestId"', b":", rb'(?:"[^"\\]*+"|null)', b""))
-#: ``{"requestId": "...", "logs": [`` (the id optional), up to the first entry
-_COMMON_PREFIX = re.compile(
-    _SPACE.join(
-        (b"", rb"\{", b"(?:" + _PLAIN_REQUEST_ID + b",", b")?" + rb'"logs"', b":", rb"\[", b"")
-    )
-)
-#: ``], "requestId": "..."}`` (the id optional) to the end of the body
-_COMMON_SUFFIX = re.compile(
-    _SPACE.join((rb"\]", b"(?:," + _SPACE + _PLAIN_REQUEST_ID + b")?" + rb"\}", b""))
-)
 #: bodies announced at most this long are read in one go once all here
 WHOLE_BODY_BYTES = 64 * 1024
 #: a number or a literal (true, false, null), or garbage orjson will refuse
@@ -71,6 +60,12 @@ _LBRACKET = ord("[")
 _RBRACKET = ord("]")
 
 _NeedMore = Generator[None, None, int]
+
+
+def _positions(data: bytes, byte: bytes) -> list[int]:
+    """Where each occurrence of ``byte`` is in ``data``, in order (C loops only)."""
+    before = itertools.accumulate(map(len, data.split(byte)))
+    return list(map(operator.add, before, itertools.count()))[:-1]
 
 
 class ResultBodyError(ValueError):
@@ -248,46 +243,43 @@ class ResultScanner:
         return ScannedBody(self._request_id, result)
 
     def _read_whole(self) -> bool:
-        """A small body of the common shape, received whole, read with a few C calls.
+        """A small body received whole, read with a few C calls when its entries are flat.
 
-        ``orjson.loads`` checks the whole body; then the entries' spans are found
-        by one regular expression over the ``logs`` array. Anything else (or any
-        fault, to be worded) returns False and goes to the incremental reader.
+        ``orjson.loads`` checks the whole body. If the body holds exactly one ``{``
+        and one ``}`` per entry plus its own (none nested, none inside a string),
+        the entries are the spans between the 2nd..Nth ``{`` and the matching
+        ``}`` in order, found with ``bytes.split``. Anything else (or any fault,
+        to be worded) returns False and goes to the incremental reader.
         """
-        buffer = self._buffer
+        body = bytes(memoryview(self._buffer)[: self._size])
         try:
-            data = orjson.loads(memoryview(buffer)[: self._size])
+            data = orjson.loads(body)
         except orjson.JSONDecodeError:
             return False
-        prefix = _COMMON_PREFIX.match(buffer, 0, self._size)
-        if prefix is None or type(data) is not dict:
+        if type(data) is not dict:
             return False
         logs = data.get("logs")
         request_id = data.get("requestId")
         if type(logs) is not list or not (request_id is None or type(request_id) is str):
             return False
-        matches = list(_FLAT_ENTRY.finditer(buffer, prefix.end(), self._size))
-        starts = [match.start() for match in matches]
-        past = [match.end() for match in matches]
-        if (
-            len(matches) != len(logs)
-            or (matches and starts[0] != prefix.end())
-            or starts[1:] != past[:-1]
-            or not _COMMON_SUFFIX.fullmatch(buffer, past[-1] if past else prefix.end(), self._size)
-        ):
+        opens = _positions(body, b"{")
+        closes = _positions(body, b"}")
+        if len(opens) != len(logs) + 1 or len(closes) != len(opens):
+            return False
+        # Checks over every entry in C loops (map, set, sorted): this is the hot path.
+        if logs and set(map(type, logs)) != {dict}:
             return False
         entries = _Entries()
-        spans = [match.span(1) for match in matches]
-        stamps: list[Any] = [
-            entry.get("timestamp") if type(entry) is dict else None for entry in logs
-        ]
-        if all(type(stamp) is float for stamp in stamps):  # orjson reads only finite floats
-            entries.starts = array("I", [span[0] for span in spans])
-            entries.ends = array("I", [span[1] for span in spans])
+        starts = opens[1:]
+        ends = list(map(operator.add, closes[:-1], itertools.repeat(1)))
+        stamps: list[Any] = list(map(dict.get, logs, itertools.repeat("timestamp")))
+        if not stamps or set(map(type, stamps)) == {float}:  # orjson reads finite floats only
+            entries.starts = array("I", starts)
+            entries.ends = array("I", ends)
             entries.timestamps = array("d", stamps)
-            entries.ordered = all(a <= b for a, b in itertools.pairwise(stamps))
+            entries.ordered = stamps == sorted(stamps)
         else:
-            for (start, end), entry in zip(spans, logs, strict=True):
+            for start, end, entry in zip(starts, ends, logs, strict=True):
                 entries.add(start, end, entry)
         self._parser.close()
         self._done = self._size
