@@ -29,7 +29,7 @@ async def receive_result(
     async with relay.receive_result(camera_id, declared) as upload:
         scanner = ResultScanner(on_request_id=upload.check_request_id, expected_size=declared)
         try:
-            await _read_body(request, scanner, upload, settings)
+            await _read_body(request, scanner, upload, declared, settings)
             scanned = scanner.finish(on_release=upload.release_budget)
         except ResultBodyError as error:
             raise invalid_body(error.detail) from None
@@ -37,7 +37,11 @@ async def receive_result(
 
 
 async def _read_body(
-    request: web.Request, scanner: ResultScanner, upload: ResultUpload, settings: Settings
+    request: web.Request,
+    scanner: ResultScanner,
+    upload: ResultUpload,
+    declared: int | None,
+    settings: Settings,
 ) -> None:
     try:
         while chunk := await _next_chunk(request, upload, settings.body_timeout_seconds):
@@ -46,6 +50,8 @@ async def _read_body(
             scanner.feed(chunk)
             # Waiting for room in the budget does not count against the body deadline.
             await upload.reserve(scanner.received + scanner.index_bytes)
+            if scanner.received == declared:
+                return  # all of it: no need to wait for the end to be signalled
             await asyncio.sleep(0)  # other requests run between two chunks of work
     except (ConnectionError, asyncio.CancelledError):
         upload.lost()  # the camera hung up mid-body (or the server is stopping)
