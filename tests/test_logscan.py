@@ -265,24 +265,33 @@ def test_big_integers_compare_exactly_against_double_bounds() -> None:
         max_size=12,
     ),
     ordered=st.booleans(),
+    compact=st.booleans(),
+    chunk_bytes=st.sampled_from([1, 16, 64 * 1024]),
     low=st.none() | st.floats(min_value=-10.0, max_value=2.0**54),
     high=st.none() | st.floats(min_value=-10.0, max_value=2.0**54),
 )
 def test_selection_matches_the_inclusive_range(
-    stamps: list[int | float], ordered: bool, low: float | None, high: float | None
+    stamps: list[int | float],
+    ordered: bool,
+    compact: bool,
+    chunk_bytes: int,
+    low: float | None,
+    high: float | None,
 ) -> None:
     if ordered:
         stamps = sorted(stamps)
     if low is not None and high is not None and low > high:
         low, high = high, low
-    body = orjson.dumps({"logs": [{"timestamp": s} for s in stamps]})
+    document = {"logs": [{"timestamp": s} for s in stamps]}
+    # entries apart by a bare comma, or by ", " (one slice per run, or per entry)
+    body = orjson.dumps(document) if compact else json.dumps(document).encode()
     result: LogResult = scan(body, []).result
     selection = result.select(TimeRange(low, high))
     expected = [
         i for i, s in enumerate(stamps) if (low is None or low <= s) and (high is None or s <= high)
     ]
     assert list(selection.indices()) == expected
-    rendered_body = b"".join(selection.chunks(b"[", b"]", chunk_bytes=16))
+    rendered_body = b"".join(selection.chunks(b"[", b"]", chunk_bytes=chunk_bytes))
     assert len(rendered_body) == selection.size(b"[", b"]")
     assert orjson.loads(rendered_body) == [{"timestamp": stamps[i]} for i in expected]
     selection.release()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import math
 import mmap
+import operator
 from array import array
 from collections.abc import Callable, Iterator
 
@@ -33,6 +34,7 @@ class LogResult:
 
     __slots__ = (
         "_body",
+        "_compact",
         "_ends",
         "_exact",
         "_holds",
@@ -60,6 +62,8 @@ class LogResult:
         self._exact = exact
         #: timestamps are non-decreasing in the camera's order: ranges slice by bisection
         self.ordered = ordered
+        #: every entry is followed by a bare comma: a range of entries is one slice
+        self._compact = set(map(operator.sub, starts[1:], ends[:-1])) <= {1}
         self._holds = 1
         self._on_release = on_release
 
@@ -139,12 +143,31 @@ class LogResult:
 
     # ------------------------------------------------------------------ bytes out
 
-    def _runs_bytes(self, runs: list[Run]) -> int:
+    def _joined_size(self, runs: list[Run]) -> int:
+        """The length of the selected entries joined by commas."""
         starts, ends = self._starts, self._ends
-        total = 0
+        if self._compact:
+            spans = sum(ends[last - 1] - starts[first] for first, last in runs)
+            return spans + max(len(runs) - 1, 0)
+        total = sum(sum(ends[first:last]) - sum(starts[first:last]) for first, last in runs)
+        return total + max(sum(last - first for first, last in runs) - 1, 0)
+
+    def _spans(self, runs: list[Run], chunk_bytes: int) -> Iterator[Run]:
+        """Byte ranges of the body that, joined by commas, are the selected entries."""
+        starts, ends = self._starts, self._ends
+        if self._compact:  # entries apart by a bare comma: a run is one range
+            for first, last in runs:
+                yield starts[first], ends[last - 1]
+            return
         for first, last in runs:
-            total += sum(ends[first:last]) - sum(starts[first:last])
-        return total
+            index = first
+            while index < last:
+                start, end = starts[index], ends[index]
+                index += 1
+                while index < last and starts[index] == end + 1 and end - start < chunk_bytes:
+                    end = ends[index]
+                    index += 1
+                yield start, end
 
     def _chunks(
         self, runs: list[Run], head: bytes, tail: bytes, chunk_bytes: int
@@ -152,26 +175,19 @@ class LogResult:
         """``head``, the selected entries' bytes joined by commas, ``tail``: in pieces of
         about ``chunk_bytes`` (a small answer is one piece)."""
         body = memoryview(self._body)
-        starts, ends = self._starts, self._ends
         pieces: list[bytes | memoryview] = [head]
         size = len(head)
         separator = b""
-        for first, last in runs:
-            index = first
-            while index < last:
-                # Entries the camera separated by a bare comma go out as one slice.
-                start, end = starts[index], ends[index]
-                index += 1
-                while index < last and starts[index] == end + 1 and end - start < chunk_bytes:
-                    end = ends[index]
-                    index += 1
-                pieces.append(separator)
-                pieces.append(body[start:end])
-                separator = b","
-                size += end - start + 1
-                if size >= chunk_bytes:
-                    yield b"".join(pieces)
-                    pieces, size = [], 0
+        for start, end in self._spans(runs, chunk_bytes):
+            pieces.append(separator)
+            separator = b","
+            while size + end - start >= chunk_bytes:
+                cut = start + max(chunk_bytes - size, 0)
+                pieces.append(body[start:cut])
+                yield b"".join(pieces)
+                pieces, size, start = [], 0, cut
+            pieces.append(body[start:end])
+            size += end - start + 1
         pieces.append(tail)
         yield b"".join(pieces)
 
@@ -193,8 +209,7 @@ class LogSelection:
 
     def size(self, head: bytes, tail: bytes) -> int:
         """The length of ``head + entries joined by commas + tail``."""
-        entries = self.result._runs_bytes(self._runs)
-        return len(head) + entries + max(self.count - 1, 0) + len(tail)
+        return len(head) + self.result._joined_size(self._runs) + len(tail)
 
     def chunks(self, head: bytes, tail: bytes, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
         """``head``, the entries' own bytes joined by commas, ``tail``: in bounded pieces."""
