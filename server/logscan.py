@@ -29,6 +29,8 @@ from .relay import LogResult
 
 #: a body announced at least this long is read into an anonymous mapping
 MAPPED_BUFFER_BYTES = 256 * 1024
+#: the largest offset a 4-byte index entry holds
+_MAX_SMALL_OFFSET = 2**32 - 1
 #: orjson's nesting limit for a whole document
 MAX_DEPTH = 1024
 #: above this, an integer may not survive the trip through a double
@@ -134,11 +136,9 @@ class _Entries:
         if timestamp < self.previous:
             self.ordered = False
         self.previous = timestamp
-        try:
-            self.starts.append(start)
-        except OverflowError:
+        if end > _MAX_SMALL_OFFSET and self.ends.typecode == "I":
             self.starts, self.ends = array("q", self.starts), array("q", self.ends)
-            self.starts.append(start)
+        self.starts.append(start)
         self.ends.append(end)
         self.timestamps.append(float(timestamp))
 
