@@ -152,6 +152,8 @@ async def test_upload_nobody_awaits_is_404_before_its_body(
     assert status == 404
     assert "no command awaiting a result" in problem["detail"]
     assert server.relay.budget.in_use == 0
+    refused = get_metrics(server.app).uploads_refused
+    assert refused.labels("before_body")._value.get() == 1
 
 
 async def test_unknown_request_id_read_first_is_404_before_the_rest(
@@ -164,6 +166,8 @@ async def test_unknown_request_id_read_first_is_404_before_the_rest(
         status, problem = await answer_to_a_beginning(server, beginning)
         assert status == 404
         assert "'not-issued'" in problem["detail"]
+        refused = get_metrics(server.app).uploads_refused
+        assert refused.labels("at_request_id")._value.get() == 1
         # The command is still open: its own result is accepted.
         answer = orjson.dumps({"requestId": command["requestId"], "logs": [{"timestamp": 2}]})
         assert await post_result(http, server, answer) == 200
@@ -230,6 +234,7 @@ async def test_upload_that_dies_is_a_lost_delivery(make_live_server: MakeLiveSer
         assert status == 503
         assert "upload of the result broke off" in orjson.loads(body)["detail"]
         assert loop.time() - died < 2.0
+    assert get_metrics(server.app).uploads_died._value.get() == 1
 
 
 async def test_dead_upload_is_redelivered_on_the_next_poll(

@@ -240,6 +240,25 @@ def test_crafted_strings_stay_linear() -> None:
     assert scanned.result.entry_bytes(0) == body[9:-2]
 
 
+def feed_in_pieces(body: bytes, piece: int) -> ScannedBody:
+    scanner = ResultScanner()
+    for at in range(0, len(body), piece):
+        scanner.feed(body[at : at + piece])
+    return scanner.finish()
+
+
+def test_tiny_entries_and_long_whitespace_are_read_piece_by_piece() -> None:
+    """Each piece resumes where the last stopped: nothing is scanned twice."""
+    tiny = b'{"logs":[' + b",".join([b'{"timestamp":1}'] * 200_000) + b"]}"
+    assert len(feed_in_pieces(tiny, 4096).result) == 200_000
+    spaced = b'{"logs":' + b" " * 2_000_000 + b'[{"timestamp":1}' + b"\n" * 1_000_000 + b"]}"
+    assert feed_in_pieces(spaced, 1024).result.entry_bytes(0) == b'{"timestamp":1}'
+    number = b'{"x":' + b"1" * 1_000_000 + b',"logs":[]}'  # too big for a double
+    assert reference(number) is None
+    with pytest.raises(ResultBodyError, match="infinity"):
+        feed_in_pieces(number, 1024)
+
+
 def test_big_integers_compare_exactly_against_double_bounds() -> None:
     above = 2**53 + 1  # a double rounds it to 2**53
     body = orjson.dumps(
