@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from server.logscan import ResultScanner
 from server.relay import (
     CameraOffline,
     CameraTimeout,
@@ -172,3 +173,27 @@ async def test_result_after_close_is_shutting_down() -> None:
     relay.close()
     with pytest.raises(ShuttingDown, match="shutting down"):
         relay.submit_result("default", None, log_result([]))
+
+
+async def test_caller_leaving_as_its_result_comes_lets_go_of_the_result() -> None:
+    relay = Relay(CONFIG)
+    poll = asyncio.ensure_future(relay.poll("default"))
+    await settle()
+    stays = asyncio.ensure_future(relay.fetch_logs("default", TimeRange()))
+    leaves = asyncio.ensure_future(relay.fetch_logs("default", TimeRange()))
+    command = await poll
+    assert command is not None
+    released: list[str] = []
+    scanner = ResultScanner()
+    scanner.feed(b'{"logs": [{"timestamp": 1}]}')
+    result = scanner.finish(on_release=lambda: released.append("bytes")).result
+    relay.submit_result("default", command.request_id, result)
+    leaves.cancel()  # in the same loop turn as the result
+    result.release()  # the upload's own hold
+    with pytest.raises(asyncio.CancelledError):
+        await leaves
+    selection = await stays
+    assert released == []  # the caller that stayed still holds it
+    selection.release()
+    assert released == ["bytes"]
+    assert_relay_idle(relay)

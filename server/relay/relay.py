@@ -92,20 +92,20 @@ class Relay:
         if session is None:
             raise CameraOffline(f"camera {camera_id!r} has not connected; retry once it polls")
         caller = session.enqueue(time_range)
+        result: LogResult | None = None
         try:
             # The session's timers end every wait; this ceiling only guards against a bug.
             async with asyncio.timeout(self.config.longest_logs_wait):
                 result = await caller.future
         except TimeoutError:
             raise CameraTimeout(f"camera {camera_id!r} sent no result in time") from None
-        except BaseException:
-            # Cancelled as the result came: the hold it brought is let go here.
-            future = caller.future
-            if future.done() and not future.cancelled() and future.exception() is None:
-                future.result().release()
-            raise
         finally:
             session.forget(caller)
+            future = caller.future
+            if result is None and future.done() and not future.cancelled():
+                if future.exception() is None:
+                    # Cancelled (or timed out) as the result came: let go of its hold.
+                    future.result().release()
         try:
             return result.select(time_range)
         finally:
