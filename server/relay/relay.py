@@ -102,10 +102,10 @@ class Relay:
         finally:
             session.forget(caller)
             future = caller.future
-            if result is None and future.done() and not future.cancelled():
-                if future.exception() is None:
-                    # Cancelled (or timed out) as the result came: let go of its hold.
-                    future.result().release()
+            came = future.done() and not future.cancelled() and future.exception() is None
+            if result is None and came:
+                # Cancelled (or timed out) as the result came: let go of its hold.
+                future.result().release()
         try:
             return result.select(time_range)
         finally:
