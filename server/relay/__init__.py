@@ -13,9 +13,10 @@ from .errors import (
 )
 from .logresult import CHUNK_BYTES, LogResult, LogSelection
 from .observer import FanOutObserver, NullObserver, RelayObserver, ResultOutcome
-from .relay import Relay, RelayStats, ResultUpload
+from .relay import Relay, RelayStats
 from .session import CameraSession, CameraStatus, Command, Receipt, shown
 from .timerange import WIRE_MAX, TimeRange
+from .upload import ResultUpload
 
 __all__ = [
     "CHUNK_BYTES",

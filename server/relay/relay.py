@@ -8,13 +8,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from .budget import Reservation, ResultBudget
+from .budget import ResultBudget
 from .config import RelayConfig
 from .errors import CameraOffline, CameraTimeout, ShuttingDown, UnknownRequest
 from .logresult import LogResult, LogSelection
 from .observer import NullObserver, RelayObserver, ResultOutcome
-from .session import CameraSession, CameraStatus, Command, Receipt, shown
+from .session import CameraSession, CameraStatus, Command, Receipt
 from .timerange import TimeRange
+from .upload import ResultUpload, lose_upload
 
 #: what an upload without ``Content-Length`` reserves at first; it grows as it is read
 FIRST_RESERVATION_BYTES = 64 * 1024
@@ -134,19 +135,15 @@ class Relay:
                 reservation = await self.budget.reserve(declared_bytes or FIRST_RESERVATION_BYTES)
             except asyncio.CancelledError:
                 # The camera hung up while its upload waited for room: its result is lost.
-                self._lose_upload(session, None)
+                lose_upload(session, self._observer, None)
                 raise
-            upload = ResultUpload(self, session, reservation)
+            upload = ResultUpload(session, self._observer, reservation)
             try:
                 yield upload
             finally:
                 upload.close()
         finally:
             session.upload_ended()
-
-    def _lose_upload(self, session: CameraSession, request_id: str | None) -> None:
-        self._observer.upload_died(session.camera_id)
-        session.upload_lost(request_id)
 
     def submit_result(self, camera_id: str, request_id: str | None, result: LogResult) -> Receipt:
         """Accept a camera's result; raises ``UnknownRequest`` when nothing awaits it."""
@@ -215,50 +212,3 @@ class Relay:
         self._closed = True
         for session in self._sessions.values():
             session.close()
-
-
-class ResultUpload:
-    """One result being read: checked as its ``requestId`` arrives, budgeted, lost if it dies."""
-
-    def __init__(self, relay: Relay, session: CameraSession, reservation: Reservation) -> None:
-        self._relay = relay
-        self._session = session
-        self._reservation = reservation
-        self._result: LogResult | None = None
-        self.request_id: str | None = None
-
-    def check_request_id(self, request_id: str) -> None:
-        """Raises ``UnknownRequest`` at once if nothing awaits ``request_id``."""
-        self.request_id = request_id
-        if not self._session.awaits(request_id):
-            camera_id = self._session.camera_id
-            self._relay._observer.upload_refused(camera_id, body_read=True)
-            self._relay._observer.result_received(camera_id, ResultOutcome.LATE)
-            raise UnknownRequest(
-                f"no command {shown(request_id)} is awaiting a result from camera "
-                f"{camera_id!r}: it is unknown, expired, or was issued to another camera"
-            )
-
-    async def reserve(self, size: int) -> None:
-        """Hold ``size`` bytes of the budget (body and index so far), waiting for room."""
-        await self._reservation.grow_to(size)
-
-    def release_budget(self) -> None:
-        """Called once nobody needs the result any more."""
-        self._reservation.release()
-
-    def lost(self) -> None:
-        """The body broke off: the command it answered is handed to the next poll."""
-        self._relay._lose_upload(self._session, self.request_id)
-
-    def submit(self, request_id: str | None, result: LogResult) -> Receipt:
-        self._result = result
-        self._reservation.done_reading()
-        return self._relay.submit_result(self._session.camera_id, request_id, result)
-
-    def close(self) -> None:
-        """The upload's request ends: its own hold on the bytes ends with it."""
-        if self._result is None:
-            self._reservation.release()
-        else:
-            self._result.release()
