@@ -35,8 +35,8 @@ class RelayStats:
 class Relay:
     """Relays ``/logs`` work to cameras that only poll.
 
-    The narrow interface (``poll``, ``fetch_logs``, ``submit_result``,
-    ``cameras``, ``close``) is all the HTTP layer sees.
+    The narrow interface (``poll``, ``fetch_logs``, ``receive_result``,
+    ``submit_result``, ``cameras``, ``close``) is all the HTTP layer sees.
     """
 
     def __init__(
