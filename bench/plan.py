@@ -35,6 +35,10 @@ class Plan:
     #: big log: entries in the camera's log (about 100 bytes of JSON each); runs
     biglog_entries: int
     biglog_runs: int
+    #: big fleet: cameras answering at once, entries each, MAX_RESULT_BYTES_IN_FLIGHT
+    bigfleet_cameras: int
+    bigfleet_entries: int
+    bigfleet_budget_bytes: int
     #: soak: /logs cycles in all, the first ``soak_warmup`` of them warm up
     soak_cycles: int
     soak_warmup: int
@@ -75,6 +79,9 @@ FULL = Plan(
     fanout_cameras=1000,
     biglog_entries=100_000,
     biglog_runs=2,
+    bigfleet_cameras=20,
+    bigfleet_entries=100_000,
+    bigfleet_budget_bytes=64 * 1024 * 1024,
     soak_cycles=20_000,
     soak_warmup=2_000,
     soak_concurrency=4,
@@ -109,6 +116,9 @@ QUICK = Plan(
     fanout_cameras=10,
     biglog_entries=2_000,
     biglog_runs=1,
+    bigfleet_cameras=4,
+    bigfleet_entries=2_000,
+    bigfleet_budget_bytes=256 * 1024,
     soak_cycles=300,
     soak_warmup=50,
     soak_concurrency=4,

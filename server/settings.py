@@ -17,6 +17,8 @@ Number = TypeVar("Number", int, float)
 CAMERA_CLIENT_TIMEOUT_SECONDS = 60.0
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 LOG_FORMATS = ("text", "json")
+#: the default result budget, in uploads of the largest size
+RESULT_BUDGET_UPLOADS = 8
 
 
 class ConfigError(ValueError):
@@ -36,6 +38,12 @@ class Settings:
     max_cameras: int = 100_000
     #: an idle camera that has answered a command is forgotten once unseen this long
     camera_retention_seconds: float = 3600.0
+    #: results held or being read, in bytes; None: 8x max_upload_bytes
+    max_result_bytes_in_flight: int | None = None
+    #: the longest a /send_logs body may pause between two chunks
+    body_timeout_seconds: float = 30.0
+    #: the longest one piece of a /logs answer may wait for the caller to read
+    write_timeout_seconds: float = 30.0
     #: secrets stay out of the repr (start-up logs it); auth being off is logged on its own
     api_token: str | None = field(default=None, repr=False)
     camera_secret: str | None = field(default=None, repr=False)
@@ -69,6 +77,17 @@ class Settings:
                 f"CONNECT_TIMEOUT_SECONDS ({unanswered:g} s, how long a camera that never "
                 f"answered a command is kept), got {self.camera_retention_seconds:g}"
             )
+        if self.result_budget_bytes < self.max_upload_bytes:
+            raise ConfigError(
+                "MAX_RESULT_BYTES_IN_FLIGHT must be at least MAX_UPLOAD_BYTES "
+                f"({self.max_upload_bytes}): one upload must fit, got {self.result_budget_bytes}"
+            )
+
+    @property
+    def result_budget_bytes(self) -> int:
+        if self.max_result_bytes_in_flight is None:
+            return RESULT_BUDGET_UPLOADS * self.max_upload_bytes
+        return self.max_result_bytes_in_flight
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -91,6 +110,14 @@ class Settings:
             max_cameras=reader.number("MAX_CAMERAS", int, cls.max_cameras),
             camera_retention_seconds=reader.number(
                 "CAMERA_RETENTION_SECONDS", float, cls.camera_retention_seconds
+            ),
+            # 0 (unset) leaves the default: 8x MAX_UPLOAD_BYTES
+            max_result_bytes_in_flight=reader.number("MAX_RESULT_BYTES_IN_FLIGHT", int, 0) or None,
+            body_timeout_seconds=reader.number(
+                "BODY_TIMEOUT_SECONDS", float, cls.body_timeout_seconds
+            ),
+            write_timeout_seconds=reader.number(
+                "WRITE_TIMEOUT_SECONDS", float, cls.write_timeout_seconds
             ),
             api_token=reader.secret("API_TOKEN"),
             camera_secret=reader.secret("CAMERA_SECRET"),
@@ -117,6 +144,7 @@ class Settings:
             max_cameras=self.max_cameras,
             refusal_delay_seconds=self.camera_refusal_delay_seconds,
             session_retention_seconds=self.camera_retention_seconds,
+            max_result_bytes_in_flight=self.result_budget_bytes,
         )
 
     @property

@@ -18,6 +18,7 @@ SCENARIOS = {
     "soak",
     "flood",
     "idle",
+    "bigfleet",
 }
 #: a guard against a hang, not a speed check (speed is what the benchmarks measure)
 HANG_GUARD_SECONDS = 120.0

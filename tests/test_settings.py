@@ -92,6 +92,16 @@ def test_values_are_read() -> None:
         ({"HEADER_TIMEOUT_SECONDS": "soon"}, "HEADER_TIMEOUT_SECONDS"),
         ({"KEEPALIVE_TIMEOUT_SECONDS": "-1"}, "KEEPALIVE_TIMEOUT_SECONDS"),
         ({"KEEPALIVE_TIMEOUT_SECONDS": "nan"}, "KEEPALIVE_TIMEOUT_SECONDS"),
+        ({"MAX_RESULT_BYTES_IN_FLIGHT": "lots"}, "MAX_RESULT_BYTES_IN_FLIGHT"),
+        ({"MAX_RESULT_BYTES_IN_FLIGHT": "0"}, "MAX_RESULT_BYTES_IN_FLIGHT"),
+        (
+            {"MAX_RESULT_BYTES_IN_FLIGHT": "999", "MAX_UPLOAD_BYTES": "1000"},
+            "MAX_RESULT_BYTES_IN_FLIGHT",
+        ),
+        ({"BODY_TIMEOUT_SECONDS": "0"}, "BODY_TIMEOUT_SECONDS"),
+        ({"BODY_TIMEOUT_SECONDS": "nan"}, "BODY_TIMEOUT_SECONDS"),
+        ({"WRITE_TIMEOUT_SECONDS": "-1"}, "WRITE_TIMEOUT_SECONDS"),
+        ({"WRITE_TIMEOUT_SECONDS": "soon"}, "WRITE_TIMEOUT_SECONDS"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:
@@ -153,3 +163,19 @@ def test_the_registry_settings_reach_the_relay() -> None:
     assert config.refusal_delay_seconds == 1.0
     # a camera that never answered a command: kept for the hold plus the connect timeout
     assert config.unanswered_retention_seconds == 30
+
+
+def test_result_limits_are_read_and_default_to_eight_uploads() -> None:
+    assert Settings.from_env({}).result_budget_bytes == 8 * 67108864
+    assert Settings.from_env({"MAX_UPLOAD_BYTES": "1000"}).result_budget_bytes == 8000
+    settings = Settings.from_env(
+        {
+            "MAX_UPLOAD_BYTES": "1000",
+            "MAX_RESULT_BYTES_IN_FLIGHT": "1000",
+            "BODY_TIMEOUT_SECONDS": "2.5",
+            "WRITE_TIMEOUT_SECONDS": "7",
+        }
+    )
+    assert settings.result_budget_bytes == 1000
+    assert (settings.body_timeout_seconds, settings.write_timeout_seconds) == (2.5, 7)
+    assert settings.relay_config.max_result_bytes_in_flight == 1000

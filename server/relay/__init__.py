@@ -1,5 +1,6 @@
 """The framework-free relay core: no HTTP, no metrics, no logging framework."""
 
+from .budget import Reservation, ResultBudget
 from .config import RelayConfig
 from .errors import (
     CameraOffline,
@@ -11,12 +12,15 @@ from .errors import (
     ShuttingDown,
     UnknownRequest,
 )
+from .logresult import CHUNK_BYTES, LogResult, LogSelection
 from .observer import FanOutObserver, RelayObserver, ResultOutcome
 from .relay import Relay, RelayStats
 from .session import CameraSession, CameraStatus, Command, Receipt, shown
-from .timerange import WIRE_MAX, LogEntry, TimeRange
+from .timerange import WIRE_MAX, TimeRange
+from .upload import ResultUpload
 
 __all__ = [
+    "CHUNK_BYTES",
     "WIRE_MAX",
     "CameraOffline",
     "CameraSession",
@@ -24,7 +28,8 @@ __all__ = [
     "CameraTimeout",
     "Command",
     "FanOutObserver",
-    "LogEntry",
+    "LogResult",
+    "LogSelection",
     "PollSuperseded",
     "QueueFull",
     "Receipt",
@@ -34,7 +39,10 @@ __all__ = [
     "RelayError",
     "RelayObserver",
     "RelayStats",
+    "Reservation",
+    "ResultBudget",
     "ResultOutcome",
+    "ResultUpload",
     "ShuttingDown",
     "TimeRange",
     "UnknownRequest",
