@@ -17,10 +17,13 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
+from .listener import open_listener, wait_drained
 from .problems import problem_response
 from .settings import Settings
 
 SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: How long a stopping server keeps accepting the connections already queued on its socket.
+DRAIN_TIMEOUT_SECONDS = 1.0
 logger = logging.getLogger("camrelay")
 
 
@@ -72,8 +75,12 @@ def make_runner(app: web.Application, settings: Settings) -> RelayRunner:
     )
 
 
-async def serve(app: web.Application, settings: Settings) -> None:
-    """Serve until SIGINT or SIGTERM, then shut down gracefully."""
+async def serve(app: web.Application, settings: Settings, *, reuse_port: bool = False) -> None:
+    """Serve until SIGINT or SIGTERM, then shut down gracefully.
+
+    ``reuse_port``: bind with SO_REUSEPORT, so that several processes share PORT (each
+    with its own accept queue, drained before its socket closes: see ``server.listener``).
+    """
     runner = make_runner(app, settings)
     await runner.setup()
     stop = asyncio.Event()
@@ -81,19 +88,26 @@ async def serve(app: web.Application, settings: Settings) -> None:
     for signum in SHUTDOWN_SIGNALS:
         loop.add_signal_handler(signum, stop.set)
     try:
-        site = web.TCPSite(runner, settings.host, settings.port, backlog=settings.listen_backlog)
         try:
-            await site.start()
+            sock = open_listener(
+                settings.host, settings.port, settings.listen_backlog, reuse_port=reuse_port
+            )
         except OSError as error:
             raise ListenError(
                 f"cannot listen on {settings.host}:{settings.port} (HOST, PORT): "
                 f"{error.strerror or error}"
             ) from None
+        site = web.SockSite(runner, sock, backlog=settings.listen_backlog)
+        await site.start()
         logger.info("listening on %s:%d", settings.host, settings.port)
         await stop.wait()
+        left = await wait_drained(sock, DRAIN_TIMEOUT_SECONDS)
+        if left:
+            logger.warning("closing the listening socket with %d connections still queued", left)
     finally:
         # The handlers stay until shutdown ends: a second signal (Ctrl-C in a terminal
         # reaches run.sh and the server alike) must not cut the graceful shutdown short.
+        # cleanup() closes the listening socket before it first awaits anything.
         try:
             await runner.cleanup()
         finally:

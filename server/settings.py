@@ -41,6 +41,8 @@ class Settings:
     camera_secret: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
     log_format: str = "text"
+    #: node processes ``python -m server`` runs on PORT (more than 1 needs REDIS_URL)
+    workers: int = 1
     #: the cameras' client timeout (the camera's POLL_TIMEOUT_SECONDS): the hold must be shorter
     camera_poll_timeout_seconds: float = CAMERA_CLIENT_TIMEOUT_SECONDS
     shutdown_timeout_seconds: float = 3.0
@@ -90,6 +92,7 @@ class Settings:
             camera_secret=reader.secret("CAMERA_SECRET"),
             log_level=reader.choice("LOG_LEVEL", LOG_LEVELS, cls.log_level),
             log_format=reader.choice("LOG_FORMAT", LOG_FORMATS, cls.log_format),
+            workers=reader.number("WORKERS", int, cls.workers, minimum=1),
             camera_poll_timeout_seconds=reader.number(
                 "POLL_TIMEOUT_SECONDS", float, cls.camera_poll_timeout_seconds
             ),

@@ -1,0 +1,69 @@
+"""The listening socket: opened here (optionally with SO_REUSEPORT) and drained before closing.
+
+A listening socket's accept queue holds connections whose handshake the kernel has
+completed but that the process has not accepted yet. Closing the socket resets every
+one of them. With SO_REUSEPORT each worker has its own socket and queue, so a worker
+that stops while the others keep serving would reset the clients the kernel had
+already routed to it. ``wait_drained`` avoids that: the stopping process keeps accepting
+(and answering) until its queue is empty, then closes the socket in the same step of
+the event loop, leaving only the instant between the last look and the close.
+On Linux >= 5.14, ``sysctl net.ipv4.tcp_migrate_req=1`` closes that gap too: the kernel
+moves a closing listener's queued connections to another socket of its group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import sys
+import time
+from typing import Final
+
+#: struct tcp_info: 8 one-byte fields, then u32 rto, ato, snd_mss, rcv_mss, unacked...
+#: On a listening socket the kernel reports its accept queue's length as tcpi_unacked.
+_TCP_INFO_UNACKED_OFFSET: Final = 24
+_TCP_INFO_SIZE: Final = 104
+DRAIN_POLL_SECONDS: Final = 0.005
+
+
+def open_listener(host: str, port: int, backlog: int, *, reuse_port: bool) -> socket.socket:
+    """A bound, listening TCP socket; ``reuse_port`` lets other processes bind the same port.
+
+    Raises OSError when the address cannot be resolved or bound.
+    """
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def accept_queue_length(sock: socket.socket) -> int:
+    """Connections waiting in ``sock``'s accept queue (Linux; 0 where it cannot be read)."""
+    if not sys.platform.startswith("linux") or sock.fileno() < 0:
+        return 0
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_SIZE)
+    (queued,) = struct.unpack_from("I", info, _TCP_INFO_UNACKED_OFFSET)
+    return int(queued)
+
+
+async def wait_drained(sock: socket.socket, timeout: float) -> int:
+    """Let the event loop accept until ``sock``'s queue is empty; the number left at timeout.
+
+    The caller closes the socket right after, without awaiting anything in between.
+    """
+    deadline = time.monotonic() + timeout
+    while (queued := accept_queue_length(sock)) and time.monotonic() < deadline:
+        await asyncio.sleep(DRAIN_POLL_SECONDS)
+    return queued
