@@ -5,7 +5,7 @@ completed but that the process has not accepted yet. Closing the socket resets e
 one of them. With SO_REUSEPORT each worker has its own socket and queue, so a worker
 that stops while the others keep serving would reset the clients the kernel had
 already routed to it. ``wait_drained`` avoids that: the stopping process keeps accepting
-(and answering) until its queue is empty, then closes the socket in the same step of
+(and answering) until its queue stays empty, then closes the socket in the same step of
 the event loop, leaving only the instant between the last look and the close.
 On Linux >= 5.14, ``sysctl net.ipv4.tcp_migrate_req=1`` closes that gap too: the kernel
 moves a closing listener's queued connections to another socket of its group.
@@ -25,6 +25,7 @@ from typing import Final
 _TCP_INFO_UNACKED_OFFSET: Final = 24
 _TCP_INFO_SIZE: Final = 104
 DRAIN_POLL_SECONDS: Final = 0.005
+SETTLE_SECONDS: Final = 0.02
 
 
 def open_listener(host: str, port: int, backlog: int, *, reuse_port: bool) -> socket.socket:
@@ -59,11 +60,20 @@ def accept_queue_length(sock: socket.socket) -> int:
 
 
 async def wait_drained(sock: socket.socket, timeout: float) -> int:
-    """Let the event loop accept until ``sock``'s queue is empty; the number left at timeout.
+    """Let the event loop accept until ``sock``'s queue stays empty; the number left at timeout.
 
-    The caller closes the socket right after, without awaiting anything in between.
+    Each time the queue is found empty, the loop runs on for ``SETTLE_SECONDS`` so that
+    the connections just accepted get their first request read and started (a server
+    shutting down closes connections with no request in progress). The caller closes
+    the socket right after, without awaiting anything in between.
     """
     deadline = time.monotonic() + timeout
-    while (queued := accept_queue_length(sock)) and time.monotonic() < deadline:
-        await asyncio.sleep(DRAIN_POLL_SECONDS)
-    return queued
+    while True:
+        while (queued := accept_queue_length(sock)) and time.monotonic() < deadline:
+            await asyncio.sleep(DRAIN_POLL_SECONDS)
+        if queued:
+            return queued
+        await asyncio.sleep(SETTLE_SECONDS)
+        queued = accept_queue_length(sock)
+        if not queued or time.monotonic() >= deadline:
+            return queued

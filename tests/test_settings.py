@@ -24,6 +24,7 @@ def test_defaults_match_the_protocol() -> None:
     assert settings.camera_retention_seconds == 3600
     assert (settings.api_token, settings.camera_secret) == (None, None)
     assert settings.log_level == "INFO"
+    assert settings.workers == 1
 
 
 def test_values_are_read() -> None:
@@ -42,6 +43,7 @@ def test_values_are_read() -> None:
             "CAMERA_SECRET": "sec",
             "LOG_LEVEL": "debug",
             "LOG_FORMAT": "json",
+            "WORKERS": "4",
         }
     )
     assert settings == Settings(
@@ -58,6 +60,7 @@ def test_values_are_read() -> None:
         camera_secret="sec",
         log_level="DEBUG",
         log_format="json",
+        workers=4,
     )
 
 
@@ -75,6 +78,8 @@ def test_values_are_read() -> None:
         ({"MAX_UPLOAD_BYTES": "1.5"}, "MAX_UPLOAD_BYTES"),
         ({"MAX_WAITING_PER_CAMERA": "-3"}, "MAX_WAITING_PER_CAMERA"),
         ({"MAX_CAMERAS": "0"}, "MAX_CAMERAS"),
+        ({"WORKERS": "0"}, "WORKERS"),
+        ({"WORKERS": "two"}, "WORKERS"),
         ({"MAX_CAMERAS": "1e5"}, "MAX_CAMERAS"),
         ({"CAMERA_RETENTION_SECONDS": "-1"}, "CAMERA_RETENTION_SECONDS"),
         ({"CAMERA_RETENTION_SECONDS": "nan"}, "CAMERA_RETENTION_SECONDS"),
