@@ -59,21 +59,19 @@ def accept_queue_length(sock: socket.socket) -> int:
     return int(queued)
 
 
-async def wait_drained(sock: socket.socket, timeout: float) -> int:
-    """Let the event loop accept until ``sock``'s queue stays empty; the number left at timeout.
+async def wait_drained(sock: socket.socket, limit_seconds: float) -> int:
+    """Let the event loop accept until ``sock``'s queue stays empty; the number left at the limit.
 
-    Each time the queue is found empty, the loop runs on for ``SETTLE_SECONDS`` so that
-    the connections just accepted get their first request read and started (a server
-    shutting down closes connections with no request in progress). The caller closes
-    the socket right after, without awaiting anything in between.
+    Once the queue is found empty, the loop runs on for ``SETTLE_SECONDS`` so that the
+    connections just accepted get their first request read and started (a server
+    shutting down closes connections with no request in progress), and the queue is
+    looked at again. The caller closes the socket right after, awaiting nothing between.
     """
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + limit_seconds
+    settled = False
     while True:
-        while (queued := accept_queue_length(sock)) and time.monotonic() < deadline:
-            await asyncio.sleep(DRAIN_POLL_SECONDS)
-        if queued:
-            return queued
-        await asyncio.sleep(SETTLE_SECONDS)
         queued = accept_queue_length(sock)
-        if not queued or time.monotonic() >= deadline:
+        if (settled and not queued) or time.monotonic() >= deadline:
             return queued
+        settled = not queued
+        await asyncio.sleep(SETTLE_SECONDS if settled else DRAIN_POLL_SECONDS)

@@ -68,7 +68,7 @@ def worker_name(base: str, index: int, restart: int) -> str:
 def backoff_seconds(quick_failures: int) -> float:
     if quick_failures <= 0:
         return 0.0
-    return min(FIRST_BACKOFF_SECONDS * 2 ** (quick_failures - 1), MAX_BACKOFF_SECONDS)
+    return min(FIRST_BACKOFF_SECONDS * 2.0 ** (quick_failures - 1), MAX_BACKOFF_SECONDS)
 
 
 def worker_argv() -> list[str]:

@@ -560,7 +560,8 @@ def test_cluster_profile_wires_redis_workers_and_a_fleet() -> None:
     api_env = environment(api)
     assert api_env["REDIS_URL"] == "redis://redis:6379"
     assert Settings.from_env({"WORKERS": interpolate(api_env["WORKERS"], {})}).workers == 2
-    assert api["command"] == ["api"] and api_env["MODE"] == "api"
+    assert api["command"] == ["api"]
+    assert api_env["MODE"] == "api"
     assert api["depends_on"]["redis"]["condition"] == "service_healthy"
     assert api["healthcheck"] == services["api"]["healthcheck"]
     # Every setting the single relay's api passes, the cluster's passes the same way.

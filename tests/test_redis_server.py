@@ -46,7 +46,8 @@ async def test_starts_on_loopback_without_persistence_and_restarts_empty(
 
     await redis_server.restart()
 
-    assert redis_server.process is not None and redis_server.process.pid != first_pid
+    assert redis_server.process is not None
+    assert redis_server.process.pid != first_pid
     assert await command(redis_server, "EXISTS", "camrelay:probe") == b":0\r\n"
     assert await command(redis_server, "DBSIZE") == b":0\r\n"
 
@@ -54,9 +55,10 @@ async def test_starts_on_loopback_without_persistence_and_restarts_empty(
 async def test_stop_reaps_the_process() -> None:
     async with start_redis_server() as server:
         process = server.process
-        assert process is not None and server.running
+        assert process is not None
+        assert server.running
     assert process.returncode == 0
-    with pytest.raises(OSError):
+    with pytest.raises(ConnectionRefusedError):
         await command(server, "PING")
 
 
@@ -108,3 +110,13 @@ def test_the_fixture_fails_loudly_without_a_binary(tmp_path: Path) -> None:
     assert "1 error" in output or "1 failed" in output, output
     assert "skipped" not in output
     assert "the cluster tests need a real redis-server: REDIS_SERVER=" in output
+
+
+async def test_info_reads_the_figures_the_benchmarks_report(redis_server: RedisServer) -> None:
+    before = await redis_server.info("stats")
+    assert await command(redis_server, "SET", "camrelay:probe", "x" * 10_000) == b"+OK\r\n"
+    after = await redis_server.info("stats")
+    # INFO itself counts: the SET and the first INFO are two commands in between.
+    processed = int(after["total_commands_processed"]) - int(before["total_commands_processed"])
+    assert processed == 2
+    assert int((await redis_server.info("memory"))["used_memory"]) > 10_000

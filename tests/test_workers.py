@@ -5,59 +5,30 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from pathlib import Path
 
+from bench.procstat import (
+    TCP_ESTABLISHED,
+    children,
+    listening_on,
+    socket_inodes,
+    tcp_socket_inodes,
+)
 from tests.helpers import wait_until
 from tests.processes import child_env, free_port, python, server_process, spawned
 from tools.redis_server import RedisServer
 
-LISTEN = "0A"
-ESTABLISHED = "01"
 
-
-def children_of(pid: int) -> set[int]:
-    found: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found.update(int(child) for child in (task / "children").read_text().split())
-    return found
-
-
-def socket_inodes(pid: int) -> set[str]:
-    inodes: set[str] = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue  # closed since the listing
-        if target.startswith("socket:["):
-            inodes.add(target[len("socket:[") : -1])
-    return inodes
-
-
-def tcp_sockets(state: str, local_port: int, remote_port: int | None = None) -> set[str]:
-    """Inodes of IPv4 TCP sockets in ``state`` on ``local_port`` (and ``remote_port``)."""
-    inodes: set[str] = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        local, remote, st, inode = fields[1], fields[2], fields[3], fields[9]
-        if st != state or int(local.split(":")[1], 16) != local_port:
-            continue
-        if remote_port is None or int(remote.split(":")[1], 16) == remote_port:
-            inodes.add(inode)
-    return inodes
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def listening_workers(supervisor_pid: int, port: int) -> set[int]:
     """The supervisor's children that hold a listening socket on ``port``."""
-    listening = tcp_sockets(LISTEN, port)
-    workers: set[int] = set()
-    for pid in children_of(supervisor_pid):
-        try:
-            if socket_inodes(pid) & listening:
-                workers.add(pid)
-        except FileNotFoundError:
-            continue  # exited since the listing
-    return workers
+    return {pid for pid in children(supervisor_pid) if listening_on(pid, port)}
 
 
 async def healthz_answered_by(port: int, workers: set[int]) -> int:
@@ -67,7 +38,7 @@ async def healthz_answered_by(port: int, workers: set[int]) -> int:
         writer.write(b"GET /healthz HTTP/1.1\r\nHost: camrelay\r\n\r\n")
         assert await reader.readline() == b"HTTP/1.1 200 OK\r\n"
         client_port = writer.get_extra_info("sockname")[1]
-        connection = tcp_sockets(ESTABLISHED, port, client_port)
+        connection = tcp_socket_inodes(TCP_ESTABLISHED, port, client_port)
         owners = [pid for pid in workers if socket_inodes(pid) & connection]
         assert len(owners) == 1, (connection, owners)
         return owners[0]
@@ -126,23 +97,23 @@ async def test_two_workers_share_a_port_are_restarted_and_stop_on_sigterm(
         await wait_until(
             lambda: len(listening_workers(supervisor.pid, port) - {killed}) == 2, timeout=30
         )
-        assert killed not in children_of(supervisor.pid)
+        assert killed not in children(supervisor.pid)
         restarts = [line for line in supervisor.stderr_lines() if "restarting in" in line]
         assert len(restarts) == 1
         assert f"(pid {killed}) exited with status -9" in restarts[0]
         assert "WARNING camrelay.supervisor" in restarts[0]
 
-        survivors = children_of(supervisor.pid)
+        survivors = children(supervisor.pid)
         supervisor.process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(supervisor.process.wait(), 20) == 0
         lines = supervisor.stderr_lines()
-    for pid in survivors:
-        assert not Path(f"/proc/{pid}").exists(), f"worker {pid} outlived the supervisor"
+    assert [pid for pid in survivors if alive(pid)] == [], "workers outlived the supervisor"
     started = sorted(line.split(" worker ")[1] for line in lines if "started (pid" in line)
     names = [entry.split()[0] for entry in started]
     base = names[0].rsplit("-w", 1)[0]
     assert set(names) >= {f"{base}-w1", f"{base}-w2"}
-    assert len(names) == 3 and any(name.endswith(".1") for name in names), names
+    assert len(names) == 3
+    assert any(name.endswith(".1") for name in names), names
     assert "all 2 workers stopped" in lines[-1]
 
 

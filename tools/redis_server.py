@@ -153,6 +153,21 @@ class RedisServer:
         await self.stop()
         await self.start()
 
+    async def info(self, section: str) -> dict[str, str]:
+        """``INFO section`` as a dict: ``used_memory``, ``total_commands_processed``, ..."""
+        reader, writer = await asyncio.open_connection(HOST, self.port)
+        try:
+            writer.write(f"INFO {section}\r\n".encode())
+            header = await reader.readline()
+            if not header.startswith(b"$"):
+                raise RuntimeError(f"INFO {section}: unexpected reply {header!r}")
+            body = await reader.readexactly(int(header[1:]) + 2)
+        finally:
+            writer.close()
+            await writer.wait_closed()
+        fields = (line.partition(":") for line in body.decode().splitlines())
+        return {name: value for name, sep, value in fields if sep and not name.startswith("#")}
+
     async def _answers_ping(self) -> bool:
         try:
             reader, writer = await asyncio.open_connection(HOST, self.port)
