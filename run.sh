@@ -41,28 +41,24 @@ ensure_env() {  # $1: "runtime" or "dev"
     PYTHON=.venv/bin/python
 }
 
-wait_for_health() {  # $1: url; $2: pid of the server
+wait_for() {  # $1: Python code that fails until ready, run with $2 as sys.argv[1]; $3: pid to watch
     local i
     for i in $(seq 1 100); do
-        if "$PYTHON" -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" "$1" 2>/dev/null; then
+        if "$PYTHON" -c "$1" "$2" 2>/dev/null; then
             return 0
         fi
-        kill -0 "$2" 2>/dev/null || return 1
+        kill -0 "$3" 2>/dev/null || return 1
         sleep 0.1
     done
     return 1
 }
 
+wait_for_health() {  # $1: url; $2: pid of the server
+    wait_for "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" "$1" "$2"
+}
+
 wait_for_port() {  # $1: TCP port on 127.0.0.1; $2: pid of the process that opens it
-    local i
-    for i in $(seq 1 100); do
-        if "$PYTHON" -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1).close()" "$1" 2>/dev/null; then
-            return 0
-        fi
-        kill -0 "$2" 2>/dev/null || return 1
-        sleep 0.1
-    done
-    return 1
+    wait_for "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1).close()" "$1" "$2"
 }
 
 case "$MODE" in

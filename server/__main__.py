@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from common.cli import positive_int
 from common.fdlimit import raise_open_file_limit
 from common.grammar import CAMERA_ID_RULE, is_camera_id
 
@@ -27,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m server", description=__doc__)
     parser.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="run N node processes on PORT under a supervisor (needs REDIS_URL; "
         "default: WORKERS, else 1)",
@@ -65,16 +66,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     logger.info("stopped")
     return 0
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a whole number is needed, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"at least 1 is needed, got {value}")
-    return value
 
 
 def _raise_open_file_limit() -> None:
