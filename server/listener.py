@@ -28,26 +28,36 @@ DRAIN_POLL_SECONDS: Final = 0.005
 SETTLE_SECONDS: Final = 0.02
 
 
-def open_listener(host: str, port: int, backlog: int, *, reuse_port: bool) -> socket.socket:
-    """A bound, listening TCP socket; ``reuse_port`` lets other processes bind the same port.
+def open_listeners(host: str, port: int, backlog: int, *, reuse_port: bool) -> list[socket.socket]:
+    """Bound, listening TCP sockets, one per address ``host`` resolves to (as asyncio binds);
+    ``reuse_port`` lets other processes bind the same port.
 
     Raises OSError when the address cannot be resolved or bound.
     """
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = socket.socket(family, kind, proto)
+    listeners: list[socket.socket] = []
+    seen: set[tuple[int, object]] = set()
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(address)
-        sock.listen(backlog)
-        sock.setblocking(False)
+        for family, kind, proto, _, address in socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        ):
+            if (family, address) in seen:
+                continue
+            seen.add((family, address))
+            sock = socket.socket(family, kind, proto)
+            listeners.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(backlog)
+            sock.setblocking(False)
     except BaseException:
-        sock.close()
+        for sock in listeners:
+            sock.close()
         raise
-    return sock
+    return listeners
 
 
 def accept_queue_length(sock: socket.socket) -> int:
@@ -59,18 +69,18 @@ def accept_queue_length(sock: socket.socket) -> int:
     return int(queued)
 
 
-async def wait_drained(sock: socket.socket, limit_seconds: float) -> int:
-    """Let the event loop accept until ``sock``'s queue stays empty; the number left at the limit.
+async def wait_drained(listeners: list[socket.socket], limit_seconds: float) -> int:
+    """Let the event loop accept until the sockets' queues stay empty; the number left at the limit.
 
-    Once the queue is found empty, the loop runs on for ``SETTLE_SECONDS`` so that the
+    Once the queues are found empty, the loop runs on for ``SETTLE_SECONDS`` so that the
     connections just accepted get their first request read and started (a server
-    shutting down closes connections with no request in progress), and the queue is
-    looked at again. The caller closes the socket right after, awaiting nothing between.
+    shutting down closes connections with no request in progress), and the queues are
+    looked at again. The caller closes the sockets right after, awaiting nothing between.
     """
     deadline = time.monotonic() + limit_seconds
     settled = False
     while True:
-        queued = accept_queue_length(sock)
+        queued = sum(accept_queue_length(sock) for sock in listeners)
         if (settled and not queued) or time.monotonic() >= deadline:
             return queued
         settled = not queued

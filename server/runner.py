@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from http import HTTPStatus
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
-from .listener import open_listener, wait_drained
+from .listener import open_listeners, wait_drained
 from .problems import problem_response
 from .settings import Settings
 
@@ -87,9 +88,10 @@ async def serve(app: web.Application, settings: Settings, *, reuse_port: bool = 
     loop = asyncio.get_running_loop()
     for signum in SHUTDOWN_SIGNALS:
         loop.add_signal_handler(signum, stop.set)
+    listeners: list[socket.socket] = []
     try:
         try:
-            sock = open_listener(
+            listeners = open_listeners(
                 settings.host, settings.port, settings.listen_backlog, reuse_port=reuse_port
             )
         except OSError as error:
@@ -97,11 +99,11 @@ async def serve(app: web.Application, settings: Settings, *, reuse_port: bool = 
                 f"cannot listen on {settings.host}:{settings.port} (HOST, PORT): "
                 f"{error.strerror or error}"
             ) from None
-        site = web.SockSite(runner, sock, backlog=settings.listen_backlog)
-        await site.start()
+        for sock in listeners:
+            await web.SockSite(runner, sock, backlog=settings.listen_backlog).start()
         logger.info("listening on %s:%d", settings.host, settings.port)
         await stop.wait()
-        left = await wait_drained(sock, DRAIN_TIMEOUT_SECONDS)
+        left = await wait_drained(listeners, DRAIN_TIMEOUT_SECONDS)
         if left:
             logger.warning("closing the listening socket with %d connections still queued", left)
     finally:
@@ -111,6 +113,8 @@ async def serve(app: web.Application, settings: Settings, *, reuse_port: bool = 
         try:
             await runner.cleanup()
         finally:
+            for sock in listeners:
+                sock.close()  # closed already, unless its site never started
             for signum in SHUTDOWN_SIGNALS:
                 loop.remove_signal_handler(signum)
                 # Shut down already: a late signal must not turn exit status 0 into a kill.
