@@ -19,7 +19,7 @@ from .auth import camera_token
 from .logging_setup import configure_logging
 from .runner import ListenError, serve
 from .settings import ConfigError, Settings
-from .supervisor import run_workers
+from .supervisor import run_workers, stop_with_supervisor
 
 logger = logging.getLogger("camrelay")
 
@@ -38,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="bind PORT with SO_REUSEPORT (how the supervisor starts its workers)",
     )
+    parser.add_argument("--supervisor-pid", type=int, help=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("serve", help="run the relay server (the default)")
     token_parser = commands.add_parser(
@@ -57,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     workers = settings.workers if args.workers is None else args.workers
     if workers > 1:
         return run_workers(workers, settings.port, settings.shutdown_timeout_seconds)
+    if args.supervisor_pid is not None:
+        stop_with_supervisor(args.supervisor_pid)
     logger.info("starting with %r", settings)
     _raise_open_file_limit()
     try:

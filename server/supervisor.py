@@ -14,7 +14,9 @@ The parent serves nothing itself. It
   restarted: the parent stops the others and exits 2;
 - forwards SIGTERM and SIGINT to every worker, restarts nothing once stopping, kills a
   worker still running ``STOP_GRACE_SECONDS`` past the shutdown timeout, and exits 0
-  when every worker exited 0 (1 otherwise).
+  when every worker exited 0 (1 otherwise);
+- if it is killed itself (SIGKILL), its workers get SIGTERM from the kernel and stop
+  (``stop_with_supervisor``): no orphan keeps serving on the port.
 
 Connections already queued on a stopping worker's socket: each worker has its own
 accept queue, and closing a listening socket resets what waits in it. A stopping
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -48,6 +51,8 @@ MAX_BACKOFF_SECONDS: Final = 5.0
 STABLE_AFTER_SECONDS: Final = 10.0
 STOP_GRACE_SECONDS: Final = 5.0
 FORWARDED_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
+#: prctl(2): the signal the calling process gets when its parent dies
+PR_SET_PDEATHSIG: Final = 1
 
 
 def redis_url_from_env(environ: Mapping[str, str]) -> str | None:
@@ -72,7 +77,19 @@ def backoff_seconds(quick_failures: int) -> float:
 
 
 def worker_argv() -> list[str]:
-    return [sys.executable, "-m", "server", "--reuse-port"]
+    return [sys.executable, "-m", "server", "--reuse-port", f"--supervisor-pid={os.getpid()}"]
+
+
+def stop_with_supervisor(supervisor_pid: int) -> None:
+    """In a worker: have the kernel send SIGTERM when the supervisor dies (Linux), so that
+    a supervisor killed with SIGKILL leaves no orphan serving on its port."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+        logger.warning("cannot follow the supervisor's death: errno %d", ctypes.get_errno())
+    if os.getppid() != supervisor_pid:  # it died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 @dataclass

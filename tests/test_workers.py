@@ -117,6 +117,21 @@ async def test_two_workers_share_a_port_are_restarted_and_stop_on_sigterm(
     assert "all 2 workers stopped" in lines[-1]
 
 
+async def test_workers_stop_when_their_supervisor_is_killed(redis_server: RedisServer) -> None:
+    port = free_port()
+    env = child_env(PORT=str(port), REDIS_URL=redis_server.url, WORKERS="2")
+    async with spawned(python("-m", "server"), env) as supervisor:
+        await wait_until(lambda: len(listening_workers(supervisor.pid, port)) == 2, timeout=30)
+        workers = listening_workers(supervisor.pid, port)
+        supervisor.process.kill()
+        await supervisor.process.wait()
+        try:
+            await wait_until(lambda: not any(alive(pid) for pid in workers), timeout=10)
+        finally:
+            for pid in filter(alive, workers):  # orphans, when the test fails
+                os.kill(pid, signal.SIGKILL)
+
+
 async def test_a_stopping_server_answers_the_connections_queued_on_its_socket() -> None:
     """Stopped (SIGSTOP), the server's socket queues connections; SIGTERM must not reset them."""
     async with server_process() as (base_url, child):
