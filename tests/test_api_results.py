@@ -352,3 +352,36 @@ async def test_upload_dying_after_the_camera_took_its_command_again_loses_nothin
         status, body = await caller
     assert status == 200
     assert orjson.loads(body)["logs"] == [{"timestamp": 5}]
+
+
+async def test_upload_queued_behind_one_that_left_gets_the_room_there_is(
+    make_live_server: MakeLiveServer,
+) -> None:
+    """A big upload waiting for the budget hangs up: a small one queued behind it,
+    for which there is room, goes ahead at once (not when some other upload ends)."""
+    budget = 1_000_000
+    server = await make_live_server(
+        max_upload_bytes=budget,
+        max_result_bytes_in_flight=budget,
+        response_timeout_seconds=10.0,
+        body_timeout_seconds=30.0,
+    )
+    relay = server.relay
+    async with ClientSession() as http:
+        taken = {camera: await take_command(http, server, camera) for camera in ("a", "h", "s")}
+        async with raw_upload(server, 700_000, "a") as (_, slow_writer):
+            # "a" holds 70 % of the budget and sends its body slowly (here: not at all).
+            slow_writer.write(b'{"requestId": "%s", "logs": [' % taken["a"][0]["requestId"].encode())
+            await slow_writer.drain()
+            await wait_until(lambda: relay.budget.in_use == 700_000)
+            async with raw_upload(server, 500_000, "h") as _:
+                await wait_until(lambda: relay.budget.waiting == 1)  # "h" does not fit
+                small = orjson.dumps(
+                    {"requestId": taken["s"][0]["requestId"], "logs": [{"timestamp": 1}]}
+                )
+                posted = asyncio.ensure_future(post_result(http, server, small, "s"))
+                await wait_until(lambda: relay.budget.waiting == 2)  # "s" queues behind "h"
+            # "h" hung up: "s" fits in what is left.
+            status = await asyncio.wait_for(posted, 2.0)
+            assert status == 200
+            assert (await taken["s"][1])[0] == 200
