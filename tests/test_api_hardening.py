@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import io
 import logging
+import os
 import time
 
 import orjson
@@ -176,3 +178,24 @@ async def test_uploads_nobody_asked_for_cost_a_bounded_number_of_log_lines(
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("camrelay.relay")]
     # at most 20 lines a second for each of the two kinds of line
     assert len(lines) <= 2 * 20 * (int(seconds) + 1), f"{len(lines)} lines, e.g. {lines[:2]}"
+
+
+@pytest.mark.parametrize("entries", [10, 20_000])
+async def test_gzip_result_is_accepted_whatever_its_compressed_length(
+    client: Client, entries: int
+) -> None:
+    """aiohttp decompresses a ``Content-Encoding: gzip`` body: its Content-Length
+    is the compressed size, not what the scanner receives."""
+    relay = relay_of(client)
+    poll = asyncio.ensure_future(client.get("/poll_for_command"))
+    await wait_until(camera_polling(relay))
+    caller = asyncio.ensure_future(client.get("/logs"))
+    command = await (await poll).json()
+    logs = [{"timestamp": i, "noise": os.urandom(16).hex()} for i in range(entries)]
+    body = gzip.compress(orjson.dumps({"requestId": command["requestId"], "logs": logs}))
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    async with client.post("/send_logs", data=body, headers=headers) as response:
+        assert response.status == 200, await response.text()
+    async with await caller as answer:
+        assert answer.status == 200
+        assert (await answer.json())["logs"] == logs
