@@ -371,7 +371,8 @@ async def test_upload_queued_behind_one_that_left_gets_the_room_there_is(
         taken = {camera: await take_command(http, server, camera) for camera in ("a", "h", "s")}
         async with raw_upload(server, 700_000, "a") as (_, slow_writer):
             # "a" holds 70 % of the budget and sends its body slowly (here: not at all).
-            slow_writer.write(b'{"requestId": "%s", "logs": [' % taken["a"][0]["requestId"].encode())
+            head = b'{"requestId": "%s", "logs": [' % taken["a"][0]["requestId"].encode()
+            slow_writer.write(head)
             await slow_writer.drain()
             await wait_until(lambda: relay.budget.in_use == 700_000)
             async with raw_upload(server, 500_000, "h") as _:
