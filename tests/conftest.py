@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import dataclasses
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
