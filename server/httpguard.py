@@ -20,7 +20,8 @@ Two things aiohttp's public API cannot do:
    request's head, counted from the connection's opening or from the end of the
    previous response, and never while a handler runs (a held poll, a waiting
    ``/logs`` caller): camrelay passes ``KEEPALIVE_TIMEOUT_SECONDS`` there. A
-   shorter deadline for the first head (``HEADER_TIMEOUT_SECONDS``) is a timer
+   shorter deadline for the first head (``HEADER_TIMEOUT_SECONDS``; Settings
+   refuses a longer one, which could never fire) is a timer
    per connection, started in ``web.Server.connection_made``: when it fires on a
    connection whose parser has not yet produced a request, that connection is
    closed. On a kept-alive connection the next head is bounded by aiohttp's
@@ -31,6 +32,8 @@ Two things aiohttp's public API cannot do:
 
 What this relies on, each checked by tests/test_httpguard.py:
 
+- ``keepalive_timeout`` runs from a connection's opening, so it bounds the
+  first request head too.
 - ``web.Server.__call__`` is the protocol factory and returns a
   ``RequestHandler``; ``Server.connection_made``/``connection_lost`` are called
   with that handler as connections open and close.

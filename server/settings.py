@@ -76,6 +76,15 @@ class Settings:
                 f"(POLL_TIMEOUT_SECONDS, {self.camera_poll_timeout_seconds:g} s), "
                 f"got {self.poll_hold_seconds:g}"
             )
+        if self.header_timeout_seconds > self.keepalive_timeout_seconds:
+            # aiohttp starts its keep-alive timer when a connection opens, so it cuts a
+            # first head that is late by KEEPALIVE_TIMEOUT_SECONDS whatever this says.
+            raise ConfigError(
+                "HEADER_TIMEOUT_SECONDS must be at most KEEPALIVE_TIMEOUT_SECONDS "
+                f"({self.keepalive_timeout_seconds:g} s), which bounds a new connection's "
+                "first request head as well: raise both for clients that connect long "
+                f"before they send, got {self.header_timeout_seconds:g}"
+            )
         unanswered = self.poll_hold_seconds + self.connect_timeout_seconds
         if self.camera_retention_seconds < unanswered:
             raise ConfigError(

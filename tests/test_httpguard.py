@@ -146,7 +146,7 @@ async def test_half_requests_are_closed_at_the_header_deadline_and_healthz_answe
 async def test_an_idle_keepalive_connection_is_closed_after_the_keepalive_timeout(
     make_live_server: MakeLiveServer,
 ) -> None:
-    server = await make_live_server(keepalive_timeout_seconds=0.3)
+    server = await make_live_server(keepalive_timeout_seconds=0.3, header_timeout_seconds=0.3)
     reader, writer = await connect(server)
     writer.write(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
     head = await reader.readuntil(b"\r\n\r\n")
@@ -198,6 +198,24 @@ def test_aiohttp_handler_internals_are_what_the_guard_overrides() -> None:
         assert list(inspect.signature(getattr(web.Server, name)).parameters) == list(
             inspect.signature(getattr(GuardedServer, name)).parameters
         ), name
+
+
+async def test_aiohttp_keepalive_timer_bounds_a_new_connections_first_head() -> None:
+    # Why Settings refuses HEADER_TIMEOUT_SECONDS above KEEPALIVE_TIMEOUT_SECONDS.
+    runner = web.AppRunner(web.Application(), keepalive_timeout=0.3)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        started = time.monotonic()
+        reader, writer = await asyncio.open_connection("127.0.0.1", site.port)
+        try:
+            silent_for = await closed_after(reader, started)
+        finally:
+            await hang_up(writer)
+        assert 0.25 <= silent_for < 3
+    finally:
+        await runner.cleanup()
 
 
 async def test_a_guarded_server_builds_guarded_handlers() -> None:

@@ -97,6 +97,12 @@ def test_values_are_read() -> None:
         ({"HEADER_TIMEOUT_SECONDS": "soon"}, "HEADER_TIMEOUT_SECONDS"),
         ({"KEEPALIVE_TIMEOUT_SECONDS": "-1"}, "KEEPALIVE_TIMEOUT_SECONDS"),
         ({"KEEPALIVE_TIMEOUT_SECONDS": "nan"}, "KEEPALIVE_TIMEOUT_SECONDS"),
+        # a longer header deadline could never apply: the keep-alive timer cuts first
+        ({"HEADER_TIMEOUT_SECONDS": "16"}, "HEADER_TIMEOUT_SECONDS"),
+        (
+            {"HEADER_TIMEOUT_SECONDS": "120", "KEEPALIVE_TIMEOUT_SECONDS": "60"},
+            "HEADER_TIMEOUT_SECONDS",
+        ),
         ({"MAX_RESULT_BYTES_IN_FLIGHT": "lots"}, "MAX_RESULT_BYTES_IN_FLIGHT"),
         ({"MAX_RESULT_BYTES_IN_FLIGHT": "0"}, "MAX_RESULT_BYTES_IN_FLIGHT"),
         (
@@ -119,6 +125,13 @@ def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> Non
     message = str(error.value)
     assert message.startswith(variable)
     assert "\n" not in message
+
+
+def test_the_header_deadline_may_equal_the_keepalive_timeout() -> None:
+    settings = Settings.from_env(
+        {"HEADER_TIMEOUT_SECONDS": "120", "KEEPALIVE_TIMEOUT_SECONDS": "120"}
+    )
+    assert (settings.header_timeout_seconds, settings.keepalive_timeout_seconds) == (120, 120)
 
 
 def test_secrets_stay_out_of_the_repr() -> None:

@@ -26,15 +26,15 @@ from typing import Final
 import aiohttp
 from playwright.async_api import Page, Request, async_playwright
 
-from bench.fixtures import RelayServer, camera_fleet, log_camera, relay_server, wait_all_held
+from bench.fixtures import RelayServer, camera_fleet, log_camera, wait_all_held
 from bench.http import client_session
 from bench.plan import Context
 from bench.result import ScenarioResult
 from bench.scenarios.fleet import (
     FD_RESERVE,
     FLEET_POLL_TIMEOUT,
-    HOLD_SECONDS,
     KB,
+    fleet_server,
     time_cameras,
 )
 from common.fdlimit import hard_open_file_limit
@@ -64,7 +64,7 @@ async def run(ctx: Context) -> ScenarioResult:
     result = ScenarioResult(NAME)
     count = fleet_size(ctx)
     tag = f"N={count}"
-    async with relay_server(ctx, POLL_HOLD_SECONDS=HOLD_SECONDS) as server:
+    async with fleet_server(ctx) as server:
         async with (
             camera_fleet(ctx, server, count, {"POLL_TIMEOUT_SECONDS": FLEET_POLL_TIMEOUT}) as fleet,
             client_session() as http,
