@@ -11,9 +11,11 @@ const MAX_BUCKETS = 62;
 const CHART_WIDTH = 900;
 const CAMERA_ID = /^[A-Za-z0-9._-]{1,64}$/;
 // Round bucket widths in seconds: 1 s up to 30 days, then whole years.
+// Neighbours differ by at most 2.5x, so a range gets about 25 to 62 buckets (mostly 31 or more).
 const BUCKET_WIDTHS = [
-  1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200,
-  86400, 172800, 604800, 1209600, 2592000,
+  1, 2, 3, 5, 10, 15, 20, 30, 60, 120, 180, 300, 600, 900, 1200, 1800, 3600, 7200, 10800,
+  14400, 21600, 43200, 86400, 172800, 259200, 432000, 604800, 1209600, 1814400, 2592000,
+  5184000, 7776000, 15552000,
 ];
 const YEAR = 31536000;
 
@@ -431,8 +433,12 @@ $("range-form").addEventListener("submit", (event) => {
 function buckets(start, end) {
   let width = BUCKET_WIDTHS.find((w) => Math.floor(end / w) - Math.floor(start / w) + 1 <= MAX_BUCKETS);
   if (width === undefined) {
+    // Whole years: 1, 2, 5, 10, 20, 50, ...
+    const steps = [2, 2.5, 2];
     width = YEAR;
-    while (Math.floor(end / width) - Math.floor(start / width) + 1 > MAX_BUCKETS) width *= 10;
+    for (let i = 0; Math.floor(end / width) - Math.floor(start / width) + 1 > MAX_BUCKETS; i++) {
+      width *= steps[i % steps.length];
+    }
   }
   const first = Math.floor(start / width) * width;
   const count = Math.floor(end / width) - Math.floor(start / width) + 1;
