@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"camrelay: configuration error: {error}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level_number, settings.log_format)
+    configure_logging(settings.log_level_number, settings.log_format, settings.node_name)
     logger.info("starting with %r", settings)
     _raise_open_file_limit()
     try:

@@ -11,22 +11,26 @@ from .errors import (
     ShuttingDown,
     UnknownRequest,
 )
+from .handover import InFlightWork, QueuedWork, SessionWork
 from .observer import FanOutObserver, RelayObserver, ResultOutcome
 from .relay import Relay, RelayStats
-from .session import CameraSession, CameraStatus, Command, Receipt, shown
+from .session import Caller, CameraSession, CameraStatus, Command, Receipt, shown
 from .timerange import WIRE_MAX, LogEntry, TimeRange
 
 __all__ = [
     "WIRE_MAX",
+    "Caller",
     "CameraOffline",
     "CameraSession",
     "CameraStatus",
     "CameraTimeout",
     "Command",
     "FanOutObserver",
+    "InFlightWork",
     "LogEntry",
     "PollSuperseded",
     "QueueFull",
+    "QueuedWork",
     "Receipt",
     "RegistryFull",
     "Relay",
@@ -35,6 +39,7 @@ __all__ = [
     "RelayObserver",
     "RelayStats",
     "ResultOutcome",
+    "SessionWork",
     "ShuttingDown",
     "TimeRange",
     "UnknownRequest",
