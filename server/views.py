@@ -54,7 +54,7 @@ async def send_logs(request: web.Request) -> web.Response:
             400, f"the body could not be read: {error}", kind="invalid-body"
         ) from None
     request_id, logs = parse_result_body(body)
-    receipt = relay.submit_result(camera_id, request_id, logs)
+    receipt = await relay.accept_result(camera_id, request_id, logs)
     if receipt.callers:
         # Let the callers just served write their answers first: users wait for
         # theirs, the camera only needs this one to poll again.

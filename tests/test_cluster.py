@@ -13,7 +13,7 @@ import itertools
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
@@ -25,6 +25,8 @@ from tests.redis_process import RedisProcess
 
 LOGS: LogEntries = [{"timestamp": float(t), "description": f"event {t}"} for t in range(10)]
 MakeNode = Callable[..., Awaitable[LiveServer]]
+T = TypeVar("T")
+Spawn = Callable[[Awaitable[T]], "asyncio.Future[T]"]
 
 
 @pytest.fixture(scope="session")
@@ -72,6 +74,24 @@ def make_node(make_live_server: MakeLiveServer, redis_server: RedisProcess) -> M
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture
+async def spawn(
+    http: aiohttp.ClientSession,
+) -> AsyncIterator[Callable[[Awaitable[T]], asyncio.Future[T]]]:
+    """Start a request in the background; whatever is still running is cancelled after."""
+    tasks: list[asyncio.Future[Any]] = []
+
+    def start(coro: Awaitable[T]) -> asyncio.Future[T]:
+        task = asyncio.ensure_future(coro)
+        tasks.append(task)
+        return task
+
+    yield start
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def cluster(node: LiveServer) -> ClusterRelay:
@@ -155,7 +175,7 @@ async def background(coro: Awaitable[Any]) -> AsyncIterator[asyncio.Task[Any]]:
 
 
 async def test_a_poll_on_one_node_serves_a_caller_on_another(
-    make_node: MakeNode, http: aiohttp.ClientSession
+    make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
 ) -> None:
     a, b = await make_node("a"), await make_node("b")
     camera = Camera(http, [a])
@@ -165,3 +185,213 @@ async def test_a_poll_on_one_node_serves_a_caller_on_another(
     assert status == 200
     assert body["logs"] == LOGS[2:5]
     assert body["count"] == 3
+
+
+async def test_newest_poll_wins_across_nodes(
+    make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
+) -> None:
+    a, b = await make_node("a"), await make_node("b")
+    camera = Camera(http, [a])
+    older = spawn(camera.poll(a))
+    await wait_until(polling_at(a))
+    loop = asyncio.get_running_loop()
+    newer = spawn(camera.poll(b))
+    started = loop.time()
+    status, body = await older
+    assert loop.time() - started < 1.0
+    assert status == 409
+    assert body["type"].endswith("poll-superseded")
+    await wait_until(polling_at(b))
+    # The camera now lives at b: a caller on a is served by the poll held at b.
+    caller = spawn(get_logs(http, a, startTimestamp=0, endTimestamp=1))
+    status, command = await newer
+    assert status == 200 and command["command"] == "send_logs"
+    assert await camera.post(b, {"requestId": command["requestId"], "logs": LOGS[:2]}) == (
+        200,
+        {"status": "accepted", "requestId": command["requestId"], "duplicate": False, "count": 2},
+    )
+    assert await caller == (
+        200,
+        {"cameraId": "cam", "startTimestamp": 0, "endTimestamp": 1, "count": 2, "logs": LOGS[:2]},
+    )
+
+
+async def test_callers_on_two_nodes_share_one_command(
+    make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
+) -> None:
+    a, b = await make_node("a"), await make_node("b")
+    camera = Camera(http, [a])
+    first = spawn(camera.poll(a))
+    await wait_until(polling_at(a))
+    busy = spawn(get_logs(http, a, startTimestamp=9, endTimestamp=9))
+    status, command = await first  # the camera is busy with this one meanwhile
+    on_a = spawn(get_logs(http, a, startTimestamp=1, endTimestamp=2))
+    on_b = spawn(get_logs(http, b, startTimestamp=5, endTimestamp=7))
+    home = a.relay.session("cam")
+    assert home is not None
+    await wait_until(lambda: home.status().waiting == 2)
+    await camera.post(a, {"requestId": command["requestId"], "logs": LOGS[9:]})
+    async with background(camera.run()):
+        results = await asyncio.gather(busy, on_a, on_b)
+    assert [body["logs"] for _, body in results] == [LOGS[9:], LOGS[1:3], LOGS[5:8]]
+    assert len(camera.commands) == 1  # the second command, taken by the run loop
+    assert (camera.commands[0]["startTimestamp"], camera.commands[0]["endTimestamp"]) == (1, 7)
+
+
+async def test_redelivery_on_another_node_and_the_result_on_a_third(
+    make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
+) -> None:
+    a, b, c = await make_node("a"), await make_node("b"), await make_node("c")
+    camera = Camera(http, [a])
+    first = spawn(camera.poll(a))
+    await wait_until(polling_at(a))
+    caller = spawn(get_logs(http, c, startTimestamp=3, endTimestamp=4))
+    _, command = await first
+    # The camera never answers it (its answer was lost) and polls node b next.
+    _, again = await camera.poll(b)
+    assert again == command
+    posted = await camera.post(c, {"requestId": command["requestId"], "logs": LOGS[3:5]})
+    assert posted == (
+        200,
+        {"status": "accepted", "requestId": command["requestId"], "duplicate": False, "count": 2},
+    )
+    status, body = await caller
+    assert (status, body["logs"]) == (200, LOGS[3:5])
+    # A repeat is a duplicate on any node, and nothing else awaits a result.
+    status, repeat = await camera.post(a, {"requestId": command["requestId"], "logs": []})
+    assert (status, repeat["duplicate"]) == (200, True)
+    status, late = await camera.post(c, {"requestId": "f" * 32, "logs": []})
+    assert status == 404 and late["type"].endswith("unknown-request")
+
+
+async def test_a_result_without_request_id_answers_the_one_command_from_any_node(
+    make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
+) -> None:
+    a, b = await make_node("a"), await make_node("b")
+    camera = Camera(http, [a])
+    first = spawn(camera.poll(a))
+    await wait_until(polling_at(a))
+    caller = spawn(get_logs(http, a))
+    _, command = await first
+    status, receipt = await camera.post(b, {"logs": LOGS})
+    assert (status, receipt["requestId"]) == (200, command["requestId"])
+    assert (await caller)[1]["logs"] == LOGS
+    status, _ = await camera.post(b, {"logs": LOGS})
+    assert status == 404
+
+
+async def test_offline_and_timeouts_hold_across_nodes(
+    make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
+) -> None:
+    a, b = await make_node("a"), await make_node("b")
+    status, body = await get_logs(http, b, camera_id="never")
+    assert status == 503 and "has not connected" in body["detail"]
+    camera = Camera(http, [a])
+    first = spawn(camera.poll(a))
+    await wait_until(polling_at(a))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    caller = spawn(get_logs(http, b))
+    await first  # delivered, never answered: 504 after the response timeout
+    status, body = await caller
+    took = loop.time() - started
+    assert status == 504 and body["type"].endswith("camera-timeout")
+    assert 1.5 <= took <= 1.5 + 1.0
+    # Nobody polls any more: once the connect timeout passed, 503 at once.
+    await wait_until(lambda: not a.relay.cameras()[0].online, timeout=3)
+    started = loop.time()
+    status, body = await get_logs(http, b)
+    assert status == 503 and "offline" in body["detail"]
+    assert loop.time() - started < 0.5
+
+
+async def test_cameras_lists_the_whole_fleet_from_any_node(
+    make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
+) -> None:
+    a, b = await make_node("a"), await make_node("b")
+    polls = [
+        spawn(Camera(http, [node], camera_id=name).poll(node))
+        for node, name in ((a, "cam-1"), (b, "cam-2"), (a, "cam-3"), (b, "other"))
+    ]
+    await wait_until(
+        lambda: all(
+            polling_at(node, name)()
+            for node, name in ((a, "cam-1"), (b, "cam-2"), (a, "cam-3"), (b, "other"))
+        )
+    )
+
+    async def listed(node: LiveServer, query: str = "") -> dict[str, Any]:
+        async with http.get(f"{node.url}/cameras{query}") as response:
+            assert response.status == 200
+            result: dict[str, Any] = await response.json()
+            return result
+
+    # The flush reaches Redis within 0.1 s; every node then lists all four.
+    async def fleet_seen() -> None:
+        while True:
+            everyone = [await listed(node) for node in (a, b)]
+            if all(len(page["cameras"]) == 4 for page in everyone):
+                return
+            await asyncio.sleep(0.02)
+
+    async with asyncio.timeout(0.5):
+        await fleet_seen()
+    for node in (a, b):
+        page = await listed(node)
+        assert [c["cameraId"] for c in page["cameras"]] == ["cam-1", "cam-2", "cam-3", "other"]
+        assert all(c["online"] and c["polling"] for c in page["cameras"])
+        first = await listed(node, "?prefix=cam-&limit=2")
+        assert [c["cameraId"] for c in first["cameras"]] == ["cam-1", "cam-2"]
+        assert first["next"] == "cam-2"
+        assert first["totals"]["known"] == 4 and first["totals"]["polling"] == 4
+        rest = await listed(node, "?prefix=cam-&limit=2&after=cam-2")
+        assert [c["cameraId"] for c in rest["cameras"]] == ["cam-3"]
+        assert rest["next"] is None
+        offline = await listed(node, "?online=false")
+        assert offline["cameras"] == []
+    for poll in polls:
+        poll.cancel()
+
+
+async def test_max_waiting_counts_callers_on_all_nodes(
+    make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
+) -> None:
+    a, b = (
+        await make_node("a", max_waiting_per_camera=2),
+        await make_node("b", max_waiting_per_camera=2),
+    )
+    camera = Camera(http, [a])
+    first = spawn(camera.poll(a))
+    await wait_until(polling_at(a))
+    busy = spawn(get_logs(http, a))
+    _, command = await first
+    queued = [spawn(get_logs(http, node)) for node in (a, b)]
+    home = a.relay.session("cam")
+    assert home is not None
+    await wait_until(lambda: home.status().waiting == 2)
+    status, body = await get_logs(http, b)
+    assert status == 503 and body["type"].endswith("queue-full")
+    await camera.post(a, {"requestId": command["requestId"], "logs": LOGS})
+    async with background(camera.run()):
+        assert [s for s, _ in await asyncio.gather(busy, *queued)] == [200, 200, 200]
+
+
+async def test_healthz_and_metrics_of_a_node(
+    make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
+) -> None:
+    a, b = await make_node("a"), await make_node("b")
+    async with http.get(f"{a.url}/healthz") as response:
+        health = await response.json()
+    assert response.status == 200
+    assert (health["status"], health["node"], health["redis"]) == ("ok", "a", "up")
+    camera = Camera(http, [a])
+    async with background(camera.run()):
+        await wait_until(polling_at(a))
+        assert (await get_logs(http, b))[0] == 200
+    await wait_until(lambda: cluster(a).nodes_alive() == 2)
+    async with http.get(f"{b.url}/metrics") as response:
+        text = await response.text()
+    assert "camrelay_cluster_nodes_alive 2.0" in text
+    assert 'camrelay_cluster_forwarded_total{kind="enqueue"} 1.0' in text
+    assert "camrelay_cluster_forward_latency_seconds_count" in text
+    assert "camrelay_cluster_redis_errors_total 0.0" in text

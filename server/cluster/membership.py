@@ -32,6 +32,22 @@ class Membership:
     def is_alive(self, node: str) -> bool:
         return node == self._bus.node or node in self.alive
 
+    async def confirm_alive(self, node: str) -> bool:
+        """``is_alive``, asking Redis about a node not seen at the last heartbeat (it may
+        have joined since)."""
+        if not node:
+            return False
+        if self.is_alive(node):
+            return True
+        try:
+            found = await self._bus.redis.exists(self._bus.key("node", node))
+        except (RedisError, OSError) as error:
+            self._bus.failed(error)
+            return False
+        if found:
+            self.alive = self.alive | {node}
+        return bool(found)
+
     async def beat(self) -> bool:
         """One heartbeat; refreshes ``alive``. False (logged once) if Redis is down."""
         now_ms = int(time.time() * 1000)

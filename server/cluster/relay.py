@@ -247,7 +247,7 @@ class ClusterRelay(Relay):
         if parked:
             self._adopt_raw(camera_id, parked)
             return
-        if old in ("", self.node) or not self.members.is_alive(old):
+        if old in ("", self.node) or not await self.members.confirm_alive(old):
             return
         done = asyncio.get_running_loop().create_future()
         self._handovers[camera_id] = done
@@ -290,10 +290,17 @@ class ClusterRelay(Relay):
 
     # ------------------------------------------------------------------ results
 
+    async def accept_result(
+        self, camera_id: str, request_id: str | None, logs: list[LogEntry]
+    ) -> Receipt:
+        if camera_id in self._sessions or self._closed:
+            return self.submit_result(camera_id, request_id, logs)
+        return await self.forward_result(camera_id, request_id, result_body(logs))
+
     async def forward_result(self, camera_id: str, request_id: str | None, body: bytes) -> Receipt:
         """A result posted here for a camera homed elsewhere: the home's receipt."""
         entry = await self._entry(camera_id)
-        if entry is None or not entry.home or not self.members.is_alive(entry.home):
+        if entry is None or not await self.members.confirm_alive(entry.home):
             raise UnknownRequest(
                 f"camera {camera_id!r} has no command awaiting a result; poll first"
             )
@@ -351,7 +358,7 @@ class ClusterRelay(Relay):
         now = time.time()
         if entry is None:
             raise CameraOffline(f"camera {camera_id!r} has not connected; retry once it polls")
-        alive = self.members.is_alive(entry.home)
+        alive = await self.members.confirm_alive(entry.home)
         if not entry.status(now, self.config.connect_timeout_seconds, alive).online:
             raise CameraOffline(
                 f"camera {camera_id!r} is offline: last seen "
@@ -489,7 +496,7 @@ class ClusterRelay(Relay):
         for waiter in self._waiters.values():
             if waiter.future.done() or waiter.home == self.node:
                 continue
-            if waiter.home and self.members.is_alive(waiter.home):
+            if waiter.orphaned_at is None and self.members.is_alive(waiter.home):
                 continue
             if waiter.orphaned_at is None:
                 waiter.orphaned_at = now
@@ -590,7 +597,8 @@ class ClusterRelay(Relay):
         with contextlib.suppress(ClusterUnavailable):
             entry = await self._entry(message.camera)
             home = "" if entry is None else entry.home
-            if hops < MAX_HOPS and home and home != self.node and self.members.is_alive(home):
+            alive = await self.members.confirm_alive(home)
+            if hops < MAX_HOPS and home and home != self.node and alive:
                 self.bus.post(home, _with_hops(message, hops + 1))
                 return
         if isinstance(message, m.Enqueue):
@@ -705,7 +713,10 @@ class ClusterRelay(Relay):
             if not ids:
                 break
             cursor = ids[-1]
-            for entry in await self._registry_call(self.registry.read_many(ids)):
+            entries = await self._registry_call(self.registry.read_many(ids))
+            for home in {entry.home for entry in entries} - self.members.alive:
+                await self.members.confirm_alive(home)  # a node that joined since the beat
+            for entry in entries:
                 status = self._status_of(entry, now)
                 if online is None or status.online is online:
                     found.append(status)

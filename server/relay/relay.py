@@ -160,6 +160,12 @@ class Relay:
         """``stats`` for the HTTP layer: every camera this relay can reach."""
         return self.stats()
 
+    async def accept_result(
+        self, camera_id: str, request_id: str | None, logs: list[LogEntry]
+    ) -> Receipt:
+        """``submit_result`` for the HTTP layer (a cluster may forward it, hence async)."""
+        return self.submit_result(camera_id, request_id, logs)
+
     def camera_seen(self, camera_id: str) -> None:
         """Note a request from a camera already known (polls create cameras; this does not)."""
         session = self._sessions.get(camera_id)
