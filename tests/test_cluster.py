@@ -395,3 +395,135 @@ async def test_healthz_and_metrics_of_a_node(
     assert 'camrelay_cluster_forwarded_total{kind="enqueue"} 1.0' in text
     assert "camrelay_cluster_forward_latency_seconds_count" in text
     assert "camrelay_cluster_redis_errors_total 0.0" in text
+
+
+def problem_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Log lines with a traceback (expected faults must not log any)."""
+    return [record.getMessage() for record in caplog.records if record.exc_info]
+
+
+async def test_redis_down_then_back(
+    make_live_server: MakeLiveServer,
+    own_redis: RedisProcess,
+    http: aiohttp.ClientSession,
+    spawn: Spawn[Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    make_node = node_maker(make_live_server, own_redis)
+    a, b = await make_node("a"), await make_node("b")
+    camera = Camera(http, [a])
+    spawn(camera.run())
+    await wait_until(polling_at(a))
+    own_redis.stop()
+    # Same-node work is still served; work that must cross nodes gets a clean 503.
+    status, body = await get_logs(http, a, startTimestamp=1, endTimestamp=1)
+    assert (status, body["logs"]) == (200, LOGS[1:2])
+    async with http.get(f"{b.url}/logs", params={"cameraId": "cam"}) as response:
+        assert response.status == 503
+        assert response.content_type == "application/problem+json"
+        assert response.headers["Retry-After"] == "2"
+        problem = await response.json(content_type=None)
+    assert problem["type"].endswith("cluster-unavailable")
+    assert "Redis is unreachable" in problem["detail"]
+    async with http.get(f"{b.url}/healthz") as response:
+        assert response.status == 200
+        health = await response.json()
+    assert (health["status"], health["redis"]) == ("ok", "down")
+    # Redis comes back empty: the fleet is reachable again within POLL_HOLD + NODE_TIMEOUT.
+    own_redis.start()
+    loop = asyncio.get_running_loop()
+    back_at = loop.time()
+
+    async def served_from_b() -> bool:
+        status, _ = await get_logs(http, b, startTimestamp=2, endTimestamp=2)
+        return status == 200
+
+    async with asyncio.timeout(1.0 + 0.6):
+        while not await served_from_b():
+            await asyncio.sleep(0.02)
+    assert loop.time() - back_at <= 1.6
+    async with http.get(f"{b.url}/healthz") as response:
+        assert (await response.json())["redis"] == "up"
+    assert problem_lines(caplog) == []
+    warnings = [r.getMessage() for r in caplog.records if "Redis unavailable" in r.getMessage()]
+    assert warnings and all("\n" not in line for line in warnings)
+
+
+async def test_a_killed_node_loses_no_caller_on_a_surviving_node(
+    make_node: MakeNode,
+    http: aiohttp.ClientSession,
+    spawn: Spawn[Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    a, b = await make_node("a"), await make_node("b")
+    camera = Camera(http, [a])
+    held = spawn(camera.poll(a))
+    await wait_until(polling_at(a))
+    caller = spawn(get_logs(http, b, startTimestamp=4, endTimestamp=6))
+    home = a.relay.session("cam")
+    assert home is not None
+    await wait_until(lambda: home.status().in_flight == 1)  # delivered to the poll at a
+    await held
+    # Node a dies (no heartbeat, no inbox, no handover); b notices within NODE_TIMEOUT.
+    await cluster(a).detach()
+    loop = asyncio.get_running_loop()
+    killed_at = loop.time()
+    await wait_until(lambda: not cluster(b).members.is_alive("a"), timeout=1.0)
+    assert loop.time() - killed_at <= 0.6
+    # The camera reconnects to b: the caller's work is handed to that poll.
+    camera.poll_nodes = itertools.cycle([b])
+    spawn(camera.run())
+    status, body = await caller
+    assert (status, body["logs"]) == (200, LOGS[4:7])
+    assert camera.commands[-1]["startTimestamp"] == 4
+    # A caller whose camera does not come back gets 503 within CONNECT_TIMEOUT of detection.
+    assert problem_lines(caplog) == []
+
+
+async def test_a_killed_node_whose_camera_never_returns_means_503(
+    make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
+) -> None:
+    a, b = await make_node("a"), await make_node("b")
+    camera = Camera(http, [a])
+    spawn(camera.poll(a))
+    await wait_until(polling_at(a))
+    caller = spawn(get_logs(http, b))
+    home = a.relay.session("cam")
+    assert home is not None
+    await wait_until(lambda: home.status().in_flight == 1)
+    await cluster(a).detach()
+    loop = asyncio.get_running_loop()
+    await wait_until(lambda: not cluster(b).members.is_alive("a"), timeout=1.0)
+    detected_at = loop.time()
+    status, body = await caller
+    assert status == 503 and body["type"].endswith("camera-offline")
+    assert loop.time() - detected_at <= 1.0 + 1.0
+
+
+async def test_a_node_stopping_hands_its_work_over(
+    make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
+) -> None:
+    a, b = await make_node("a"), await make_node("b")
+    camera = Camera(http, [a])
+    first = spawn(camera.poll(a))
+    await wait_until(polling_at(a))
+    busy = spawn(get_logs(http, a, startTimestamp=0, endTimestamp=0))
+    _, command = await first
+    on_b = spawn(get_logs(http, b, startTimestamp=5, endTimestamp=6))
+    on_a = spawn(get_logs(http, a, startTimestamp=8, endTimestamp=9))
+    home = a.relay.session("cam")
+    assert home is not None
+    await wait_until(lambda: home.status().waiting == 2)
+    idle = Camera(http, [a], camera_id="idle")
+    idle_poll = spawn(idle.poll(a))
+    await wait_until(polling_at(a, "idle"))
+    # SIGTERM: held polls are answered noop; the work waits for the camera's next home.
+    a.relay.close()
+    assert await idle_poll == (200, {"command": "noop"})
+    camera.poll_nodes = itertools.cycle([b])
+    spawn(camera.run())
+    # The unanswered command is redelivered at b (same id), then the queued callers' one.
+    results = await asyncio.gather(busy, on_b, on_a)
+    assert [body["logs"] for _, body in results] == [LOGS[0:1], LOGS[5:7], LOGS[8:10]]
+    assert camera.commands[0]["requestId"] == command["requestId"]
+    assert (camera.commands[1]["startTimestamp"], camera.commands[1]["endTimestamp"]) == (5, 9)

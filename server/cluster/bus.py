@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -165,7 +166,7 @@ class Bus:
             pipe.xadd(inbox, fields, maxlen=INBOX_MAX_ENTRIES, approximate=True)  # type: ignore[arg-type]
             pipe.pexpire(inbox, self.key_ttl_ms)
         try:
-            await pipe.execute()
+            await execute(pipe)
         except (RedisError, OSError) as error:
             self.failed(error)
             return _one_line(error)
@@ -208,7 +209,7 @@ class Bus:
                 pipe = self.redis.pipeline(transaction=False)
                 pipe.get(blob)
                 pipe.delete(blob)
-                body, _ = await pipe.execute()
+                body, _ = await execute(pipe)
             except (RedisError, OSError) as error:
                 self.failed(error)
                 return
@@ -252,6 +253,14 @@ class Bus:
         await self._reader_redis.aclose()
         await self.redis.connection_pool.disconnect()
         await self._reader_redis.connection_pool.disconnect()
+
+
+async def execute(pipe: Pipeline) -> list[Any]:
+    """Run a pipeline and give its connection back, even when Redis failed."""
+    try:
+        return await pipe.execute()
+    finally:
+        await pipe.reset()  # type: ignore[no-untyped-call]
 
 
 def _stamped(message: Message, node: str, now_ms: int) -> Message:

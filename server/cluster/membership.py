@@ -14,7 +14,7 @@ import time
 
 from redis.exceptions import RedisError
 
-from .bus import Bus
+from .bus import Bus, execute
 
 logger = logging.getLogger("camrelay.cluster")
 
@@ -33,20 +33,21 @@ class Membership:
         return node == self._bus.node or node in self.alive
 
     async def confirm_alive(self, node: str) -> bool:
-        """``is_alive``, asking Redis about a node not seen at the last heartbeat (it may
+        """``is_alive``, asking Redis about a node not alive at the last heartbeat (it may
         have joined since)."""
         if not node:
             return False
         if self.is_alive(node):
             return True
         try:
-            found = await self._bus.redis.exists(self._bus.key("node", node))
+            last_beat = await self._bus.redis.zscore(self._nodes_key, node)
         except (RedisError, OSError) as error:
             self._bus.failed(error)
             return False
-        if found:
+        alive = last_beat is not None and last_beat >= time.time() * 1000 - self.timeout * 500
+        if alive:
             self.alive = self.alive | {node}
-        return bool(found)
+        return alive
 
     async def beat(self) -> bool:
         """One heartbeat; refreshes ``alive``. False (logged once) if Redis is down."""
@@ -61,7 +62,7 @@ class Membership:
         pipe.zrangebyscore(self._nodes_key, now_ms - timeout_ms // 2, "+inf")
         pipe.pexpire(self._bus.inbox(self._bus.node), self._bus.key_ttl_ms)
         try:
-            results = await pipe.execute()
+            results = await execute(pipe)
         except (RedisError, OSError) as error:
             self._bus.failed(error)
             return False
@@ -78,6 +79,6 @@ class Membership:
             pipe = self._bus.redis.pipeline(transaction=False)
             pipe.delete(self._node_key)
             pipe.zrem(self._nodes_key, self._bus.node)
-            await pipe.execute()
+            await execute(pipe)
         except (RedisError, OSError) as error:
             self._bus.failed(error)

@@ -17,6 +17,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from ..relay import CameraStatus
+from .bus import execute
 
 #: claim a camera: become its home; returns the old home ("" if none) and any parked work
 CLAIM = """
@@ -139,7 +140,7 @@ class Registry:
                 ],
                 client=pipe,
             )
-        await pipe.execute()
+        await execute(pipe)
 
     async def park(self, camera_id: str, work: bytes, ttl_seconds: float) -> None:
         await self._park(
@@ -157,7 +158,7 @@ class Registry:
             pipe.hmget(self.camera_key(camera_id), list(FIELDS))
         found: list[CameraEntry] = []
         gone: list[str] = []
-        for camera_id, values in zip(camera_ids, await pipe.execute(), strict=True):
+        for camera_id, values in zip(camera_ids, await execute(pipe), strict=True):
             entry = _entry(camera_id, values)
             if entry is None:
                 gone.append(camera_id)

@@ -57,6 +57,8 @@ RECEIPT_WAIT_SECONDS = 2.0
 FLUSH_INTERVAL_SECONDS = 0.1
 #: the extra a cross-node ``/logs`` may take for the hops (the contract allows one second)
 HOP_SLACK_SECONDS = 0.5
+#: how often callers whose camera's home died look for its new home
+ORPHAN_CHECK_SECONDS = 0.25
 #: a message passed on this many times is dropped (a loop between stale homes)
 MAX_HOPS = 2
 
@@ -150,6 +152,10 @@ class ClusterRelay(Relay):
         self._tasks = [
             asyncio.create_task(self._every(self.members.interval, self._beat), name="heartbeat"),
             asyncio.create_task(self._every(FLUSH_INTERVAL_SECONDS, self._flush), name="flush"),
+            asyncio.create_task(
+                self._every(min(ORPHAN_CHECK_SECONDS, self.members.interval), self._watch_orphans),
+                name="orphans",
+            ),
         ]
         logger.info("node %s joined the cluster", self.node)
 
@@ -166,7 +172,6 @@ class ClusterRelay(Relay):
             # Redis is back (perhaps empty): this node's cameras register again.
             self._dirty.update(self._sessions)
         self._was_up = up
-        self._watch_orphans()
 
     def close(self) -> None:
         """A graceful stop: polls get noop, work is parked for the camera's next home,
@@ -527,15 +532,18 @@ class ClusterRelay(Relay):
                 continue
             assert waiter.orphaned_at is not None
             pickup = self.config.connect_timeout_seconds - (now - waiter.orphaned_at)
+            if home == self.node:
+                if waiter.camera_id not in self._sessions:
+                    continue  # claimed here a moment ago: placed at the next round
+                try:
+                    self._enqueue_here(waiter.camera_id, waiter.ref, waiter.time_range, pickup)
+                except RelayError as error:
+                    waiter.future.set_exception(error)
+            else:
+                self._forwarded("enqueue")
+                self.bus.post(home, self._enqueue_message(waiter, pickup))
             waiter.home = home
             waiter.orphaned_at = None
-            if home == self.node:
-                if waiter.camera_id in self._sessions:
-                    with contextlib.suppress(RelayError):
-                        self._enqueue_here(waiter.camera_id, waiter.ref, waiter.time_range, pickup)
-                continue
-            self._forwarded("enqueue")
-            self.bus.post(home, self._enqueue_message(waiter, pickup))
 
     # ================================================================ messages
 
