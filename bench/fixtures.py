@@ -70,11 +70,15 @@ class RelayServer:
 
 
 @contextlib.asynccontextmanager
-async def relay_server(ctx: Context, **env: str) -> AsyncIterator[RelayServer]:
+async def relay_server(
+    ctx: Context, *, fd_limit: int | None = None, **env: str
+) -> AsyncIterator[RelayServer]:
     """A fresh server for one scenario; ``env`` adds settings (``POLL_HOLD_SECONDS=...``)."""
     port = free_port()
     settings = {"HOST": HOST, "PORT": str(port), "LOG_LEVEL": "WARNING", **env}
-    child = await spawn("server", python("-m", "server"), child_env(settings), ctx.workdir)
+    child = await spawn(
+        "server", python("-m", "server"), child_env(settings), ctx.workdir, fd_limit=fd_limit
+    )
     url = f"http://{HOST}:{port}"
     try:
         await wait_healthy(url, child)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -77,3 +78,22 @@ async def wait_for(
     except TimeoutError:
         return False
     return True
+
+
+@contextlib.asynccontextmanager
+async def healthz_watch(http: aiohttp.ClientSession, base_url: str) -> AsyncIterator[list[float]]:
+    """``/healthz`` asked back to back while the block runs; its latencies (seconds)."""
+    latencies: list[float] = []
+
+    async def ask_forever() -> None:
+        while True:
+            reply = await fetch(http, f"{base_url}/healthz")
+            latencies.append(reply.seconds)
+
+    task = asyncio.create_task(ask_forever(), name="healthz-watch")
+    try:
+        yield latencies
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

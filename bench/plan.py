@@ -35,6 +35,10 @@ class Plan:
     #: big log: entries in the camera's log (about 100 bytes of JSON each); runs
     biglog_entries: int
     biglog_runs: int
+    #: big fleet: cameras answering at once, entries each, MAX_RESULT_BYTES_IN_FLIGHT
+    bigfleet_cameras: int
+    bigfleet_entries: int
+    bigfleet_budget_bytes: int
     #: soak: /logs cycles in all, the first ``soak_warmup`` of them warm up
     soak_cycles: int
     soak_warmup: int
@@ -49,6 +53,10 @@ class Plan:
     flood_rate: float
     flood_poll_hold_seconds: float
     flood_connect_timeout_seconds: float
+    #: idle: half-requests in the flood, the server's fd limit (below the flood), header deadline
+    idle_connections: int
+    idle_server_fd_limit: int
+    idle_header_timeout_seconds: float
     #: a scenario that runs longer than this is stopped and reported as an error
     scenario_timeout_seconds: float
 
@@ -71,6 +79,9 @@ FULL = Plan(
     fanout_cameras=1000,
     biglog_entries=100_000,
     biglog_runs=2,
+    bigfleet_cameras=20,
+    bigfleet_entries=100_000,
+    bigfleet_budget_bytes=64 * 1024 * 1024,
     soak_cycles=20_000,
     soak_warmup=2_000,
     soak_concurrency=4,
@@ -81,6 +92,9 @@ FULL = Plan(
     flood_rate=500.0,
     flood_poll_hold_seconds=45.0,
     flood_connect_timeout_seconds=10.0,
+    idle_connections=20_000,
+    idle_server_fd_limit=8_000,
+    idle_header_timeout_seconds=2.0,
     scenario_timeout_seconds=300.0,
 )
 
@@ -102,6 +116,9 @@ QUICK = Plan(
     fanout_cameras=10,
     biglog_entries=2_000,
     biglog_runs=1,
+    bigfleet_cameras=4,
+    bigfleet_entries=2_000,
+    bigfleet_budget_bytes=256 * 1024,
     soak_cycles=300,
     soak_warmup=50,
     soak_concurrency=4,
@@ -112,6 +129,9 @@ QUICK = Plan(
     flood_rate=500.0,
     flood_poll_hold_seconds=1.0,
     flood_connect_timeout_seconds=1.0,
+    idle_connections=600,
+    idle_server_fd_limit=480,
+    idle_header_timeout_seconds=0.5,
     scenario_timeout_seconds=60.0,
 )
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -84,10 +86,21 @@ async def spawn(
     workdir: Path,
     *,
     capture_stdout: bool = False,
+    fd_limit: int | None = None,
 ) -> Child:
     """Start ``argv`` with ``env``; stderr to ``workdir/<name>.stderr`` (a file: a pipe
-    nobody reads would block a chatty child)."""
+    nobody reads would block a chatty child).
+
+    ``fd_limit`` sets the child's open-file limit, soft and hard (the server lifts
+    its soft limit to the hard one at start-up).
+    """
     stderr_path = workdir / f"{name}.stderr"
+    limit_fds = (
+        None
+        if fd_limit is None
+        else functools.partial(resource.setrlimit, resource.RLIMIT_NOFILE, (fd_limit, fd_limit))
+    )
+
     with stderr_path.open("wb") as stderr:
         process = await asyncio.create_subprocess_exec(
             *argv,
@@ -96,6 +109,7 @@ async def spawn(
             stdin=subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE if capture_stdout else subprocess.DEVNULL,
             stderr=stderr,
+            preexec_fn=limit_fds,
         )
     return Child(name, process, stderr_path)
 

@@ -14,6 +14,7 @@ from common.grammar import CAMERA_ID_RULE, is_camera_id
 
 from .app import create_app
 from .auth import camera_token
+from .httpguard import UnsupportedAiohttp
 from .logging_setup import configure_logging
 from .runner import ListenError, serve
 from .settings import ConfigError, Settings
@@ -43,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _raise_open_file_limit()
     try:
         asyncio.run(serve(create_app(settings), settings))
-    except ListenError as error:
+    except (ListenError, UnsupportedAiohttp) as error:
         print(f"camrelay: {error}", file=sys.stderr)
         return 2
     logger.info("stopped")

@@ -101,3 +101,13 @@ class EventLogger(RelayObserver):
     def result_received(self, camera_id: str, outcome: ResultOutcome) -> None:
         level = logging.INFO if outcome is ResultOutcome.ACCEPTED else logging.WARNING
         logger.log(level, "result from camera %s: %s", camera_id, outcome.value)
+
+    def upload_refused(self, camera_id: str, *, body_read: bool) -> None:
+        logger.info(
+            "result from camera %s refused with 404 %s its body was read",
+            camera_id,
+            "before all of" if body_read else "before any of",
+        )
+
+    def upload_died(self, camera_id: str) -> None:
+        logger.warning("upload from camera %s broke off mid-body: its result is lost", camera_id)

@@ -38,6 +38,16 @@ class _RelayStateCollector(Collector):
             "Commands delivered and not yet answered",
             stats.commands_in_flight,
         )
+        yield GaugeMetricFamily(
+            "camrelay_result_bytes_in_flight",
+            "Bytes of results held for callers or being read (MAX_RESULT_BYTES_IN_FLIGHT)",
+            stats.result_bytes_in_flight,
+        )
+        yield GaugeMetricFamily(
+            "camrelay_uploads_waiting_for_budget",
+            "Result uploads waiting for room in MAX_RESULT_BYTES_IN_FLIGHT",
+            stats.uploads_waiting_for_budget,
+        )
 
 
 class RelayMetrics(RelayObserver):
@@ -92,10 +102,43 @@ class RelayMetrics(RelayObserver):
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.uploads_refused = Counter(
+            "camrelay_uploads_refused_early",
+            "Results nobody awaits, answered 404 before their body was read (whole)",
+            ["when"],
+            registry=self.registry,
+        )
+        for when in ("before_body", "at_request_id"):
+            self.uploads_refused.labels(when)
+        self.uploads_died = Counter(
+            "camrelay_uploads_died",
+            "Result uploads that broke off mid-body (connection lost or BODY_TIMEOUT_SECONDS)",
+            registry=self.registry,
+        )
+        self.slow_readers_cut = Counter(
+            "camrelay_slow_readers_cut",
+            "/logs answers cut because the caller read slower than WRITE_TIMEOUT_SECONDS",
+            registry=self.registry,
+        )
         self.callers_per_command = Histogram(
             "camrelay_callers_per_command",
             "Callers served by one command (coalescing)",
             buckets=(1, 2, 5, 10, 50, 100, 500, 1000, 10000),
+            registry=self.registry,
+        )
+        self.requests_rejected = Counter(
+            "camrelay_http_requests_rejected",
+            "Requests the HTTP parser rejected (answered 400 before routing)",
+            registry=self.registry,
+        )
+        self.header_timeouts = Counter(
+            "camrelay_http_header_timeouts",
+            "Connections closed for sending no complete request head within HEADER_TIMEOUT_SECONDS",
+            registry=self.registry,
+        )
+        self.accept_pauses = Counter(
+            "camrelay_accept_pauses",
+            "Times accepting paused for a second because file descriptors ran out",
             registry=self.registry,
         )
 
@@ -127,6 +170,12 @@ class RelayMetrics(RelayObserver):
 
     def result_received(self, camera_id: str, outcome: ResultOutcome) -> None:
         self.results.labels(outcome.value).inc()
+
+    def upload_refused(self, camera_id: str, *, body_read: bool) -> None:
+        self.uploads_refused.labels("at_request_id" if body_read else "before_body").inc()
+
+    def upload_died(self, camera_id: str) -> None:
+        self.uploads_died.inc()
 
 
 class ClusterMetrics(ClusterObserver):

@@ -1,19 +1,17 @@
-"""Parsing and validating what clients send: query parameters and result bodies."""
+"""Checking what clients send: query parameters and the framing of result bodies."""
 
 from __future__ import annotations
 
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, NoReturn
 
-import orjson
 from aiohttp import web
 
 from common.grammar import CAMERA_ID_RULE, CAMERA_PREFIX_PATTERN, DECIMAL_PATTERN, is_camera_id
 
 from .problems import ProblemError
-from .relay import LogEntry, TimeRange, shown
+from .relay import TimeRange, shown
 
 DEFAULT_CAMERA_ID = "default"
 
@@ -117,61 +115,28 @@ def time_range_params(request: web.Request) -> TimeRange:
     return TimeRange(start, end)
 
 
-def json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
-
-
 def invalid_body(detail: str) -> ProblemError:
     return ProblemError(400, detail, kind="invalid-body")
 
 
-def parse_result_body(body: bytes) -> tuple[str | None, list[LogEntry]]:
-    """``(requestId or None, logs)`` from a ``/send_logs`` body, or a 400 naming the fault."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as error:
-        raise invalid_body(f"the body must be valid JSON: {error}") from None
-    if not isinstance(data, dict):
-        raise invalid_body(
-            f'the body must be a JSON object like {{"requestId": "...", "logs": [...]}}, '
-            f"got {json_type(data)}"
+def require_json_body(request: web.Request) -> None:
+    """A result must be sent as ``application/json`` (415 otherwise)."""
+    given = request.headers.get("Content-Type")
+    if given is None or request.content_type.lower() != "application/json":
+        raise ProblemError(
+            415,
+            f"send the body as Content-Type: application/json, got {given or 'no Content-Type'}",
+            kind="unsupported-media-type",
         )
-    request_id = data.get("requestId")
-    if request_id is not None and not isinstance(request_id, str):
-        raise invalid_body(f"requestId must be a string, got {json_type(request_id)}")
-    if "logs" not in data:
-        raise invalid_body("logs is required: an array of log entries")
-    logs = data["logs"]
-    if not isinstance(logs, list):
-        raise invalid_body(f"logs must be an array of log entries, got {json_type(logs)}")
-    for index, entry in enumerate(logs):
-        # The exact-type test is the fast path; the slow one words the error.
-        timestamp = entry.get("timestamp") if type(entry) is dict else None
-        if type(timestamp) is int or (type(timestamp) is float and math.isfinite(timestamp)):
-            continue
-        _reject_entry(index, entry)
-    try:
-        orjson.dumps(logs)  # what /logs will render: orjson writes less nesting than it reads
-    except orjson.JSONEncodeError:
-        raise invalid_body("a log entry is nested too deeply (at most 250 levels)") from None
-    return request_id, logs
 
 
-def _reject_entry(index: int, entry: object) -> NoReturn:
-    if not isinstance(entry, dict):
-        raise invalid_body(f"logs[{index}] must be an object, got {json_type(entry)}")
-    if "timestamp" not in entry:
-        raise invalid_body(f"logs[{index}] has no timestamp: every entry needs a numeric timestamp")
-    raise invalid_body(
-        f"logs[{index}].timestamp must be a finite number, got {json_type(entry['timestamp'])}"
-    )
+def declared_body_size(request: web.Request, max_upload_bytes: int) -> int | None:
+    """The body's ``Content-Length`` (``None`` when chunked); 413 when over the limit."""
+    declared = request.content_length
+    if declared is not None and declared > max_upload_bytes:
+        raise body_too_large(max_upload_bytes, declared)
+    return declared
+
+
+def body_too_large(max_upload_bytes: int, size: int) -> web.HTTPRequestEntityTooLarge:
+    return web.HTTPRequestEntityTooLarge(max_size=max_upload_bytes, actual_size=size)

@@ -1,9 +1,9 @@
-"""Serving the app: problem+json even for requests the HTTP parser rejects.
+"""Serving the app: aiohttp's ``AppRunner`` and ``SockSite``, guarded against abusive clients.
 
-aiohttp answers a request it cannot parse (a request line or header too long,
-bytes that are not HTTP) before routing, so middlewares never see it; its
-plain-text answer is replaced here by the same problem+json every other error
-gets.
+``server/httpguard.py`` holds the one extension of aiohttp (parser errors
+answered without echoing the request, the header deadline);
+``server/listener.py`` the listening socket that pauses accepting when file
+descriptors run out.
 """
 
 from __future__ import annotations
@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from http import HTTPStatus
 
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
-from aiohttp.web_request import BaseRequest
 
-from .problems import problem_response
+from .httpguard import ConnectionGuard, GuardedAppRunner
+from .listener import AcceptPauseLog, open_listen_socket
 from .settings import Settings
+from .state import get_metrics
 
 SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 logger = logging.getLogger("camrelay")
@@ -28,45 +27,20 @@ class ListenError(Exception):
     """The server could not bind its address; the message is one line."""
 
 
-class ProblemRequestHandler(RequestHandler):
-    def handle_error(
-        self,
-        request: BaseRequest,
-        status: int = 500,
-        exc: BaseException | None = None,
-        message: str | None = None,
-    ) -> web.StreamResponse:
-        # The parent logs the error and refuses when a response has started.
-        super().handle_error(request, status, exc, message)
-        if status == HTTPStatus.BAD_REQUEST:
-            detail = f"the request could not be parsed as HTTP: {message or 'malformed request'}"
-        else:
-            detail = f"the server could not handle this request ({HTTPStatus(status).phrase})"
-        response = problem_response(status, detail, kind="malformed-request")
-        response.force_close()
-        return response
-
-
-class ProblemServer(web.Server):
-    def __call__(self) -> RequestHandler:
-        return ProblemRequestHandler(self, loop=self._loop, **self._kwargs)
-
-
-class RelayRunner(web.AppRunner):
-    """An ``AppRunner`` whose connections answer parser errors with problem+json."""
-
-    async def _make_server(self) -> web.Server:
-        server = await super()._make_server()
-        server.__class__ = ProblemServer  # same state; only the handler factory differs
-        return server
-
-
-def make_runner(app: web.Application, settings: Settings) -> RelayRunner:
+def make_runner(app: web.Application, settings: Settings) -> GuardedAppRunner:
     """The runner ``python -m server`` serves with (and the tests' live servers)."""
-    return RelayRunner(
+    metrics = get_metrics(app)
+    return GuardedAppRunner(
         app,
+        guard=ConnectionGuard(
+            header_timeout_seconds=settings.header_timeout_seconds,
+            on_header_timeout=metrics.header_timeouts.inc,
+            on_rejected=metrics.requests_rejected.inc,
+        ),
         # A caller who hangs up must be forgotten at once, not at its timeout.
         handler_cancellation=True,
+        # Between requests only: aiohttp never applies it while a handler runs.
+        keepalive_timeout=settings.keepalive_timeout_seconds,
         shutdown_timeout=settings.shutdown_timeout_seconds,
         handle_signals=False,
     )
@@ -78,17 +52,19 @@ async def serve(app: web.Application, settings: Settings) -> None:
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    previous_exception_handler = loop.get_exception_handler()
+    loop.set_exception_handler(AcceptPauseLog(get_metrics(app).accept_pauses.inc))
     for signum in SHUTDOWN_SIGNALS:
         loop.add_signal_handler(signum, stop.set)
     try:
-        site = web.TCPSite(runner, settings.host, settings.port, backlog=settings.listen_backlog)
         try:
-            await site.start()
+            sock = open_listen_socket(settings.host, settings.port, settings.listen_backlog)
         except OSError as error:
             raise ListenError(
                 f"cannot listen on {settings.host}:{settings.port} (HOST, PORT): "
                 f"{error.strerror or error}"
             ) from None
+        await web.SockSite(runner, sock, backlog=settings.listen_backlog).start()
         logger.info("listening on %s:%d", settings.host, settings.port)
         await stop.wait()
     finally:
@@ -97,6 +73,7 @@ async def serve(app: web.Application, settings: Settings) -> None:
         try:
             await runner.cleanup()
         finally:
+            loop.set_exception_handler(previous_exception_handler)
             for signum in SHUTDOWN_SIGNALS:
                 loop.remove_signal_handler(signum)
                 # Shut down already: a late signal must not turn exit status 0 into a kill.

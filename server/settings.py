@@ -22,6 +22,8 @@ Number = TypeVar("Number", int, float)
 CAMERA_CLIENT_TIMEOUT_SECONDS = 60.0
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 LOG_FORMATS = ("text", "json")
+#: the default result budget, in uploads of the largest size
+RESULT_BUDGET_UPLOADS = 8
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 #: a node name goes into Redis keys and log lines
 NODE_NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,100}")
@@ -62,6 +64,12 @@ class Settings:
     max_cameras: int = 100_000
     #: an idle camera that has answered a command is forgotten once unseen this long
     camera_retention_seconds: float = 3600.0
+    #: results held or being read, in bytes; None: 8x max_upload_bytes
+    max_result_bytes_in_flight: int | None = None
+    #: the longest a /send_logs body may pause between two chunks
+    body_timeout_seconds: float = 30.0
+    #: the longest one piece of a /logs answer may wait for the caller to read
+    write_timeout_seconds: float = 30.0
     #: secrets stay out of the repr (start-up logs it); auth being off is logged on its own
     api_token: str | None = field(default=None, repr=False)
     camera_secret: str | None = field(default=None, repr=False)
@@ -70,6 +78,12 @@ class Settings:
     #: the cameras' client timeout (the camera's POLL_TIMEOUT_SECONDS): the hold must be shorter
     camera_poll_timeout_seconds: float = CAMERA_CLIENT_TIMEOUT_SECONDS
     shutdown_timeout_seconds: float = 3.0
+    #: a new connection's first request line and headers must be in by then
+    header_timeout_seconds: float = 10.0
+    #: between requests (never during one): a camera polls again about 1 s after each
+    #: answer and a script calls again within seconds, so both keep their connection;
+    #: an idle one is closed in seconds, not at aiohttp's 3630 s
+    keepalive_timeout_seconds: float = 15.0
     #: pending connections the kernel queues: a burst of users must not see SYN drops
     listen_backlog: int = 4096
     #: how late a refused new camera id is answered (not read from the environment)
@@ -106,6 +120,18 @@ class Settings:
                 f"got {self.redis_prefix!r}"
             )
 
+        if self.result_budget_bytes < self.max_upload_bytes:
+            raise ConfigError(
+                "MAX_RESULT_BYTES_IN_FLIGHT must be at least MAX_UPLOAD_BYTES "
+                f"({self.max_upload_bytes}): one upload must fit, got {self.result_budget_bytes}"
+            )
+
+    @property
+    def result_budget_bytes(self) -> int:
+        if self.max_result_bytes_in_flight is None:
+            return RESULT_BUDGET_UPLOADS * self.max_upload_bytes
+        return self.max_result_bytes_in_flight
+
     @property
     def redis_url_redacted(self) -> str | None:
         return None if self.redis_url is None else redact_redis_url(self.redis_url)
@@ -139,10 +165,24 @@ class Settings:
             camera_retention_seconds=reader.number(
                 "CAMERA_RETENTION_SECONDS", float, cls.camera_retention_seconds
             ),
+            # 0 (unset) leaves the default: 8x MAX_UPLOAD_BYTES
+            max_result_bytes_in_flight=reader.number("MAX_RESULT_BYTES_IN_FLIGHT", int, 0) or None,
+            body_timeout_seconds=reader.number(
+                "BODY_TIMEOUT_SECONDS", float, cls.body_timeout_seconds
+            ),
+            write_timeout_seconds=reader.number(
+                "WRITE_TIMEOUT_SECONDS", float, cls.write_timeout_seconds
+            ),
             api_token=reader.secret("API_TOKEN"),
             camera_secret=reader.secret("CAMERA_SECRET"),
             log_level=reader.choice("LOG_LEVEL", LOG_LEVELS, cls.log_level),
             log_format=reader.choice("LOG_FORMAT", LOG_FORMATS, cls.log_format),
+            header_timeout_seconds=reader.number(
+                "HEADER_TIMEOUT_SECONDS", float, cls.header_timeout_seconds
+            ),
+            keepalive_timeout_seconds=reader.number(
+                "KEEPALIVE_TIMEOUT_SECONDS", float, cls.keepalive_timeout_seconds
+            ),
             camera_poll_timeout_seconds=reader.number(
                 "POLL_TIMEOUT_SECONDS", float, cls.camera_poll_timeout_seconds
             ),
@@ -164,6 +204,7 @@ class Settings:
             max_cameras=self.max_cameras,
             refusal_delay_seconds=self.camera_refusal_delay_seconds,
             session_retention_seconds=self.camera_retention_seconds,
+            max_result_bytes_in_flight=self.result_budget_bytes,
         )
 
     @property

@@ -8,12 +8,20 @@ from importlib import resources
 
 from aiohttp import web
 
+from .answers import stream_logs
 from .auth import require_camera, require_user
 from .metrics import METRICS_CONTENT_TYPE
-from .params import camera_id_param, camera_query_params, parse_result_body, time_range_params
-from .problems import ProblemError, json_response
+from .params import (
+    camera_id_param,
+    camera_query_params,
+    declared_body_size,
+    require_json_body,
+    time_range_params,
+)
+from .problems import json_response
 from .relay import CameraStatus, Command, ResultOutcome
 from .state import get_metrics, get_redis_state, get_relay, get_settings, get_started_at
+from .uploads import receive_result
 
 NOOP: dict[str, object] = {"command": "noop"}
 
@@ -42,19 +50,9 @@ async def send_logs(request: web.Request) -> web.Response:
     camera_id = camera_id_param(request)
     require_camera(request, settings.camera_secret, camera_id)
     relay.camera_seen(camera_id)
-    _require_json(request)
-    if request.content_length is not None and request.content_length > settings.max_upload_bytes:
-        raise web.HTTPRequestEntityTooLarge(
-            max_size=settings.max_upload_bytes, actual_size=request.content_length
-        )
-    try:
-        body = await request.read()
-    except web.RequestPayloadError as error:  # e.g. a Content-Encoding that does not decode
-        raise ProblemError(
-            400, f"the body could not be read: {error}", kind="invalid-body"
-        ) from None
-    request_id, logs = parse_result_body(body)
-    receipt = await relay.accept_result(camera_id, request_id, logs)
+    require_json_body(request)
+    declared = declared_body_size(request, settings.max_upload_bytes)
+    receipt, count = await receive_result(request, relay, camera_id, declared, settings)
     if receipt.callers:
         # Let the callers just served write their answers first: users wait for
         # theirs, the camera only needs this one to poll again.
@@ -64,35 +62,20 @@ async def send_logs(request: web.Request) -> web.Response:
             "status": receipt.outcome.value,
             "requestId": receipt.request_id,
             "duplicate": receipt.outcome is ResultOutcome.DUPLICATE,
-            "count": len(logs),
+            "count": count,
         }
     )
 
 
-def _require_json(request: web.Request) -> None:
-    given = request.headers.get("Content-Type")
-    if given is None or request.content_type.lower() != "application/json":
-        raise ProblemError(
-            415,
-            f"send the body as Content-Type: application/json, got {given or 'no Content-Type'}",
-            kind="unsupported-media-type",
-        )
-
-
-async def get_logs(request: web.Request) -> web.Response:
+async def get_logs(request: web.Request) -> web.StreamResponse:
     require_user(request, get_settings(request.app).api_token)
     camera_id = camera_id_param(request)
     time_range = time_range_params(request)
-    logs = await get_relay(request.app).fetch_logs(camera_id, time_range)
-    return json_response(
-        {
-            "cameraId": camera_id,
-            "startTimestamp": time_range.start,
-            "endTimestamp": time_range.end,
-            "count": len(logs),
-            "logs": logs,
-        }
-    )
+    selection = await get_relay(request.app).fetch_logs(camera_id, time_range)
+    try:
+        return await stream_logs(request, camera_id, time_range, selection)
+    finally:
+        selection.release()
 
 
 async def list_cameras(request: web.Request) -> web.Response:

@@ -7,11 +7,13 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import orjson
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from server.relay import Relay
+from server.logscan import ResultScanner
+from server.relay import LogResult, LogSelection, Relay, TimeRange
 
 LogEntries = list[dict[str, Any]]
 
@@ -131,3 +133,24 @@ async def running(coro_task: asyncio.Task[Any]) -> AsyncIterator[asyncio.Task[An
         coro_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await coro_task
+
+
+def log_result(entries: LogEntries) -> LogResult:
+    """A result as the server keeps one: the entries' JSON bytes, indexed."""
+    scanner = ResultScanner()
+    scanner.feed(orjson.dumps({"logs": entries}))
+    return scanner.finish().result
+
+
+def entries_of(selection: LogSelection) -> LogEntries:
+    """What a caller's answer holds, decoded; the selection is released."""
+    try:
+        answer: LogEntries = orjson.loads(b"".join(selection.chunks(b"[", b"]")))
+        return answer
+    finally:
+        selection.release()
+
+
+async def fetch(relay: Relay, camera_id: str, time_range: TimeRange) -> LogEntries:
+    """``Relay.fetch_logs``, decoded."""
+    return entries_of(await relay.fetch_logs(camera_id, time_range))

@@ -136,10 +136,20 @@ async def test_result_from_another_camera_is_404_and_changes_nothing(client: Cli
 
 
 async def test_unknown_request_id_is_404(client: Client) -> None:
-    await poll_json_after_hold(client)
+    command, caller = await deliver_command(client)
     status, problem, _ = await post(client, orjson.dumps({"requestId": "nope", "logs": []}))
     assert status == 404
     assert "'nope'" in problem["detail"]
+    good = orjson.dumps({"requestId": command["requestId"], "logs": LOGS})
+    assert (await post(client, good))[0] == 200
+    assert (await caller)[1]["logs"] == LOGS
+
+
+async def test_result_from_a_camera_with_no_work_is_404_before_its_body(client: Client) -> None:
+    await poll_json_after_hold(client)
+    status, problem, _ = await post(client, orjson.dumps({"requestId": "nope", "logs": []}))
+    assert status == 404
+    assert "no command awaiting a result" in problem["detail"]
 
 
 async def poll_json_after_hold(client: Client) -> None:
@@ -155,7 +165,7 @@ async def poll_json_after_hold(client: Client) -> None:
         (b"{not json", "valid JSON"),
         (b"[]", "JSON object"),
         (b"null", "JSON object"),
-        (b'{"requestId": "x"}', "logs is required"),
+        (b'{"requestId": null}', "logs is required"),
         (b'{"logs": {}}', "logs must be an array"),
         (b'{"logs": "x"}', "logs must be an array"),
         (b'{"logs": [1]}', "logs[0] must be an object"),
@@ -219,6 +229,7 @@ async def test_body_over_the_limit_is_413(make_client: MakeClient) -> None:
 
 async def test_chunked_body_over_the_limit_is_413(make_client: MakeClient) -> None:
     client = await make_client(max_upload_bytes=1024)
+    command, caller = await deliver_command(client)
 
     async def chunks() -> Any:
         for _ in range(10):
@@ -229,6 +240,10 @@ async def test_chunked_body_over_the_limit_is_413(make_client: MakeClient) -> No
     ) as response:
         assert response.status == 413
         assert response.content_type == "application/problem+json"
+    assert (await post(client, orjson.dumps({"requestId": command["requestId"], "logs": LOGS})))[
+        0
+    ] == 200
+    assert (await caller)[1]["logs"] == LOGS
 
 
 async def test_default_upload_limit_takes_a_day_of_logs(client: Client) -> None:
@@ -249,7 +264,8 @@ async def test_default_upload_limit_takes_a_day_of_logs(client: Client) -> None:
         ({"cameraId": "bad id"}, None, b"x" * 2000, 400),  # cameraId before content type
         ({}, "text/plain", b"x" * 2000, 415),  # content type before size
         ({}, "application/json", b"x" * 2000, 413),  # size before body
-        ({}, "application/json", b'{"requestId": "zzz"}', 400),  # body before look-up
+        # the exception: nobody awaits a result from this camera, so its body is not read
+        ({}, "application/json", b'{"requestId": "zzz"}', 404),
     ],
 )
 async def test_order_of_checks(

@@ -8,7 +8,18 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SCENARIOS = {"latency", "burst", "fleet", "console", "fanout", "biglog", "soak", "flood"}
+SCENARIOS = {
+    "latency",
+    "burst",
+    "fleet",
+    "console",
+    "fanout",
+    "biglog",
+    "soak",
+    "flood",
+    "idle",
+    "bigfleet",
+}
 #: a guard against a hang, not a speed check (speed is what the benchmarks measure)
 HANG_GUARD_SECONDS = 120.0
 

@@ -25,7 +25,7 @@ from server.relay import (
     UnknownRequest,
 )
 from tests.conftest import assert_relay_idle
-from tests.helpers import wait_until
+from tests.helpers import fetch, log_result, wait_until
 
 CONFIG = RelayConfig(
     poll_hold_seconds=5.0,
@@ -73,42 +73,42 @@ async def test_held_poll_answers_noop_after_the_hold() -> None:
 
 async def test_poll_gets_queued_work_with_both_bounds_finite(relay: Relay) -> None:
     first = await connect(relay)
-    caller = spawn(relay.fetch_logs("default", TimeRange(None, 50.0)))
+    caller = spawn(fetch(relay, "default", TimeRange(None, 50.0)))
     command = await first
     assert command is not None
     assert command.time_range == TimeRange(None, 50.0)
     assert (command.time_range.wire_start, command.time_range.wire_end) == (-WIRE_MAX, 50.0)
     assert len(command.request_id) == 32  # 128 random bits, hex
-    relay.submit_result("default", command.request_id, LOGS)
+    relay.submit_result("default", command.request_id, log_result(LOGS))
     assert await caller == entries(0, 10, 20, 30, 40, 50)
     assert_relay_idle(relay)
 
 
 async def test_unbounded_request_goes_out_as_extreme_finite_doubles(relay: Relay) -> None:
     poll = await connect(relay)
-    caller = spawn(relay.fetch_logs("default", TimeRange()))
+    caller = spawn(fetch(relay, "default", TimeRange()))
     command = await poll
     assert command is not None
     assert command.time_range.wire_start == -1.7976931348623157e308
     assert command.time_range.wire_end == 1.7976931348623157e308
-    relay.submit_result("default", command.request_id, LOGS)
+    relay.submit_result("default", command.request_id, log_result(LOGS))
     assert await caller == LOGS
 
 
 async def test_work_waiting_is_answered_at_once_on_the_next_poll(relay: Relay) -> None:
     first = await connect(relay)
-    caller_a = spawn(relay.fetch_logs("default", TimeRange(10.0, 20.0)))
+    caller_a = spawn(fetch(relay, "default", TimeRange(10.0, 20.0)))
     command_a = await first
     assert command_b_is_pending(relay)
-    caller_b = spawn(relay.fetch_logs("default", TimeRange(30.0, 30.0)))
+    caller_b = spawn(fetch(relay, "default", TimeRange(30.0, 30.0)))
     await settle()
     assert command_a is not None
-    relay.submit_result("default", command_a.request_id, LOGS)
+    relay.submit_result("default", command_a.request_id, log_result(LOGS))
     assert await caller_a == entries(10, 20)
     command_b = await relay.poll("default")  # caller_b's work is waiting: no hold
     assert command_b is not None
     assert command_b.time_range == TimeRange(30.0, 30.0)
-    relay.submit_result("default", command_b.request_id, LOGS)
+    relay.submit_result("default", command_b.request_id, log_result(LOGS))
     assert await caller_b == entries(30)
 
 
@@ -123,21 +123,21 @@ async def test_newest_poll_wins_and_the_older_gets_superseded(relay: Relay) -> N
     with pytest.raises(PollSuperseded):
         await older
     assert relay.cameras()[0].polling
-    caller = spawn(relay.fetch_logs("default", TimeRange()))
+    caller = spawn(fetch(relay, "default", TimeRange()))
     command = await newer
     assert command is not None
-    relay.submit_result("default", command.request_id, LOGS)
+    relay.submit_result("default", command.request_id, log_result(LOGS))
     assert await caller == LOGS
 
 
 async def test_unanswered_command_is_redelivered_with_the_same_id(relay: Relay) -> None:
     first = await connect(relay)
-    caller = spawn(relay.fetch_logs("default", TimeRange(20.0, 40.0)))
+    caller = spawn(fetch(relay, "default", TimeRange(20.0, 40.0)))
     delivered = await first
     assert delivered is not None
     again = await relay.poll("default")
     assert again == delivered
-    relay.submit_result("default", delivered.request_id, LOGS)
+    relay.submit_result("default", delivered.request_id, log_result(LOGS))
     assert await caller == entries(20, 30, 40)
     assert_relay_idle(relay)
 
@@ -146,7 +146,7 @@ async def test_poll_dropped_as_the_command_goes_out_gets_it_on_the_next_poll(
     relay: Relay,
 ) -> None:
     first = await connect(relay)
-    caller = spawn(relay.fetch_logs("default", TimeRange(0.0, 10.0)))
+    caller = spawn(fetch(relay, "default", TimeRange(0.0, 10.0)))
     await asyncio.sleep(0)  # the caller's step sets the command on the poll ...
     assert not first.done()
     first.cancel()  # ... and the connection drops before the poll's task writes it
@@ -155,7 +155,7 @@ async def test_poll_dropped_as_the_command_goes_out_gets_it_on_the_next_poll(
     command = await relay.poll("default")
     assert command is not None
     assert command.time_range == TimeRange(0.0, 10.0)
-    relay.submit_result("default", command.request_id, LOGS)
+    relay.submit_result("default", command.request_id, log_result(LOGS))
     assert await caller == entries(0, 10)
 
 
@@ -164,7 +164,7 @@ async def test_hold_timer_firing_just_after_work_was_handed_out(relay: Relay) ->
     session = relay.session("default")
     assert session is not None
     [held] = session._polls
-    caller = spawn(relay.fetch_logs("default", TimeRange(50.0, 60.0)))
+    caller = spawn(fetch(relay, "default", TimeRange(50.0, 60.0)))
     await settle()
     assert held.future.done()
     # The hold's deadline passes in the same instant: its callback runs after the
@@ -173,7 +173,7 @@ async def test_hold_timer_firing_just_after_work_was_handed_out(relay: Relay) ->
     command = await poll_task
     assert command is not None
     assert command.time_range == TimeRange(50.0, 60.0)
-    relay.submit_result("default", command.request_id, LOGS)
+    relay.submit_result("default", command.request_id, log_result(LOGS))
     assert await caller == entries(50, 60)
 
 
@@ -182,11 +182,11 @@ async def test_hold_expiring_first_leaves_the_work_for_the_next_poll() -> None:
     assert await relay.poll("default") is None
     # Polling again right away, as a camera does: the caller who came between the
     # two polls is served by the second.
-    caller = spawn(relay.fetch_logs("default", TimeRange(0.0, 0.0)))
+    caller = spawn(fetch(relay, "default", TimeRange(0.0, 0.0)))
     await settle()
     command = await relay.poll("default")
     assert command is not None
-    relay.submit_result("default", command.request_id, LOGS)
+    relay.submit_result("default", command.request_id, log_result(LOGS))
     assert await caller == entries(0)
 
 
@@ -194,23 +194,23 @@ async def test_result_without_request_id_answers_the_one_unanswered_command(
     relay: Relay,
 ) -> None:
     poll = await connect(relay)
-    caller = spawn(relay.fetch_logs("default", TimeRange(90.0, None)))
+    caller = spawn(fetch(relay, "default", TimeRange(90.0, None)))
     command = await poll
     assert command is not None
-    receipt = relay.submit_result("default", None, LOGS)
+    receipt = relay.submit_result("default", None, log_result(LOGS))
     assert (receipt.outcome, receipt.request_id) == (ResultOutcome.ACCEPTED, command.request_id)
     assert await caller == entries(90)
     with pytest.raises(UnknownRequest):
-        relay.submit_result("default", None, LOGS)
+        relay.submit_result("default", None, log_result(LOGS))
 
 
 async def test_duplicate_result_is_acknowledged_and_the_first_wins(relay: Relay) -> None:
     poll = await connect(relay)
-    caller = spawn(relay.fetch_logs("default", TimeRange()))
+    caller = spawn(fetch(relay, "default", TimeRange()))
     command = await poll
     assert command is not None
-    first = relay.submit_result("default", command.request_id, LOGS[:2])
-    second = relay.submit_result("default", command.request_id, LOGS)
+    first = relay.submit_result("default", command.request_id, log_result(LOGS[:2]))
+    second = relay.submit_result("default", command.request_id, log_result(LOGS))
     assert first.outcome is ResultOutcome.ACCEPTED
     assert second.outcome is ResultOutcome.DUPLICATE
     assert await caller == LOGS[:2]
@@ -219,17 +219,17 @@ async def test_duplicate_result_is_acknowledged_and_the_first_wins(relay: Relay)
 async def test_result_for_unknown_id_or_other_camera_is_rejected(relay: Relay) -> None:
     poll_a = await connect(relay, "cam-a")
     await connect_and_forget(relay, "cam-b")
-    caller = spawn(relay.fetch_logs("cam-a", TimeRange()))
+    caller = spawn(fetch(relay, "cam-a", TimeRange()))
     command = await poll_a
     assert command is not None
     with pytest.raises(UnknownRequest, match="issued to another camera"):
-        relay.submit_result("cam-b", command.request_id, [])
+        relay.submit_result("cam-b", command.request_id, log_result([]))
     with pytest.raises(UnknownRequest):
-        relay.submit_result("cam-a", "f" * 32, [])
+        relay.submit_result("cam-a", "f" * 32, log_result([]))
     with pytest.raises(UnknownRequest):
-        relay.submit_result("never-seen", command.request_id, [])
+        relay.submit_result("never-seen", command.request_id, log_result([]))
     # The wrong attempts changed nothing: the real result still gets through.
-    relay.submit_result("cam-a", command.request_id, LOGS)
+    relay.submit_result("cam-a", command.request_id, log_result(LOGS))
     assert await caller == LOGS
 
 
@@ -241,7 +241,7 @@ async def connect_and_forget(relay: Relay, camera_id: str) -> None:
 
 async def test_burst_is_coalesced_into_one_command_with_exact_slices(relay: Relay) -> None:
     first_poll = await connect(relay)
-    first = spawn(relay.fetch_logs("default", TimeRange(0.0, 0.0)))
+    first = spawn(fetch(relay, "default", TimeRange(0.0, 0.0)))
     first_command = await first_poll
     assert first_command is not None
     # Callers that arrive while the first command is out share the next one.
@@ -251,15 +251,15 @@ async def test_burst_is_coalesced_into_one_command_with_exact_slices(relay: Rela
         TimeRange(70.0, None),
         TimeRange(35, 36),
     ]
-    burst = [spawn(relay.fetch_logs("default", r)) for r in ranges]
+    burst = [spawn(fetch(relay, "default", r)) for r in ranges]
     await settle()
     assert relay.cameras()[0].waiting == 4
-    relay.submit_result("default", first_command.request_id, LOGS)
+    relay.submit_result("default", first_command.request_id, log_result(LOGS))
     assert await first == entries(0)
     second_command = await relay.poll("default")
     assert second_command is not None
     assert second_command.time_range == TimeRange(None, None)
-    relay.submit_result("default", second_command.request_id, LOGS)
+    relay.submit_result("default", second_command.request_id, log_result(LOGS))
     assert await burst[0] == entries(10, 20)
     assert await burst[1] == entries(0, 10)
     assert await burst[2] == entries(70, 80, 90)
@@ -269,34 +269,34 @@ async def test_burst_is_coalesced_into_one_command_with_exact_slices(relay: Rela
 
 async def test_union_of_bounded_ranges_is_bounded(relay: Relay) -> None:
     first_poll = await connect(relay)
-    first = spawn(relay.fetch_logs("default", TimeRange(0.0, 0.0)))
+    first = spawn(fetch(relay, "default", TimeRange(0.0, 0.0)))
     first_command = await first_poll
     assert first_command is not None
-    burst = [spawn(relay.fetch_logs("default", TimeRange(a, b))) for a, b in [(30, 40), (20, 25)]]
+    burst = [spawn(fetch(relay, "default", TimeRange(a, b))) for a, b in [(30, 40), (20, 25)]]
     await settle()
-    relay.submit_result("default", first_command.request_id, LOGS)
+    relay.submit_result("default", first_command.request_id, log_result(LOGS))
     await first
     command = await relay.poll("default")
     assert command is not None
     assert command.time_range == TimeRange(20.0, 40.0)
-    relay.submit_result("default", command.request_id, LOGS)
+    relay.submit_result("default", command.request_id, log_result(LOGS))
     assert [await task for task in burst] == [entries(30, 40), entries(20)]
 
 
 async def test_caller_arriving_after_the_command_left_waits_for_the_next(relay: Relay) -> None:
     poll = await connect(relay)
-    early = spawn(relay.fetch_logs("default", TimeRange(0.0, 100.0)))
+    early = spawn(fetch(relay, "default", TimeRange(0.0, 100.0)))
     command = await poll
-    late = spawn(relay.fetch_logs("default", TimeRange(0.0, 100.0)))
+    late = spawn(fetch(relay, "default", TimeRange(0.0, 100.0)))
     await settle()
     assert command is not None
-    relay.submit_result("default", command.request_id, LOGS[:3])
+    relay.submit_result("default", command.request_id, log_result(LOGS[:3]))
     assert await early == LOGS[:3]
     assert not late.done()  # not served from the older snapshot
     second = await relay.poll("default")
     assert second is not None
     assert second.request_id != command.request_id
-    relay.submit_result("default", second.request_id, LOGS)
+    relay.submit_result("default", second.request_id, log_result(LOGS))
     assert await late == LOGS
 
 
@@ -304,7 +304,7 @@ async def test_never_seen_camera_is_offline_at_once(relay: Relay) -> None:
     loop = asyncio.get_running_loop()
     started = loop.time()
     with pytest.raises(CameraOffline, match="has not connected"):
-        await relay.fetch_logs("ghost", TimeRange())
+        await fetch(relay, "ghost", TimeRange())
     assert loop.time() - started < 0.1
     assert relay.cameras() == []
 
@@ -315,7 +315,7 @@ async def test_camera_that_just_left_gets_503_after_the_connect_timeout() -> Non
     loop = asyncio.get_running_loop()
     started = loop.time()
     with pytest.raises(CameraOffline, match="did not pick up"):
-        await relay.fetch_logs("default", TimeRange())
+        await fetch(relay, "default", TimeRange())
     waited = loop.time() - started
     assert 0.18 <= waited < 0.35  # the connect timeout, not twice it
     assert_relay_idle(relay)
@@ -326,26 +326,26 @@ async def test_camera_long_gone_is_offline_at_once() -> None:
     await connect_and_forget(relay, "default")
     await asyncio.sleep(0.06)  # let the last-seen time age past the connect timeout
     with pytest.raises(CameraOffline, match="is offline"):
-        await relay.fetch_logs("default", TimeRange())
+        await fetch(relay, "default", TimeRange())
     assert relay.cameras()[0].online is False
 
 
 async def test_no_result_in_time_is_a_timeout_and_the_late_result_is_rejected() -> None:
     relay = Relay(RelayConfig(response_timeout_seconds=0.1))
     poll = await connect(relay)
-    caller = spawn(relay.fetch_logs("default", TimeRange()))
+    caller = spawn(fetch(relay, "default", TimeRange()))
     command = await poll
     assert command is not None
     with pytest.raises(CameraTimeout):
         await caller
     with pytest.raises(UnknownRequest):
-        relay.submit_result("default", command.request_id, LOGS)
+        relay.submit_result("default", command.request_id, log_result(LOGS))
     assert_relay_idle(relay)
 
 
 async def test_queued_caller_that_leaves_is_never_sent(relay: Relay) -> None:
     await connect_and_forget(relay, "default")
-    caller = spawn(relay.fetch_logs("default", TimeRange(1.0, 2.0)))
+    caller = spawn(fetch(relay, "default", TimeRange(1.0, 2.0)))
     await settle()
     caller.cancel()
     await asyncio.gather(caller, return_exceptions=True)
@@ -358,7 +358,7 @@ async def test_queued_caller_that_leaves_is_never_sent(relay: Relay) -> None:
 
 async def test_delivered_command_nobody_waits_for_is_forgotten(relay: Relay) -> None:
     poll = await connect(relay)
-    caller = spawn(relay.fetch_logs("default", TimeRange()))
+    caller = spawn(fetch(relay, "default", TimeRange()))
     command = await poll
     assert command is not None
     caller.cancel()
@@ -367,36 +367,36 @@ async def test_delivered_command_nobody_waits_for_is_forgotten(relay: Relay) -> 
     next_poll = await connect(relay)
     assert not next_poll.done()  # not redelivered
     with pytest.raises(UnknownRequest):
-        relay.submit_result("default", command.request_id, LOGS)
+        relay.submit_result("default", command.request_id, log_result(LOGS))
     next_poll.cancel()
     await asyncio.gather(next_poll, return_exceptions=True)
 
 
 async def test_one_caller_leaving_does_not_cancel_the_others(relay: Relay) -> None:
     first_poll = await connect(relay)
-    first = spawn(relay.fetch_logs("default", TimeRange(0.0, 0.0)))
+    first = spawn(fetch(relay, "default", TimeRange(0.0, 0.0)))
     first_command = await first_poll
     assert first_command is not None
-    stays = spawn(relay.fetch_logs("default", TimeRange(10.0, 10.0)))
-    leaves = spawn(relay.fetch_logs("default", TimeRange(20.0, 20.0)))
+    stays = spawn(fetch(relay, "default", TimeRange(10.0, 10.0)))
+    leaves = spawn(fetch(relay, "default", TimeRange(20.0, 20.0)))
     await settle()
-    relay.submit_result("default", first_command.request_id, LOGS)
+    relay.submit_result("default", first_command.request_id, log_result(LOGS))
     await first
     command = await relay.poll("default")
     leaves.cancel()
     await asyncio.gather(leaves, return_exceptions=True)
     assert command is not None
-    relay.submit_result("default", command.request_id, LOGS)
+    relay.submit_result("default", command.request_id, log_result(LOGS))
     assert await stays == entries(10)
 
 
 async def test_full_queue_turns_callers_away() -> None:
     relay = Relay(RelayConfig(max_waiting_per_camera=2))
     await connect_and_forget(relay, "default")
-    waiting = [spawn(relay.fetch_logs("default", TimeRange())) for _ in range(2)]
+    waiting = [spawn(fetch(relay, "default", TimeRange())) for _ in range(2)]
     await settle()
     with pytest.raises(QueueFull):
-        await relay.fetch_logs("default", TimeRange())
+        await fetch(relay, "default", TimeRange())
     for task in waiting:
         task.cancel()
     await asyncio.gather(*waiting, return_exceptions=True)
@@ -405,9 +405,9 @@ async def test_full_queue_turns_callers_away() -> None:
 async def test_close_answers_polls_noop_and_callers_shutting_down(relay: Relay) -> None:
     poll_a = await connect(relay, "cam-a")
     poll_b = await connect(relay, "cam-b")
-    in_flight = spawn(relay.fetch_logs("cam-a", TimeRange()))
+    in_flight = spawn(fetch(relay, "cam-a", TimeRange()))
     await poll_a
-    queued = spawn(relay.fetch_logs("cam-a", TimeRange()))
+    queued = spawn(fetch(relay, "cam-a", TimeRange()))
     await settle()
     relay.close()
     assert await poll_b is None
@@ -417,7 +417,7 @@ async def test_close_answers_polls_noop_and_callers_shutting_down(relay: Relay) 
     with pytest.raises(ShuttingDown):
         await relay.poll("cam-a")
     with pytest.raises(ShuttingDown):
-        await relay.fetch_logs("cam-a", TimeRange())
+        await fetch(relay, "cam-a", TimeRange())
     assert_relay_idle(relay)
 
 
@@ -435,10 +435,10 @@ async def test_sweep_drops_idle_cameras_past_retention() -> None:
 async def answer_one_command(relay: Relay, camera_id: str) -> None:
     """The camera polls, takes a command and answers it: it has answered a command."""
     poll = await connect(relay, camera_id)
-    caller = spawn(relay.fetch_logs(camera_id, TimeRange()))
+    caller = spawn(fetch(relay, camera_id, TimeRange()))
     command = await poll
     assert command is not None
-    relay.submit_result(camera_id, command.request_id, LOGS)
+    relay.submit_result(camera_id, command.request_id, log_result(LOGS))
     assert await caller == LOGS
 
 

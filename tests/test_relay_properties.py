@@ -48,6 +48,7 @@ from server.relay import (
     UnknownRequest,
 )
 from tests.conftest import assert_relay_idle
+from tests.helpers import fetch, log_result
 
 CONFIG = RelayConfig(
     poll_hold_seconds=0.03,
@@ -331,7 +332,7 @@ async def run_call(world: World, record: CallerRecord) -> list[dict[str, Any]]:
     record.started = loop.time()
     record.arrived_at = next(world.clock)  # enqueue happens in this same step, below
     try:
-        return await world.relay.fetch_logs(record.camera, record.time_range)
+        return await fetch(world.relay, record.camera, record.time_range)
     finally:
         record.ended = loop.time()
 
@@ -365,7 +366,7 @@ def answer(world: World, op: Answer) -> None:
     world.results.append(posted)
     unanswered = set(world.observer.unanswered[op.camera])
     try:
-        receipt = world.relay.submit_result(op.camera, request_id, logs)
+        receipt = world.relay.submit_result(op.camera, request_id, log_result(logs))
     except UnknownRequest:
         assert op.kind != "none" or not unanswered, "an id-less result found no command"
         assert request_id not in unanswered, "a result for an unanswered command was refused"

@@ -24,6 +24,8 @@ def test_defaults_match_the_protocol() -> None:
     assert settings.camera_retention_seconds == 3600
     assert (settings.api_token, settings.camera_secret) == (None, None)
     assert settings.log_level == "INFO"
+    assert settings.header_timeout_seconds == 10
+    assert settings.keepalive_timeout_seconds == 15
 
 
 def test_values_are_read() -> None:
@@ -42,6 +44,8 @@ def test_values_are_read() -> None:
             "CAMERA_SECRET": "sec",
             "LOG_LEVEL": "debug",
             "LOG_FORMAT": "json",
+            "HEADER_TIMEOUT_SECONDS": "2.5",
+            "KEEPALIVE_TIMEOUT_SECONDS": "4",
         }
     )
     assert settings == Settings(
@@ -58,6 +62,8 @@ def test_values_are_read() -> None:
         camera_secret="sec",
         log_level="DEBUG",
         log_format="json",
+        header_timeout_seconds=2.5,
+        keepalive_timeout_seconds=4,
     )
 
 
@@ -82,6 +88,20 @@ def test_values_are_read() -> None:
         ({"CAMERA_RETENTION_SECONDS": "39"}, "CAMERA_RETENTION_SECONDS"),
         ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+        ({"HEADER_TIMEOUT_SECONDS": "0"}, "HEADER_TIMEOUT_SECONDS"),
+        ({"HEADER_TIMEOUT_SECONDS": "soon"}, "HEADER_TIMEOUT_SECONDS"),
+        ({"KEEPALIVE_TIMEOUT_SECONDS": "-1"}, "KEEPALIVE_TIMEOUT_SECONDS"),
+        ({"KEEPALIVE_TIMEOUT_SECONDS": "nan"}, "KEEPALIVE_TIMEOUT_SECONDS"),
+        ({"MAX_RESULT_BYTES_IN_FLIGHT": "lots"}, "MAX_RESULT_BYTES_IN_FLIGHT"),
+        ({"MAX_RESULT_BYTES_IN_FLIGHT": "0"}, "MAX_RESULT_BYTES_IN_FLIGHT"),
+        (
+            {"MAX_RESULT_BYTES_IN_FLIGHT": "999", "MAX_UPLOAD_BYTES": "1000"},
+            "MAX_RESULT_BYTES_IN_FLIGHT",
+        ),
+        ({"BODY_TIMEOUT_SECONDS": "0"}, "BODY_TIMEOUT_SECONDS"),
+        ({"BODY_TIMEOUT_SECONDS": "nan"}, "BODY_TIMEOUT_SECONDS"),
+        ({"WRITE_TIMEOUT_SECONDS": "-1"}, "WRITE_TIMEOUT_SECONDS"),
+        ({"WRITE_TIMEOUT_SECONDS": "soon"}, "WRITE_TIMEOUT_SECONDS"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:
@@ -143,3 +163,19 @@ def test_the_registry_settings_reach_the_relay() -> None:
     assert config.refusal_delay_seconds == 1.0
     # a camera that never answered a command: kept for the hold plus the connect timeout
     assert config.unanswered_retention_seconds == 30
+
+
+def test_result_limits_are_read_and_default_to_eight_uploads() -> None:
+    assert Settings.from_env({}).result_budget_bytes == 8 * 67108864
+    assert Settings.from_env({"MAX_UPLOAD_BYTES": "1000"}).result_budget_bytes == 8000
+    settings = Settings.from_env(
+        {
+            "MAX_UPLOAD_BYTES": "1000",
+            "MAX_RESULT_BYTES_IN_FLIGHT": "1000",
+            "BODY_TIMEOUT_SECONDS": "2.5",
+            "WRITE_TIMEOUT_SECONDS": "7",
+        }
+    )
+    assert settings.result_budget_bytes == 1000
+    assert (settings.body_timeout_seconds, settings.write_timeout_seconds) == (2.5, 7)
+    assert settings.relay_config.max_result_bytes_in_flight == 1000

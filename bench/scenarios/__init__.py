@@ -7,7 +7,18 @@ from typing import Final
 
 from bench.plan import Context
 from bench.result import ScenarioResult
-from bench.scenarios import biglog, burst, console, fanout, fleet, flood, latency, soak
+from bench.scenarios import (
+    bigfleet,
+    biglog,
+    burst,
+    console,
+    fanout,
+    fleet,
+    flood,
+    idle,
+    latency,
+    soak,
+)
 
 __all__ = ["SCENARIOS", "Scenario"]
 
@@ -20,6 +31,8 @@ SCENARIOS: Final[dict[str, Scenario]] = {
     console.NAME: console.run,
     fanout.NAME: fanout.run,
     biglog.NAME: biglog.run,
+    bigfleet.NAME: bigfleet.run,
     soak.NAME: soak.run,
     flood.NAME: flood.run,
+    idle.NAME: idle.run,
 }

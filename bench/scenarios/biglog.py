@@ -2,7 +2,9 @@
 
 After a warm-up call the server's ``VmHWM`` is reset to its current RSS
 (``/proc/<pid>/clear_refs``), so the peak read afterwards is the call's own.
-Payload = the ``/logs`` body the user receives.
+Payload = the ``/logs`` body the user receives. ``/healthz`` is asked back to
+back during each call: its worst latency shows whether reading the upload
+stalls the event loop.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Final
 import orjson
 
 from bench.fixtures import log_camera, relay_server
-from bench.http import client_session, fetch
+from bench.http import client_session, fetch, healthz_watch
 from bench.logdata import BASE, make_log
 from bench.plan import Context
 from bench.procstat import reset_peak_rss
@@ -31,6 +33,7 @@ async def run(ctx: Context) -> ScenarioResult:
     result = ScenarioResult(NAME)
     entries = make_log(plan.biglog_entries)
     ratios: list[float] = []
+    healthz_worst: list[float] = []
     async with (
         relay_server(ctx) as server,
         log_camera(ctx, server, plan.biglog_entries, CAMERA_ID) as camera,
@@ -45,8 +48,11 @@ async def run(ctx: Context) -> ScenarioResult:
             if not reset_peak_rss(server.pid):
                 result.notes.append("could not reset VmHWM: the peak includes start-up")
             base = server.memory().rss
-            reply = await fetch(http, url, {"cameraId": CAMERA_ID})
+            async with client_session() as probe, healthz_watch(probe, server.url) as latencies:
+                reply = await fetch(http, url, {"cameraId": CAMERA_ID})
             peak = server.memory().hwm
+            if latencies:
+                healthz_worst.append(max(latencies))
             if reply.status != 200:
                 result.error(f"/logs answered {reply.status}: {reply.body[:200]!r}")
                 continue
@@ -59,6 +65,8 @@ async def run(ctx: Context) -> ScenarioResult:
             result.figure(f"{tag} server RSS before MB", round(base / MB, 1))
             result.figure(f"{tag} server peak growth MB", round(growth / MB, 1))
             result.figure(f"{tag} server RSS after MB", round(server.memory().rss / MB, 1))
+            if latencies:
+                result.figure(f"{tag} /healthz max ms", round(max(latencies) * 1000, 1))
             result.figure("payload MB", round(len(reply.body) / MB, 2))
         await camera.wait_commands(1 + plan.biglog_runs)
         if camera.bytes_sent:
@@ -69,6 +77,14 @@ async def run(ctx: Context) -> ScenarioResult:
     result.target("answered", len(ratios), ">=", plan.biglog_runs)
     if ratios:
         result.target(
-            "peak RSS growth / payload (worst run)", round(max(ratios), 2), "<=", 4.0, "x"
+            "peak RSS growth / payload (worst run)", round(max(ratios), 2), "<=", 1.5, "x"
+        )
+    if healthz_worst:
+        result.target(
+            "/healthz max latency during the call",
+            round(max(healthz_worst) * 1000, 1),
+            "<=",
+            100,
+            "ms",
         )
     return result

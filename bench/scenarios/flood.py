@@ -77,14 +77,17 @@ async def run(ctx: Context) -> ScenarioResult:
     result = ScenarioResult(NAME)
     cap = plan.flood_max_cameras
     hold, connect = plan.flood_poll_hold_seconds, plan.flood_connect_timeout_seconds
-    settings = {
-        "MAX_CAMERAS": str(cap),
-        "POLL_HOLD_SECONDS": f"{hold:g}",
-        "CONNECT_TIMEOUT_SECONDS": f"{connect:g}",
-        "LOG_LEVEL": "INFO",
-    }
     probe = Probe()
-    async with relay_server(ctx, **settings) as server, client_session() as http:
+    async with (
+        relay_server(
+            ctx,
+            MAX_CAMERAS=str(cap),
+            POLL_HOLD_SECONDS=f"{hold:g}",
+            CONNECT_TIMEOUT_SECONDS=f"{connect:g}",
+            LOG_LEVEL="INFO",
+        ) as server,
+        client_session() as http,
+    ):
         await asyncio.sleep(0.5)
         before = server.memory().rss
         reset_peak_rss(server.pid)

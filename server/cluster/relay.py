@@ -13,20 +13,22 @@ import itertools
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 import orjson
 from redis.exceptions import RedisError
 
+from ..logscan import ResultBodyError
 from ..relay import (
     Caller,
     CameraOffline,
     CameraStatus,
     CameraTimeout,
     Command,
-    LogEntry,
+    LogResult,
+    LogSelection,
     Receipt,
     Relay,
     RelayConfig,
@@ -34,17 +36,21 @@ from ..relay import (
     RelayObserver,
     RelayStats,
     ResultOutcome,
+    ResultUpload,
     SessionWork,
     ShuttingDown,
     TimeRange,
     UnknownRequest,
 )
+from ..relay.relay import FIRST_RESERVATION_BYTES
 from . import messages as m
 from .bus import Bus, RedisDown
 from .errors import ClusterUnavailable
 from .membership import Membership
 from .observer import ClusterObserver
+from .payload import result_bytes, result_from
 from .registry import CameraEntry, Registry
+from .upload import ForwardedUpload
 
 logger = logging.getLogger("camrelay.cluster")
 T = TypeVar("T")
@@ -78,26 +84,17 @@ class Waiter:
     __slots__ = ("camera_id", "future", "home", "orphaned_at", "ref", "time_range")
 
     def __init__(
-        self, ref: str, camera_id: str, time_range: TimeRange, future: asyncio.Future[bytes]
+        self, ref: str, camera_id: str, time_range: TimeRange, future: asyncio.Future[LogResult]
     ) -> None:
         self.ref = ref
         self.camera_id = camera_id
         self.time_range = time_range
-        #: the result body (the camera's JSON array), or the relay error
+        #: the result (with a hold for this caller), or the relay error
         self.future = future
         #: the node holding its work (its camera's home)
         self.home = ""
         #: loop time its home was found dead, if it was
         self.orphaned_at: float | None = None
-
-
-def result_body(logs: list[LogEntry]) -> bytes:
-    return orjson.dumps(logs)
-
-
-def logs_of(body: bytes) -> list[LogEntry]:
-    logs: list[LogEntry] = orjson.loads(body)
-    return logs
 
 
 class ClusterRelay(Relay):
@@ -139,7 +136,7 @@ class ClusterRelay(Relay):
         #: cameras whose status changed since the last write to Redis
         self._dirty: set[str] = set()
         #: outcomes to send, by (node, result): one message per node for a shared result
-        self._outgoing_results: dict[tuple[str, int], tuple[bytes, list[str]]] = {}
+        self._outgoing_results: dict[tuple[str, LogResult], list[str]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._parking_task: asyncio.Task[None] | None = None
         self._was_up = True
@@ -237,9 +234,13 @@ class ClusterRelay(Relay):
             await self._claim(camera_id)
         self._dirty.add(camera_id)
         try:
-            return await super().poll(camera_id)
+            command = await super().poll(camera_id)
         finally:
             self._dirty.add(camera_id)
+        if command is not None:
+            # Other nodes must know a result is due before the camera can post it.
+            await self._flush()
+        return command
 
     async def _claim(self, camera_id: str) -> None:
         """Become the camera's home; take its work from the old home (or where it was parked)."""
@@ -295,12 +296,30 @@ class ClusterRelay(Relay):
 
     # ------------------------------------------------------------------ results
 
-    async def accept_result(
-        self, camera_id: str, request_id: str | None, logs: list[LogEntry]
-    ) -> Receipt:
-        if camera_id in self._sessions or self._closed:
-            return self.submit_result(camera_id, request_id, logs)
-        return await self.forward_result(camera_id, request_id, result_body(logs))
+    @contextlib.asynccontextmanager
+    async def receive_result(
+        self, camera_id: str, declared_bytes: int | None
+    ) -> AsyncIterator[ResultUpload]:
+        """A result posted here: taken here if the camera is homed here, else read,
+        checked and forwarded to its home (404 before the body when the home expects
+        no result from this camera)."""
+        if self._closed or camera_id in self._sessions:
+            async with super().receive_result(camera_id, declared_bytes) as upload:
+                yield upload
+            return
+        entry = await self._entry(camera_id)
+        if entry is None or not entry.expect or not await self.members.confirm_alive(entry.home):
+            self._observer.upload_refused(camera_id, body_read=False)
+            self._observer.result_received(camera_id, ResultOutcome.LATE)
+            raise UnknownRequest(
+                f"camera {camera_id!r} has no command awaiting a result; poll first"
+            )
+        reservation = await self.budget.reserve(declared_bytes or FIRST_RESERVATION_BYTES)
+        forwarded = ForwardedUpload(functools.partial(self.forward_result, camera_id), reservation)
+        try:
+            yield forwarded
+        finally:
+            forwarded.close()
 
     async def forward_result(self, camera_id: str, request_id: str | None, body: bytes) -> Receipt:
         """A result posted here for a camera homed elsewhere: the home's receipt."""
@@ -334,12 +353,13 @@ class ClusterRelay(Relay):
 
     # ================================================================ user side
 
-    async def fetch_logs(self, camera_id: str, time_range: TimeRange) -> list[LogEntry]:
+    async def fetch_logs(self, camera_id: str, time_range: TimeRange) -> LogSelection:
         if self._closed:
             raise ShuttingDown("the server is shutting down; retry in a few seconds")
         ref = next(self._refs)
         waiter = Waiter(ref, camera_id, time_range, asyncio.get_running_loop().create_future())
         self._waiters[ref] = waiter
+        result: LogResult | None = None
         try:
             if camera_id in self._sessions:
                 self._enqueue_here(camera_id, ref, time_range, None)
@@ -347,14 +367,20 @@ class ClusterRelay(Relay):
             else:
                 await self._place(waiter)
             async with asyncio.timeout(self.config.longest_logs_wait + HOP_SLACK_SECONDS):
-                body = await waiter.future
+                result = await waiter.future
         except TimeoutError:
             raise CameraTimeout(f"camera {camera_id!r} sent no result in time") from None
         finally:
             del self._waiters[ref]
-            if not waiter.future.done():
+            future = waiter.future
+            if not future.done():
                 self._withdraw(waiter)
-        return time_range.select(logs_of(body))
+            elif result is None and not future.cancelled() and future.exception() is None:
+                future.result().release()  # cancelled as the result came
+        try:
+            return result.select(time_range)
+        finally:
+            result.release()
 
     async def _place(self, waiter: Waiter) -> None:
         """Send a caller's work to its camera's home (raises when it cannot be served)."""
@@ -429,24 +455,29 @@ class ClusterRelay(Relay):
         else:
             self._send_error(caller.ref, error)
 
-    def _send_result(self, ref: str, logs: list[LogEntry]) -> None:
+    def _send_result(self, ref: str, result: LogResult) -> None:
+        """Carry a caller's hold on ``result`` to its node."""
         node = _node_of(ref)
         if node == self.node:
-            self._resolve(ref, result_body(logs), None)
+            self._resolve(ref, result, None)
             return
-        key = (node, id(logs))
-        pending = self._outgoing_results.get(key)
-        if pending is None:
+        key = (node, result)
+        refs = self._outgoing_results.get(key)
+        if refs is None:
             # Every caller of one result on one node gets one message (sent next turn).
-            self._outgoing_results[key] = (result_body(logs), [ref])
+            self._outgoing_results[key] = [ref]
             asyncio.get_running_loop().call_soon(self._post_result, key)
         else:
-            pending[1].append(ref)
+            refs.append(ref)
 
-    def _post_result(self, key: tuple[str, int]) -> None:
-        body, refs = self._outgoing_results.pop(key)
+    def _post_result(self, key: tuple[str, LogResult]) -> None:
+        refs = self._outgoing_results.pop(key)
+        node, result = key
+        body = result_bytes(result)
+        for _ in refs:
+            result.release()
         self._forwarded("result")
-        self.bus.post(key[0], m.Outcome(refs=tuple(refs)), body)
+        self.bus.post(node, m.Outcome(refs=tuple(refs)), body)
 
     def _send_error(self, ref: str, error: BaseException) -> None:
         relay_error = error if isinstance(error, RelayError) else CameraOffline(str(error))
@@ -460,14 +491,17 @@ class ClusterRelay(Relay):
                 m.Outcome(refs=(ref,), error=type(relay_error).__name__, detail=relay_error.detail),
             )
 
-    def _resolve(self, ref: str, body: bytes | None, error: RelayError | None) -> None:
+    def _resolve(self, ref: str, result: LogResult | None, error: RelayError | None) -> None:
+        """Answer the caller ``ref`` of this node (a result comes with a hold for it)."""
         waiter = self._waiters.get(ref)
         if waiter is None or waiter.future.done():
+            if result is not None:
+                result.release()
             return
         if error is not None:
             waiter.future.set_exception(error)
-        elif body is not None:
-            waiter.future.set_result(body)
+        elif result is not None:
+            waiter.future.set_result(result)
 
     def _note_moved(self, refs: list[str] | tuple[str, ...], home: str) -> None:
         for ref in refs:
@@ -616,12 +650,21 @@ class ClusterRelay(Relay):
             )
 
     def _on_outcome(self, message: m.Outcome, body: bytes | None) -> None:
-        error = m.error_of(message.error, message.detail) if message.error else None
-        if error is None and body is None:
-            logger.warning("dropped a result message without its body")
+        if message.error:
+            for ref in message.refs:
+                self._resolve(ref, None, m.error_of(message.error, message.detail))
             return
-        for ref in message.refs:
-            self._resolve(ref, body, error)
+        try:
+            result = result_from(body or b"")
+        except ResultBodyError as error:
+            logger.warning("dropped a result message whose body does not parse: %s", error)
+            return
+        try:
+            for ref in message.refs:
+                result.hold()
+                self._resolve(ref, result, None)
+        finally:
+            result.release()
 
     def _on_takeover(self, message: m.Takeover) -> None:
         work = self.hand_over(message.camera, superseded=True)
@@ -650,7 +693,11 @@ class ClusterRelay(Relay):
                 raise UnknownRequest(
                     f"camera {message.camera!r} has no command awaiting a result; poll first"
                 )
-            receipt = self.submit_result(message.camera, message.request_id, logs_of(body or b"[]"))
+            result = result_from(body or b"")
+            try:
+                receipt = self.submit_result(message.camera, message.request_id, result)
+            finally:
+                result.release()
             reply = m.Receipt(
                 ref=message.ref,
                 outcome=receipt.outcome.value,
@@ -659,6 +706,9 @@ class ClusterRelay(Relay):
             )
         except RelayError as error:
             reply = m.Receipt(ref=message.ref, error=type(error).__name__, detail=error.detail)
+        except ResultBodyError as error:
+            logger.warning("dropped a forwarded result whose body does not parse: %s", error)
+            return
         self.bus.post(message.sender, reply)
 
     # ================================================================ the fleet

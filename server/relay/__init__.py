@@ -1,5 +1,6 @@
 """The framework-free relay core: no HTTP, no metrics, no logging framework."""
 
+from .budget import Reservation, ResultBudget
 from .config import RelayConfig
 from .errors import (
     CameraOffline,
@@ -12,12 +13,15 @@ from .errors import (
     UnknownRequest,
 )
 from .handover import InFlightWork, QueuedWork, SessionWork
+from .logresult import CHUNK_BYTES, LogResult, LogSelection
 from .observer import FanOutObserver, RelayObserver, ResultOutcome
 from .relay import Relay, RelayStats
 from .session import Caller, CameraSession, CameraStatus, Command, Receipt, shown
-from .timerange import WIRE_MAX, LogEntry, TimeRange
+from .timerange import WIRE_MAX, TimeRange
+from .upload import ResultUpload
 
 __all__ = [
+    "CHUNK_BYTES",
     "WIRE_MAX",
     "Caller",
     "CameraOffline",
@@ -27,7 +31,8 @@ __all__ = [
     "Command",
     "FanOutObserver",
     "InFlightWork",
-    "LogEntry",
+    "LogResult",
+    "LogSelection",
     "PollSuperseded",
     "QueueFull",
     "QueuedWork",
@@ -38,7 +43,10 @@ __all__ = [
     "RelayError",
     "RelayObserver",
     "RelayStats",
+    "Reservation",
+    "ResultBudget",
     "ResultOutcome",
+    "ResultUpload",
     "SessionWork",
     "ShuttingDown",
     "TimeRange",

@@ -19,6 +19,8 @@ class RelayConfig:
     refusal_delay_seconds: float = 1.0
     #: an idle camera that has answered a command is forgotten once unseen this long
     session_retention_seconds: float = 3600.0
+    #: bytes of results held for callers or being read, their index included
+    max_result_bytes_in_flight: int = 8 * 64 * 1024 * 1024
     #: sessions one sweep slice looks at before it yields to the event loop
     sweep_slice: int = 1000
 

@@ -42,6 +42,12 @@ class RelayObserver:
     def result_received(self, camera_id: str, outcome: ResultOutcome) -> None:
         """A camera posted a result; ``LATE`` covers unknown and expired ids."""
 
+    def upload_refused(self, camera_id: str, *, body_read: bool) -> None:
+        """A result nobody awaits got 404 before (or while) its body was read."""
+
+    def upload_died(self, camera_id: str) -> None:
+        """An upload broke off mid-body (connection lost or the body deadline passed)."""
+
 
 class FanOutObserver(RelayObserver):
     """Forwards every event to several observers."""
@@ -78,3 +84,11 @@ class FanOutObserver(RelayObserver):
     def result_received(self, camera_id: str, outcome: ResultOutcome) -> None:
         for observer in self._observers:
             observer.result_received(camera_id, outcome)
+
+    def upload_refused(self, camera_id: str, *, body_read: bool) -> None:
+        for observer in self._observers:
+            observer.upload_refused(camera_id, body_read=body_read)
+
+    def upload_died(self, camera_id: str) -> None:
+        for observer in self._observers:
+            observer.upload_died(camera_id)

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import NoReturn
 
+from .budget import ResultBudget
 from .config import RelayConfig
 from .errors import CameraOffline, CameraTimeout, RegistryFull, ShuttingDown, UnknownRequest
 from .handover import SessionWork
+from .logresult import LogResult, LogSelection
 from .observer import RelayObserver, ResultOutcome
 from .session import Caller, CameraSession, CameraStatus, Command, Receipt
-from .timerange import LogEntry, TimeRange
+from .timerange import TimeRange
+from .upload import ResultUpload, lose_upload
+
+#: what an upload without ``Content-Length`` reserves at first; it grows as it is read
+FIRST_RESERVATION_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,16 +32,18 @@ class RelayStats:
     polls_held: int
     callers_waiting: int
     commands_in_flight: int
+    result_bytes_in_flight: int = 0
+    uploads_waiting_for_budget: int = 0
 
 
 class Relay:
     """Relays ``/logs`` work to cameras that only poll.
 
-    The HTTP layer calls ``poll``, ``submit_result`` and ``camera_seen`` for
-    cameras, ``fetch_logs`` and ``cameras`` for users, and reads ``closed``;
-    the application runs ``sweep`` periodically, reads ``stats`` for metrics
-    and calls ``close`` on shutdown. A camera exists from its first poll, up
-    to ``config.max_cameras`` of them.
+    The HTTP layer calls ``poll``, ``receive_result``, ``submit_result`` and
+    ``camera_seen`` for cameras, ``fetch_logs`` and ``cameras`` for users, and
+    reads ``closed``; the application runs ``sweep`` periodically, reads
+    ``stats`` for metrics and calls ``close`` on shutdown. A camera exists from
+    its first poll, up to ``config.max_cameras`` of them.
     """
 
     def __init__(
@@ -50,6 +59,7 @@ class Relay:
         #: the ids in ``cameras()`` order, kept until a camera is added or dropped
         self._sorted_ids: list[str] | None = None
         self._closed = False
+        self.budget = ResultBudget(config.max_result_bytes_in_flight)
 
     @property
     def closed(self) -> bool:
@@ -93,27 +103,70 @@ class Relay:
             f"camera {camera_id!r} is new: retry later; idle cameras are forgotten over time"
         )
 
-    async def fetch_logs(self, camera_id: str, time_range: TimeRange) -> list[LogEntry]:
-        """Have the camera send its logs; return the entries inside ``time_range``."""
+    async def fetch_logs(self, camera_id: str, time_range: TimeRange) -> LogSelection:
+        """Have the camera send its logs; the entries inside ``time_range``.
+
+        The selection holds the shared result: release it once written.
+        """
         if self._closed:
             raise ShuttingDown("the server is shutting down; retry in a few seconds")
         session = self._sessions.get(camera_id)
         if session is None:
             raise CameraOffline(f"camera {camera_id!r} has not connected; retry once it polls")
         caller = session.enqueue(time_range)
+        result: LogResult | None = None
         try:
             # The session's timers end every wait; this ceiling only guards against a bug.
             async with asyncio.timeout(self.config.longest_logs_wait):
-                logs = await caller.future
+                result = await caller.future
         except TimeoutError:
             raise CameraTimeout(f"camera {camera_id!r} sent no result in time") from None
         finally:
             session.forget(caller)
-        return time_range.select(logs)
+            future = caller.future
+            came = future.done() and not future.cancelled() and future.exception() is None
+            if result is None and came:
+                # Cancelled (or timed out) as the result came: let go of its hold.
+                future.result().release()
+        try:
+            return result.select(time_range)
+        finally:
+            result.release()
 
-    def submit_result(
-        self, camera_id: str, request_id: str | None, logs: list[LogEntry]
-    ) -> Receipt:
+    @contextlib.asynccontextmanager
+    async def receive_result(
+        self, camera_id: str, declared_bytes: int | None
+    ) -> AsyncIterator[ResultUpload]:
+        """An upload of a result: 404 (``UnknownRequest``) before it is read if nobody
+        awaits one from this camera, else the camera counts as seen while it streams,
+        and its bytes are reserved from the budget (waiting their turn) before it is read.
+        """
+        if self._closed:
+            raise ShuttingDown("the server is shutting down; its callers were answered 503")
+        session = self._sessions.get(camera_id)
+        if session is None or not session.expects_result():
+            self._observer.upload_refused(camera_id, body_read=False)
+            self._observer.result_received(camera_id, ResultOutcome.LATE)
+            raise UnknownRequest(
+                f"camera {camera_id!r} has no command awaiting a result; poll first"
+            )
+        session.upload_started()
+        try:
+            try:
+                reservation = await self.budget.reserve(declared_bytes or FIRST_RESERVATION_BYTES)
+            except asyncio.CancelledError:
+                # The camera hung up while its upload waited for room: its result is lost.
+                lose_upload(session, self._observer, None)
+                raise
+            upload = ResultUpload(session, self._observer, reservation)
+            try:
+                yield upload
+            finally:
+                upload.close()
+        finally:
+            session.upload_ended()
+
+    def submit_result(self, camera_id: str, request_id: str | None, result: LogResult) -> Receipt:
         """Accept a camera's result; raises ``UnknownRequest`` when nothing awaits it."""
         session = self._sessions.get(camera_id)
         if session is None:
@@ -121,7 +174,7 @@ class Relay:
             raise UnknownRequest(
                 f"camera {camera_id!r} has no command awaiting a result; poll first"
             )
-        return session.submit_result(request_id, logs)
+        return session.submit_result(request_id, result)
 
     def hand_over(self, camera_id: str, *, superseded: bool) -> SessionWork | None:
         """Drop this camera's session and return its work, for another owner to take over.
@@ -159,12 +212,6 @@ class Relay:
     async def fleet_stats(self) -> RelayStats:
         """``stats`` for the HTTP layer: every camera this relay can reach."""
         return self.stats()
-
-    async def accept_result(
-        self, camera_id: str, request_id: str | None, logs: list[LogEntry]
-    ) -> Receipt:
-        """``submit_result`` for the HTTP layer (a cluster may forward it, hence async)."""
-        return self.submit_result(camera_id, request_id, logs)
 
     def camera_seen(self, camera_id: str) -> None:
         """Note a request from a camera already known (polls create cameras; this does not)."""
@@ -215,7 +262,15 @@ class Relay:
             polls += status.polling
             waiting += status.waiting
             in_flight += status.in_flight
-        return RelayStats(len(self._sessions), online, polls, waiting, in_flight)
+        return RelayStats(
+            len(self._sessions),
+            online,
+            polls,
+            waiting,
+            in_flight,
+            self.budget.in_use,
+            self.budget.waiting,
+        )
 
     async def sweep(self) -> int:
         """Report cameras that went offline; forget idle ones unseen past their retention.

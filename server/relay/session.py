@@ -26,8 +26,9 @@ from .errors import (
     UnknownRequest,
 )
 from .handover import InFlightWork, QueuedWork, SessionWork
+from .logresult import LogResult
 from .observer import RelayObserver, ResultOutcome
-from .timerange import LogEntry, TimeRange
+from .timerange import TimeRange
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,8 @@ class HeldPoll:
 class Caller:
     """A user's ``/logs`` call: resolves to the whole result of the command serving it.
 
+    The result comes with a hold on it that the caller must release.
+
     ``ref`` names a caller whose owner resolves it elsewhere (see ``handover``).
     """
 
@@ -79,7 +82,7 @@ class Caller:
     def __init__(
         self,
         time_range: TimeRange,
-        future: asyncio.Future[list[LogEntry]],
+        future: asyncio.Future[LogResult],
         ref: str | None = None,
     ) -> None:
         self.time_range = time_range
@@ -92,12 +95,14 @@ class Caller:
 class PendingCommand:
     """A command handed to a poll and not yet answered, with the callers it serves."""
 
-    __slots__ = ("callers", "command", "deliveries", "timer")
+    __slots__ = ("callers", "command", "deliveries", "result_due", "timer")
 
     def __init__(self, command: Command, callers: dict[Caller, None]) -> None:
         self.command = command
         self.callers = callers
         self.deliveries = 0
+        #: loop time by which the result must come (the response timeout from delivery)
+        self.result_due = 0.0
         self.timer: asyncio.TimerHandle | None = None
 
 
@@ -128,7 +133,10 @@ class CameraSession:
         self._polls: set[HeldPoll] = set()
         self._queue: dict[Caller, None] = {}
         self._in_flight: dict[str, PendingCommand] = {}
-        self._accepted: OrderedDict[str, None] = OrderedDict()
+        #: request ids accepted recently (to recognise a repeat), with the loop time of each
+        self._accepted: OrderedDict[str, float] = OrderedDict()
+        #: ``/send_logs`` bodies being read now
+        self._uploads = 0
         self._last_seen_at: float | None = None
         self._last_seen_wall: float | None = None
         self._closed = False
@@ -185,8 +193,48 @@ class CameraSession:
                 self._config.connect_timeout_seconds, self._end_wait_for_redelivery, pending
             )
 
-    def submit_result(self, request_id: str | None, logs: list[LogEntry]) -> Receipt:
-        """Hand a posted result to the callers of the command it answers."""
+    def expects_result(self) -> bool:
+        """A result from this camera could be accepted or recognised as a repeat now."""
+        self._forget_old_accepted()
+        return bool(self._in_flight or self._accepted)
+
+    def awaits(self, request_id: str) -> bool:
+        """``request_id`` names a command awaiting its result, or one accepted recently."""
+        self._forget_old_accepted()
+        return request_id in self._in_flight or request_id in self._accepted
+
+    def upload_started(self) -> None:
+        """A ``/send_logs`` body is being read: the camera counts as seen until it ends."""
+        self._uploads += 1
+        self._mark_seen()
+
+    def upload_ended(self) -> None:
+        self._uploads -= 1
+        self._mark_seen()
+
+    def upload_lost(self, request_id: str | None) -> None:
+        """An upload broke off mid-body: its result is lost like a poll that dropped.
+
+        The command (the one named, else the one unanswered) is redelivered on
+        the next poll; should none come within the connect timeout (and before
+        the result was due anyway), its callers get ``CameraOffline``.
+        """
+        if request_id is None:
+            pending = next(iter(self._in_flight.values()), None)
+        else:
+            pending = self._in_flight.get(request_id)
+        if pending is None or pending.deliveries == 0:
+            return
+        pending.deliveries = 0
+        if pending.timer is not None:
+            pending.timer.cancel()
+        wait = min(
+            self._config.connect_timeout_seconds, max(0.0, pending.result_due - self._loop.time())
+        )
+        pending.timer = self._loop.call_later(wait, self._end_wait_for_redelivery, pending)
+
+    def submit_result(self, request_id: str | None, result: LogResult) -> Receipt:
+        """Hand a posted result to the callers of the command it answers (a hold each)."""
         if self._closed:
             raise ShuttingDown("the server is shutting down; its callers were answered 503")
         self._mark_seen()
@@ -202,6 +250,7 @@ class CameraSession:
         else:
             pending = self._in_flight.get(request_id)
             if pending is None:
+                self._forget_old_accepted()
                 if request_id in self._accepted:
                     self._observer.result_received(self.camera_id, ResultOutcome.DUPLICATE)
                     return Receipt(ResultOutcome.DUPLICATE, request_id, 0)
@@ -215,7 +264,8 @@ class CameraSession:
         self._remember_accepted(accepted_id)
         for caller in pending.callers:
             if not caller.future.done():
-                caller.future.set_result(logs)
+                result.hold()
+                caller.future.set_result(result)
         self._observer.result_received(self.camera_id, ResultOutcome.ACCEPTED)
         self._dispatch()
         return Receipt(ResultOutcome.ACCEPTED, accepted_id, len(pending.callers))
@@ -405,8 +455,8 @@ class CameraSession:
         self._mark_seen()
 
     def is_online(self) -> bool:
-        """Polling now, or seen within the connect timeout."""
-        if self._polls:
+        """Polling or uploading now, or seen within the connect timeout."""
+        if self._polls or self._uploads:
             return True
         return self._seconds_since_seen() <= self._config.connect_timeout_seconds
 
@@ -422,7 +472,7 @@ class CameraSession:
         return bool(self._accepted)
 
     def is_idle(self) -> bool:
-        return not (self._polls or self._queue or self._in_flight)
+        return not (self._polls or self._queue or self._in_flight or self._uploads)
 
     def seconds_since_seen(self) -> float:
         return self._seconds_since_seen()
@@ -468,9 +518,9 @@ class CameraSession:
         if pending.deliveries == 0:
             if pending.timer is not None:
                 pending.timer.cancel()
-            pending.timer = self._loop.call_later(
-                self._config.response_timeout_seconds, self._end_wait_for_result, pending
-            )
+            timeout = self._config.response_timeout_seconds
+            pending.result_due = self._loop.time() + timeout
+            pending.timer = self._loop.call_later(timeout, self._end_wait_for_result, pending)
         pending.deliveries += 1
         poll.future.set_result(pending.command)
         self._observer.command_delivered(
@@ -528,8 +578,8 @@ class CameraSession:
         self._fail_pending(
             pending,
             lambda: CameraOffline(
-                f"camera {self.camera_id!r} dropped the poll carrying the request and "
-                f"did not poll again within {timeout:g} s"
+                f"camera {self.camera_id!r} dropped the poll carrying the request, or its "
+                f"upload of the result broke off, and it did not poll again within {timeout:g} s"
             ),
         )
 
@@ -548,8 +598,14 @@ class CameraSession:
         self._dispatch()
 
     def _remember_accepted(self, request_id: str) -> None:
-        self._accepted[request_id] = None
+        self._accepted[request_id] = self._loop.time()
         while len(self._accepted) > self._config.remembered_results:
+            self._accepted.popitem(last=False)
+
+    def _forget_old_accepted(self) -> None:
+        """A repeat is recognised for as long as a ``/logs`` call can last."""
+        oldest_kept = self._loop.time() - self._config.longest_logs_wait
+        while self._accepted and next(iter(self._accepted.values())) < oldest_kept:
             self._accepted.popitem(last=False)
 
     def _mark_seen(self) -> None:

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
-
-LogEntry = dict[str, Any]
 
 #: An unbounded side goes on the wire as the extreme finite double: the original
 #: camera needs both bounds present and finite.
@@ -36,14 +33,6 @@ class TimeRange:
     @property
     def wire_end(self) -> float:
         return WIRE_MAX if self.end is None else self.end
-
-    def select(self, entries: Sequence[LogEntry]) -> list[LogEntry]:
-        """The entries inside the range, in the camera's order."""
-        low = -math.inf if self.start is None else self.start
-        high = math.inf if self.end is None else self.end
-        if low == -math.inf and high == math.inf:
-            return list(entries)
-        return [entry for entry in entries if low <= entry["timestamp"] <= high]
 
     @classmethod
     def union(cls, ranges: Iterable[TimeRange]) -> TimeRange:

@@ -1,0 +1,61 @@
+"""Writing a ``/logs`` answer from the entries' own bytes, in pieces, with a write deadline."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+from aiohttp import web
+
+from .logging_setup import REQUEST_ID
+from .middlewares import REQUEST_ID_HEADER
+from .relay import CHUNK_BYTES, LogSelection, TimeRange
+from .state import get_metrics, get_settings
+
+TAIL = b"]}"
+
+
+def answer_head(camera_id: str, time_range: TimeRange, count: int) -> bytes:
+    """``{"cameraId":..,"startTimestamp":..,"endTimestamp":..,"count":N,"logs":[``"""
+    head = orjson.dumps(
+        {
+            "cameraId": camera_id,
+            "startTimestamp": time_range.start,
+            "endTimestamp": time_range.end,
+            "count": count,
+        }
+    )
+    return head[:-1] + b',"logs":['
+
+
+async def stream_logs(
+    request: web.Request, camera_id: str, time_range: TimeRange, selection: LogSelection
+) -> web.StreamResponse:
+    """Stream the answer; a caller slower than ``WRITE_TIMEOUT_SECONDS`` per piece is cut."""
+    head = answer_head(camera_id, time_range, selection.count)
+    size = selection.size(head, TAIL)
+    if size <= CHUNK_BYTES:
+        body = b"".join(selection.chunks(head, TAIL))
+        return web.Response(body=body, content_type="application/json")
+    response = web.StreamResponse(
+        headers={"Content-Type": "application/json", REQUEST_ID_HEADER: REQUEST_ID.get()}
+    )
+    response.content_length = size
+    deadline = get_settings(request.app).write_timeout_seconds
+    try:
+        await response.prepare(request)
+        for chunk in selection.chunks(head, TAIL):
+            async with asyncio.timeout(deadline):
+                await response.write(chunk)
+    except TimeoutError:
+        get_metrics(request.app).slow_readers_cut.inc()
+        _cut(request)
+    except ConnectionError:
+        pass  # the caller left; aiohttp ends the connection
+    return response
+
+
+def _cut(request: web.Request) -> None:
+    transport = request.transport
+    if transport is not None:
+        transport.abort()

@@ -1,0 +1,119 @@
+"""The memory budget for results: bytes held for callers or being read from cameras.
+
+An upload reserves what it declares (``Content-Length``) before its body is
+read, and grows its reservation as the body and its index grow. Past the
+limit, uploads wait their turn (first come, first served) instead of being
+refused. The oldest upload still reading never waits to grow, so uploads that
+each hold part of the budget cannot wait on one another for ever; the budget
+can then be exceeded by that one upload's growth beyond its reservation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+
+class Reservation:
+    """Bytes of the budget taken by one upload and then by the result it became."""
+
+    __slots__ = ("_budget", "bytes", "reading")
+
+    def __init__(self, budget: ResultBudget, size: int) -> None:
+        self._budget = budget
+        self.bytes = size
+        #: the body is still being read (only such a reservation can be the oldest upload)
+        self.reading = True
+
+    async def grow_to(self, size: int) -> None:
+        """Hold at least ``size`` bytes, waiting while the budget has no room."""
+        if size > self.bytes:
+            await self._budget._grow(self, size - self.bytes)
+
+    def done_reading(self) -> None:
+        if self.reading:
+            self.reading = False
+            self._budget._done_reading(self)
+
+    def release(self) -> None:
+        """Give the bytes back (once; later calls do nothing)."""
+        self.done_reading()
+        if self.bytes:
+            self._budget._give_back(self.bytes)
+            self.bytes = 0
+
+
+class ResultBudget:
+    def __init__(self, limit: int) -> None:
+        if limit <= 0:
+            raise ValueError(f"the budget must be positive, got {limit}")
+        self.limit = limit
+        self.in_use = 0
+        #: uploads reading now, oldest first
+        self._reading: dict[Reservation, None] = {}
+        #: (bytes wanted, reservation growing or None for a new one, future), in arrival order
+        self._waiters: deque[tuple[int, Reservation | None, asyncio.Future[None]]] = deque()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    async def reserve(self, size: int) -> Reservation:
+        """A reservation of ``size`` bytes (at most the limit), once the budget has room."""
+        size = min(size, self.limit)
+        if not self._waiters and self.in_use + size <= self.limit:
+            self.in_use += size
+        else:
+            await self._wait(size, None)
+        reservation = Reservation(self, size)
+        self._reading[reservation] = None
+        return reservation
+
+    async def _grow(self, reservation: Reservation, more: int) -> None:
+        if self.in_use + more <= self.limit or self._is_oldest(reservation):
+            self.in_use += more
+        else:
+            await self._wait(more, reservation)
+        reservation.bytes += more
+
+    def _is_oldest(self, reservation: Reservation) -> bool:
+        return next(iter(self._reading), None) is reservation
+
+    async def _wait(self, size: int, reservation: Reservation | None) -> None:
+        """Wait until ``_wake`` grants ``size`` (already counted in ``in_use`` then)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter = (size, reservation, future)
+        self._waiters.append(waiter)
+        try:
+            await future
+        except BaseException:
+            if future.done() and not future.cancelled():
+                self._give_back(size)  # granted as it was cancelled: pass it on
+            raise
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    def _done_reading(self, reservation: Reservation) -> None:
+        self._reading.pop(reservation, None)
+        self._wake()
+
+    def _give_back(self, size: int) -> None:
+        self.in_use -= size
+        self._wake()
+
+    def _wake(self) -> None:
+        """Grant waiters in order while they fit (growing uploads first: they hold bytes)."""
+        for size, reservation, future in self._waiters:
+            if reservation is None or future.done():
+                continue
+            if self.in_use + size <= self.limit or self._is_oldest(reservation):
+                self.in_use += size
+                future.set_result(None)
+        for size, reservation, future in self._waiters:
+            if reservation is not None or future.done():
+                continue
+            if self.in_use + size > self.limit:
+                break
+            self.in_use += size
+            future.set_result(None)

@@ -1,0 +1,224 @@
+"""A camera's result kept as the camera's own bytes, indexed entry by entry.
+
+Callers coalesced on one command share one ``LogResult``; each takes its own
+``LogSelection`` (the entries inside its range) and streams it as the entries'
+own bytes, so every entry reaches the user byte for byte as the camera sent it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import mmap
+import operator
+from array import array
+from collections.abc import Callable, Iterator
+
+from .timerange import TimeRange
+
+#: what one write of an answer carries at most
+CHUNK_BYTES = 64 * 1024
+
+Run = tuple[int, int]
+
+
+class LogResult:
+    """The body a camera posted, the offsets of each log entry in it, and their timestamps.
+
+    ``timestamps`` holds each entry's timestamp as a double; ``exact`` keeps the
+    integer ones a double cannot represent (beyond 2**53), so that a range
+    compares exactly as Python compares the value the camera sent.
+    ``holds`` counts who still needs the bytes (the upload, each caller);
+    ``on_release`` runs once when the last lets go.
+    """
+
+    __slots__ = (
+        "_body",
+        "_compact",
+        "_ends",
+        "_exact",
+        "_holds",
+        "_on_release",
+        "_starts",
+        "_timestamps",
+        "ordered",
+    )
+
+    def __init__(
+        self,
+        body: bytes | bytearray | mmap.mmap,
+        starts: array[int],
+        ends: array[int],
+        timestamps: array[float],
+        exact: dict[int, int],
+        *,
+        ordered: bool,
+        on_release: Callable[[], None] | None = None,
+    ) -> None:
+        self._body = body
+        self._starts = starts
+        self._ends = ends
+        self._timestamps = timestamps
+        self._exact = exact
+        #: timestamps are non-decreasing in the camera's order: ranges slice by bisection
+        self.ordered = ordered
+        #: every entry is followed by a bare comma: a range of entries is one slice
+        self._compact = set(map(operator.sub, starts[1:], ends[:-1])) <= {1}
+        self._holds = 1
+        self._on_release = on_release
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    def entry_bytes(self, index: int) -> bytes:
+        return bytes(self._body[self._starts[index] : self._ends[index]])
+
+    def timestamp(self, index: int) -> int | float:
+        exact = self._exact.get(index)
+        return self._timestamps[index] if exact is None else exact
+
+    # ------------------------------------------------------------------ holds
+
+    def hold(self) -> None:
+        if self._holds <= 0:
+            raise RuntimeError("the result was already released")
+        self._holds += 1
+
+    def release(self) -> None:
+        self._holds -= 1
+        if self._holds == 0:
+            self._body = b""
+            on_release, self._on_release = self._on_release, None
+            if on_release is not None:
+                on_release()
+
+    @property
+    def released(self) -> bool:
+        return self._holds <= 0
+
+    # ------------------------------------------------------------------ slicing
+
+    def select(self, time_range: TimeRange) -> LogSelection:
+        """The entries inside ``time_range`` (a new hold, released by the selection)."""
+        self.hold()
+        return LogSelection(self, self._runs_inside(time_range))
+
+    def _runs_inside(self, time_range: TimeRange) -> list[Run]:
+        count = len(self._starts)
+        low = -math.inf if time_range.start is None else time_range.start
+        high = math.inf if time_range.end is None else time_range.end
+        if low == -math.inf and high == math.inf:
+            return [(0, count)] if count else []
+        if self.ordered:
+            first, last = self._bisect(low, high)
+            return [(first, last)] if first < last else []
+        return self._scan(low, high)
+
+    def _bisect(self, low: float, high: float) -> Run:
+        timestamps, exact = self._timestamps, self._exact
+        first = bisect.bisect_left(timestamps, low)
+        last = bisect.bisect_right(timestamps, high, lo=first)
+        # A rounded integer may equal a bound it exceeds: settle those exactly.
+        while first < last and first in exact and exact[first] < low:
+            first += 1
+        while last > first and last - 1 in exact and exact[last - 1] > high:
+            last -= 1
+        return first, last
+
+    def _scan(self, low: float, high: float) -> list[Run]:
+        runs: list[Run] = []
+        run_start = -1
+        exact = self._exact
+        for index, rounded in enumerate(self._timestamps):
+            value = exact.get(index, rounded)
+            if low <= value <= high:
+                if run_start < 0:
+                    run_start = index
+            elif run_start >= 0:
+                runs.append((run_start, index))
+                run_start = -1
+        if run_start >= 0:
+            runs.append((run_start, len(self._timestamps)))
+        return runs
+
+    # ------------------------------------------------------------------ bytes out
+
+    def _joined_size(self, runs: list[Run]) -> int:
+        """The length of the selected entries joined by commas."""
+        starts, ends = self._starts, self._ends
+        if self._compact:
+            spans = sum(ends[last - 1] - starts[first] for first, last in runs)
+            return spans + max(len(runs) - 1, 0)
+        total = sum(sum(ends[first:last]) - sum(starts[first:last]) for first, last in runs)
+        return total + max(sum(last - first for first, last in runs) - 1, 0)
+
+    def _spans(self, runs: list[Run], chunk_bytes: int) -> Iterator[Run]:
+        """Byte ranges of the body that, joined by commas, are the selected entries."""
+        starts, ends = self._starts, self._ends
+        if self._compact:  # entries apart by a bare comma: a run is one range
+            for first, last in runs:
+                yield starts[first], ends[last - 1]
+            return
+        for first, last in runs:
+            index = first
+            while index < last:
+                start, end = starts[index], ends[index]
+                index += 1
+                while index < last and starts[index] == end + 1 and end - start < chunk_bytes:
+                    end = ends[index]
+                    index += 1
+                yield start, end
+
+    def _chunks(
+        self, runs: list[Run], head: bytes, tail: bytes, chunk_bytes: int
+    ) -> Iterator[bytes]:
+        """``head``, the selected entries' bytes joined by commas, ``tail``: in pieces of
+        about ``chunk_bytes`` (a small answer is one piece)."""
+        body = memoryview(self._body)
+        pieces: list[bytes | memoryview] = [head]
+        size = len(head)
+        separator = b""
+        for start, end in self._spans(runs, chunk_bytes):
+            pieces.append(separator)
+            separator = b","
+            while size + end - start >= chunk_bytes:
+                cut = start + max(chunk_bytes - size, 0)
+                pieces.append(body[start:cut])
+                yield b"".join(pieces)
+                pieces, size, start = [], 0, cut
+            pieces.append(body[start:end])
+            size += end - start + 1
+        pieces.append(tail)
+        yield b"".join(pieces)
+
+
+class LogSelection:
+    """One caller's entries of a shared result, rendered as JSON inside a head and a tail."""
+
+    __slots__ = ("_released", "_runs", "count", "result")
+
+    def __init__(self, result: LogResult, runs: list[Run]) -> None:
+        self.result = result
+        self._runs = runs
+        self.count = sum(last - first for first, last in runs)
+        self._released = False
+
+    def indices(self) -> Iterator[int]:
+        for first, last in self._runs:
+            yield from range(first, last)
+
+    def size(self, head: bytes, tail: bytes) -> int:
+        """The length of ``head + entries joined by commas + tail``."""
+        return len(head) + self.result._joined_size(self._runs) + len(tail)
+
+    def chunks(self, head: bytes, tail: bytes, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+        """``head``, the entries' own bytes joined by commas, ``tail``: in bounded pieces."""
+        if self._released:
+            raise RuntimeError("the selection was already released")
+        return self.result._chunks(self._runs, head, tail, chunk_bytes)
+
+    def release(self) -> None:
+        """Let go of the shared result (once; later calls do nothing)."""
+        if not self._released:
+            self._released = True
+            self.result.release()

@@ -1,0 +1,66 @@
+"""One result being read from a camera: checked as its ``requestId`` arrives, budgeted,
+and a lost delivery if it breaks off."""
+
+from __future__ import annotations
+
+from .budget import Reservation
+from .errors import UnknownRequest
+from .logresult import LogResult
+from .observer import RelayObserver, ResultOutcome
+from .session import CameraSession, Receipt, shown
+
+
+def lose_upload(session: CameraSession, observer: RelayObserver, request_id: str | None) -> None:
+    """An upload broke off: the command it answered goes to the camera's next poll."""
+    observer.upload_died(session.camera_id)
+    session.upload_lost(request_id)
+
+
+class ResultUpload:
+    """Made by ``Relay.receive_result``; the HTTP layer feeds it what it reads."""
+
+    def __init__(
+        self, session: CameraSession, observer: RelayObserver, reservation: Reservation
+    ) -> None:
+        self._session = session
+        self._observer = observer
+        self._reservation = reservation
+        self._result: LogResult | None = None
+        self.request_id: str | None = None
+
+    def check_request_id(self, request_id: str) -> None:
+        """Raises ``UnknownRequest`` at once if nothing awaits ``request_id``."""
+        self.request_id = request_id
+        if not self._session.awaits(request_id):
+            camera_id = self._session.camera_id
+            self._observer.upload_refused(camera_id, body_read=True)
+            self._observer.result_received(camera_id, ResultOutcome.LATE)
+            raise UnknownRequest(
+                f"no command {shown(request_id)} is awaiting a result from camera "
+                f"{camera_id!r}: it is unknown, expired, or was issued to another camera"
+            )
+
+    async def reserve(self, size: int) -> None:
+        """Hold ``size`` bytes of the budget (body and index so far), waiting for room."""
+        await self._reservation.grow_to(size)
+
+    def release_budget(self) -> None:
+        """Called once nobody needs the result any more."""
+        self._reservation.release()
+
+    def lost(self) -> None:
+        """The body broke off: the command it answered is handed to the next poll."""
+        lose_upload(self._session, self._observer, self.request_id)
+
+    async def submit(self, request_id: str | None, result: LogResult) -> Receipt:
+        """Hand the result read whole to its callers (``UnknownRequest`` if none)."""
+        self._result = result
+        self._reservation.done_reading()
+        return self._session.submit_result(request_id, result)
+
+    def close(self) -> None:
+        """The upload's request ends: its own hold on the bytes ends with it."""
+        if self._result is None:
+            self._reservation.release()
+        else:
+            self._result.release()

@@ -1,0 +1,90 @@
+"""Reading a ``/send_logs`` body as it streams in: budgeted, with a deadline between chunks.
+
+The body is scanned chunk by chunk (``server.logscan``), yielding to the event
+loop between chunks; a ``requestId`` nobody awaits stops the reading with a
+404, and an upload that breaks off mid-body is reported to the relay as a
+lost delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from .logscan import ResultBodyError, ResultScanner
+from .params import body_too_large, invalid_body
+from .problems import ProblemError
+from .relay import Receipt, Relay, ResultUpload
+from .settings import Settings
+
+#: the most one read takes from the socket, and so the most scanned between two yields
+READ_CHUNK_BYTES = 64 * 1024
+
+
+async def receive_result(
+    request: web.Request, relay: Relay, camera_id: str, declared: int | None, settings: Settings
+) -> tuple[Receipt, int]:
+    """Read, check and hand over the result: its receipt and its number of entries."""
+    async with relay.receive_result(camera_id, declared) as upload:
+        scanner = ResultScanner(on_request_id=upload.check_request_id, expected_size=declared)
+        try:
+            await _read_body(request, scanner, upload, declared, settings)
+            scanned = scanner.finish(on_release=upload.release_budget)
+        except ResultBodyError as error:
+            raise invalid_body(error.detail) from None
+        receipt = await upload.submit(scanned.request_id, scanned.result)
+        return receipt, len(scanned.result)
+
+
+async def _read_body(
+    request: web.Request,
+    scanner: ResultScanner,
+    upload: ResultUpload,
+    declared: int | None,
+    settings: Settings,
+) -> None:
+    try:
+        while chunk := await _next_chunk(request, upload, settings.body_timeout_seconds):
+            if scanner.received + len(chunk) > settings.max_upload_bytes:
+                raise body_too_large(settings.max_upload_bytes, scanner.received + len(chunk))
+            scanner.feed(chunk)
+            # Waiting for room in the budget does not count against the body deadline.
+            await upload.reserve(scanner.received + scanner.index_bytes)
+            if scanner.received == declared:
+                return  # all of it: no need to wait for the end to be signalled
+            await asyncio.sleep(0)  # other requests run between two chunks of work
+    except (ConnectionError, asyncio.CancelledError):
+        upload.lost()  # the camera hung up mid-body (or the server is stopping)
+        raise
+
+
+async def _next_chunk(request: web.Request, upload: ResultUpload, deadline: float) -> bytes:
+    """The next piece of the body (empty at its end), within ``deadline`` seconds."""
+    try:
+        async with asyncio.timeout(deadline):
+            return await request.content.read(READ_CHUNK_BYTES)
+    except TimeoutError:
+        upload.lost()
+        raise ProblemError(
+            408,
+            f"the body stalled: no bytes came for {deadline:g} s (BODY_TIMEOUT_SECONDS); "
+            "its command will be handed to the camera's next poll",
+            kind="body-timeout",
+            headers={"Connection": "close"},
+        ) from None
+    except web.RequestPayloadError as error:
+        if _connection_lost(request):
+            raise ConnectionResetError("the connection was lost mid-body") from error
+        # e.g. a Content-Encoding that does not decode
+        raise ProblemError(
+            400,
+            f"the body could not be read: {error}",
+            kind="invalid-body",
+            headers={"Connection": "close"},  # the rest of it cannot be read either
+        ) from None
+
+
+def _connection_lost(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()

@@ -1,0 +1,322 @@
+"""Results as the camera's bytes, uploads nobody asked for, the result budget, and deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from aiohttp import ClientSession
+from yarl import URL
+
+from server.state import get_metrics
+from tests.conftest import LiveServer, MakeLiveServer
+from tests.helpers import callers_waiting, camera_polling, wait_until
+
+HEADERS_DONE = b"\r\n\r\n"
+
+
+@contextlib.asynccontextmanager
+async def raw_upload(
+    server: LiveServer, content_length: int, camera_id: str = "default"
+) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    """A socket that has sent the headers of a ``/send_logs`` and nothing of its body yet."""
+    target = URL(server.url)
+    reader, writer = await asyncio.open_connection(target.host, target.port)
+    writer.write(
+        f"POST /send_logs?cameraId={camera_id} HTTP/1.1\r\nHost: x\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {content_length}\r\n\r\n".encode()
+    )
+    await writer.drain()
+    try:
+        yield reader, writer
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+async def read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, Any]]:
+    """Status and JSON body of one HTTP answer (Content-Length framed)."""
+    head = await asyncio.wait_for(reader.readuntil(HEADERS_DONE), 5)
+    lines = head.decode().split("\r\n")
+    status = int(lines[0].split()[1])
+    length = next(
+        int(line.split(":")[1]) for line in lines if line.lower().startswith("content-length")
+    )
+    return status, orjson.loads(await asyncio.wait_for(reader.readexactly(length), 5))
+
+
+async def take_command(
+    http: ClientSession, server: LiveServer, camera_id: str = "default", **params: str
+) -> tuple[dict[str, Any], asyncio.Task[tuple[int, bytes]]]:
+    """A held poll picks up one /logs call: the command, and the caller's (status, body)."""
+    poll = asyncio.ensure_future(
+        http.get(f"{server.url}/poll_for_command", params={"cameraId": camera_id})
+    )
+    await wait_until(camera_polling(server.relay, camera_id))
+
+    async def call() -> tuple[int, bytes]:
+        async with http.get(
+            f"{server.url}/logs", params={"cameraId": camera_id, **params}
+        ) as answer:
+            return answer.status, await answer.read()
+
+    caller = asyncio.ensure_future(call())
+    async with await poll as response:
+        command: dict[str, Any] = await response.json()
+    return command, caller
+
+
+async def post_result(
+    http: ClientSession, server: LiveServer, body: bytes, camera_id: str = "default"
+) -> int:
+    async with http.post(
+        f"{server.url}/send_logs",
+        params={"cameraId": camera_id},
+        data=io.BytesIO(body),
+        headers={"Content-Type": "application/json"},
+    ) as response:
+        await response.read()
+        return response.status
+
+
+async def answer_to_a_beginning(server: LiveServer, beginning: bytes) -> tuple[int, dict[str, Any]]:
+    """Announce 50 MB, send only ``beginning``, and read the answer that comes anyway."""
+    async with raw_upload(server, 50_000_000) as (reader, writer):
+        writer.write(beginning)
+        await writer.drain()
+        return await read_answer(reader)
+
+
+async def die_mid_upload(server: LiveServer, command: dict[str, Any]) -> None:
+    """Start answering ``command`` and hang up in the middle of the body."""
+    async with raw_upload(server, 1_000_000) as (_, writer):
+        writer.write(b'{"requestId": "%s", "logs": [' % command["requestId"].encode())
+        await writer.drain()
+        await wait_until(lambda: server.relay.budget.in_use > 0)
+
+
+async def answer_on_the_next_poll(
+    http: ClientSession,
+    server: LiveServer,
+    command: dict[str, Any],
+    caller: asyncio.Task[tuple[int, bytes]],
+) -> None:
+    """The next poll gets ``command`` again; its answer reaches the caller."""
+    async with http.get(f"{server.url}/poll_for_command") as response:
+        assert (await response.json())["requestId"] == command["requestId"]
+    answer = orjson.dumps({"requestId": command["requestId"], "logs": [{"timestamp": 5}]})
+    assert await post_result(http, server, answer) == 200
+    assert (await caller)[0] == 200
+
+
+async def test_entries_reach_the_user_byte_for_byte(make_live_server: MakeLiveServer) -> None:
+    server = await make_live_server()
+    entries = [
+        b'{"timestamp": 1606938044258990275541962092341162602522202993782792835301376}',
+        b'{ "description" : "x\\u00e9\\/" , "timestamp":1.0000000000000000001, "n": 1E2 }',
+        b'{"timestamp": 3, "k": [1.50, -0, {"z": null}]}',
+    ]
+    async with ClientSession() as http:
+        command, caller = await take_command(http, server)
+        body = b'{"requestId": "%s", "logs": [\n  %s\n]}' % (
+            command["requestId"].encode(),
+            b" ,\n  ".join(entries),
+        )
+        assert await post_result(http, server, body) == 200
+        status, answer = await caller
+    assert status == 200
+    assert answer == (
+        b'{"cameraId":"default","startTimestamp":null,"endTimestamp":null,"count":3,"logs":['
+        + b",".join(entries)
+        + b"]}"
+    )
+    assert server.relay.budget.in_use == 0
+
+
+async def test_upload_nobody_awaits_is_404_before_its_body(
+    make_live_server: MakeLiveServer,
+) -> None:
+    server = await make_live_server()
+    async with ClientSession() as http:
+        poll = asyncio.ensure_future(http.get(f"{server.url}/poll_for_command"))
+        await wait_until(camera_polling(server.relay))
+        status, problem = await answer_to_a_beginning(server, b'{"logs": [' + b" " * 90)
+        poll.cancel()
+        await asyncio.gather(poll, return_exceptions=True)
+    assert status == 404
+    assert "no command awaiting a result" in problem["detail"]
+    assert server.relay.budget.in_use == 0
+    refused = get_metrics(server.app).uploads_refused
+    assert refused.labels("before_body")._value.get() == 1
+
+
+async def test_unknown_request_id_read_first_is_404_before_the_rest(
+    make_live_server: MakeLiveServer,
+) -> None:
+    server = await make_live_server()
+    async with ClientSession() as http:
+        command, caller = await take_command(http, server)
+        beginning = b'{"requestId": "not-issued", "logs": [{"timestamp": 1}, '
+        status, problem = await answer_to_a_beginning(server, beginning)
+        assert status == 404
+        assert "'not-issued'" in problem["detail"]
+        refused = get_metrics(server.app).uploads_refused
+        assert refused.labels("at_request_id")._value.get() == 1
+        # The command is still open: its own result is accepted.
+        answer = orjson.dumps({"requestId": command["requestId"], "logs": [{"timestamp": 2}]})
+        assert await post_result(http, server, answer) == 200
+        assert (await caller)[0] == 200
+
+
+async def test_budget_makes_big_results_wait_their_turn(make_live_server: MakeLiveServer) -> None:
+    upload_limit = 300_000
+    server = await make_live_server(
+        max_upload_bytes=upload_limit,
+        max_result_bytes_in_flight=upload_limit,
+        response_timeout_seconds=10.0,
+    )
+    relay = server.relay
+    cameras = [f"cam-{n}" for n in range(4)]
+    peak = {"in_use": 0, "waiting": 0}
+
+    async def watch() -> None:
+        while True:
+            peak["in_use"] = max(peak["in_use"], relay.budget.in_use)
+            peak["waiting"] = max(peak["waiting"], relay.budget.waiting)
+            await asyncio.sleep(0)
+
+    watcher = asyncio.ensure_future(watch())
+    async with ClientSession() as http:
+        taken = [await take_command(http, server, camera) for camera in cameras]
+        logs = {
+            camera: [{"timestamp": i, "camera": camera, "pad": "x" * 40} for i in range(3000)]
+            for camera in cameras
+        }
+        bodies = [
+            orjson.dumps({"requestId": command["requestId"], "logs": logs[camera]})
+            for camera, (command, _) in zip(cameras, taken, strict=True)
+        ]
+        assert all(200_000 < len(body) <= upload_limit for body in bodies)
+        statuses = await asyncio.gather(
+            *(
+                post_result(http, server, body, camera)
+                for camera, body in zip(cameras, bodies, strict=True)
+            )
+        )
+        answers = [await caller for _, caller in taken]
+    watcher.cancel()
+    await asyncio.gather(watcher, return_exceptions=True)
+    assert statuses == [200] * 4
+    for camera, (status, answer) in zip(cameras, answers, strict=True):
+        assert status == 200
+        assert orjson.loads(answer)["logs"] == logs[camera]
+    assert peak["waiting"] >= 1  # some uploads waited for room
+    # one upload's index may overdraw the budget (the oldest never waits to grow)
+    assert peak["in_use"] <= upload_limit + 3000 * 24 + 64 * 1024
+    assert relay.budget.in_use == 0
+
+
+async def test_upload_that_dies_is_a_lost_delivery(make_live_server: MakeLiveServer) -> None:
+    server = await make_live_server(connect_timeout_seconds=0.5, response_timeout_seconds=10.0)
+    async with ClientSession() as http:
+        command, caller = await take_command(http, server)
+        loop = asyncio.get_running_loop()
+        await die_mid_upload(server, command)
+        died = loop.time()
+        # No poll comes again: the caller gets 503 within the connect timeout, not 504 at 10 s.
+        status, body = await caller
+        assert status == 503
+        assert "upload of the result broke off" in orjson.loads(body)["detail"]
+        assert loop.time() - died < 2.0
+    assert get_metrics(server.app).uploads_died._value.get() == 1
+
+
+async def test_dead_upload_is_redelivered_on_the_next_poll(
+    make_live_server: MakeLiveServer,
+) -> None:
+    server = await make_live_server(connect_timeout_seconds=2.0, response_timeout_seconds=10.0)
+    async with ClientSession() as http:
+        command, caller = await take_command(http, server)
+        await die_mid_upload(server, command)
+        await wait_until(lambda: server.relay.budget.in_use == 0)
+        await answer_on_the_next_poll(http, server, command, caller)
+
+
+async def test_body_that_stalls_gets_408_and_its_command_goes_out_again(
+    make_live_server: MakeLiveServer,
+) -> None:
+    server = await make_live_server(body_timeout_seconds=0.2, response_timeout_seconds=10.0)
+    async with ClientSession() as http:
+        command, caller = await take_command(http, server)
+        async with raw_upload(server, 1000) as (reader, writer):
+            writer.write(b'{"requestId": "%s"' % command["requestId"].encode())
+            await writer.drain()
+            status, problem = await read_answer(reader)
+        assert status == 408
+        assert "BODY_TIMEOUT_SECONDS" in problem["detail"]
+        await answer_on_the_next_poll(http, server, command, caller)
+
+
+async def test_camera_in_a_long_upload_counts_as_online(make_live_server: MakeLiveServer) -> None:
+    server = await make_live_server(connect_timeout_seconds=0.3, response_timeout_seconds=10.0)
+    relay = server.relay
+    async with ClientSession() as http:
+        command, caller = await take_command(http, server)
+        head = b'{"requestId": "%s", "logs": [' % command["requestId"].encode()
+        tail = b"]}"
+        async with raw_upload(server, len(head) + len(tail)) as (reader, writer):
+            writer.write(head)
+            await writer.drain()
+            session = relay.session("default")
+            assert session is not None
+            await wait_until(lambda: session.seconds_since_seen() > 0.3)
+            assert relay.cameras()[0].online
+            # A new caller is queued for the next command, not turned away as offline.
+            second = asyncio.ensure_future(http.get(f"{server.url}/logs"))
+            await wait_until(callers_waiting(relay, 1))
+            writer.write(tail)
+            await writer.drain()
+            status, _ = await read_answer(reader)
+        assert status == 200
+        assert (await caller)[0] == 200
+        async with http.get(f"{server.url}/poll_for_command") as response:
+            follow_up = await response.json()
+        answer = orjson.dumps({"requestId": follow_up["requestId"], "logs": []})
+        assert await post_result(http, server, answer) == 200
+        async with await second as response:
+            assert response.status == 200
+
+
+async def test_slow_reader_is_cut_and_lets_go_of_the_result(
+    make_live_server: MakeLiveServer,
+) -> None:
+    server = await make_live_server(write_timeout_seconds=0.2)
+    relay = server.relay
+    async with ClientSession() as http:
+        poll = asyncio.ensure_future(http.get(f"{server.url}/poll_for_command"))
+        await wait_until(camera_polling(relay))
+        target = URL(server.url)
+        reader, writer = await asyncio.open_connection(target.host, target.port)
+        try:
+            writer.transport.set_write_buffer_limits(0)
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            writer.write(b"GET /logs HTTP/1.1\r\nHost: x\r\n\r\n")  # and never read the answer
+            await writer.drain()
+            async with await poll as response:
+                command = await response.json()
+            # more than the kernel's socket buffers hold
+            logs = [{"timestamp": i, "pad": "y" * 100} for i in range(50_000)]
+            body = orjson.dumps({"requestId": command["requestId"], "logs": logs})
+            assert await post_result(http, server, body) == 200
+            await wait_until(lambda: relay.budget.in_use == 0, timeout=5)
+            assert (await reader.readuntil(HEADERS_DONE)).startswith(b"HTTP/1.1 200 ")
+        finally:
+            writer.close()
+    assert get_metrics(server.app).slow_readers_cut._value.get() == 1

@@ -1,0 +1,316 @@
+"""The incremental scanner holds to ``orjson.loads`` of the whole body, random or crafted."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from server.logscan import MAX_DEPTH, ResultBodyError, ResultScanner, ScannedBody
+from server.relay import LogResult, TimeRange
+
+Reference = tuple[str | None, list[Any]]
+
+
+def reference(body: bytes) -> Reference | None:
+    """What the body means by ``orjson.loads`` and the contract's checks; None if refused."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    request_id = data.get("requestId")
+    if request_id is not None and not isinstance(request_id, str):
+        return None
+    logs = data.get("logs")
+    if not isinstance(logs, list):
+        return None
+    for entry in logs:
+        timestamp = entry.get("timestamp") if isinstance(entry, dict) else None
+        if type(timestamp) is not int and not (
+            type(timestamp) is float and math.isfinite(timestamp)
+        ):
+            return None
+    return request_id, logs
+
+
+def scan(body: bytes, cuts: list[int]) -> ScannedBody:
+    # An odd number of cuts, or none: the length is announced, as with Content-Length
+    # (a small body announced and received in one piece takes the one-go path).
+    announced = len(cuts) % 2 or not cuts
+    scanner = ResultScanner(expected_size=len(body) if announced else None)
+    previous = 0
+    for cut in sorted({min(c, len(body)) for c in cuts}):
+        scanner.feed(body[previous:cut])
+        previous = cut
+    scanner.feed(body[previous:])
+    return scanner.finish()
+
+
+def assert_holds_to_orjson(body: bytes, cuts: list[int]) -> None:
+    """Both ways in: in pieces (the incremental reader) and whole (the one-go path)."""
+    for pieces in (cuts, []):
+        assert_scan_holds_to_orjson(body, pieces)
+
+
+def assert_scan_holds_to_orjson(body: bytes, cuts: list[int]) -> None:
+    expected = reference(body)
+    try:
+        scanned = scan(body, cuts)
+    except ResultBodyError:
+        assert expected is None, f"refused a body orjson accepts: {body[:200]!r}"
+        return
+    assert expected is not None, f"accepted a body orjson refuses: {body[:200]!r}"
+    request_id, logs = expected
+    result = scanned.result
+    assert scanned.request_id == request_id
+    assert len(result) == len(logs)
+    for index, entry in enumerate(logs):
+        own = result.entry_bytes(index)
+        assert own in body  # the camera's own bytes
+        assert orjson.loads(own) == entry
+        # Python compares int and float exactly: the value the ranges compare against.
+        assert result.timestamp(index) == entry["timestamp"]
+
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+timestamps = (
+    st.integers(min_value=-(2**66), max_value=2**66)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from([2**53 + 1, -(2**53) - 1, 2**63, "1", None, True])
+)
+entries = st.builds(
+    lambda ts, extra, drop: ({} if drop else {"timestamp": ts}) | extra,
+    timestamps,
+    st.dictionaries(
+        st.sampled_from(["description", "k", "},{", '"', "\\"]), json_values, max_size=3
+    ),
+    st.booleans().filter(lambda b: not b) | st.just(True),
+)
+bodies = st.fixed_dictionaries(
+    {"logs": st.lists(entries | json_values, max_size=6)},
+    optional={"requestId": st.text(max_size=8) | st.none() | st.integers(), "x": json_values},
+)
+whitespace = st.sampled_from([b"", b" ", b"\n", b"\t \r\n"])
+
+
+@st.composite
+def rendered(draw: st.DrawFn) -> bytes:
+    """A body as bytes, with random whitespace around its structure, maybe damaged."""
+    text = json.dumps(draw(bodies), ensure_ascii=draw(st.booleans())).encode()
+    if draw(st.booleans()):
+        space = draw(whitespace)
+        for mark in (b",", b":", b"[", b"{"):
+            text = text.replace(mark, mark + space) if b'"' not in space else text
+    damage = draw(st.sampled_from(["none", "none", "cut", "insert", "delete"]))
+    if damage != "none" and text:
+        at = draw(st.integers(min_value=0, max_value=len(text) - 1))
+        if damage == "cut":
+            text = text[:at]
+        elif damage == "delete":
+            text = text[:at] + text[at + 1 :]
+        else:
+            noise = draw(
+                st.sampled_from(
+                    [b"}", b"{", b"]", b"[", b",", b'"', b"\\", b"\xff", b"\xc3", b"x", b"1"]
+                )
+            )
+            text = text[:at] + noise + text[at:]
+    return text
+
+
+fragments = st.sampled_from(
+    [
+        b"},{",
+        b'"',
+        b'\\"',
+        b"\\",
+        b"{",
+        b"}",
+        b"[",
+        b"]",
+        b",",
+        b":",
+        b" ",
+        b"\n",
+        b"1",
+        b"-",
+        b"e5",
+        b'"timestamp"',
+        b'"logs"',
+        b'"requestId"',
+        b"null",
+        b"true",
+        b"\\ud800",
+        b"\\u0041",
+        b"\xed\xa0\x80",
+        b"\xff",
+        b"\xc3\xa9",
+        b'"a"',
+        b"0.5",
+        b"2e400",
+        b"\x00",
+        b"\xef\xbb\xbf",
+    ]
+)
+
+
+@st.composite
+def crafted(draw: st.DrawFn) -> bytes:
+    """Bytes made of JSON's structural pieces, inside or outside a plausible frame."""
+    middle = b"".join(draw(st.lists(fragments, max_size=30)))
+    frame = draw(
+        st.sampled_from(
+            [
+                (b"", b""),
+                (b'{"logs":[', b"]}"),
+                (b'{"logs":[{"timestamp":1,"d":"', b'"}]}'),
+                (b'{"requestId":"', b'","logs":[]}'),
+            ]
+        )
+    )
+    return frame[0] + middle + frame[1]
+
+
+cut_points = st.lists(st.integers(min_value=0, max_value=400), max_size=8)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=rendered(), cuts=cut_points)
+@example(body=b'{"logs":[{"timestamp":1}],"logs":[2]}', cuts=[])
+@example(body=b'{"logs":[2],"logs":[{"timestamp":1}]}', cuts=[3])
+@example(body=b'{"requestId":5,"requestId":"a","logs":[]}', cuts=[])
+@example(body=b'{"log\\u0073":[{"timestamp":1,"timestamp":"x"}]}', cuts=[5])
+@example(body=b'{"logs":[{"timestamp":"x","timestamp":1}]}', cuts=[])
+def test_random_bodies_hold_to_orjson(body: bytes, cuts: list[int]) -> None:
+    assert_holds_to_orjson(body, cuts)
+
+
+@settings(max_examples=400, deadline=None)
+@given(body=crafted(), cuts=cut_points)
+@example(body=b'{"logs":[{"timestamp":1,"d":"\\ud800"}]}', cuts=[])
+@example(body=b'{"logs":[{"timestamp":1,"d":"\xed\xa0\x80"}]}', cuts=[])
+@example(body=b'\xef\xbb\xbf{"logs":[]}', cuts=[])
+@example(body=b'{"logs":[]}\x00', cuts=[])
+def test_crafted_bodies_hold_to_orjson(body: bytes, cuts: list[int]) -> None:
+    assert_holds_to_orjson(body, cuts)
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH - 3, MAX_DEPTH - 2, MAX_DEPTH - 1])
+def test_nesting_limit_is_orjsons_for_the_whole_body(depth: int) -> None:
+    nested = b"[" * depth + b"]" * depth
+    entry = b'{"timestamp":1,"x":' + nested + b"}"
+    body = b'{"logs":[' + entry + b"]}"
+    accepted = reference(body) is not None
+    assert accepted == (depth <= MAX_DEPTH - 3)
+    if accepted:
+        assert scan(body, [len(body) // 2]).result.entry_bytes(0) == entry
+    else:
+        with pytest.raises(ResultBodyError, match="nested too deeply"):
+            scan(body, [len(body) // 2])
+
+
+def test_crafted_strings_stay_linear() -> None:
+    """A megabyte string of `},{` and escaped quotes fed one byte-kilobyte at a time."""
+    evil = b'\\"},{' * 200_000
+    body = b'{"logs":[{"timestamp":1,"d":"' + evil + b'"}]}'
+    scanner = ResultScanner(expected_size=len(body))
+    for at in range(0, len(body), 1024):
+        scanner.feed(body[at : at + 1024])
+    scanned = scanner.finish()
+    assert scanned.result.entry_bytes(0) == body[9:-2]
+
+
+def feed_in_pieces(body: bytes, piece: int) -> ScannedBody:
+    scanner = ResultScanner()
+    for at in range(0, len(body), piece):
+        scanner.feed(body[at : at + piece])
+    return scanner.finish()
+
+
+def test_tiny_entries_and_long_whitespace_are_read_piece_by_piece() -> None:
+    """Each piece resumes where the last stopped: nothing is scanned twice."""
+    tiny = b'{"logs":[' + b",".join([b'{"timestamp":1}'] * 200_000) + b"]}"
+    assert len(feed_in_pieces(tiny, 4096).result) == 200_000
+    spaced = b'{"logs":' + b" " * 2_000_000 + b'[{"timestamp":1}' + b"\n" * 1_000_000 + b"]}"
+    assert feed_in_pieces(spaced, 1024).result.entry_bytes(0) == b'{"timestamp":1}'
+    number = b'{"x":' + b"1" * 1_000_000 + b',"logs":[]}'  # too big for a double
+    assert reference(number) is None
+    with pytest.raises(ResultBodyError, match="infinity"):
+        feed_in_pieces(number, 1024)
+
+
+def test_big_integers_compare_exactly_against_double_bounds() -> None:
+    above = 2**53 + 1  # a double rounds it to 2**53
+    body = orjson.dumps(
+        {"logs": [{"timestamp": 2**53}, {"timestamp": above}, {"timestamp": 2**60 + 1}]}
+    )
+    result = scan(body, []).result
+    assert result.ordered
+    at_bound = result.select(TimeRange(float(2**53), float(2**53)))
+    assert list(at_bound.indices()) == [0]  # 2**53 + 1 > 2**53, exactly
+    from_bound = result.select(TimeRange(float(2**53), None))
+    assert list(from_bound.indices()) == [0, 1, 2]
+    unordered = scan(orjson.dumps({"logs": [{"timestamp": above}, {"timestamp": 0}]}), []).result
+    assert not unordered.ordered
+    assert list(unordered.select(TimeRange(None, float(2**53))).indices()) == [1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    stamps=st.lists(
+        st.integers(min_value=2**53 - 4, max_value=2**53 + 4)
+        | st.floats(min_value=-10.0, max_value=2.0**54)
+        | st.integers(min_value=-5, max_value=5),
+        max_size=12,
+    ),
+    ordered=st.booleans(),
+    compact=st.booleans(),
+    chunk_bytes=st.sampled_from([1, 16, 64 * 1024]),
+    low=st.none() | st.floats(min_value=-10.0, max_value=2.0**54),
+    high=st.none() | st.floats(min_value=-10.0, max_value=2.0**54),
+)
+def test_selection_matches_the_inclusive_range(
+    stamps: list[int | float],
+    ordered: bool,
+    compact: bool,
+    chunk_bytes: int,
+    low: float | None,
+    high: float | None,
+) -> None:
+    if ordered:
+        stamps = sorted(stamps)
+    if low is not None and high is not None and low > high:
+        low, high = high, low
+    document = {"logs": [{"timestamp": s} for s in stamps]}
+    # entries apart by a bare comma, or by ", " (one slice per run, or per entry)
+    body = orjson.dumps(document) if compact else json.dumps(document).encode()
+    result: LogResult = scan(body, []).result
+    selection = result.select(TimeRange(low, high))
+    expected = [
+        i for i, s in enumerate(stamps) if (low is None or low <= s) and (high is None or s <= high)
+    ]
+    assert list(selection.indices()) == expected
+    rendered_body = b"".join(selection.chunks(b"[", b"]", chunk_bytes=chunk_bytes))
+    assert len(rendered_body) == selection.size(b"[", b"]")
+    assert orjson.loads(rendered_body) == [{"timestamp": stamps[i]} for i in expected]
+    selection.release()
