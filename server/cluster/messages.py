@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 import orjson
 
+from ..logscan import json_type
 from ..relay import (
     CameraOffline,
     CameraTimeout,
@@ -172,12 +173,35 @@ def decode(raw: bytes) -> Message | None:
         values: dict[str, Any] = {}
         for key, value in header.items():
             name = _FIELD_NAMES.get(key, key)
-            if name in known:  # a later version's fields are ignored
-                values[name] = tuple(value) if isinstance(value, list) else value
+            if name not in known:  # a later version's fields are ignored
+                continue
+            if not _fits(_default(known[name]), value):
+                raise ValueError(f"{key} of a {cls.TYPE} message is {json_type(value)}")
+            values[name] = tuple(value) if isinstance(value, list) else value
         return cls(**values)
     except (ValueError, TypeError) as error:
         logger.warning("dropped a cluster message that does not parse: %s", str(error)[:200])
         return None
+
+
+def _default(field: dataclasses.Field[Any]) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    return field.default_factory()  # type: ignore[operator]
+
+
+def _fits(default: Any, value: Any) -> bool:
+    """``value`` has the JSON type of the field whose default is ``default``."""
+    if isinstance(default, tuple):
+        return isinstance(value, list) and all(isinstance(item, str) for item in value)
+    if isinstance(default, dict):
+        return isinstance(value, dict)
+    if isinstance(default, str):
+        return isinstance(value, str)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    # optional numbers (a range bound, seconds left) and the optional request id
+    return value is None or (isinstance(value, int | float | str) and not isinstance(value, bool))
 
 
 def error_of(name: str, detail: str) -> RelayError:
