@@ -205,7 +205,8 @@ async def test_newest_poll_wins_across_nodes(
     # The camera now lives at b: a caller on a is served by the poll held at b.
     caller = spawn(get_logs(http, a, startTimestamp=0, endTimestamp=1))
     status, command = await newer
-    assert status == 200 and command["command"] == "send_logs"
+    assert status == 200
+    assert command["command"] == "send_logs"
     assert await camera.post(b, {"requestId": command["requestId"], "logs": LOGS[:2]}) == (
         200,
         {"status": "accepted", "requestId": command["requestId"], "duplicate": False, "count": 2},
@@ -224,7 +225,7 @@ async def test_callers_on_two_nodes_share_one_command(
     first = spawn(camera.poll(a))
     await wait_until(polling_at(a))
     busy = spawn(get_logs(http, a, startTimestamp=9, endTimestamp=9))
-    status, command = await first  # the camera is busy with this one meanwhile
+    _status, command = await first  # the camera is busy with this one meanwhile
     on_a = spawn(get_logs(http, a, startTimestamp=1, endTimestamp=2))
     on_b = spawn(get_logs(http, b, startTimestamp=5, endTimestamp=7))
     home = a.relay.session("cam")
@@ -261,7 +262,8 @@ async def test_redelivery_on_another_node_and_the_result_on_a_third(
     status, repeat = await camera.post(a, {"requestId": command["requestId"], "logs": []})
     assert (status, repeat["duplicate"]) == (200, True)
     status, late = await camera.post(c, {"requestId": "f" * 32, "logs": []})
-    assert status == 404 and late["type"].endswith("unknown-request")
+    assert status == 404
+    assert late["type"].endswith("unknown-request")
 
 
 async def test_a_result_without_request_id_answers_the_one_command_from_any_node(
@@ -285,7 +287,8 @@ async def test_offline_and_timeouts_hold_across_nodes(
 ) -> None:
     a, b = await make_node("a"), await make_node("b")
     status, body = await get_logs(http, b, camera_id="never")
-    assert status == 503 and "has not connected" in body["detail"]
+    assert status == 503
+    assert "has not connected" in body["detail"]
     camera = Camera(http, [a])
     first = spawn(camera.poll(a))
     await wait_until(polling_at(a))
@@ -295,13 +298,15 @@ async def test_offline_and_timeouts_hold_across_nodes(
     await first  # delivered, never answered: 504 after the response timeout
     status, body = await caller
     took = loop.time() - started
-    assert status == 504 and body["type"].endswith("camera-timeout")
+    assert status == 504
+    assert body["type"].endswith("camera-timeout")
     assert 1.5 <= took <= 1.5 + 1.0
     # Nobody polls any more: once the connect timeout passed, 503 at once.
     await wait_until(lambda: not a.relay.cameras()[0].online, timeout=3)
     started = loop.time()
     status, body = await get_logs(http, b)
-    assert status == 503 and "offline" in body["detail"]
+    assert status == 503
+    assert "offline" in body["detail"]
     assert loop.time() - started < 0.5
 
 
@@ -343,7 +348,8 @@ async def test_cameras_lists_the_whole_fleet_from_any_node(
         first = await listed(node, "?prefix=cam-&limit=2")
         assert [c["cameraId"] for c in first["cameras"]] == ["cam-1", "cam-2"]
         assert first["next"] == "cam-2"
-        assert first["totals"]["known"] == 4 and first["totals"]["polling"] == 4
+        assert first["totals"]["known"] == 4
+        assert first["totals"]["polling"] == 4
         rest = await listed(node, "?prefix=cam-&limit=2&after=cam-2")
         assert [c["cameraId"] for c in rest["cameras"]] == ["cam-3"]
         assert rest["next"] is None
@@ -370,7 +376,8 @@ async def test_max_waiting_counts_callers_on_all_nodes(
     assert home is not None
     await wait_until(lambda: home.status().waiting == 2)
     status, body = await get_logs(http, b)
-    assert status == 503 and body["type"].endswith("queue-full")
+    assert status == 503
+    assert body["type"].endswith("queue-full")
     await camera.post(a, {"requestId": command["requestId"], "logs": LOGS})
     async with background(camera.run()):
         assert [s for s, _ in await asyncio.gather(busy, *queued)] == [200, 200, 200]
@@ -446,7 +453,8 @@ async def test_redis_down_then_back(
         assert (await response.json())["redis"] == "up"
     assert problem_lines(caplog) == []
     warnings = [r.getMessage() for r in caplog.records if "Redis unavailable" in r.getMessage()]
-    assert warnings and all("\n" not in line for line in warnings)
+    assert warnings
+    assert all("\n" not in line for line in warnings)
 
 
 async def test_a_killed_node_loses_no_caller_on_a_surviving_node(
@@ -496,7 +504,8 @@ async def test_a_killed_node_whose_camera_never_returns_means_503(
     await wait_until(lambda: not cluster(b).members.is_alive("a"), timeout=1.0)
     detected_at = loop.time()
     status, body = await caller
-    assert status == 503 and body["type"].endswith("camera-offline")
+    assert status == 503
+    assert body["type"].endswith("camera-offline")
     assert loop.time() - detected_at <= 1.0 + 1.0
 
 

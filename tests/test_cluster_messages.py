@@ -87,5 +87,6 @@ def test_session_work_round_trips() -> None:
 
 def test_errors_travel_by_name() -> None:
     error = m.error_of("QueueFull", "10 callers wait")
-    assert type(error).__name__ == "QueueFull" and error.detail == "10 callers wait"
+    assert type(error).__name__ == "QueueFull"
+    assert error.detail == "10 callers wait"
     assert type(m.error_of("SomethingNew", "d")).__name__ == "CameraOffline"
