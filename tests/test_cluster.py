@@ -239,14 +239,14 @@ async def test_callers_on_two_nodes_share_one_command(
     assert (camera.commands[0]["startTimestamp"], camera.commands[0]["endTimestamp"]) == (1, 7)
 
 
-async def test_redelivery_on_another_node_and_the_result_on_a_third(
+async def test_poll_result_and_caller_on_three_nodes_with_redelivery(
     make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
 ) -> None:
     a, b, c = await make_node("a"), await make_node("b"), await make_node("c")
     camera = Camera(http, [a])
     first = spawn(camera.poll(a))
     await wait_until(polling_at(a))
-    caller = spawn(get_logs(http, c, startTimestamp=3, endTimestamp=4))
+    caller = spawn(get_logs(http, a, startTimestamp=3, endTimestamp=4))
     _, command = await first
     # The camera never answers it (its answer was lost) and polls node b next.
     _, again = await camera.poll(b)

@@ -13,9 +13,9 @@ import itertools
 import logging
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import orjson
 from redis.exceptions import RedisError
@@ -139,6 +139,7 @@ class ClusterRelay(Relay):
         self._outgoing_results: dict[tuple[str, LogResult], list[str]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._parking_task: asyncio.Task[None] | None = None
+        self._detached = False
         self._was_up = True
 
     # ================================================================ lifecycle
@@ -184,7 +185,8 @@ class ClusterRelay(Relay):
         loop = asyncio.get_running_loop()
         give_up = max(self._cluster.shutdown_timeout_seconds - 0.5, 0.0)
         loop.call_later(give_up, self._fail_waiters_stopping)
-        self._parking_task = asyncio.create_task(self._park_all(), name="park")
+        if not self._detached:
+            self._parking_task = asyncio.create_task(self._park_all(), name="park")
 
     async def _park_all(self) -> None:
         for camera_id, work in list(self._parking.items()):
@@ -205,17 +207,20 @@ class ClusterRelay(Relay):
 
     async def detach(self) -> None:
         """Stop talking to the cluster (at the very end of a stop; a test's "kill")."""
+        if self._detached:
+            return
+        self._detached = True
         if self._parking_task is not None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1.0):
                     await self._parking_task
             await self.bus.flush()
-        for task in self._tasks:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._tasks = []
         await self.bus.close()
 
     @property
@@ -238,8 +243,8 @@ class ClusterRelay(Relay):
         finally:
             self._dirty.add(camera_id)
         if command is not None:
-            # Other nodes must know a result is due before the camera can post it.
-            await self._flush()
+            # Other nodes learn at once that a result is due (not in the next batch).
+            self._write_soon()
         return command
 
     async def _claim(self, camera_id: str) -> None:
@@ -308,7 +313,9 @@ class ClusterRelay(Relay):
                 yield upload
             return
         entry = await self._entry(camera_id)
-        if entry is None or not entry.expect or not await self.members.confirm_alive(entry.home):
+        # ``polling``: a command just delivered may not be in Redis yet; the home decides.
+        expected = entry is not None and (entry.expect or entry.polling)
+        if entry is None or not expected or not await self.members.confirm_alive(entry.home):
             self._observer.upload_refused(camera_id, body_read=False)
             self._observer.result_received(camera_id, ResultOutcome.LATE)
             raise UnknownRequest(
@@ -321,21 +328,16 @@ class ClusterRelay(Relay):
         finally:
             forwarded.close()
 
-    async def forward_result(self, camera_id: str, request_id: str | None, body: bytes) -> Receipt:
-        """A result posted here for a camera homed elsewhere: the home's receipt."""
-        entry = await self._entry(camera_id)
-        if entry is None or not await self.members.confirm_alive(entry.home):
-            raise UnknownRequest(
-                f"camera {camera_id!r} has no command awaiting a result; poll first"
-            )
+    async def forward_result(
+        self, camera_id: str, home: str, request_id: str | None, body: bytes
+    ) -> Receipt:
+        """A result posted here for a camera homed at ``home``: the home's receipt."""
         ref = next(self._refs)
         done: asyncio.Future[m.Receipt] = asyncio.get_running_loop().create_future()
         self._receipts[ref] = done
         try:
             self._forwarded("posted")
-            await self._send(
-                entry.home, m.Posted(camera=camera_id, ref=ref, request_id=request_id), body
-            )
+            await self._send(home, m.Posted(camera=camera_id, ref=ref, request_id=request_id), body)
             async with asyncio.timeout(RECEIPT_WAIT_SECONDS):
                 receipt = await done
         except TimeoutError:
@@ -549,8 +551,7 @@ class ClusterRelay(Relay):
             else:
                 orphans.append(waiter)
         if orphans:
-            self._tasks.append(loop.create_task(self._replace_orphans(orphans)))
-            self._tasks = [task for task in self._tasks if not task.done()]
+            self._spawn(self._replace_orphans(orphans))
 
     async def _replace_orphans(self, orphans: list[Waiter]) -> None:
         try:
@@ -632,7 +633,7 @@ class ClusterRelay(Relay):
 
     def _pass_on(self, message: m.Enqueue | m.Forget, hops: int) -> None:
         """A message for a camera no longer homed here: to its current home."""
-        self._tasks.append(asyncio.create_task(self._pass_on_later(message, hops)))
+        self._spawn(self._pass_on_later(message, hops))
         self._tasks = [task for task in self._tasks if not task.done()]
 
     async def _pass_on_later(self, message: m.Enqueue | m.Forget, hops: int) -> None:
@@ -733,6 +734,19 @@ class ClusterRelay(Relay):
                 "the cluster's Redis is unreachable, so the server holding the camera "
                 "cannot be reached; retry in a few seconds"
             ) from None
+
+    def _write_soon(self) -> None:
+        self._spawn(self._flush())
+
+    def _spawn(self, step: Coroutine[Any, Any, None]) -> None:
+        """A short task of this node's, cancelled with the others when it detaches."""
+        task = asyncio.get_running_loop().create_task(step)
+        self._tasks.append(task)
+        task.add_done_callback(self._forget_task)
+
+    def _forget_task(self, task: asyncio.Task[None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._tasks.remove(task)
 
     async def _flush(self) -> None:
         """Write the status of cameras homed here that changed (one round trip)."""
