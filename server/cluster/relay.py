@@ -322,7 +322,9 @@ class ClusterRelay(Relay):
                 f"camera {camera_id!r} has no command awaiting a result; poll first"
             )
         reservation = await self.budget.reserve(declared_bytes or FIRST_RESERVATION_BYTES)
-        forwarded = ForwardedUpload(functools.partial(self.forward_result, camera_id), reservation)
+        forwarded = ForwardedUpload(
+            functools.partial(self.forward_result, camera_id, entry.home), reservation
+        )
         try:
             yield forwarded
         finally:
