@@ -11,8 +11,7 @@ import asyncio
 import contextlib
 import itertools
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import aiohttp
@@ -21,7 +20,7 @@ import pytest
 from server.cluster import ClusterRelay
 from tests.conftest import LiveServer, MakeLiveServer
 from tests.helpers import LogEntries, wait_until
-from tests.redis_process import RedisProcess
+from tools.redis_server import RedisServer
 
 LOGS: LogEntries = [{"timestamp": float(t), "description": f"event {t}"} for t in range(10)]
 MakeNode = Callable[..., Awaitable[LiveServer]]
@@ -29,24 +28,7 @@ T = TypeVar("T")
 Spawn = Callable[[Awaitable[T]], "asyncio.Future[T]"]
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
-    server = RedisProcess(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def own_redis(tmp_path: Path) -> AsyncIterator[RedisProcess]:
-    """A Redis of the test's own, for tests that stop it."""
-    server = RedisProcess(tmp_path)
-    server.start()
-    yield server
-    server.stop()
-
-
-def node_maker(make_live_server: MakeLiveServer, redis: RedisProcess) -> MakeNode:
+def node_maker(make_live_server: MakeLiveServer, redis: RedisServer) -> MakeNode:
     prefix = f"test-{secrets.token_hex(4)}"
 
     async def make(name: str, **overrides: Any) -> LiveServer:
@@ -66,7 +48,7 @@ def node_maker(make_live_server: MakeLiveServer, redis: RedisProcess) -> MakeNod
 
 
 @pytest.fixture
-def make_node(make_live_server: MakeLiveServer, redis_server: RedisProcess) -> MakeNode:
+def make_node(make_live_server: MakeLiveServer, redis_server: RedisServer) -> MakeNode:
     return node_maker(make_live_server, redis_server)
 
 
@@ -411,17 +393,17 @@ def problem_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 async def test_redis_down_then_back(
     make_live_server: MakeLiveServer,
-    own_redis: RedisProcess,
+    redis_server: RedisServer,
     http: aiohttp.ClientSession,
     spawn: Spawn[Any],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    make_node = node_maker(make_live_server, own_redis)
+    make_node = node_maker(make_live_server, redis_server)
     a, b = await make_node("a"), await make_node("b")
     camera = Camera(http, [a])
     spawn(camera.run())
     await wait_until(polling_at(a))
-    own_redis.stop()
+    await redis_server.stop()
     # Same-node work is still served; work that must cross nodes gets a clean 503.
     status, body = await get_logs(http, a, startTimestamp=1, endTimestamp=1)
     assert (status, body["logs"]) == (200, LOGS[1:2])
@@ -437,7 +419,7 @@ async def test_redis_down_then_back(
         health = await response.json()
     assert (health["status"], health["redis"]) == ("ok", "down")
     # Redis comes back empty: the fleet is reachable again within POLL_HOLD + NODE_TIMEOUT.
-    own_redis.start()
+    await redis_server.start()
     loop = asyncio.get_running_loop()
     back_at = loop.time()
 
