@@ -137,6 +137,24 @@ async def get_logs(
         return response.status, await response.json(content_type=None)
 
 
+async def held_poll(spawn: Spawn[Any], camera: Camera, node: LiveServer) -> asyncio.Future[Any]:
+    """The camera's poll at ``node``, once held there."""
+    poll = spawn(camera.poll(node))
+    await wait_until(polling_at(node, camera.camera_id))
+    return poll
+
+
+def status_is(node: LiveServer, camera_id: str = "cam", **expected: int) -> Callable[[], bool]:
+    """The camera's session at ``node`` shows ``expected`` (``waiting=2``, ``in_flight=1``)."""
+
+    def check() -> bool:
+        session = node.relay.session(camera_id)
+        status = None if session is None else session.status()._asdict()
+        return status is not None and all(status[key] == value for key, value in expected.items())
+
+    return check
+
+
 def polling_at(node: LiveServer, camera_id: str = "cam") -> Callable[[], bool]:
     def check() -> bool:
         session = node.relay.session(camera_id)
@@ -174,8 +192,7 @@ async def test_newest_poll_wins_across_nodes(
 ) -> None:
     a, b = await make_node("a"), await make_node("b")
     camera = Camera(http, [a])
-    older = spawn(camera.poll(a))
-    await wait_until(polling_at(a))
+    older = await held_poll(spawn, camera, a)
     loop = asyncio.get_running_loop()
     newer = spawn(camera.poll(b))
     started = loop.time()
@@ -204,15 +221,12 @@ async def test_callers_on_two_nodes_share_one_command(
 ) -> None:
     a, b = await make_node("a"), await make_node("b")
     camera = Camera(http, [a])
-    first = spawn(camera.poll(a))
-    await wait_until(polling_at(a))
+    first = await held_poll(spawn, camera, a)
     busy = spawn(get_logs(http, a, startTimestamp=9, endTimestamp=9))
     _status, command = await first  # the camera is busy with this one meanwhile
     on_a = spawn(get_logs(http, a, startTimestamp=1, endTimestamp=2))
     on_b = spawn(get_logs(http, b, startTimestamp=5, endTimestamp=7))
-    home = a.relay.session("cam")
-    assert home is not None
-    await wait_until(lambda: home.status().waiting == 2)
+    await wait_until(status_is(a, waiting=2))
     await camera.post(a, {"requestId": command["requestId"], "logs": LOGS[9:]})
     async with background(camera.run()):
         results = await asyncio.gather(busy, on_a, on_b)
@@ -226,8 +240,7 @@ async def test_poll_result_and_caller_on_three_nodes_with_redelivery(
 ) -> None:
     a, b, c = await make_node("a"), await make_node("b"), await make_node("c")
     camera = Camera(http, [a])
-    first = spawn(camera.poll(a))
-    await wait_until(polling_at(a))
+    first = await held_poll(spawn, camera, a)
     caller = spawn(get_logs(http, a, startTimestamp=3, endTimestamp=4))
     _, command = await first
     # The camera never answers it (its answer was lost) and polls node b next.
@@ -253,8 +266,7 @@ async def test_a_result_without_request_id_answers_the_one_command_from_any_node
 ) -> None:
     a, b = await make_node("a"), await make_node("b")
     camera = Camera(http, [a])
-    first = spawn(camera.poll(a))
-    await wait_until(polling_at(a))
+    first = await held_poll(spawn, camera, a)
     caller = spawn(get_logs(http, a))
     _, command = await first
     status, receipt = await camera.post(b, {"logs": LOGS})
@@ -272,8 +284,7 @@ async def test_offline_and_timeouts_hold_across_nodes(
     assert status == 503
     assert "has not connected" in body["detail"]
     camera = Camera(http, [a])
-    first = spawn(camera.poll(a))
-    await wait_until(polling_at(a))
+    first = await held_poll(spawn, camera, a)
     loop = asyncio.get_running_loop()
     started = loop.time()
     caller = spawn(get_logs(http, b))
@@ -349,14 +360,11 @@ async def test_max_waiting_counts_callers_on_all_nodes(
         await make_node("b", max_waiting_per_camera=2),
     )
     camera = Camera(http, [a])
-    first = spawn(camera.poll(a))
-    await wait_until(polling_at(a))
+    first = await held_poll(spawn, camera, a)
     busy = spawn(get_logs(http, a))
     _, command = await first
     queued = [spawn(get_logs(http, node)) for node in (a, b)]
-    home = a.relay.session("cam")
-    assert home is not None
-    await wait_until(lambda: home.status().waiting == 2)
+    await wait_until(status_is(a, waiting=2))
     status, body = await get_logs(http, b)
     assert status == 503
     assert body["type"].endswith("queue-full")
@@ -447,12 +455,9 @@ async def test_a_killed_node_loses_no_caller_on_a_surviving_node(
 ) -> None:
     a, b = await make_node("a"), await make_node("b")
     camera = Camera(http, [a])
-    held = spawn(camera.poll(a))
-    await wait_until(polling_at(a))
+    held = await held_poll(spawn, camera, a)
     caller = spawn(get_logs(http, b, startTimestamp=4, endTimestamp=6))
-    home = a.relay.session("cam")
-    assert home is not None
-    await wait_until(lambda: home.status().in_flight == 1)  # delivered to the poll at a
+    await wait_until(status_is(a, in_flight=1))  # delivered to the poll at a
     await held
     # Node a dies (no heartbeat, no inbox, no handover); b notices within NODE_TIMEOUT.
     await cluster(a).detach()
@@ -475,12 +480,9 @@ async def test_a_killed_node_whose_camera_never_returns_means_503(
 ) -> None:
     a, b = await make_node("a"), await make_node("b")
     camera = Camera(http, [a])
-    spawn(camera.poll(a))
-    await wait_until(polling_at(a))
+    await held_poll(spawn, camera, a)
     caller = spawn(get_logs(http, b))
-    home = a.relay.session("cam")
-    assert home is not None
-    await wait_until(lambda: home.status().in_flight == 1)
+    await wait_until(status_is(a, in_flight=1))
     await cluster(a).detach()
     loop = asyncio.get_running_loop()
     await wait_until(lambda: not cluster(b).members.is_alive("a"), timeout=1.0)
@@ -496,15 +498,12 @@ async def test_a_node_stopping_hands_its_work_over(
 ) -> None:
     a, b = await make_node("a"), await make_node("b")
     camera = Camera(http, [a])
-    first = spawn(camera.poll(a))
-    await wait_until(polling_at(a))
+    first = await held_poll(spawn, camera, a)
     busy = spawn(get_logs(http, a, startTimestamp=0, endTimestamp=0))
     _, command = await first
     on_b = spawn(get_logs(http, b, startTimestamp=5, endTimestamp=6))
     on_a = spawn(get_logs(http, a, startTimestamp=8, endTimestamp=9))
-    home = a.relay.session("cam")
-    assert home is not None
-    await wait_until(lambda: home.status().waiting == 2)
+    await wait_until(status_is(a, waiting=2))
     idle = Camera(http, [a], camera_id="idle")
     idle_poll = spawn(idle.poll(a))
     await wait_until(polling_at(a, "idle"))
