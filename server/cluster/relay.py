@@ -135,6 +135,8 @@ class ClusterRelay(Relay):
         self._parking: dict[str, SessionWork] = {}
         #: cameras whose status changed since the last write to Redis
         self._dirty: set[str] = set()
+        #: cameras homed here whose claim could not be written (Redis was down)
+        self._unclaimed: set[str] = set()
         #: outcomes to send, by (node, result): one message per node for a shared result
         self._outgoing_results: dict[tuple[str, LogResult], list[str]] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -239,7 +241,7 @@ class ClusterRelay(Relay):
     async def poll(self, camera_id: str) -> Command | None:
         if self._closed:
             raise ShuttingDown("the server is shutting down; poll again in a few seconds")
-        if camera_id not in self._sessions:
+        if camera_id not in self._sessions or camera_id in self._unclaimed:
             await self._claim(camera_id)
         self._dirty.add(camera_id)
         try:
@@ -257,8 +259,11 @@ class ClusterRelay(Relay):
             old, parked = await self.registry.claim(camera_id)
         except (RedisError, OSError) as error:
             self.bus.failed(error)
-            return  # serve the poll here; the camera registers once Redis is back
+            # Serve the poll here; the claim is made again on its next poll.
+            self._unclaimed.add(camera_id)
+            return
         self.bus.succeeded()
+        self._unclaimed.discard(camera_id)
         if parked:
             self._adopt_raw(camera_id, parked)
             return
