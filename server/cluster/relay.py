@@ -61,8 +61,6 @@ HANDOVER_WAIT_SECONDS = 1.0
 RECEIPT_WAIT_SECONDS = 2.0
 #: a home's status changes reach Redis this often (a poll counts everywhere within 0.5 s)
 FLUSH_INTERVAL_SECONDS = 0.1
-#: the extra a cross-node ``/logs`` may take for the hops (the contract allows one second)
-HOP_SLACK_SECONDS = 0.5
 #: how often callers whose camera's home died look for its new home
 ORPHAN_CHECK_SECONDS = 0.25
 #: a message passed on this many times is dropped (a loop between stale homes)
@@ -376,7 +374,7 @@ class ClusterRelay(Relay):
         try:
             # The home's timers end every wait; this ceiling allows for a home that died
             # (noticed within the node timeout) and only guards against a bug.
-            ceiling = self.config.longest_logs_wait + self.members.timeout + HOP_SLACK_SECONDS
+            ceiling = self.config.longest_logs_wait + self.members.timeout
             async with asyncio.timeout(ceiling):
                 if camera_id in self._sessions:
                     self._enqueue_here(camera_id, ref, time_range, None)
