@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"camrelay: configuration error: {error}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level_number, settings.log_format)
+    configure_logging(settings.log_level_number, settings.log_format, settings.node_name)
     workers = settings.workers if args.workers is None else args.workers
     if workers > 1:
         return run_workers(workers, settings.port, settings.shutdown_timeout_seconds)

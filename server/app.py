@@ -10,13 +10,22 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from .cluster import ClusterConfig, ClusterRelay
 from .eventlog import EventLogger
-from .metrics import RelayMetrics
+from .metrics import ClusterMetrics, RelayMetrics
 from .middlewares import logs_outcomes, problem_errors, request_context
 from .relay import FanOutObserver, Relay
 from .routes import setup_routes
 from .settings import Settings
-from .state import METRICS_KEY, RELAY_KEY, SETTINGS_KEY, STARTED_AT_KEY, get_relay, get_settings
+from .state import (
+    METRICS_KEY,
+    REDIS_STATE_KEY,
+    RELAY_KEY,
+    SETTINGS_KEY,
+    STARTED_AT_KEY,
+    get_relay,
+    get_settings,
+)
 
 logger = logging.getLogger("camrelay")
 SWEEP_INTERVAL_SECONDS = 5.0
@@ -29,7 +38,14 @@ def create_app(settings: Settings | None = None) -> web.Application:
         middlewares=[request_context, logs_outcomes, problem_errors],
     )
     metrics = RelayMetrics()
-    relay = Relay(settings.relay_config, observer=FanOutObserver(metrics, EventLogger()))
+    observer = FanOutObserver(metrics, EventLogger())
+    relay: Relay
+    if settings.redis_url is None:
+        relay = Relay(settings.relay_config, observer=observer)
+        app[REDIS_STATE_KEY] = lambda: "unused"
+    else:
+        relay = cluster_relay(settings, observer, metrics)
+        app.cleanup_ctx.append(_cluster_membership)
     metrics.read_state_from(relay.stats)
     app[SETTINGS_KEY] = settings
     app[RELAY_KEY] = relay
@@ -40,6 +56,34 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app.cleanup_ctx.append(_sweeper)
     app.on_shutdown.append(_close_relay)
     return app
+
+
+def cluster_relay(
+    settings: Settings, observer: FanOutObserver, metrics: RelayMetrics
+) -> ClusterRelay:
+    assert settings.redis_url is not None
+    cluster = ClusterConfig(
+        redis_url=settings.redis_url,
+        prefix=settings.redis_prefix,
+        node=settings.node_name,
+        node_timeout_seconds=settings.node_timeout_seconds,
+        shutdown_timeout_seconds=settings.shutdown_timeout_seconds,
+    )
+    cluster_metrics = ClusterMetrics(metrics.registry)
+    relay = ClusterRelay(settings.relay_config, cluster, observer, cluster_metrics)
+    cluster_metrics.read_nodes_alive_from(relay.nodes_alive)
+    return relay
+
+
+async def _cluster_membership(app: web.Application) -> AsyncIterator[None]:
+    """The node joins the cluster for the app's lifetime (``close`` hands its work over)."""
+    relay = get_relay(app)
+    assert isinstance(relay, ClusterRelay)
+    app[REDIS_STATE_KEY] = lambda: "up" if relay.redis_up else "down"
+    logger.info("node %s: cluster mode on %s", relay.node, get_settings(app).redis_url_redacted)
+    await relay.start()
+    yield
+    await relay.detach()
 
 
 async def _warn_when_auth_is_off(app: web.Application) -> None:

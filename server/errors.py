@@ -14,6 +14,7 @@ from typing import Final
 
 from aiohttp import web
 
+from .cluster.errors import ClusterUnavailable
 from .problems import ProblemError
 from .relay import (
     CameraOffline,
@@ -45,6 +46,7 @@ RELAY_PROBLEMS: Final[Mapping[type[RelayError], ProblemKind]] = {
     CameraTimeout: ProblemKind(504, "camera-timeout"),
     PollSuperseded: ProblemKind(409, "poll-superseded"),
     UnknownRequest: ProblemKind(404, "unknown-request"),
+    ClusterUnavailable: ProblemKind(503, "cluster-unavailable", retry_after=2),
 }
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .cluster.observer import ClusterObserver
 from .relay import RelayObserver, RelayStats, ResultOutcome
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -177,3 +178,45 @@ class RelayMetrics(RelayObserver):
 
     def upload_died(self, camera_id: str) -> None:
         self.uploads_died.inc()
+
+
+class ClusterMetrics(ClusterObserver):
+    """Cluster figures, in the relay's registry: nodes alive, forwards, Redis errors."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._read_nodes_alive: Callable[[], int] = lambda: 0
+        self.nodes_alive = Gauge(
+            "camrelay_cluster_nodes_alive",
+            "Nodes whose heartbeat this node saw last (itself included)",
+            registry=registry,
+        )
+        self.nodes_alive.set_function(lambda: self._read_nodes_alive())
+        self.forwarded_messages = Counter(
+            "camrelay_cluster_forwarded",
+            "Messages sent to other nodes, by kind (enqueue, result, error, posted...)",
+            ["kind"],
+            registry=registry,
+        )
+        self.forward_latency = Histogram(
+            "camrelay_cluster_forward_latency_seconds",
+            "Time from a node sending a message to this node reading it",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=registry,
+        )
+        self.redis_errors = Counter(
+            "camrelay_cluster_redis_errors",
+            "Redis commands that failed (Redis down or unreachable)",
+            registry=registry,
+        )
+
+    def read_nodes_alive_from(self, read: Callable[[], int]) -> None:
+        self._read_nodes_alive = read
+
+    def forwarded(self, kind: str) -> None:
+        self.forwarded_messages.labels(kind).inc()
+
+    def hop_latency(self, seconds: float) -> None:
+        self.forward_latency.observe(seconds)
+
+    def redis_error(self) -> None:
+        self.redis_errors.inc()

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
+import re
+import secrets
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 from .relay import RelayConfig
 
@@ -19,13 +24,37 @@ LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 LOG_FORMATS = ("text", "json")
 #: the default result budget, in uploads of the largest size
 RESULT_BUDGET_UPLOADS = 8
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+#: a node name goes into Redis keys and log lines
+NODE_NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,100}")
+
+
+def default_node_name() -> str:
+    """Host name, pid and a random suffix: unique even for two nodes in one container."""
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:60] or "node"
+    return f"{host}-{os.getpid()}-{secrets.token_hex(2)}"
+
+
+def redact_redis_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for logs, errors and /healthz)."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "(unparseable URL)"
+    netloc = parts.netloc
+    if password is not None:
+        user = parts.username or ""
+        netloc = f"{user}:***@{netloc.rpartition('@')[2]}"
+    query = re.sub(r"(?i)(password=)[^&]*", r"\1***", parts.query)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 class ConfigError(ValueError):
     """A bad environment value; the message is one line naming the variable."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Settings:
     host: str = "0.0.0.0"
     port: int = 8080
@@ -68,6 +97,11 @@ class Settings:
     listen_backlog: int = 4096
     #: how late a refused new camera id is answered (not read from the environment)
     camera_refusal_delay_seconds: float = 1.0
+    #: cluster mode when set; may hold a password, so it never goes into the repr
+    redis_url: str | None = field(default=None, repr=False)
+    redis_prefix: str = "camrelay"
+    node_name: str = field(default_factory=default_node_name)
+    node_timeout_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         if self.poll_hold_seconds >= self.camera_poll_timeout_seconds:
@@ -92,6 +126,18 @@ class Settings:
                 f"CONNECT_TIMEOUT_SECONDS ({unanswered:g} s, how long a camera that never "
                 f"answered a command is kept), got {self.camera_retention_seconds:g}"
             )
+        if self.redis_url is not None:
+            _check_redis_url(self.redis_url)
+        if not NODE_NAME_PATTERN.fullmatch(self.node_name):
+            raise ConfigError(
+                f"NODE_NAME must be 1-100 characters of A-Z a-z 0-9 . _ -, got {self.node_name!r}"
+            )
+        if not NODE_NAME_PATTERN.fullmatch(self.redis_prefix):
+            raise ConfigError(
+                "REDIS_PREFIX must be 1-100 characters of A-Z a-z 0-9 . _ -, "
+                f"got {self.redis_prefix!r}"
+            )
+
         if self.result_budget_bytes < self.max_upload_bytes:
             raise ConfigError(
                 "MAX_RESULT_BYTES_IN_FLIGHT must be at least MAX_UPLOAD_BYTES "
@@ -103,6 +149,17 @@ class Settings:
         if self.max_result_bytes_in_flight is None:
             return RESULT_BUDGET_UPLOADS * self.max_upload_bytes
         return self.max_result_bytes_in_flight
+
+    @property
+    def redis_url_redacted(self) -> str | None:
+        return None if self.redis_url is None else redact_redis_url(self.redis_url)
+
+    def __repr__(self) -> str:
+        # The dataclass repr leaves redis_url out (a password); show where it points.
+        fields = ", ".join(
+            f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.repr
+        )
+        return f"Settings({fields}, redis={self.redis_url_redacted!r})"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -151,6 +208,12 @@ class Settings:
             camera_poll_timeout_seconds=reader.number(
                 "POLL_TIMEOUT_SECONDS", float, cls.camera_poll_timeout_seconds
             ),
+            redis_url=reader.secret("REDIS_URL"),
+            redis_prefix=reader.text("REDIS_PREFIX", cls.redis_prefix),
+            node_name=reader.text("NODE_NAME", "") or default_node_name(),
+            node_timeout_seconds=reader.number(
+                "NODE_TIMEOUT_SECONDS", float, cls.node_timeout_seconds
+            ),
         )
 
     def transfer_seconds(self, grace_seconds: float, size: int) -> float:
@@ -174,6 +237,23 @@ class Settings:
     @property
     def log_level_number(self) -> int:
         return logging.getLevelNamesMapping()[self.log_level]
+
+
+def _check_redis_url(url: str) -> None:
+    shown = redact_redis_url(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError on a bad port)
+    except ValueError:
+        raise ConfigError(f"REDIS_URL is not a valid URL: {shown!r}") from None
+    if parts.scheme not in REDIS_SCHEMES:
+        raise ConfigError(
+            f"REDIS_URL must start with redis://, rediss:// or unix://, got {shown!r}"
+        )
+    if parts.scheme == "unix" and not parts.path:
+        raise ConfigError(f"REDIS_URL needs a socket path (unix:///path/redis.sock), got {shown!r}")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ConfigError(f"REDIS_URL needs a host (redis://host:6379/0), got {shown!r}")
 
 
 class _EnvReader:

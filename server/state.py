@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
 from .metrics import RelayMetrics
@@ -11,6 +13,8 @@ from .settings import Settings
 SETTINGS_KEY = web.AppKey("settings", Settings)
 RELAY_KEY = web.AppKey("relay", Relay)
 METRICS_KEY = web.AppKey("metrics", RelayMetrics)
+#: Redis as this node sees it: "up", "down", or "unused" (one process, no cluster)
+REDIS_STATE_KEY: web.AppKey[Callable[[], str]] = web.AppKey("redis_state")
 #: ``time.monotonic()`` when the app was created
 STARTED_AT_KEY = web.AppKey("started_at", float)
 
@@ -29,3 +33,7 @@ def get_metrics(app: web.Application) -> RelayMetrics:
 
 def get_started_at(app: web.Application) -> float:
     return app[STARTED_AT_KEY]
+
+
+def get_redis_state(app: web.Application) -> str:
+    return app[REDIS_STATE_KEY]()

@@ -37,7 +37,8 @@ async def receive_result(
             scanned = scanner.finish(on_release=upload.release_budget)
         except ResultBodyError as error:
             raise invalid_body(error.detail) from None
-        return upload.submit(scanned.request_id, scanned.result), len(scanned.result)
+        receipt = await upload.submit(scanned.request_id, scanned.result)
+        return receipt, len(scanned.result)
 
 
 def _decoded_length(request: web.Request, declared: int | None) -> int | None:

@@ -20,7 +20,7 @@ from .params import (
 )
 from .problems import json_response
 from .relay import CameraStatus, Command, ResultOutcome
-from .state import get_metrics, get_relay, get_settings, get_started_at
+from .state import get_metrics, get_redis_state, get_relay, get_settings, get_started_at
 from .uploads import receive_result
 
 NOOP: dict[str, object] = {"command": "noop"}
@@ -83,15 +83,16 @@ async def list_cameras(request: web.Request) -> web.Response:
     query = camera_query_params(request)
     relay = get_relay(request.app)
     if query is None:
-        return json_response({"cameras": [camera_json(status) for status in relay.cameras()]})
+        everyone = await relay.list_cameras()
+        return json_response({"cameras": [camera_json(status) for status in everyone]})
     # One more than asked for tells whether another page follows.
     limit = None if query.limit is None else query.limit + 1
-    found = relay.cameras(query.prefix, query.online, query.after, limit)
+    found = await relay.list_cameras(query.prefix, query.online, query.after, limit)
     next_after = None
     if query.limit is not None and len(found) > query.limit:
         del found[query.limit :]
         next_after = found[-1].camera_id
-    stats = relay.stats()
+    stats = await relay.fleet_stats()
     return json_response(
         {
             "cameras": [camera_json(status) for status in found],
@@ -124,6 +125,8 @@ async def healthz(request: web.Request) -> web.Response:
         {
             "status": "stopping" if relay.closed else "ok",
             "uptimeSeconds": round(time.monotonic() - get_started_at(request.app), 3),
+            "node": get_settings(request.app).node_name,
+            "redis": get_redis_state(request.app),
         }
     )
 

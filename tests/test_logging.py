@@ -55,21 +55,21 @@ async def test_relay_events_are_json_lines_with_the_request_id(
         "result from camera cam-7: accepted",
     ]
     assert relay_lines[1]["requestId"] == "user-req-1"
-    assert {"time", "level", "logger", "message", "requestId"} <= set(relay_lines[0])
+    assert {"time", "level", "logger", "message", "requestId", "node"} <= set(relay_lines[0])
     assert secret_payload not in json_log.getvalue()
 
 
-def test_text_format_carries_the_request_id() -> None:
+def test_text_format_carries_the_node_and_the_request_id() -> None:
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level
     try:
-        configure_logging(logging.DEBUG, "text")
+        configure_logging(logging.DEBUG, "text", "api-1")
         buffer = io.StringIO()
         handler = root.handlers[0]
         assert isinstance(handler, logging.StreamHandler)
         handler.setStream(buffer)
         logging.getLogger("camrelay.test").info("hello %s", "there")
-        assert buffer.getvalue().rstrip().endswith("INFO camrelay.test [-] hello there")
+        assert buffer.getvalue().rstrip().endswith("INFO camrelay.test api-1 [-] hello there")
         assert logging.getLogger("aiohttp.access").level == logging.INFO
         configure_logging(logging.INFO, "text")
         assert logging.getLogger("aiohttp.access").level == logging.WARNING

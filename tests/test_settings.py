@@ -47,6 +47,10 @@ def test_values_are_read() -> None:
             "LOG_FORMAT": "json",
             "HEADER_TIMEOUT_SECONDS": "2.5",
             "KEEPALIVE_TIMEOUT_SECONDS": "4",
+            "REDIS_URL": "redis://redis.internal:6380/2",
+            "REDIS_PREFIX": "relay-eu",
+            "NODE_NAME": "api-1",
+            "NODE_TIMEOUT_SECONDS": "2.5",
             "WORKERS": "4",
         }
     )
@@ -66,6 +70,10 @@ def test_values_are_read() -> None:
         log_format="json",
         header_timeout_seconds=2.5,
         keepalive_timeout_seconds=4,
+        redis_url="redis://redis.internal:6380/2",
+        redis_prefix="relay-eu",
+        node_name="api-1",
+        node_timeout_seconds=2.5,
         workers=4,
     )
 
@@ -113,6 +121,14 @@ def test_values_are_read() -> None:
         ({"BODY_TIMEOUT_SECONDS": "nan"}, "BODY_TIMEOUT_SECONDS"),
         ({"WRITE_TIMEOUT_SECONDS": "-1"}, "WRITE_TIMEOUT_SECONDS"),
         ({"WRITE_TIMEOUT_SECONDS": "soon"}, "WRITE_TIMEOUT_SECONDS"),
+        ({"REDIS_URL": "http://redis:6379"}, "REDIS_URL"),
+        ({"REDIS_URL": "redis://"}, "REDIS_URL"),
+        ({"REDIS_URL": "redis://redis:port"}, "REDIS_URL"),
+        ({"REDIS_URL": "unix://"}, "REDIS_URL"),
+        ({"REDIS_PREFIX": "a b"}, "REDIS_PREFIX"),
+        ({"NODE_NAME": "api/1"}, "NODE_NAME"),
+        ({"NODE_TIMEOUT_SECONDS": "0"}, "NODE_TIMEOUT_SECONDS"),
+        ({"NODE_TIMEOUT_SECONDS": "nan"}, "NODE_TIMEOUT_SECONDS"),
         ({"MIN_TRANSFER_BYTES_PER_SECOND": "0"}, "MIN_TRANSFER_BYTES_PER_SECOND"),
         ({"MIN_TRANSFER_BYTES_PER_SECOND": "-65536"}, "MIN_TRANSFER_BYTES_PER_SECOND"),
         ({"MIN_TRANSFER_BYTES_PER_SECOND": "64k"}, "MIN_TRANSFER_BYTES_PER_SECOND"),
@@ -140,6 +156,40 @@ def test_secrets_stay_out_of_the_repr() -> None:
     assert "hunter2-token" not in shown
     assert "s3cr3t-value" not in shown
     assert "port=8080" in shown
+
+
+def test_cluster_defaults() -> None:
+    settings = Settings.from_env({})
+    assert settings.redis_url is None
+    assert settings.redis_prefix == "camrelay"
+    assert settings.node_timeout_seconds == 5
+    # host name, pid and a random suffix: two nodes of one host never share a name
+    assert settings.node_name.split("-")[-2] == str(os.getpid())
+    assert settings.node_name != Settings.from_env({}).node_name
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:hunter2-pass@redis:6379/0",
+        "rediss://camrelay:hunter2-pass@redis.example:6380/1",
+        "redis://redis:6379/0?password=hunter2-pass",
+    ],
+)
+def test_the_redis_password_stays_out_of_the_repr_and_errors(url: str) -> None:
+    settings = Settings.from_env({"REDIS_URL": url})
+    assert settings.redis_url == url
+    assert "hunter2-pass" not in repr(settings)
+    assert "hunter2-pass" not in str(settings.redis_url_redacted)
+    assert "***" in repr(settings)
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env({"REDIS_URL": url.replace("redis", "http", 1)})
+    assert "hunter2-pass" not in str(error.value)
+
+
+def test_redis_url_schemes() -> None:
+    for url in ("redis://localhost", "rediss://redis:6380/0", "unix:///run/redis.sock"):
+        assert Settings.from_env({"REDIS_URL": url}).redis_url == url
 
 
 def test_bad_value_stops_start_up_with_one_line() -> None:

@@ -12,26 +12,30 @@ from .errors import (
     ShuttingDown,
     UnknownRequest,
 )
+from .handover import InFlightWork, QueuedWork, SessionWork
 from .logresult import CHUNK_BYTES, LogResult, LogSelection
 from .observer import FanOutObserver, RelayObserver, ResultOutcome
 from .relay import Relay, RelayStats
-from .session import CameraSession, CameraStatus, Command, Receipt, shown
+from .session import Caller, CameraSession, CameraStatus, Command, Receipt, shown
 from .timerange import WIRE_MAX, TimeRange
 from .upload import ResultUpload
 
 __all__ = [
     "CHUNK_BYTES",
     "WIRE_MAX",
+    "Caller",
     "CameraOffline",
     "CameraSession",
     "CameraStatus",
     "CameraTimeout",
     "Command",
     "FanOutObserver",
+    "InFlightWork",
     "LogResult",
     "LogSelection",
     "PollSuperseded",
     "QueueFull",
+    "QueuedWork",
     "Receipt",
     "RegistryFull",
     "Relay",
@@ -43,6 +47,7 @@ __all__ = [
     "ResultBudget",
     "ResultOutcome",
     "ResultUpload",
+    "SessionWork",
     "ShuttingDown",
     "TimeRange",
     "UnknownRequest",

@@ -14,9 +14,10 @@ from typing import NoReturn
 from .budget import ResultBudget
 from .config import RelayConfig
 from .errors import CameraOffline, CameraTimeout, RegistryFull, ShuttingDown, UnknownRequest
+from .handover import SessionWork
 from .logresult import LogResult, LogSelection
 from .observer import RelayObserver, ResultOutcome
-from .session import CameraSession, CameraStatus, Command, Receipt
+from .session import Caller, CameraSession, CameraStatus, Command, Receipt
 from .timerange import TimeRange
 from .upload import ResultUpload, lose_upload
 
@@ -39,10 +40,12 @@ class Relay:
     """Relays ``/logs`` work to cameras that only poll.
 
     The HTTP layer calls ``poll``, ``receive_result``, ``submit_result`` and
-    ``camera_seen`` for cameras, ``fetch_logs`` and ``cameras`` for users, and
-    reads ``closed``; the application runs ``sweep`` periodically, reads
-    ``stats`` for metrics and calls ``close`` on shutdown. A camera exists from
-    its first poll, up to ``config.max_cameras`` of them.
+    ``camera_seen`` for cameras, ``fetch_logs``, ``list_cameras`` and
+    ``fleet_stats`` for users, and reads ``closed``; cluster mode
+    (``server.cluster``) moves a camera's work between relays with
+    ``hand_over`` and ``take_over``; the application runs ``sweep``
+    periodically, reads ``stats`` for metrics and calls ``close`` on shutdown.
+    A camera exists from its first poll, up to ``config.max_cameras`` of them.
     """
 
     def __init__(
@@ -174,6 +177,43 @@ class Relay:
                 f"camera {camera_id!r} has no command awaiting a result; poll first"
             )
         return session.submit_result(request_id, result)
+
+    def hand_over(self, camera_id: str, *, superseded: bool) -> SessionWork | None:
+        """Drop this camera's session and return its work, for another owner to take over.
+
+        Its held polls are answered (409 when ``superseded``, else noop); its
+        callers stay unresolved (see ``CameraSession.export_work``).
+        """
+        session = self._sessions.pop(camera_id, None)
+        if session is None:
+            return None
+        self._sorted_ids = None
+        return session.export_work(superseded=superseded)
+
+    def take_over(self, camera_id: str, work: SessionWork) -> list[Caller]:
+        """Install work handed over from elsewhere; returns the callers created for it."""
+        if self._closed:
+            raise ShuttingDown("the server is shutting down; retry in a few seconds")
+        session = self._sessions.get(camera_id)
+        if session is None:
+            session = CameraSession(camera_id, self.config, self._observer, self._wall_clock)
+            self._sessions[camera_id] = session
+            self._sorted_ids = None
+        return session.import_work(work)
+
+    async def list_cameras(
+        self,
+        prefix: str = "",
+        online: bool | None = None,
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> list[CameraStatus]:
+        """``cameras`` for the HTTP layer (a cluster reads the whole fleet, hence async)."""
+        return self.cameras(prefix, online, after, limit)
+
+    async def fleet_stats(self) -> RelayStats:
+        """``stats`` for the HTTP layer: every camera this relay can reach."""
+        return self.stats()
 
     def camera_seen(self, camera_id: str) -> None:
         """Note a request from a camera already known (polls create cameras; this does not)."""

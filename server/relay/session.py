@@ -25,6 +25,7 @@ from .errors import (
     ShuttingDown,
     UnknownRequest,
 )
+from .handover import InFlightWork, QueuedWork, SessionWork
 from .logresult import LogResult
 from .observer import RelayObserver, ResultOutcome
 from .timerange import TimeRange
@@ -72,13 +73,21 @@ class Caller:
     """A user's ``/logs`` call: resolves to the whole result of the command serving it.
 
     The result comes with a hold on it that the caller must release.
+
+    ``ref`` names a caller whose owner resolves it elsewhere (see ``handover``).
     """
 
-    __slots__ = ("command", "future", "time_range", "timer")
+    __slots__ = ("command", "future", "ref", "time_range", "timer")
 
-    def __init__(self, time_range: TimeRange, future: asyncio.Future[LogResult]) -> None:
+    def __init__(
+        self,
+        time_range: TimeRange,
+        future: asyncio.Future[LogResult],
+        ref: str | None = None,
+    ) -> None:
         self.time_range = time_range
         self.future = future
+        self.ref = ref
         self.timer: asyncio.TimerHandle | None = None
         self.command: PendingCommand | None = None
 
@@ -273,8 +282,11 @@ class CameraSession:
 
     # ------------------------------------------------------------------ user side
 
-    def enqueue(self, time_range: TimeRange) -> Caller:
-        """Queue a caller for the next command; it waits at most the connect timeout."""
+    def enqueue(
+        self, time_range: TimeRange, *, ref: str | None = None, pickup_within: float | None = None
+    ) -> Caller:
+        """Queue a caller for the next command; it waits at most the connect timeout
+        (or ``pickup_within`` seconds, what is left of it when it was queued elsewhere)."""
         if self._closed:
             raise ShuttingDown("the server is shutting down; retry in a few seconds")
         if not self.is_online():
@@ -287,11 +299,10 @@ class CameraSession:
                 f"{len(self._queue)} callers are already waiting for camera "
                 f"{self.camera_id!r}; retry shortly"
             )
-        caller = Caller(time_range, self._loop.create_future())
+        caller = Caller(time_range, self._loop.create_future(), ref)
         self._queue[caller] = None
-        caller.timer = self._loop.call_later(
-            self._config.connect_timeout_seconds, self._end_wait_for_pickup, caller
-        )
+        wait = self._config.connect_timeout_seconds if pickup_within is None else pickup_within
+        caller.timer = self._loop.call_later(max(wait, 0.0), self._end_wait_for_pickup, caller)
         self._dispatch()
         return caller
 
@@ -311,6 +322,117 @@ class CameraSession:
         if not pending.callers and self._in_flight.get(pending.command.request_id) is pending:
             self._finish(pending)
             self._observer.command_abandoned(self.camera_id, pending.command.request_id)
+
+    # ------------------------------------------------------------------ handover
+
+    def export_work(self, *, superseded: bool) -> SessionWork:
+        """Take the work out of this session, for another owner to ``import_work`` it.
+
+        Held polls are answered (409 when ``superseded`` by a newer poll
+        elsewhere, else noop). Callers keep their futures unresolved: the work
+        names them by ``ref``, and the importer resolves them. A caller without
+        a ref cannot be followed and gets ``CameraOffline``.
+        """
+        self._drop_departed()
+        for poll in self._polls:
+            self._cancel_timer(poll)
+            if poll.future.done():
+                continue
+            if superseded:
+                poll.future.set_exception(
+                    PollSuperseded(
+                        f"a newer poll for camera {self.camera_id!r} reached another server"
+                    )
+                )
+            else:
+                poll.future.set_result(None)
+        self._polls.clear()
+        now = self._loop.time()
+        queued = self._export_callers(self._queue, now)
+        self._queue.clear()
+        in_flight: list[InFlightWork] = []
+        for pending in self._in_flight.values():
+            due = now if pending.timer is None else pending.timer.when()
+            if pending.timer is not None:
+                pending.timer.cancel()
+            callers = self._export_callers(pending.callers, now)
+            if callers:
+                in_flight.append(
+                    InFlightWork(
+                        pending.command.request_id,
+                        pending.command.time_range,
+                        callers,
+                        max(due - now, 0.0),
+                        offline_after=pending.deliveries == 0,
+                    )
+                )
+        self._in_flight.clear()
+        return SessionWork(
+            queued=queued,
+            in_flight=tuple(in_flight),
+            accepted=tuple(self._accepted),
+            last_seen=self._last_seen_wall,
+        )
+
+    def _export_callers(self, callers: dict[Caller, None], now: float) -> tuple[QueuedWork, ...]:
+        exported: list[QueuedWork] = []
+        for caller in callers:
+            due = now if caller.timer is None else caller.timer.when()
+            if caller.timer is not None:
+                caller.timer.cancel()
+                caller.timer = None
+            caller.command = None
+            if caller.ref is not None:
+                exported.append(QueuedWork(caller.ref, caller.time_range, max(due - now, 0.0)))
+            elif not caller.future.done():
+                caller.future.set_exception(
+                    CameraOffline(f"camera {self.camera_id!r} moved to another server; retry")
+                )
+        return tuple(exported)
+
+    def import_work(self, work: SessionWork) -> list[Caller]:
+        """Install work exported elsewhere; returns the callers created for it.
+
+        Imported callers queue ahead of this session's own (they arrived
+        first); imported commands are redelivered on the next poll.
+        """
+        if self._closed:
+            raise ShuttingDown("the server is shutting down; retry in a few seconds")
+        created: list[Caller] = []
+        queue: dict[Caller, None] = {}
+        for item in work.queued:
+            caller = Caller(item.time_range, self._loop.create_future(), item.ref)
+            caller.timer = self._loop.call_later(
+                item.pickup_within, self._end_wait_for_pickup, caller
+            )
+            queue[caller] = None
+            created.append(caller)
+        queue.update(self._queue)
+        self._queue = queue
+        for flight in work.in_flight:
+            if flight.request_id in self._in_flight:
+                continue
+            callers: dict[Caller, None] = {}
+            pending = PendingCommand(Command(flight.request_id, flight.time_range), callers)
+            for item in flight.callers:
+                caller = Caller(item.time_range, self._loop.create_future(), item.ref)
+                caller.command = pending
+                callers[caller] = None
+                created.append(caller)
+            expire = self._end_wait_for_redelivery if flight.offline_after else None
+            pending.timer = self._loop.call_later(
+                flight.result_within, expire or self._end_wait_for_result, pending
+            )
+            self._in_flight[flight.request_id] = pending
+        for request_id in work.accepted:
+            self._remember_accepted(request_id)
+        if work.last_seen is not None and (
+            self._last_seen_wall is None or work.last_seen > self._last_seen_wall
+        ):
+            self._last_seen_wall = work.last_seen
+            self._last_seen_at = self._loop.time() - max(self._wall_clock() - work.last_seen, 0.0)
+        self._dispatch()
+        return created
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -60,7 +60,7 @@ class ResultUpload:
         """The body broke off: the command it answered is handed to the next poll."""
         lose_upload(self._session, self._observer, self.request_id, self._started)
 
-    def submit(self, request_id: str | None, result: LogResult) -> Receipt:
+    async def submit(self, request_id: str | None, result: LogResult) -> Receipt:
         """Hand the result read whole to its callers (``UnknownRequest`` if none)."""
         self._result = result
         self._reservation.done_reading()

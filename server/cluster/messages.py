@@ -1,0 +1,264 @@
+"""The messages nodes send each other, and how their format may change.
+
+A message is a small JSON header (``{"v": 1, "t": "<type>", ...}``) plus, for
+a result, the camera's body as bytes beside it. One dataclass per type; its
+fields are the header's keys.
+
+The compatibility rule (so that a rolling deploy loses nothing):
+
+- A new release may only **add** fields, each with a default, and bump ``v``.
+  It never renames, removes or changes the meaning of a field.
+- A node reads a message of its own version and of any earlier one: a field
+  the sender did not know takes its default. The previous format (``v`` 0,
+  the header without ``v`` nor ``pickup``) is read that way.
+- A node reads a message of a later version too: fields it does not know are
+  ignored.
+- A message that is not a JSON object, has an unknown type, or lacks a field
+  without a default is logged (one line) and dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import orjson
+
+from ..logscan import json_type
+from ..relay import (
+    CameraOffline,
+    CameraTimeout,
+    InFlightWork,
+    QueuedWork,
+    QueueFull,
+    RelayError,
+    SessionWork,
+    ShuttingDown,
+    TimeRange,
+    UnknownRequest,
+)
+
+VERSION = 1
+logger = logging.getLogger("camrelay.cluster")
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    TYPE: ClassVar[str] = ""
+    #: the sending node, filled in by the bus
+    sender: str = ""
+    #: when it was sent, epoch milliseconds (for the forward latency)
+    sent_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueue(Message):
+    """Queue a caller (``ref``, owned by the node in the ref) at the camera's home."""
+
+    TYPE: ClassVar[str] = "enqueue"
+    camera: str = ""
+    ref: str = ""
+    start: float | None = None
+    end: float | None = None
+    #: seconds left for a poll to take the caller's work (v0 senders: the connect timeout)
+    pickup: float | None = None
+    #: how many nodes passed it on already (a stale home forwards to the current one)
+    hops: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Forget(Message):
+    """The caller ``ref`` left: drop its work."""
+
+    TYPE: ClassVar[str] = "forget"
+    camera: str = ""
+    ref: str = ""
+    hops: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome(Message):
+    """What became of callers: the result (the body beside the header) or an error."""
+
+    TYPE: ClassVar[str] = "outcome"
+    refs: tuple[str, ...] = ()
+    #: a relay error's name (``CameraOffline``...), or "" with a body for a result
+    error: str = ""
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Moved(Message):
+    """The callers ``refs`` now wait at node ``home`` (their camera's session moved)."""
+
+    TYPE: ClassVar[str] = "moved"
+    refs: tuple[str, ...] = ()
+    home: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Takeover(Message):
+    """A newer poll reached node ``to``: answer yours 409 and hand the session over."""
+
+    TYPE: ClassVar[str] = "takeover"
+    camera: str = ""
+    to: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Handover(Message):
+    """A camera session's work, for its new home."""
+
+    TYPE: ClassVar[str] = "handover"
+    camera: str = ""
+    work: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Posted(Message):
+    """A result a camera posted at another node (the body beside the header)."""
+
+    TYPE: ClassVar[str] = "posted"
+    camera: str = ""
+    ref: str = ""
+    request_id: str | None = None
+    hops: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt(Message):
+    """The home's answer to ``Posted``: an outcome, or an error name and detail."""
+
+    TYPE: ClassVar[str] = "receipt"
+    ref: str = ""
+    outcome: str = ""
+    request_id: str = ""
+    callers: int = 0
+    error: str = ""
+    detail: str = ""
+
+
+MESSAGE_TYPES: dict[str, type[Message]] = {
+    cls.TYPE: cls for cls in (Enqueue, Forget, Outcome, Moved, Takeover, Handover, Posted, Receipt)
+}
+#: header keys that differ from the field names
+_WIRE_NAMES = {"sender": "from", "sent_ms": "sent", "request_id": "requestId"}
+_FIELD_NAMES = {wire: name for name, wire in _WIRE_NAMES.items()}
+
+ERRORS: dict[str, type[RelayError]] = {
+    cls.__name__: cls
+    for cls in (CameraOffline, CameraTimeout, QueueFull, ShuttingDown, UnknownRequest)
+}
+
+
+def encode(message: Message) -> bytes:
+    header: dict[str, Any] = {"v": VERSION, "t": message.TYPE}
+    for field in dataclasses.fields(message):
+        header[_WIRE_NAMES.get(field.name, field.name)] = getattr(message, field.name)
+    return orjson.dumps(header)
+
+
+def decode(raw: bytes) -> Message | None:
+    """The message in ``raw``, or ``None`` (logged) when it cannot be read."""
+    try:
+        header = orjson.loads(raw)
+        if not isinstance(header, dict):
+            raise ValueError("not a JSON object")
+        cls = MESSAGE_TYPES.get(header.get("t"))  # type: ignore[arg-type]
+        if cls is None:
+            raise ValueError(f"unknown type {header.get('t')!r}")
+        known = {field.name: field for field in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in header.items():
+            name = _FIELD_NAMES.get(key, key)
+            if name not in known:  # a later version's fields are ignored
+                continue
+            if not _fits(_default(known[name]), value):
+                raise ValueError(f"{key} of a {cls.TYPE} message is {json_type(value)}")
+            values[name] = tuple(value) if isinstance(value, list) else value
+        return cls(**values)
+    except (ValueError, TypeError) as error:
+        logger.warning("dropped a cluster message that does not parse: %s", str(error)[:200])
+        return None
+
+
+def _default(field: dataclasses.Field[Any]) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    return field.default_factory()  # type: ignore[operator]
+
+
+def _fits(default: Any, value: Any) -> bool:
+    """``value`` has the JSON type of the field whose default is ``default``."""
+    if isinstance(default, tuple):
+        return isinstance(value, list) and all(isinstance(item, str) for item in value)
+    if isinstance(default, dict):
+        return isinstance(value, dict)
+    if isinstance(default, str):
+        return isinstance(value, str)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    # optional numbers (a range bound, seconds left) and the optional request id
+    return value is None or (isinstance(value, int | float | str) and not isinstance(value, bool))
+
+
+def error_of(name: str, detail: str) -> RelayError:
+    return ERRORS.get(name, CameraOffline)(detail)
+
+
+# ---------------------------------------------------------------- session work
+
+
+def _range_json(time_range: TimeRange) -> list[float | None]:
+    return [time_range.start, time_range.end]
+
+
+def _queued_json(item: QueuedWork) -> dict[str, Any]:
+    return {"ref": item.ref, "range": _range_json(item.time_range), "pickup": item.pickup_within}
+
+
+def _queued_from(data: dict[str, Any]) -> QueuedWork:
+    start, end = data["range"]
+    return QueuedWork(data["ref"], TimeRange(start, end), float(data["pickup"]))
+
+
+def work_json(work: SessionWork) -> dict[str, Any]:
+    return {
+        "queued": [_queued_json(item) for item in work.queued],
+        "inFlight": [
+            {
+                "requestId": flight.request_id,
+                "range": _range_json(flight.time_range),
+                "callers": [_queued_json(item) for item in flight.callers],
+                "resultWithin": flight.result_within,
+                "offlineAfter": flight.offline_after,
+            }
+            for flight in work.in_flight
+        ],
+        "accepted": list(work.accepted),
+        "lastSeen": work.last_seen,
+    }
+
+
+def work_from(data: dict[str, Any]) -> SessionWork:
+    """``SessionWork`` from ``work_json``; raises ``ValueError`` when it does not fit."""
+    try:
+        return SessionWork(
+            queued=tuple(_queued_from(item) for item in data.get("queued", ())),
+            in_flight=tuple(
+                InFlightWork(
+                    flight["requestId"],
+                    TimeRange(*flight["range"]),
+                    tuple(_queued_from(item) for item in flight["callers"]),
+                    float(flight["resultWithin"]),
+                    offline_after=bool(flight.get("offlineAfter", False)),
+                )
+                for flight in data.get("inFlight", ())
+            ),
+            accepted=tuple(data.get("accepted", ())),
+            last_seen=data.get("lastSeen"),
+        )
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"session work does not fit: {error}") from None

@@ -1,0 +1,554 @@
+"""Cluster mode in one event loop: several nodes from ``create_app``, one real Redis.
+
+Each node is an app served on its own port with its own ``NODE_NAME``; the
+camera and the users speak HTTP to whichever node a test picks, as a load
+balancer without stickiness would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import aiohttp
+import orjson
+import pytest
+
+from server.cluster import ClusterRelay
+from server.cluster.bus import INLINE_BODY_BYTES
+from tests.conftest import LiveServer, MakeLiveServer
+from tests.helpers import LogEntries, wait_until
+from tools.redis_server import RedisServer
+
+LOGS: LogEntries = [{"timestamp": float(t), "description": f"event {t}"} for t in range(10)]
+MakeNode = Callable[..., Awaitable[LiveServer]]
+T = TypeVar("T")
+Spawn = Callable[[Awaitable[T]], "asyncio.Future[T]"]
+
+
+def node_maker(make_live_server: MakeLiveServer, redis: RedisServer) -> MakeNode:
+    prefix = f"test-{secrets.token_hex(4)}"
+
+    async def make(name: str, **overrides: Any) -> LiveServer:
+        settings: dict[str, Any] = {
+            "redis_url": redis.url,
+            "redis_prefix": prefix,
+            "node_name": name,
+            "node_timeout_seconds": 1.0,
+            "poll_hold_seconds": 1.0,
+            "connect_timeout_seconds": 1.0,
+            "response_timeout_seconds": 1.5,
+            **overrides,
+        }
+        return await make_live_server(**settings)
+
+    return make
+
+
+@pytest.fixture
+def make_node(make_live_server: MakeLiveServer, redis_server: RedisServer) -> MakeNode:
+    return node_maker(make_live_server, redis_server)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+async def spawn(
+    http: aiohttp.ClientSession,
+) -> AsyncIterator[Callable[[Awaitable[T]], asyncio.Future[T]]]:
+    """Start a request in the background; whatever is still running is cancelled after."""
+    tasks: list[asyncio.Future[Any]] = []
+
+    def start(coro: Awaitable[T]) -> asyncio.Future[T]:
+        task = asyncio.ensure_future(coro)
+        tasks.append(task)
+        return task
+
+    yield start
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def cluster(node: LiveServer) -> ClusterRelay:
+    relay = node.relay
+    assert isinstance(relay, ClusterRelay)
+    return relay
+
+
+class Camera:
+    """Polls the nodes in turn (``poll_at``) and posts each result to ``post_at``."""
+
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        poll_at: list[LiveServer],
+        post_at: LiveServer | None = None,
+        camera_id: str = "cam",
+        logs: LogEntries = LOGS,
+    ) -> None:
+        self.http = http
+        self.poll_nodes = itertools.cycle(poll_at)
+        self.post_at = post_at
+        self.camera_id = camera_id
+        self.logs = logs
+        self.commands: list[dict[str, Any]] = []
+        self.post_answers: list[tuple[int, dict[str, Any]]] = []
+
+    async def poll(self, node: LiveServer) -> tuple[int, dict[str, Any]]:
+        async with self.http.get(
+            f"{node.url}/poll_for_command", params={"cameraId": self.camera_id}
+        ) as response:
+            return response.status, await response.json(content_type=None)
+
+    async def post(self, node: LiveServer, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        async with self.http.post(
+            f"{node.url}/send_logs", params={"cameraId": self.camera_id}, json=body
+        ) as response:
+            answer = (response.status, await response.json(content_type=None))
+            self.post_answers.append(answer)
+            return answer
+
+    async def run(self) -> None:
+        while True:
+            node = next(self.poll_nodes)
+            status, command = await self.poll(node)
+            if status == 200 and command["command"] == "send_logs":
+                self.commands.append(command)
+                start, end = command["startTimestamp"], command["endTimestamp"]
+                logs = [e for e in self.logs if start <= e["timestamp"] <= end]
+                await self.post(
+                    self.post_at or node, {"requestId": command["requestId"], "logs": logs}
+                )
+
+
+async def get_logs(
+    http: aiohttp.ClientSession, node: LiveServer, camera_id: str = "cam", **bounds: float
+) -> tuple[int, dict[str, Any]]:
+    params: dict[str, str] = {"cameraId": camera_id}
+    params.update({key: repr(value) for key, value in bounds.items()})
+    async with http.get(f"{node.url}/logs", params=params) as response:
+        return response.status, await response.json(content_type=None)
+
+
+async def held_poll(spawn: Spawn[Any], camera: Camera, node: LiveServer) -> asyncio.Future[Any]:
+    """The camera's poll at ``node``, once held there."""
+    poll = spawn(camera.poll(node))
+    await wait_until(polling_at(node, camera.camera_id))
+    return poll
+
+
+def status_is(node: LiveServer, camera_id: str = "cam", **expected: int) -> Callable[[], bool]:
+    """The camera's session at ``node`` shows ``expected`` (``waiting=2``, ``in_flight=1``)."""
+
+    def check() -> bool:
+        session = node.relay.session(camera_id)
+        status = None if session is None else session.status()._asdict()
+        return status is not None and all(status[key] == value for key, value in expected.items())
+
+    return check
+
+
+def polling_at(node: LiveServer, camera_id: str = "cam") -> Callable[[], bool]:
+    def check() -> bool:
+        session = node.relay.session(camera_id)
+        return session is not None and session.status().polling
+
+    return check
+
+
+@contextlib.asynccontextmanager
+async def background(coro: Awaitable[Any]) -> AsyncIterator[asyncio.Task[Any]]:
+    task = asyncio.ensure_future(coro)
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_a_poll_on_one_node_serves_a_caller_on_another(
+    make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
+) -> None:
+    a, b = await make_node("a"), await make_node("b")
+    camera = Camera(http, [a])
+    async with background(camera.run()):
+        await wait_until(polling_at(a))
+        status, body = await get_logs(http, b, startTimestamp=2, endTimestamp=4)
+    assert status == 200
+    assert body["logs"] == LOGS[2:5]
+    assert body["count"] == 3
+
+
+async def test_newest_poll_wins_across_nodes(
+    make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
+) -> None:
+    a, b = await make_node("a"), await make_node("b")
+    camera = Camera(http, [a])
+    older = await held_poll(spawn, camera, a)
+    loop = asyncio.get_running_loop()
+    newer = spawn(camera.poll(b))
+    started = loop.time()
+    status, body = await older
+    assert loop.time() - started < 1.0
+    assert status == 409
+    assert body["type"].endswith("poll-superseded")
+    await wait_until(polling_at(b))
+    # The camera now lives at b: a caller on a is served by the poll held at b.
+    caller = spawn(get_logs(http, a, startTimestamp=0, endTimestamp=1))
+    status, command = await newer
+    assert status == 200
+    assert command["command"] == "send_logs"
+    assert await camera.post(b, {"requestId": command["requestId"], "logs": LOGS[:2]}) == (
+        200,
+        {"status": "accepted", "requestId": command["requestId"], "duplicate": False, "count": 2},
+    )
+    assert await caller == (
+        200,
+        {"cameraId": "cam", "startTimestamp": 0, "endTimestamp": 1, "count": 2, "logs": LOGS[:2]},
+    )
+
+
+async def test_callers_on_two_nodes_share_one_command(
+    make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
+) -> None:
+    a, b = await make_node("a"), await make_node("b")
+    camera = Camera(http, [a])
+    first = await held_poll(spawn, camera, a)
+    busy = spawn(get_logs(http, a, startTimestamp=9, endTimestamp=9))
+    _status, command = await first  # the camera is busy with this one meanwhile
+    on_a = spawn(get_logs(http, a, startTimestamp=1, endTimestamp=2))
+    on_b = spawn(get_logs(http, b, startTimestamp=5, endTimestamp=7))
+    await wait_until(status_is(a, waiting=2))
+    await camera.post(a, {"requestId": command["requestId"], "logs": LOGS[9:]})
+    async with background(camera.run()):
+        results = await asyncio.gather(busy, on_a, on_b)
+    assert [body["logs"] for _, body in results] == [LOGS[9:], LOGS[1:3], LOGS[5:8]]
+    assert len(camera.commands) == 1  # the second command, taken by the run loop
+    assert (camera.commands[0]["startTimestamp"], camera.commands[0]["endTimestamp"]) == (1, 7)
+
+
+async def test_poll_result_and_caller_on_three_nodes_with_redelivery(
+    make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
+) -> None:
+    a, b, c = await make_node("a"), await make_node("b"), await make_node("c")
+    camera = Camera(http, [a])
+    first = await held_poll(spawn, camera, a)
+    caller = spawn(get_logs(http, a, startTimestamp=3, endTimestamp=4))
+    _, command = await first
+    # The camera never answers it (its answer was lost) and polls node b next.
+    _, again = await camera.poll(b)
+    assert again == command
+    posted = await camera.post(c, {"requestId": command["requestId"], "logs": LOGS[3:5]})
+    assert posted == (
+        200,
+        {"status": "accepted", "requestId": command["requestId"], "duplicate": False, "count": 2},
+    )
+    status, body = await caller
+    assert (status, body["logs"]) == (200, LOGS[3:5])
+    # A repeat is a duplicate on any node, and nothing else awaits a result.
+    status, repeat = await camera.post(a, {"requestId": command["requestId"], "logs": []})
+    assert (status, repeat["duplicate"]) == (200, True)
+    status, late = await camera.post(c, {"requestId": "f" * 32, "logs": []})
+    assert status == 404
+    assert late["type"].endswith("unknown-request")
+
+
+async def test_a_result_without_request_id_answers_the_one_command_from_any_node(
+    make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
+) -> None:
+    a, b = await make_node("a"), await make_node("b")
+    camera = Camera(http, [a])
+    first = await held_poll(spawn, camera, a)
+    caller = spawn(get_logs(http, a))
+    _, command = await first
+    status, receipt = await camera.post(b, {"logs": LOGS})
+    assert (status, receipt["requestId"]) == (200, command["requestId"])
+    assert (await caller)[1]["logs"] == LOGS
+    status, _ = await camera.post(b, {"logs": LOGS})
+    assert status == 404
+
+
+async def test_offline_and_timeouts_hold_across_nodes(
+    make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
+) -> None:
+    a, b = await make_node("a"), await make_node("b")
+    status, body = await get_logs(http, b, camera_id="never")
+    assert status == 503
+    assert "has not connected" in body["detail"]
+    camera = Camera(http, [a])
+    first = await held_poll(spawn, camera, a)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    caller = spawn(get_logs(http, b))
+    await first  # delivered, never answered: 504 after the response timeout
+    status, body = await caller
+    took = loop.time() - started
+    assert status == 504
+    assert body["type"].endswith("camera-timeout")
+    assert 1.5 <= took <= 1.5 + 1.0
+    # Nobody polls any more: once the connect timeout passed, 503 at once.
+    await wait_until(lambda: not a.relay.cameras()[0].online, timeout=3)
+    started = loop.time()
+    status, body = await get_logs(http, b)
+    assert status == 503
+    assert "offline" in body["detail"]
+    assert loop.time() - started < 0.5
+
+
+async def test_cameras_lists_the_whole_fleet_from_any_node(
+    make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
+) -> None:
+    # Held for longer than the test takes, even on a busy machine.
+    a, b = await make_node("a", poll_hold_seconds=5.0), await make_node("b", poll_hold_seconds=5.0)
+    polls = [
+        spawn(Camera(http, [node], camera_id=name).poll(node))
+        for node, name in ((a, "cam-1"), (b, "cam-2"), (a, "cam-3"), (b, "other"))
+    ]
+    await wait_until(
+        lambda: all(
+            polling_at(node, name)()
+            for node, name in ((a, "cam-1"), (b, "cam-2"), (a, "cam-3"), (b, "other"))
+        )
+    )
+
+    async def listed(node: LiveServer, query: str = "") -> dict[str, Any]:
+        async with http.get(f"{node.url}/cameras{query}") as response:
+            assert response.status == 200
+            result: dict[str, Any] = await response.json()
+            return result
+
+    # The flush reaches Redis within 0.1 s; every node then lists all four.
+    async def fleet_seen() -> None:
+        while True:
+            everyone = [await listed(node) for node in (a, b)]
+            if all(len(page["cameras"]) == 4 for page in everyone):
+                return
+            await asyncio.sleep(0.02)
+
+    async with asyncio.timeout(0.5):
+        await fleet_seen()
+    for node in (a, b):
+        page = await listed(node)
+        assert [c["cameraId"] for c in page["cameras"]] == ["cam-1", "cam-2", "cam-3", "other"]
+        assert all(c["online"] and c["polling"] for c in page["cameras"])
+        first = await listed(node, "?prefix=cam-&limit=2")
+        assert [c["cameraId"] for c in first["cameras"]] == ["cam-1", "cam-2"]
+        assert first["next"] == "cam-2"
+        assert first["totals"]["known"] == 4
+        assert first["totals"]["polling"] == 4
+        rest = await listed(node, "?prefix=cam-&limit=2&after=cam-2")
+        assert [c["cameraId"] for c in rest["cameras"]] == ["cam-3"]
+        assert rest["next"] is None
+        offline = await listed(node, "?online=false")
+        assert offline["cameras"] == []
+    for poll in polls:
+        poll.cancel()
+
+
+async def test_max_waiting_counts_callers_on_all_nodes(
+    make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
+) -> None:
+    a, b = (
+        await make_node("a", max_waiting_per_camera=2),
+        await make_node("b", max_waiting_per_camera=2),
+    )
+    camera = Camera(http, [a])
+    first = await held_poll(spawn, camera, a)
+    busy = spawn(get_logs(http, a))
+    _, command = await first
+    queued = [spawn(get_logs(http, node)) for node in (a, b)]
+    await wait_until(status_is(a, waiting=2))
+    status, body = await get_logs(http, b)
+    assert status == 503
+    assert body["type"].endswith("queue-full")
+    await camera.post(a, {"requestId": command["requestId"], "logs": LOGS})
+    async with background(camera.run()):
+        assert [s for s, _ in await asyncio.gather(busy, *queued)] == [200, 200, 200]
+
+
+async def test_healthz_and_metrics_of_a_node(
+    make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
+) -> None:
+    a, b = await make_node("a"), await make_node("b")
+    async with http.get(f"{a.url}/healthz") as response:
+        health = await response.json()
+    assert response.status == 200
+    assert (health["status"], health["node"], health["redis"]) == ("ok", "a", "up")
+    camera = Camera(http, [a])
+    async with background(camera.run()):
+        await wait_until(polling_at(a))
+        assert (await get_logs(http, b))[0] == 200
+    await wait_until(lambda: cluster(a).nodes_alive() == 2)
+    async with http.get(f"{b.url}/metrics") as response:
+        text = await response.text()
+    assert "camrelay_cluster_nodes_alive 2.0" in text
+    assert 'camrelay_cluster_forwarded_total{kind="enqueue"} 1.0' in text
+    assert "camrelay_cluster_forward_latency_seconds_count" in text
+    assert "camrelay_cluster_redis_errors_total 0.0" in text
+
+
+def problem_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Log lines with a traceback (expected faults must not log any)."""
+    return [record.getMessage() for record in caplog.records if record.exc_info]
+
+
+async def test_redis_down_then_back(
+    make_live_server: MakeLiveServer,
+    redis_server: RedisServer,
+    http: aiohttp.ClientSession,
+    spawn: Spawn[Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    make_node = node_maker(make_live_server, redis_server)
+    a, b = await make_node("a"), await make_node("b")
+    camera = Camera(http, [a])
+    spawn(camera.run())
+    await wait_until(polling_at(a))
+    mute = Camera(http, [a], camera_id="mute")  # takes a command and never answers
+    await held_poll(spawn, mute, a)
+    stranded = spawn(get_logs(http, b, camera_id="mute"))
+    await wait_until(status_is(a, "mute", in_flight=1))
+    await redis_server.stop()
+    loop = asyncio.get_running_loop()
+    stopped_at = loop.time()
+    # Same-node work is still served; work that must cross nodes gets a clean 503.
+    status, body = await get_logs(http, a, startTimestamp=1, endTimestamp=1)
+    assert (status, body["logs"]) == (200, LOGS[1:2])
+    async with http.get(f"{b.url}/logs", params={"cameraId": "cam"}) as response:
+        assert response.status == 503
+        assert response.content_type == "application/problem+json"
+        assert response.headers["Retry-After"] == "2"
+        problem = await response.json(content_type=None)
+    assert problem["type"].endswith("cluster-unavailable")
+    assert "Redis is unreachable" in problem["detail"]
+    async with http.get(f"{b.url}/healthz") as response:
+        assert response.status == 200
+        health = await response.json()
+    assert (health["status"], health["redis"]) == ("ok", "down")
+    # A caller whose work sat at another node when Redis went: 503 once Redis has been
+    # down for a node timeout (no answer could reach it), not a wait for its deadline.
+    status, problem = await stranded
+    assert (status, problem["type"].rsplit(":", 1)[-1]) == (503, "cluster-unavailable")
+    assert loop.time() - stopped_at < 1.0 + 0.5 + 0.5
+    # Redis comes back empty: the fleet is reachable again within POLL_HOLD + NODE_TIMEOUT.
+    await redis_server.start()
+    loop = asyncio.get_running_loop()
+    back_at = loop.time()
+
+    async def served_from_b() -> bool:
+        status, _ = await get_logs(http, b, startTimestamp=2, endTimestamp=2)
+        return status == 200
+
+    async with asyncio.timeout(1.0 + 1.0):  # POLL_HOLD + NODE_TIMEOUT
+        while not await served_from_b():
+            await asyncio.sleep(0.02)
+    assert loop.time() - back_at <= 2.0
+    async with http.get(f"{b.url}/healthz") as response:
+        assert (await response.json())["redis"] == "up"
+    assert problem_lines(caplog) == []
+    warnings = [r.getMessage() for r in caplog.records if "Redis unavailable" in r.getMessage()]
+    assert warnings
+    assert all("\n" not in line for line in warnings)
+
+
+async def test_a_killed_node_loses_no_caller_on_a_surviving_node(
+    make_node: MakeNode,
+    http: aiohttp.ClientSession,
+    spawn: Spawn[Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    a, b = await make_node("a"), await make_node("b")
+    camera = Camera(http, [a])
+    held = await held_poll(spawn, camera, a)
+    caller = spawn(get_logs(http, b, startTimestamp=4, endTimestamp=6))
+    await wait_until(status_is(a, in_flight=1))  # delivered to the poll at a
+    await held
+    # Node a dies (no heartbeat, no inbox, no handover); b notices within NODE_TIMEOUT.
+    await cluster(a).detach()
+    loop = asyncio.get_running_loop()
+    killed_at = loop.time()
+    await wait_until(lambda: not cluster(b).members.is_alive("a"), timeout=1.5)
+    assert loop.time() - killed_at <= 1.0  # NODE_TIMEOUT_SECONDS
+    # The camera reconnects to b: the caller's work is handed to that poll.
+    camera.poll_nodes = itertools.cycle([b])
+    spawn(camera.run())
+    status, body = await caller
+    assert (status, body["logs"]) == (200, LOGS[4:7])
+    assert camera.commands[-1]["startTimestamp"] == 4
+    # A caller whose camera does not come back gets 503 within CONNECT_TIMEOUT of detection.
+    assert problem_lines(caplog) == []
+
+
+async def test_a_killed_node_whose_camera_never_returns_means_503(
+    make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
+) -> None:
+    a, b = await make_node("a"), await make_node("b")
+    camera = Camera(http, [a])
+    await held_poll(spawn, camera, a)
+    caller = spawn(get_logs(http, b))
+    await wait_until(status_is(a, in_flight=1))
+    await cluster(a).detach()
+    loop = asyncio.get_running_loop()
+    await wait_until(lambda: not cluster(b).members.is_alive("a"), timeout=1.5)
+    detected_at = loop.time()
+    status, body = await caller
+    assert status == 503
+    assert body["type"].endswith("camera-offline")
+    assert loop.time() - detected_at <= 1.0 + 1.0
+
+
+async def test_a_node_stopping_hands_its_work_over(
+    make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
+) -> None:
+    a, b = await make_node("a"), await make_node("b")
+    camera = Camera(http, [a])
+    first = await held_poll(spawn, camera, a)
+    busy = spawn(get_logs(http, a, startTimestamp=0, endTimestamp=0))
+    _, command = await first
+    on_b = spawn(get_logs(http, b, startTimestamp=5, endTimestamp=6))
+    on_a = spawn(get_logs(http, a, startTimestamp=8, endTimestamp=9))
+    await wait_until(status_is(a, waiting=2))
+    idle = Camera(http, [a], camera_id="idle")
+    idle_poll = spawn(idle.poll(a))
+    await wait_until(polling_at(a, "idle"))
+    # SIGTERM: held polls are answered noop; the work waits for the camera's next home.
+    a.relay.close()
+    assert await idle_poll == (200, {"command": "noop"})
+    camera.poll_nodes = itertools.cycle([b])
+    spawn(camera.run())
+    # The unanswered command is redelivered at b (same id), then the queued callers' one.
+    results = await asyncio.gather(busy, on_b, on_a)
+    assert [body["logs"] for _, body in results] == [LOGS[0:1], LOGS[5:7], LOGS[8:10]]
+    assert camera.commands[0]["requestId"] == command["requestId"]
+    assert (camera.commands[1]["startTimestamp"], camera.commands[1]["endTimestamp"]) == (5, 9)
+
+
+async def test_a_big_result_crosses_as_a_key_and_every_key_has_a_ttl_and_the_prefix(
+    make_node: MakeNode, redis_server: RedisServer, http: aiohttp.ClientSession, spawn: Spawn[Any]
+) -> None:
+    big = [{"timestamp": float(t), "description": "x" * 1000} for t in range(200)]
+    assert len(orjson.dumps(big)) > 3 * INLINE_BODY_BYTES  # too big to travel in the message
+    a, b = await make_node("a"), await make_node("b")
+    camera = Camera(http, [a], logs=big)
+    spawn(camera.run())
+    await wait_until(polling_at(a))
+    status, body = await get_logs(http, b, startTimestamp=10, endTimestamp=189)
+    assert (status, body["logs"]) == (200, big[10:190])
+    prefix = cluster(a).bus.prefix
+    keys = [key.decode() async for key in cluster(a).bus.redis.scan_iter(count=1000)]
+    assert keys
+    assert all(key.startswith(f"{prefix}:") for key in keys)
+    for key in keys:
+        assert await cluster(a).bus.redis.pttl(key) > 0, key
+    # the result's key was read and deleted by the node it was for
+    assert not [key for key in keys if ":blob:" in key]

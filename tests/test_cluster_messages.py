@@ -1,0 +1,92 @@
+"""The format nodes speak: versions, the previous form, unknown fields, garbage."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+import pytest
+
+from server.cluster import messages as m
+from server.relay import InFlightWork, QueuedWork, SessionWork, TimeRange
+
+
+def test_a_message_goes_out_with_its_version_and_comes_back_the_same() -> None:
+    sent = m.Enqueue(
+        sender="a", sent_ms=5, camera="cam", ref="a/1", start=1.5, end=None, pickup=0.8
+    )
+    header = orjson.loads(m.encode(sent))
+    assert header == {
+        "v": 1,
+        "t": "enqueue",
+        "from": "a",
+        "sent": 5,
+        "camera": "cam",
+        "ref": "a/1",
+        "start": 1.5,
+        "end": None,
+        "pickup": 0.8,
+        "hops": 0,
+    }
+    assert m.decode(m.encode(sent)) == sent
+
+
+def test_the_previous_form_is_read_with_defaults() -> None:
+    # v0: no version, no pickup nor hops (the caller then waits the whole connect timeout).
+    previous = (
+        b'{"t": "enqueue", "from": "a", "camera": "cam", "ref": "a/7", "start": null, "end": 9}'
+    )
+    assert m.decode(previous) == m.Enqueue(sender="a", camera="cam", ref="a/7", end=9)
+
+
+def test_fields_of_a_later_version_are_ignored() -> None:
+    later = b'{"v": 2, "t": "outcome", "refs": ["b/1", "b/2"], "priority": "high"}'
+    assert m.decode(later) == m.Outcome(refs=("b/1", "b/2"))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"not json",
+        b"[1, 2]",
+        b'{"t": "teleport"}',
+        b'{"v": 1}',
+        b'{"t": "outcome", "refs": 5, "x": {}}',
+    ],
+)
+def test_a_message_that_does_not_parse_is_logged_and_dropped(
+    raw: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        assert m.decode(raw) is None
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == [
+        "dropped a cluster message that does not parse"
+    ]
+    assert all(r.exc_info is None for r in caplog.records)
+
+
+def test_session_work_round_trips() -> None:
+    work = SessionWork(
+        queued=(QueuedWork("b/1", TimeRange(1.0, 2.0), 0.5),),
+        in_flight=(
+            InFlightWork(
+                "req1",
+                TimeRange(None, 9.0),
+                (QueuedWork("a/3", TimeRange(None, 9.0), 0.0),),
+                1.25,
+                offline_after=True,
+            ),
+        ),
+        accepted=("old1", "old2"),
+        last_seen=1700000000.5,
+    )
+    assert m.work_from(orjson.loads(orjson.dumps(m.work_json(work)))) == work
+    with pytest.raises(ValueError, match="does not fit"):
+        m.work_from({"queued": [{"ref": "x"}]})
+
+
+def test_errors_travel_by_name() -> None:
+    error = m.error_of("QueueFull", "10 callers wait")
+    assert type(error).__name__ == "QueueFull"
+    assert error.detail == "10 callers wait"
+    assert type(m.error_of("SomethingNew", "d")).__name__ == "CameraOffline"
