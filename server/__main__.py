@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level_number, settings.log_format, settings.node_name)
     workers = settings.workers if args.workers is None else args.workers
     if workers > 1:
-        return run_workers(workers, settings.port, settings.shutdown_timeout_seconds)
+        return run_workers(workers, settings)
     if args.supervisor_pid is not None:
         stop_with_supervisor(args.supervisor_pid)
     logger.info("starting with %r", settings)

@@ -35,11 +35,12 @@ import ctypes
 import logging
 import os
 import signal
-import socket
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
+
+from .settings import Settings
 
 logger = logging.getLogger("camrelay.supervisor")
 
@@ -53,17 +54,6 @@ STOP_GRACE_SECONDS: Final = 5.0
 FORWARDED_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
 #: prctl(2): the signal the calling process gets when its parent dies
 PR_SET_PDEATHSIG: Final = 1
-
-
-def redis_url_from_env(environ: Mapping[str, str]) -> str | None:
-    # LEAD: read Settings.redis_url here once the cluster settings are on main.
-    value = environ.get("REDIS_URL", "").strip()
-    return value or None
-
-
-def node_name_from_env(environ: Mapping[str, str]) -> str:
-    # LEAD: read Settings.node_name here once the cluster settings are on main.
-    return environ.get("NODE_NAME", "").strip() or f"{socket.gethostname()}-{os.getpid()}"
 
 
 def worker_name(base: str, index: int, restart: int) -> str:
@@ -185,10 +175,11 @@ class Supervisor:
             restart += 1
 
 
-def run_workers(count: int, port: int, shutdown_timeout_seconds: float) -> int:
+def run_workers(count: int, settings: Settings) -> int:
     """``python -m server --workers count``: supervise until stopped; the exit status."""
     environ = dict(os.environ)
-    if redis_url_from_env(environ) is None:
+    port = settings.port
+    if settings.redis_url is None:
         print(
             f"camrelay: --workers {count} needs REDIS_URL (workers share the fleet through "
             "Redis), e.g. REDIS_URL=redis://127.0.0.1:6379",
@@ -200,10 +191,10 @@ def run_workers(count: int, port: int, shutdown_timeout_seconds: float) -> int:
         return 2
     supervisor = Supervisor(
         count=count,
-        base_name=node_name_from_env(environ),
+        base_name=settings.node_name,
         environ=environ,
         argv=worker_argv(),
-        shutdown_timeout_seconds=shutdown_timeout_seconds,
+        shutdown_timeout_seconds=settings.shutdown_timeout_seconds,
     )
     logger.info("starting %d workers on port %d", count, port)
     return asyncio.run(supervisor.run())

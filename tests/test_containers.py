@@ -52,8 +52,6 @@ SERVICE_ROLES = {
 #: Services that run the camrelay image (the others run someone else's image).
 CAMRELAY_SERVICES = frozenset(SERVICE_ROLES)
 CLUSTER_PROFILE = {"redis", "cluster-api", "cluster-cameras"}
-#: LEAD: the cluster settings (helper E's branch) read REDIS_URL; drop this set on merge.
-NOT_YET_READ = frozenset({"REDIS_URL"})
 #: run.sh modes that serve HTTP on PORT (the others must not be probed by the health check).
 SERVING_MODES = ("api", "dev")
 QUIET_MODES = ("camera", "test", "lint", "bench")
@@ -516,7 +514,7 @@ def test_every_variable_passed_is_one_the_settings_read(
             continue
         role = SERVICE_ROLES[name]
         env = environment(service)
-        unknown = set(env) - known_variables(role) - LAUNCHER_VARS - NOT_YET_READ
+        unknown = set(env) - known_variables(role) - LAUNCHER_VARS
         assert not unknown, f"{variant}/{name} passes variables nobody reads: {sorted(unknown)}"
         for key, value in env.items():
             names = [match["name"] for match in _VARIABLE.finditer(value)]
