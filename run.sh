@@ -115,7 +115,9 @@ case "$MODE" in
         if [ -n "${REDIS_URL:-}" ]; then
             echo "run.sh: using REDIS_URL from the environment" >&2
         else
-            "$PYTHON" -m tools.redis_server --port "$redis_port" &
+            # Its own session: Ctrl-C in a terminal reaches the nodes, and stop_cluster
+            # stops Redis only after them.
+            setsid "$PYTHON" -m tools.redis_server --port "$redis_port" &
             redis_pid=$!
             if ! wait_for_port "$redis_port" "$redis_pid"; then
                 echo "run.sh: Redis did not start on :${redis_port} (see above; REDIS_PORT picks another port)" >&2
