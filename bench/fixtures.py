@@ -1,4 +1,5 @@
-"""The processes a scenario runs against: the server, a bench camera, a camera fleet."""
+"""The processes a scenario runs against: the server (one process, N workers, or N nodes
+sharing a Redis), a bench camera, a camera fleet; ``redis_server`` starts an empty Redis."""
 
 from __future__ import annotations
 
@@ -23,14 +24,18 @@ from bench.procs import (
     stop,
     wait_healthy,
 )
-from bench.procstat import Memory, cpu_seconds, memory, open_fds
+from bench.procstat import Memory, children, cpu_seconds, listening_on, memory, open_fds
+from tools.redis_server import redis_server
 
 __all__ = [
     "BenchCamera",
     "RelayServer",
     "camera_fleet",
     "log_camera",
+    "redis_server",
+    "relay_nodes",
     "relay_server",
+    "relay_workers",
     "wait_all_held",
 ]
 
@@ -41,20 +46,31 @@ POLLS_HELD: Final = "camrelay_polls_held"
 
 @dataclass(slots=True)
 class RelayServer:
-    """``python -m server`` on 127.0.0.1; ``url`` is its base URL."""
+    """``python -m server`` on 127.0.0.1; ``url`` is its base URL.
+
+    With ``workers`` > 1, ``pid`` is the supervisor's and ``node_pids()`` the workers'.
+    """
 
     url: str
     child: Child
+    port: int
+    workers: int = 1
 
     @property
     def pid(self) -> int:
         return self.child.pid
 
+    def node_pids(self) -> list[int]:
+        """The processes that serve: the workers, or the one server."""
+        return sorted(children(self.pid)) if self.workers > 1 else [self.pid]
+
     def memory(self) -> Memory:
         return memory(self.pid)
 
     def cpu_seconds(self) -> float:
-        return cpu_seconds(self.pid)
+        """CPU time of the server and, under a supervisor, of its live workers too."""
+        pids = {self.pid, *self.node_pids()}
+        return sum(cpu_seconds(pid) for pid in pids)
 
     def open_fds(self) -> int:
         return open_fds(self.pid)
@@ -74,19 +90,57 @@ async def relay_server(
     ctx: Context, *, fd_limit: int | None = None, **env: str
 ) -> AsyncIterator[RelayServer]:
     """A fresh server for one scenario; ``env`` adds settings (``POLL_HOLD_SECONDS=...``)."""
+    async with _served(ctx, "server", 1, env, fd_limit=fd_limit) as server:
+        yield server
+
+
+@contextlib.asynccontextmanager
+async def relay_workers(ctx: Context, workers: int, **env: str) -> AsyncIterator[RelayServer]:
+    """``python -m server --workers N`` (pass ``REDIS_URL``), ready once every worker listens."""
+    async with _served(ctx, "workers", workers, env) as server:
+        yield server
+
+
+@contextlib.asynccontextmanager
+async def _served(
+    ctx: Context, name: str, workers: int, env: Mapping[str, str], *, fd_limit: int | None = None
+) -> AsyncIterator[RelayServer]:
     port = free_port()
     settings = {"HOST": HOST, "PORT": str(port), "LOG_LEVEL": "WARNING", **env}
-    child = await spawn(
-        "server", python("-m", "server"), child_env(settings), ctx.workdir, fd_limit=fd_limit
-    )
+    argv = python("-m", "server", *([f"--workers={workers}"] if workers > 1 else []))
+    child = await spawn(name, argv, child_env(settings), ctx.workdir, fd_limit=fd_limit)
     url = f"http://{HOST}:{port}"
+    server = RelayServer(url, child, port, workers)
     try:
         await wait_healthy(url, child)
-        yield RelayServer(url, child)
+        if workers > 1 and not await wait_for(
+            lambda: _all_workers_up(server), timeout=30.0, interval=0.05
+        ):
+            raise RuntimeError(f"{name}: fewer than {workers} workers came up")
+        yield server
     finally:
         code = await stop(child)
     if code != 0:
-        raise RuntimeError(f"the server exited with {code} on SIGTERM")
+        raise RuntimeError(f"{name} exited with {code} on SIGTERM")
+
+
+async def _all_workers_up(server: RelayServer) -> bool:
+    pids = server.node_pids()
+    return len(pids) == server.workers and all(listening_on(pid, server.port) for pid in pids)
+
+
+@contextlib.asynccontextmanager
+async def relay_nodes(
+    ctx: Context, count: int, redis_url: str, **env: str
+) -> AsyncIterator[list[RelayServer]]:
+    """``count`` single-process nodes on distinct ports, sharing the Redis at ``redis_url``."""
+    async with contextlib.AsyncExitStack() as stack:
+        nodes = []
+        for index in range(1, count + 1):
+            name = f"node-{index}"
+            settings = {**env, "REDIS_URL": redis_url, "NODE_NAME": name}
+            nodes.append(await stack.enter_async_context(_served(ctx, name, 1, settings)))
+        yield nodes
 
 
 @dataclass(slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,10 +10,14 @@ from pathlib import Path
 __all__ = [
     "CpuSample",
     "Memory",
+    "children",
     "cpu_seconds",
+    "listening_on",
     "memory",
     "open_fds",
     "reset_peak_rss",
+    "socket_inodes",
+    "tcp_socket_inodes",
 ]
 
 KIB = 1024
@@ -52,6 +57,54 @@ def cpu_seconds(pid: int) -> float:
     after_name = stat[stat.rindex(")") + 2 :].split()
     utime, stime = int(after_name[11]), int(after_name[12])
     return (utime + stime) / CLOCK_TICKS
+
+
+def children(pid: int) -> set[int]:
+    """The pids of ``pid``'s child processes (from every thread's ``children`` list)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that just ended
+            found.update(int(child) for child in (task / "children").read_text().split())
+    return found
+
+
+#: /proc/net/tcp's states
+TCP_ESTABLISHED = "01"
+TCP_LISTEN = "0A"
+
+
+def socket_inodes(pid: int) -> set[str]:
+    """The inodes of the sockets ``pid`` has open."""
+    inodes: set[str] = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue  # closed since the listing
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    return inodes
+
+
+def tcp_socket_inodes(state: str, local_port: int, remote_port: int | None = None) -> set[str]:
+    """Inodes of the IPv4 TCP sockets in ``state`` on ``local_port`` (and ``remote_port``)."""
+    inodes: set[str] = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, st, inode = fields[1], fields[2], fields[3], fields[9]
+        if st != state or int(local.split(":")[1], 16) != local_port:
+            continue
+        if remote_port is None or int(remote.split(":")[1], 16) == remote_port:
+            inodes.add(inode)
+    return inodes
+
+
+def listening_on(pid: int, port: int) -> bool:
+    """Whether ``pid`` holds a socket listening on TCP ``port`` (IPv4)."""
+    try:
+        return bool(socket_inodes(pid) & tcp_socket_inodes(TCP_LISTEN, port))
+    except FileNotFoundError:
+        return False  # the process is gone
 
 
 def open_fds(pid: int) -> int:

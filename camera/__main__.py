@@ -17,6 +17,7 @@ import aiohttp
 from camera.client import Camera
 from camera.eventlog import EventLog
 from camera.settings import CameraSettings, ConfigError
+from common.cli import positive_int
 from common.fdlimit import raise_open_file_limit
 
 __all__ = ["build_fleet", "fleet_ids", "main", "run_cameras"]
@@ -85,16 +86,6 @@ async def run_cameras(settings: CameraSettings, fleet: int | None = None) -> Non
                 loop.remove_signal_handler(sig)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
-    return value
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m camera",
@@ -106,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--fleet",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="run N cameras in this process, ids cam-00001..cam-N (for benchmarks)",
     )

@@ -1,4 +1,5 @@
-"""``python -m server``: run the relay; ``python -m server camera-token ID``: print a token."""
+"""``python -m server``: run the relay (``--workers N``: N nodes on one port under a
+supervisor); ``python -m server camera-token ID``: print a camera's token."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from common.cli import positive_int
 from common.fdlimit import raise_open_file_limit
 from common.grammar import CAMERA_ID_RULE, is_camera_id
 
@@ -18,12 +20,26 @@ from .httpguard import UnsupportedAiohttp
 from .logging_setup import configure_logging
 from .runner import ListenError, serve
 from .settings import ConfigError, Settings
+from .supervisor import run_workers, stop_with_supervisor
 
 logger = logging.getLogger("camrelay")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m server", description=__doc__)
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        metavar="N",
+        help="run N node processes on PORT under a supervisor (needs REDIS_URL; "
+        "default: WORKERS, else 1)",
+    )
+    parser.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="bind PORT with SO_REUSEPORT (how the supervisor starts its workers)",
+    )
+    parser.add_argument("--supervisor-pid", type=int, help=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("serve", help="run the relay server (the default)")
     token_parser = commands.add_parser(
@@ -40,10 +56,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"camrelay: configuration error: {error}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level_number, settings.log_format, settings.node_name)
+    workers = settings.workers if args.workers is None else args.workers
+    if workers > 1:
+        return run_workers(workers, settings)
+    if args.supervisor_pid is not None:
+        stop_with_supervisor(args.supervisor_pid)
     logger.info("starting with %r", settings)
     _raise_open_file_limit()
     try:
-        asyncio.run(serve(create_app(settings), settings))
+        asyncio.run(serve(create_app(settings), settings, reuse_port=args.reuse_port))
     except (ListenError, UnsupportedAiohttp) as error:
         print(f"camrelay: {error}", file=sys.stderr)
         return 2

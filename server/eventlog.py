@@ -56,6 +56,9 @@ class EventLogger(RelayObserver):
         self._online = LineBudget(CAMERA_LINES_PER_SECOND, clock)
         self._offline = LineBudget(CAMERA_LINES_PER_SECOND, clock)
         self._refused = LineBudget(REFUSAL_LINES_PER_SECOND, clock)
+        # a client without credentials (CAMERA_SECRET off) posts these as fast as it likes
+        self._uploads_refused = LineBudget(CAMERA_LINES_PER_SECOND, clock)
+        self._results_not_accepted = LineBudget(CAMERA_LINES_PER_SECOND, clock)
 
     def camera_connected(self, camera_id: str) -> None:
         held_back = self._online.take()
@@ -99,15 +102,27 @@ class EventLogger(RelayObserver):
         logger.info("command %s to camera %s abandoned: every caller left", request_id, camera_id)
 
     def result_received(self, camera_id: str, outcome: ResultOutcome) -> None:
-        level = logging.INFO if outcome is ResultOutcome.ACCEPTED else logging.WARNING
-        logger.log(level, "result from camera %s: %s", camera_id, outcome.value)
+        if outcome is ResultOutcome.ACCEPTED:
+            logger.info("result from camera %s: %s", camera_id, outcome.value)
+            return
+        held_back = self._results_not_accepted.take()
+        if held_back is not None:
+            logger.warning(
+                "result from camera %s: %s%s",
+                camera_id,
+                outcome.value,
+                _more(held_back, "results not accepted"),
+            )
 
     def upload_refused(self, camera_id: str, *, body_read: bool) -> None:
-        logger.info(
-            "result from camera %s refused with 404 %s its body was read",
-            camera_id,
-            "before all of" if body_read else "before any of",
-        )
+        held_back = self._uploads_refused.take()
+        if held_back is not None:
+            logger.info(
+                "result from camera %s refused with 404 %s its body was read%s",
+                camera_id,
+                "before all of" if body_read else "before any of",
+                _more(held_back, "refused"),
+            )
 
     def upload_died(self, camera_id: str) -> None:
         logger.warning("upload from camera %s broke off mid-body: its result is lost", camera_id)

@@ -2,8 +2,9 @@
 
 ``server/httpguard.py`` holds the one extension of aiohttp (parser errors
 answered without echoing the request, the header deadline);
-``server/listener.py`` the listening socket that pauses accepting when file
-descriptors run out.
+``server/listener.py`` the listening sockets: they pause accepting when file
+descriptors run out, may share the port with other workers (SO_REUSEPORT), and
+are drained before they close.
 """
 
 from __future__ import annotations
@@ -11,15 +12,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 
 from aiohttp import web
 
 from .httpguard import ConnectionGuard, GuardedAppRunner
-from .listener import AcceptPauseLog, open_listen_socket
+from .listener import AcceptPauseLog, open_listeners, wait_drained
 from .settings import Settings
 from .state import get_metrics
 
 SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: How long a stopping server keeps accepting the connections already queued on its socket.
+DRAIN_TIMEOUT_SECONDS = 1.0
 logger = logging.getLogger("camrelay")
 
 
@@ -46,8 +50,12 @@ def make_runner(app: web.Application, settings: Settings) -> GuardedAppRunner:
     )
 
 
-async def serve(app: web.Application, settings: Settings) -> None:
-    """Serve until SIGINT or SIGTERM, then shut down gracefully."""
+async def serve(app: web.Application, settings: Settings, *, reuse_port: bool = False) -> None:
+    """Serve until SIGINT or SIGTERM, then shut down gracefully.
+
+    ``reuse_port``: bind with SO_REUSEPORT, so that several processes share PORT (each
+    with its own accept queue, drained before its socket closes: see ``server.listener``).
+    """
     runner = make_runner(app, settings)
     await runner.setup()
     stop = asyncio.Event()
@@ -56,17 +64,24 @@ async def serve(app: web.Application, settings: Settings) -> None:
     loop.set_exception_handler(AcceptPauseLog(get_metrics(app).accept_pauses.inc))
     for signum in SHUTDOWN_SIGNALS:
         loop.add_signal_handler(signum, stop.set)
+    listeners: list[socket.socket] = []
     try:
         try:
-            sock = open_listen_socket(settings.host, settings.port, settings.listen_backlog)
+            listeners = open_listeners(
+                settings.host, settings.port, settings.listen_backlog, reuse_port=reuse_port
+            )
         except OSError as error:
             raise ListenError(
                 f"cannot listen on {settings.host}:{settings.port} (HOST, PORT): "
                 f"{error.strerror or error}"
             ) from None
-        await web.SockSite(runner, sock, backlog=settings.listen_backlog).start()
+        for sock in listeners:
+            await web.SockSite(runner, sock, backlog=settings.listen_backlog).start()
         logger.info("listening on %s:%d", settings.host, settings.port)
         await stop.wait()
+        left = await wait_drained(listeners, DRAIN_TIMEOUT_SECONDS)
+        if left:
+            logger.warning("closing the listening socket with %d connections still queued", left)
     finally:
         # The handlers stay until shutdown ends: a second signal (Ctrl-C in a terminal
         # reaches run.sh and the server alike) must not cut the graceful shutdown short.
@@ -74,6 +89,8 @@ async def serve(app: web.Application, settings: Settings) -> None:
             await runner.cleanup()
         finally:
             loop.set_exception_handler(previous_exception_handler)
+            for sock in listeners:
+                sock.close()  # closed already, unless its site never started
             for signum in SHUTDOWN_SIGNALS:
                 loop.remove_signal_handler(signum)
                 # Shut down already: a late signal must not turn exit status 0 into a kill.

@@ -78,6 +78,8 @@ class Settings:
     camera_secret: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
     log_format: str = "text"
+    #: node processes ``python -m server`` runs on PORT (more than 1 needs REDIS_URL)
+    workers: int = 1
     #: the cameras' client timeout (the camera's POLL_TIMEOUT_SECONDS): the hold must be shorter
     camera_poll_timeout_seconds: float = CAMERA_CLIENT_TIMEOUT_SECONDS
     shutdown_timeout_seconds: float = 3.0
@@ -186,6 +188,7 @@ class Settings:
             keepalive_timeout_seconds=reader.number(
                 "KEEPALIVE_TIMEOUT_SECONDS", float, cls.keepalive_timeout_seconds
             ),
+            workers=reader.number("WORKERS", int, cls.workers, minimum=1),
             camera_poll_timeout_seconds=reader.number(
                 "POLL_TIMEOUT_SECONDS", float, cls.camera_poll_timeout_seconds
             ),

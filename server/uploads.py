@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from .logscan import ResultBodyError, ResultScanner
 from .params import body_too_large, invalid_body
@@ -27,14 +27,22 @@ async def receive_result(
 ) -> tuple[Receipt, int]:
     """Read, check and hand over the result: its receipt and its number of entries."""
     async with relay.receive_result(camera_id, declared) as upload:
-        scanner = ResultScanner(on_request_id=upload.check_request_id, expected_size=declared)
+        length = _decoded_length(request, declared)
+        scanner = ResultScanner(on_request_id=upload.check_request_id, expected_size=length)
         try:
-            await _read_body(request, scanner, upload, declared, settings)
+            await _read_body(request, scanner, upload, length, settings)
             scanned = scanner.finish(on_release=upload.release_budget)
         except ResultBodyError as error:
             raise invalid_body(error.detail) from None
         receipt = await upload.submit(scanned.request_id, scanned.result)
         return receipt, len(scanned.result)
+
+
+def _decoded_length(request: web.Request, declared: int | None) -> int | None:
+    """How long the body is as it is read: its Content-Length, unless it has a
+    Content-Encoding (aiohttp decodes it, and the length is of the encoded bytes)."""
+    encoding = request.headers.get(hdrs.CONTENT_ENCODING, "").strip().lower()
+    return declared if encoding in ("", "identity") else None
 
 
 async def _read_body(

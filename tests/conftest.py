@@ -16,6 +16,8 @@ from server import Settings, create_app
 from server.relay import CameraStatus, Relay
 from server.runner import make_runner
 from server.state import get_relay
+from tools.redis_server import RedisServer, RedisServerNotFound, find_redis_server
+from tools.redis_server import redis_server as start_redis_server
 
 #: Short, distinct timeouts so that tests finish fast and a mix-up shows.
 TEST_SETTINGS = Settings(
@@ -122,3 +124,15 @@ async def make_live_server() -> AsyncIterator[MakeLiveServer]:
     for runner in runners:
         await wait_for_relay_idle(get_relay(runner.app))
         await runner.cleanup()
+
+
+@pytest.fixture
+async def redis_server() -> AsyncIterator[RedisServer]:
+    """A real, empty redis-server on a free port (``.url``; ``.restart()`` empties it)."""
+    try:
+        binary = find_redis_server()
+    except RedisServerNotFound as error:
+        # Never a silent skip: the cluster's tests are the point of running against Redis.
+        pytest.fail(f"the cluster tests need a real redis-server: {error}", pytrace=False)
+    async with start_redis_server(binary) as server:
+        yield server

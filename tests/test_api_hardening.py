@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import io
+import logging
+import os
+import time
 
 import orjson
 import pytest
@@ -155,3 +159,43 @@ async def test_404_detail_does_not_echo_a_huge_request_id(client: Client) -> Non
     async with client.post("/send_logs", data=body, headers=headers) as response:
         assert response.status == 404
         assert len(await response.read()) < 2_000
+
+
+async def test_uploads_nobody_asked_for_cost_a_bounded_number_of_log_lines(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Refused uploads cost no body read, and no log line each either: a client
+    without credentials (CAMERA_SECRET off) must not be able to flood the log."""
+    caplog.set_level(logging.INFO, logger="camrelay")
+    headers = {"Content-Type": "application/json"}
+    started = time.monotonic()
+    for n in range(200):
+        async with client.post(
+            "/send_logs", params={"cameraId": f"nobody-{n % 3}"}, data=b"{}", headers=headers
+        ) as response:
+            assert response.status == 404
+    seconds = time.monotonic() - started
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("camrelay.relay")]
+    # at most 20 lines a second for each of the two kinds of line
+    assert len(lines) <= 2 * 20 * (int(seconds) + 1), f"{len(lines)} lines, e.g. {lines[:2]}"
+
+
+@pytest.mark.parametrize("entries", [10, 20_000])
+async def test_gzip_result_is_accepted_whatever_its_compressed_length(
+    client: Client, entries: int
+) -> None:
+    """aiohttp decompresses a ``Content-Encoding: gzip`` body: its Content-Length
+    is the compressed size, not what the scanner receives."""
+    relay = relay_of(client)
+    poll = asyncio.ensure_future(client.get("/poll_for_command"))
+    await wait_until(camera_polling(relay))
+    caller = asyncio.ensure_future(client.get("/logs"))
+    command = await (await poll).json()
+    logs = [{"timestamp": i, "noise": os.urandom(16).hex()} for i in range(entries)]
+    body = gzip.compress(orjson.dumps({"requestId": command["requestId"], "logs": logs}))
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    async with client.post("/send_logs", data=body, headers=headers) as response:
+        assert response.status == 200, await response.text()
+    async with await caller as answer:
+        assert answer.status == 200
+        assert (await answer.json())["logs"] == logs

@@ -320,3 +320,69 @@ async def test_slow_reader_is_cut_and_lets_go_of_the_result(
         finally:
             writer.close()
     assert get_metrics(server.app).slow_readers_cut._value.get() == 1
+
+
+async def test_upload_dying_after_the_camera_took_its_command_again_loses_nothing(
+    make_live_server: MakeLiveServer,
+) -> None:
+    """The camera gave up on an upload and polled again (it got the command again)
+    before the server noticed the old upload die: that death must not undo the newer
+    delivery, so the callers wait for the result within the response timeout."""
+    connect_timeout = 0.3
+    server = await make_live_server(
+        connect_timeout_seconds=connect_timeout, response_timeout_seconds=10.0
+    )
+    loop = asyncio.get_running_loop()
+    async with ClientSession() as http:
+        command, caller = await take_command(http, server)
+        async with raw_upload(server, 1_000_000) as (_, writer):
+            writer.write(b'{"requestId": "%s", "logs": [' % command["requestId"].encode())
+            await writer.drain()
+            await wait_until(lambda: server.relay.budget.in_use > 0)
+            async with http.get(f"{server.url}/poll_for_command") as response:
+                assert (await response.json())["requestId"] == command["requestId"]
+        await wait_until(lambda: get_metrics(server.app).uploads_died._value.get() == 1)
+        died = loop.time()
+        # The camera works on the command it took again for longer than the connect timeout.
+        done, _ = await asyncio.wait({caller}, timeout=3 * connect_timeout)
+        assert not done, f"the caller was answered {caller.result()[0]} after the old upload died"
+        assert loop.time() - died >= 3 * connect_timeout
+        answer = orjson.dumps({"requestId": command["requestId"], "logs": [{"timestamp": 5}]})
+        assert await post_result(http, server, answer) == 200
+        status, body = await caller
+    assert status == 200
+    assert orjson.loads(body)["logs"] == [{"timestamp": 5}]
+
+
+async def test_upload_queued_behind_one_that_left_gets_the_room_there_is(
+    make_live_server: MakeLiveServer,
+) -> None:
+    """A big upload waiting for the budget hangs up: a small one queued behind it,
+    for which there is room, goes ahead at once (not when some other upload ends)."""
+    budget = 1_000_000
+    server = await make_live_server(
+        max_upload_bytes=budget,
+        max_result_bytes_in_flight=budget,
+        response_timeout_seconds=10.0,
+        body_timeout_seconds=30.0,
+    )
+    relay = server.relay
+    async with ClientSession() as http:
+        taken = {camera: await take_command(http, server, camera) for camera in ("a", "h", "s")}
+        async with raw_upload(server, 700_000, "a") as (_, slow_writer):
+            # "a" holds 70 % of the budget and sends its body slowly (here: not at all).
+            head = b'{"requestId": "%s", "logs": [' % taken["a"][0]["requestId"].encode()
+            slow_writer.write(head)
+            await slow_writer.drain()
+            await wait_until(lambda: relay.budget.in_use == 700_000)
+            async with raw_upload(server, 500_000, "h") as _:
+                await wait_until(lambda: relay.budget.waiting == 1)  # "h" does not fit
+                small = orjson.dumps(
+                    {"requestId": taken["s"][0]["requestId"], "logs": [{"timestamp": 1}]}
+                )
+                posted = asyncio.ensure_future(post_result(http, server, small, "s"))
+                await wait_until(lambda: relay.budget.waiting == 2)  # "s" queues behind "h"
+            # "h" hung up: "s" fits in what is left.
+            status = await asyncio.wait_for(posted, 2.0)
+            assert status == 200
+            assert (await taken["s"][1])[0] == 200

@@ -43,7 +43,15 @@ LAUNCHER_VARS = frozenset(
     {"MODE", "CAMRELAY_NO_VENV", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"}
 )
 #: The role each compose service plays, i.e. whose settings read its environment.
-SERVICE_ROLES = {"api": "server", "camera": "camera"}
+SERVICE_ROLES = {
+    "api": "server",
+    "camera": "camera",
+    "cluster-api": "server",
+    "cluster-cameras": "camera",
+}
+#: Services that run the camrelay image (the others run someone else's image).
+CAMRELAY_SERVICES = frozenset(SERVICE_ROLES)
+CLUSTER_PROFILE = {"redis", "cluster-api", "cluster-cameras"}
 #: run.sh modes that serve HTTP on PORT (the others must not be probed by the health check).
 SERVING_MODES = ("api", "dev")
 QUIET_MODES = ("camera", "test", "lint", "bench")
@@ -470,7 +478,7 @@ async def test_healthchecks_pass_against_a_live_server(tmp_path: Path, make_clie
 @pytest.mark.parametrize(("variant", "compose"), list(compose_variants()))
 def test_services_are_wired_together(variant: str, compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == set(SERVICE_ROLES)
+    assert set(services) == set(SERVICE_ROLES) | CLUSTER_PROFILE
     api, camera = services["api"], services["camera"]
 
     assert "8080:8080" in [str(port) for port in api["ports"]]
@@ -478,14 +486,20 @@ def test_services_are_wired_together(variant: str, compose: dict[str, Any]) -> N
     assert camera["depends_on"]["api"]["condition"] == "service_healthy"
     assert api["healthcheck"]["test"][0] == "CMD"
     assert camera["healthcheck"] == {"disable": True}
-    for name, service in services.items():
+    for name in CAMRELAY_SERVICES:
+        service = services[name]
         assert service["build"]["context"] == "."
         assert service["init"] is True
         grace = re.fullmatch(r"(\d+)s", service["stop_grace_period"])
         assert grace, name
         assert int(grace[1]) <= 10, name
         # run.sh lets the argument win over MODE: they must agree.
-        assert service["command"] == [environment(service)["MODE"]], name
+        assert service["command"][0] == environment(service)["MODE"], name
+    assert api["command"] == [environment(api)["MODE"]]
+    assert camera["command"] == [environment(camera)["MODE"]]
+    # Only the cluster's services are in a profile: `docker compose up` stays one relay.
+    for name, service in services.items():
+        assert service.get("profiles", []) == (["cluster"] if name in CLUSTER_PROFILE else [])
     expected_api_mode = "dev" if variant == "dev" else "api"
     assert api["command"] == [expected_api_mode]
     assert camera["command"] == ["camera"]
@@ -496,6 +510,8 @@ def test_every_variable_passed_is_one_the_settings_read(
     variant: str, compose: dict[str, Any]
 ) -> None:
     for name, service in compose["services"].items():
+        if name not in CAMRELAY_SERVICES:
+            continue
         role = SERVICE_ROLES[name]
         env = environment(service)
         unknown = set(env) - known_variables(role) - LAUNCHER_VARS
@@ -525,6 +541,39 @@ def test_dev_override_mounts_the_source_where_the_image_keeps_it() -> None:
     mounts = {tuple(volume.split(":")[:2]) for volume in api["volumes"] if isinstance(volume, str)}
     assert ("./server", f"{workdir}/server") in mounts
     assert ("./camera", f"{workdir}/camera") in mounts
+
+
+def test_cluster_profile_wires_redis_workers_and_a_fleet() -> None:
+    services = load_yaml(COMPOSE)["services"]
+    redis, api, cameras = services["redis"], services["cluster-api"], services["cluster-cameras"]
+
+    assert re.fullmatch(r"redis:7\.\d+-alpine", redis["image"]), "a pinned Redis >= 6.2"
+    command = redis["command"]
+    assert command[0] == "redis-server"
+    options = dict(zip(command[1::2], command[2::2], strict=True))
+    assert options == {"--save": "", "--appendonly": "no", "--maxmemory-policy": "noeviction"}
+    assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    assert "ports" not in redis, "Redis is for the nodes only"
+
+    api_env = environment(api)
+    assert api_env["REDIS_URL"] == "redis://redis:6379"
+    assert Settings.from_env({"WORKERS": interpolate(api_env["WORKERS"], {})}).workers == 2
+    assert api["command"] == ["api"]
+    assert api_env["MODE"] == "api"
+    assert api["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert api["healthcheck"] == services["api"]["healthcheck"]
+    # Every setting the single relay's api passes, the cluster's passes the same way.
+    assert {k: v for k, v in api_env.items() if k in environment(services["api"])} == (
+        environment(services["api"])
+    )
+    assert "8081:8080" in [str(port) for port in api["ports"]]
+
+    camera_env = environment(cameras)
+    assert camera_env["API_BASE_URL"] == "http://cluster-api:8080"
+    assert cameras["command"][:2] == ["camera", "--fleet"]
+    assert int(interpolate(cameras["command"][2], {})) == 100
+    assert cameras["depends_on"]["cluster-api"]["condition"] == "service_healthy"
+    assert cameras["healthcheck"] == {"disable": True}
 
 
 # -- what run.sh must provide for these files ------------------------------------------------

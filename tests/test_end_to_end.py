@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import ClientSession, TCPConnector
 
 from camera import Camera, CameraSettings, EventLog
+from camera.__main__ import fleet_ids
 from tests.conftest import MakeLiveServer
 from tests.helpers import camera_polling, running, wait_until
 from tests.processes import REPO, child_env, free_port, spawned, wait_healthy
@@ -105,6 +106,36 @@ async def test_processes_started_as_the_readme_says() -> None:
             assert await asyncio.wait_for(camera.process.wait(), 10) == 0
         api.process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(api.process.wait(), 10) == 0
+
+
+async def test_run_sh_cluster_serves_its_fleet_and_stops_on_ctrl_c() -> None:
+    """`./run.sh cluster`: Redis, 2 workers and 100 cameras; Ctrl-C (SIGINT) stops all, exit 0."""
+    port, redis_port = free_port(), free_port()
+    env = child_env(PORT=str(port), REDIS_PORT=str(redis_port), LOG_LEVEL="WARNING")
+    env.pop("REDIS_URL", None)
+    base_url = f"http://127.0.0.1:{port}"
+    fleet = set(fleet_ids(100))
+    async with spawned([str(REPO / "run.sh"), "cluster"], env) as cluster:
+        await wait_healthy(base_url, cluster)
+        # A new connection per call reaches either worker: together they list the fleet.
+        listed: set[str] = set()
+        async with ClientSession(connector=TCPConnector(force_close=True)) as http:
+            async with asyncio.timeout(30):
+                while listed != fleet:
+                    async with http.get(f"{base_url}/cameras") as response:
+                        assert response.status == 200
+                        body = await response.json()
+                    listed |= {c["cameraId"] for c in body["cameras"] if c["polling"]}
+        cluster.process.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(cluster.process.wait(), 20) == 0
+        assert "Ctrl-C stops them all." in cluster.stderr_lines()
+    for stopped in (port, redis_port):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", stopped)
+        except ConnectionRefusedError:
+            continue
+        writer.close()
+        raise AssertionError(f"something still listens on {stopped}")
 
 
 def test_run_sh_rejects_an_unknown_mode() -> None:

@@ -26,6 +26,7 @@ def test_defaults_match_the_protocol() -> None:
     assert settings.log_level == "INFO"
     assert settings.header_timeout_seconds == 10
     assert settings.keepalive_timeout_seconds == 15
+    assert settings.workers == 1
 
 
 def test_values_are_read() -> None:
@@ -50,6 +51,7 @@ def test_values_are_read() -> None:
             "REDIS_PREFIX": "relay-eu",
             "NODE_NAME": "api-1",
             "NODE_TIMEOUT_SECONDS": "2.5",
+            "WORKERS": "4",
         }
     )
     assert settings == Settings(
@@ -72,6 +74,7 @@ def test_values_are_read() -> None:
         redis_prefix="relay-eu",
         node_name="api-1",
         node_timeout_seconds=2.5,
+        workers=4,
     )
 
 
@@ -89,6 +92,8 @@ def test_values_are_read() -> None:
         ({"MAX_UPLOAD_BYTES": "1.5"}, "MAX_UPLOAD_BYTES"),
         ({"MAX_WAITING_PER_CAMERA": "-3"}, "MAX_WAITING_PER_CAMERA"),
         ({"MAX_CAMERAS": "0"}, "MAX_CAMERAS"),
+        ({"WORKERS": "0"}, "WORKERS"),
+        ({"WORKERS": "two"}, "WORKERS"),
         ({"MAX_CAMERAS": "1e5"}, "MAX_CAMERAS"),
         ({"CAMERA_RETENTION_SECONDS": "-1"}, "CAMERA_RETENTION_SECONDS"),
         ({"CAMERA_RETENTION_SECONDS": "nan"}, "CAMERA_RETENTION_SECONDS"),

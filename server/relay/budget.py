@@ -11,6 +11,7 @@ can then be exceeded by that one upload's growth beyond its reservation.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 
 
@@ -80,19 +81,26 @@ class ResultBudget:
         return next(iter(self._reading), None) is reservation
 
     async def _wait(self, size: int, reservation: Reservation | None) -> None:
-        """Wait until ``_wake`` grants ``size`` (already counted in ``in_use`` then)."""
+        """Wait until ``_wake`` grants ``size`` (already counted in ``in_use`` then).
+
+        A granted waiter leaves the queue as it is granted, and one that gives up
+        leaves it at once and wakes those it held back: a waiter in the queue is
+        always one still waiting, and the fast path of ``reserve`` sees no stale one.
+        """
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         waiter = (size, reservation, future)
         self._waiters.append(waiter)
+        self._wake()  # those ahead may have left without a wake, or it fits already
         try:
             await future
         except BaseException:
             if future.done() and not future.cancelled():
                 self._give_back(size)  # granted as it was cancelled: pass it on
+            else:
+                with contextlib.suppress(ValueError):  # _wake dropped it already
+                    self._waiters.remove(waiter)
+                self._wake()  # it may have held back the waiters behind it
             raise
-        finally:
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
 
     def _done_reading(self, reservation: Reservation) -> None:
         self._reading.pop(reservation, None)
@@ -103,7 +111,10 @@ class ResultBudget:
         self._wake()
 
     def _wake(self) -> None:
-        """Grant waiters in order while they fit (growing uploads first: they hold bytes)."""
+        """Grant waiters in order while they fit (growing uploads first: they hold bytes);
+        the granted and the cancelled leave the queue."""
+        if not self._waiters:
+            return
         for size, reservation, future in self._waiters:
             if reservation is None or future.done():
                 continue
@@ -117,3 +128,4 @@ class ResultBudget:
                 break
             self.in_use += size
             future.set_result(None)
+        self._waiters = deque(waiter for waiter in self._waiters if not waiter[2].done())

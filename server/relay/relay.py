@@ -150,15 +150,15 @@ class Relay:
             raise UnknownRequest(
                 f"camera {camera_id!r} has no command awaiting a result; poll first"
             )
-        session.upload_started()
+        started = session.upload_started()
         try:
             try:
                 reservation = await self.budget.reserve(declared_bytes or FIRST_RESERVATION_BYTES)
             except asyncio.CancelledError:
                 # The camera hung up while its upload waited for room: its result is lost.
-                lose_upload(session, self._observer, None)
+                lose_upload(session, self._observer, None, started)
                 raise
-            upload = ResultUpload(session, self._observer, reservation)
+            upload = ResultUpload(session, self._observer, reservation, started)
             try:
                 yield upload
             finally:

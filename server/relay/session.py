@@ -95,12 +95,14 @@ class Caller:
 class PendingCommand:
     """A command handed to a poll and not yet answered, with the callers it serves."""
 
-    __slots__ = ("callers", "command", "deliveries", "result_due", "timer")
+    __slots__ = ("callers", "command", "deliveries", "last_delivery", "result_due", "timer")
 
     def __init__(self, command: Command, callers: dict[Caller, None]) -> None:
         self.command = command
         self.callers = callers
         self.deliveries = 0
+        #: the session's delivery serial of this command's latest delivery
+        self.last_delivery = 0
         #: loop time by which the result must come (the response timeout from delivery)
         self.result_due = 0.0
         self.timer: asyncio.TimerHandle | None = None
@@ -137,6 +139,8 @@ class CameraSession:
         self._accepted: OrderedDict[str, float] = OrderedDict()
         #: ``/send_logs`` bodies being read now
         self._uploads = 0
+        #: deliveries made so far (a serial: tells deliveries before an upload from those after)
+        self._deliveries_made = 0
         self._last_seen_at: float | None = None
         self._last_seen_wall: float | None = None
         self._closed = False
@@ -203,27 +207,33 @@ class CameraSession:
         self._forget_old_accepted()
         return request_id in self._in_flight or request_id in self._accepted
 
-    def upload_started(self) -> None:
-        """A ``/send_logs`` body is being read: the camera counts as seen until it ends."""
+    def upload_started(self) -> int:
+        """A ``/send_logs`` body is being read: the camera counts as seen until it ends.
+
+        Returns the delivery serial to pass to ``upload_lost`` should the upload break off.
+        """
         self._uploads += 1
         self._mark_seen()
+        return self._deliveries_made
 
     def upload_ended(self) -> None:
         self._uploads -= 1
         self._mark_seen()
 
-    def upload_lost(self, request_id: str | None) -> None:
+    def upload_lost(self, request_id: str | None, started: int) -> None:
         """An upload broke off mid-body: its result is lost like a poll that dropped.
 
         The command (the one named, else the one unanswered) is redelivered on
         the next poll; should none come within the connect timeout (and before
-        the result was due anyway), its callers get ``CameraOffline``.
+        the result was due anyway), its callers get ``CameraOffline``. A command
+        delivered again after the upload started (``started``, from
+        ``upload_started``) was taken again by the camera: that delivery stands.
         """
         if request_id is None:
             pending = next(iter(self._in_flight.values()), None)
         else:
             pending = self._in_flight.get(request_id)
-        if pending is None or pending.deliveries == 0:
+        if pending is None or pending.deliveries == 0 or pending.last_delivery > started:
             return
         pending.deliveries = 0
         if pending.timer is not None:
@@ -522,6 +532,8 @@ class CameraSession:
             pending.result_due = self._loop.time() + timeout
             pending.timer = self._loop.call_later(timeout, self._end_wait_for_result, pending)
         pending.deliveries += 1
+        self._deliveries_made += 1
+        pending.last_delivery = self._deliveries_made
         poll.future.set_result(pending.command)
         self._observer.command_delivered(
             self.camera_id, pending.command.request_id, len(pending.callers), redelivery

@@ -10,21 +10,29 @@ from .observer import RelayObserver, ResultOutcome
 from .session import CameraSession, Receipt, shown
 
 
-def lose_upload(session: CameraSession, observer: RelayObserver, request_id: str | None) -> None:
-    """An upload broke off: the command it answered goes to the camera's next poll."""
+def lose_upload(
+    session: CameraSession, observer: RelayObserver, request_id: str | None, started: int
+) -> None:
+    """An upload broke off: the command it answered goes to the camera's next poll
+    (``started``: the delivery serial ``CameraSession.upload_started`` returned)."""
     observer.upload_died(session.camera_id)
-    session.upload_lost(request_id)
+    session.upload_lost(request_id, started)
 
 
 class ResultUpload:
     """Made by ``Relay.receive_result``; the HTTP layer feeds it what it reads."""
 
     def __init__(
-        self, session: CameraSession, observer: RelayObserver, reservation: Reservation
+        self,
+        session: CameraSession,
+        observer: RelayObserver,
+        reservation: Reservation,
+        started: int,
     ) -> None:
         self._session = session
         self._observer = observer
         self._reservation = reservation
+        self._started = started
         self._result: LogResult | None = None
         self.request_id: str | None = None
 
@@ -50,7 +58,7 @@ class ResultUpload:
 
     def lost(self) -> None:
         """The body broke off: the command it answered is handed to the next poll."""
-        lose_upload(self._session, self._observer, self.request_id)
+        lose_upload(self._session, self._observer, self.request_id, self._started)
 
     async def submit(self, request_id: str | None, result: LogResult) -> Receipt:
         """Hand the result read whole to its callers (``UnknownRequest`` if none)."""
