@@ -11,8 +11,7 @@ import asyncio
 import contextlib
 import itertools
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import aiohttp
@@ -21,7 +20,7 @@ import pytest
 from server.cluster import ClusterRelay
 from tests.conftest import LiveServer, MakeLiveServer
 from tests.helpers import LogEntries, wait_until
-from tests.redis_process import RedisProcess
+from tools.redis_server import RedisServer
 
 LOGS: LogEntries = [{"timestamp": float(t), "description": f"event {t}"} for t in range(10)]
 MakeNode = Callable[..., Awaitable[LiveServer]]
@@ -29,24 +28,7 @@ T = TypeVar("T")
 Spawn = Callable[[Awaitable[T]], "asyncio.Future[T]"]
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
-    server = RedisProcess(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def own_redis(tmp_path: Path) -> AsyncIterator[RedisProcess]:
-    """A Redis of the test's own, for tests that stop it."""
-    server = RedisProcess(tmp_path)
-    server.start()
-    yield server
-    server.stop()
-
-
-def node_maker(make_live_server: MakeLiveServer, redis: RedisProcess) -> MakeNode:
+def node_maker(make_live_server: MakeLiveServer, redis: RedisServer) -> MakeNode:
     prefix = f"test-{secrets.token_hex(4)}"
 
     async def make(name: str, **overrides: Any) -> LiveServer:
@@ -66,7 +48,7 @@ def node_maker(make_live_server: MakeLiveServer, redis: RedisProcess) -> MakeNod
 
 
 @pytest.fixture
-def make_node(make_live_server: MakeLiveServer, redis_server: RedisProcess) -> MakeNode:
+def make_node(make_live_server: MakeLiveServer, redis_server: RedisServer) -> MakeNode:
     return node_maker(make_live_server, redis_server)
 
 
@@ -155,6 +137,24 @@ async def get_logs(
         return response.status, await response.json(content_type=None)
 
 
+async def held_poll(spawn: Spawn[Any], camera: Camera, node: LiveServer) -> asyncio.Future[Any]:
+    """The camera's poll at ``node``, once held there."""
+    poll = spawn(camera.poll(node))
+    await wait_until(polling_at(node, camera.camera_id))
+    return poll
+
+
+def status_is(node: LiveServer, camera_id: str = "cam", **expected: int) -> Callable[[], bool]:
+    """The camera's session at ``node`` shows ``expected`` (``waiting=2``, ``in_flight=1``)."""
+
+    def check() -> bool:
+        session = node.relay.session(camera_id)
+        status = None if session is None else session.status()._asdict()
+        return status is not None and all(status[key] == value for key, value in expected.items())
+
+    return check
+
+
 def polling_at(node: LiveServer, camera_id: str = "cam") -> Callable[[], bool]:
     def check() -> bool:
         session = node.relay.session(camera_id)
@@ -192,8 +192,7 @@ async def test_newest_poll_wins_across_nodes(
 ) -> None:
     a, b = await make_node("a"), await make_node("b")
     camera = Camera(http, [a])
-    older = spawn(camera.poll(a))
-    await wait_until(polling_at(a))
+    older = await held_poll(spawn, camera, a)
     loop = asyncio.get_running_loop()
     newer = spawn(camera.poll(b))
     started = loop.time()
@@ -222,15 +221,12 @@ async def test_callers_on_two_nodes_share_one_command(
 ) -> None:
     a, b = await make_node("a"), await make_node("b")
     camera = Camera(http, [a])
-    first = spawn(camera.poll(a))
-    await wait_until(polling_at(a))
+    first = await held_poll(spawn, camera, a)
     busy = spawn(get_logs(http, a, startTimestamp=9, endTimestamp=9))
     _status, command = await first  # the camera is busy with this one meanwhile
     on_a = spawn(get_logs(http, a, startTimestamp=1, endTimestamp=2))
     on_b = spawn(get_logs(http, b, startTimestamp=5, endTimestamp=7))
-    home = a.relay.session("cam")
-    assert home is not None
-    await wait_until(lambda: home.status().waiting == 2)
+    await wait_until(status_is(a, waiting=2))
     await camera.post(a, {"requestId": command["requestId"], "logs": LOGS[9:]})
     async with background(camera.run()):
         results = await asyncio.gather(busy, on_a, on_b)
@@ -244,8 +240,7 @@ async def test_poll_result_and_caller_on_three_nodes_with_redelivery(
 ) -> None:
     a, b, c = await make_node("a"), await make_node("b"), await make_node("c")
     camera = Camera(http, [a])
-    first = spawn(camera.poll(a))
-    await wait_until(polling_at(a))
+    first = await held_poll(spawn, camera, a)
     caller = spawn(get_logs(http, a, startTimestamp=3, endTimestamp=4))
     _, command = await first
     # The camera never answers it (its answer was lost) and polls node b next.
@@ -271,8 +266,7 @@ async def test_a_result_without_request_id_answers_the_one_command_from_any_node
 ) -> None:
     a, b = await make_node("a"), await make_node("b")
     camera = Camera(http, [a])
-    first = spawn(camera.poll(a))
-    await wait_until(polling_at(a))
+    first = await held_poll(spawn, camera, a)
     caller = spawn(get_logs(http, a))
     _, command = await first
     status, receipt = await camera.post(b, {"logs": LOGS})
@@ -290,8 +284,7 @@ async def test_offline_and_timeouts_hold_across_nodes(
     assert status == 503
     assert "has not connected" in body["detail"]
     camera = Camera(http, [a])
-    first = spawn(camera.poll(a))
-    await wait_until(polling_at(a))
+    first = await held_poll(spawn, camera, a)
     loop = asyncio.get_running_loop()
     started = loop.time()
     caller = spawn(get_logs(http, b))
@@ -367,14 +360,11 @@ async def test_max_waiting_counts_callers_on_all_nodes(
         await make_node("b", max_waiting_per_camera=2),
     )
     camera = Camera(http, [a])
-    first = spawn(camera.poll(a))
-    await wait_until(polling_at(a))
+    first = await held_poll(spawn, camera, a)
     busy = spawn(get_logs(http, a))
     _, command = await first
     queued = [spawn(get_logs(http, node)) for node in (a, b)]
-    home = a.relay.session("cam")
-    assert home is not None
-    await wait_until(lambda: home.status().waiting == 2)
+    await wait_until(status_is(a, waiting=2))
     status, body = await get_logs(http, b)
     assert status == 503
     assert body["type"].endswith("queue-full")
@@ -411,17 +401,17 @@ def problem_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 async def test_redis_down_then_back(
     make_live_server: MakeLiveServer,
-    own_redis: RedisProcess,
+    redis_server: RedisServer,
     http: aiohttp.ClientSession,
     spawn: Spawn[Any],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    make_node = node_maker(make_live_server, own_redis)
+    make_node = node_maker(make_live_server, redis_server)
     a, b = await make_node("a"), await make_node("b")
     camera = Camera(http, [a])
     spawn(camera.run())
     await wait_until(polling_at(a))
-    own_redis.stop()
+    await redis_server.stop()
     # Same-node work is still served; work that must cross nodes gets a clean 503.
     status, body = await get_logs(http, a, startTimestamp=1, endTimestamp=1)
     assert (status, body["logs"]) == (200, LOGS[1:2])
@@ -437,7 +427,7 @@ async def test_redis_down_then_back(
         health = await response.json()
     assert (health["status"], health["redis"]) == ("ok", "down")
     # Redis comes back empty: the fleet is reachable again within POLL_HOLD + NODE_TIMEOUT.
-    own_redis.start()
+    await redis_server.start()
     loop = asyncio.get_running_loop()
     back_at = loop.time()
 
@@ -465,12 +455,9 @@ async def test_a_killed_node_loses_no_caller_on_a_surviving_node(
 ) -> None:
     a, b = await make_node("a"), await make_node("b")
     camera = Camera(http, [a])
-    held = spawn(camera.poll(a))
-    await wait_until(polling_at(a))
+    held = await held_poll(spawn, camera, a)
     caller = spawn(get_logs(http, b, startTimestamp=4, endTimestamp=6))
-    home = a.relay.session("cam")
-    assert home is not None
-    await wait_until(lambda: home.status().in_flight == 1)  # delivered to the poll at a
+    await wait_until(status_is(a, in_flight=1))  # delivered to the poll at a
     await held
     # Node a dies (no heartbeat, no inbox, no handover); b notices within NODE_TIMEOUT.
     await cluster(a).detach()
@@ -493,12 +480,9 @@ async def test_a_killed_node_whose_camera_never_returns_means_503(
 ) -> None:
     a, b = await make_node("a"), await make_node("b")
     camera = Camera(http, [a])
-    spawn(camera.poll(a))
-    await wait_until(polling_at(a))
+    await held_poll(spawn, camera, a)
     caller = spawn(get_logs(http, b))
-    home = a.relay.session("cam")
-    assert home is not None
-    await wait_until(lambda: home.status().in_flight == 1)
+    await wait_until(status_is(a, in_flight=1))
     await cluster(a).detach()
     loop = asyncio.get_running_loop()
     await wait_until(lambda: not cluster(b).members.is_alive("a"), timeout=1.0)
@@ -514,15 +498,12 @@ async def test_a_node_stopping_hands_its_work_over(
 ) -> None:
     a, b = await make_node("a"), await make_node("b")
     camera = Camera(http, [a])
-    first = spawn(camera.poll(a))
-    await wait_until(polling_at(a))
+    first = await held_poll(spawn, camera, a)
     busy = spawn(get_logs(http, a, startTimestamp=0, endTimestamp=0))
     _, command = await first
     on_b = spawn(get_logs(http, b, startTimestamp=5, endTimestamp=6))
     on_a = spawn(get_logs(http, a, startTimestamp=8, endTimestamp=9))
-    home = a.relay.session("cam")
-    assert home is not None
-    await wait_until(lambda: home.status().waiting == 2)
+    await wait_until(status_is(a, waiting=2))
     idle = Camera(http, [a], camera_id="idle")
     idle_poll = spawn(idle.poll(a))
     await wait_until(polling_at(a, "idle"))

@@ -37,6 +37,8 @@ POOL_CONNECTIONS = 8
 #: entries an inbox keeps at most (read entries are deleted at once anyway)
 INBOX_MAX_ENTRIES = 100_000
 READ_BATCH = 500
+#: how long ``send`` waits for Redis to take a message
+SEND_TIMEOUT_SECONDS = 2.0
 
 Handler = Callable[[Message, bytes | None], Awaitable[None]]
 
@@ -73,6 +75,7 @@ class Bus:
         self._outbox: list[_Outgoing] = []
         self._wake_writer = asyncio.Event()
         self._writing = False
+        self._stopped = False
         #: ``flush`` calls waiting for the outbox to empty
         self._flushed: list[asyncio.Future[None]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -125,10 +128,14 @@ class Bus:
         done = asyncio.get_running_loop().create_future()
         self._outbox.append(_Outgoing(node, message, body, done))
         self._wake_writer.set()
-        await done
+        try:
+            async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
+                await done
+        except TimeoutError:
+            raise RedisDown("Redis did not take the message in time") from None
 
     async def _write_forever(self) -> None:
-        while True:
+        while not self._stopped:
             await self._wake_writer.wait()
             self._wake_writer.clear()
             batch, self._outbox = self._outbox, []
@@ -170,6 +177,9 @@ class Bus:
         except (RedisError, OSError) as error:
             self.failed(error)
             return _one_line(error)
+        except Exception as error:  # a bug must not leave senders waiting for ever
+            logger.exception("writing to Redis failed")
+            return _one_line(error)
         self.succeeded()
         return None
 
@@ -179,7 +189,7 @@ class Bus:
         inbox = self.inbox(self.node)
         # From the start: what was sent before this reader began is still for this node.
         last_id = "0-0"
-        while True:
+        while not self._stopped:
             try:
                 answer: Any = await self._reader_redis.xread(
                     {inbox: last_id}, count=READ_BATCH, block=1000
@@ -243,12 +253,14 @@ class Bus:
                 await marker
 
     async def close(self) -> None:
-        for task in self._tasks:
+        self._stopped = True
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        if tasks:
+            # A read cancelled inside redis-py may surface as a connection error; the
+            # loops then see ``_stopped`` and end.
+            await asyncio.wait(tasks, timeout=2.0)
         await self.redis.aclose()
         await self._reader_redis.aclose()
         await self.redis.connection_pool.disconnect()

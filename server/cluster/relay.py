@@ -158,11 +158,14 @@ class ClusterRelay(Relay):
         logger.info("node %s joined the cluster", self.node)
 
     async def _every(self, interval: float, step: Callable[[], object]) -> None:
-        while True:
+        while not self._detached:
             await asyncio.sleep(interval)
-            result = step()
-            if asyncio.iscoroutine(result):
-                await result
+            try:
+                result = step()
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:  # a bug must not stop the heartbeat or the watch
+                logger.exception("the cluster step %s failed", getattr(step, "__name__", step))
 
     async def _beat(self) -> None:
         up = await self.members.beat()
@@ -218,9 +221,10 @@ class ClusterRelay(Relay):
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if tasks:
+            # redis-py may turn a cancellation into a connection error: the loops then
+            # see ``_detached`` and end.
+            await asyncio.wait(tasks, timeout=2.0)
         await self.bus.close()
 
     @property
@@ -365,12 +369,12 @@ class ClusterRelay(Relay):
         self._waiters[ref] = waiter
         result: LogResult | None = None
         try:
-            if camera_id in self._sessions:
-                self._enqueue_here(camera_id, ref, time_range, None)
-                waiter.home = self.node
-            else:
-                await self._place(waiter)
             async with asyncio.timeout(self.config.longest_logs_wait + HOP_SLACK_SECONDS):
+                if camera_id in self._sessions:
+                    self._enqueue_here(camera_id, ref, time_range, None)
+                    waiter.home = self.node
+                else:
+                    await self._place(waiter)
                 result = await waiter.future
         except TimeoutError:
             raise CameraTimeout(f"camera {camera_id!r} sent no result in time") from None
