@@ -129,6 +129,8 @@ class ClusterRelay(Relay):
         self._homed: dict[str, tuple[str, Caller]] = {}
         #: claims waiting for the old home's handover, by camera
         self._handovers: dict[str, asyncio.Future[None]] = {}
+        #: claims under way (Redis written or handover awaited), done once the session exists
+        self._claims: dict[str, asyncio.Future[None]] = {}
         #: results forwarded to other homes, waiting for their receipt, by ref
         self._receipts: dict[str, asyncio.Future[m.Receipt]] = {}
         #: work of cameras given up while stopping, until parked in Redis
@@ -240,7 +242,15 @@ class ClusterRelay(Relay):
         if self._closed:
             raise ShuttingDown("the server is shutting down; poll again in a few seconds")
         if camera_id not in self._sessions:
-            await self._claim(camera_id)
+            claimed = asyncio.get_running_loop().create_future()
+            self._claims.setdefault(camera_id, claimed)
+            try:
+                await self._claim(camera_id)
+            finally:
+                if self._claims.get(camera_id) is claimed:
+                    del self._claims[camera_id]
+                # Messages held back for the claim run after the session exists (below).
+                claimed.set_result(None)
         self._dirty.add(camera_id)
         try:
             command = await super().poll(camera_id)
@@ -612,7 +622,8 @@ class ClusterRelay(Relay):
 
     def _on_enqueue(self, message: m.Enqueue) -> None:
         if message.camera not in self._sessions:
-            self._pass_on(message, message.hops)
+            if not self._after_claim(message):
+                self._pass_on(message, message.hops)
             return
         try:
             self._enqueue_here(
@@ -629,13 +640,31 @@ class ClusterRelay(Relay):
     def _on_forget(self, message: m.Forget) -> None:
         homed = self._homed.pop(message.ref, None)
         if homed is None:
-            self._pass_on(message, message.hops)
+            if not self._after_claim(message):
+                self._pass_on(message, message.hops)
             return
         camera_id, caller = homed
         session = self._sessions.get(camera_id)
         if session is not None:
             session.forget(caller)
             self._dirty.add(camera_id)
+
+    def _after_claim(self, message: m.Enqueue | m.Forget) -> bool:
+        """A message for a camera this node is claiming: handled once the claim is done
+        (the sender found this node as the home in Redis). False if there is no claim."""
+        claim = self._claims.get(message.camera)
+        if claim is None:
+            return False
+
+        async def handle_later() -> None:
+            await claim
+            if isinstance(message, m.Enqueue):
+                self._on_enqueue(message)
+            else:
+                self._on_forget(message)
+
+        self._spawn(handle_later())
+        return True
 
     def _pass_on(self, message: m.Enqueue | m.Forget, hops: int) -> None:
         """A message for a camera no longer homed here: to its current home."""
