@@ -31,6 +31,7 @@ __all__ = [
     "BenchCamera",
     "RelayServer",
     "camera_fleet",
+    "cameras_polling",
     "log_camera",
     "redis_server",
     "relay_nodes",
@@ -249,6 +250,16 @@ async def camera_fleet(
         yield child
     finally:
         await stop(child)
+
+
+async def cameras_polling(http: aiohttp.ClientSession, server: RelayServer) -> int:
+    """Cameras holding a poll, fleet-wide (``/cameras``: in cluster mode, whichever node
+    answers; ``/metrics`` counts only that node's)."""
+    async with http.get(f"{server.url}/cameras") as response:
+        if response.status != 200:
+            return 0
+        cameras = orjson.loads(await response.read())["cameras"]
+    return sum(1 for camera in cameras if camera["polling"])
 
 
 async def polls_held(http: aiohttp.ClientSession, server: RelayServer) -> int:

@@ -11,6 +11,9 @@ from bench.scenarios import (
     bigfleet,
     biglog,
     burst,
+    cluster_burst,
+    cluster_fanout,
+    cluster_latency,
     console,
     fanout,
     fleet,
@@ -35,4 +38,7 @@ SCENARIOS: Final[dict[str, Scenario]] = {
     soak.NAME: soak.run,
     flood.NAME: flood.run,
     idle.NAME: idle.run,
+    cluster_latency.NAME: cluster_latency.run,
+    cluster_fanout.NAME: cluster_fanout.run,
+    cluster_burst.NAME: cluster_burst.run,
 }
