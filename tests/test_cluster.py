@@ -15,9 +15,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import aiohttp
+import orjson
 import pytest
 
 from server.cluster import ClusterRelay
+from server.cluster.bus import INLINE_BODY_BYTES
 from tests.conftest import LiveServer, MakeLiveServer
 from tests.helpers import LogEntries, wait_until
 from tools.redis_server import RedisServer
@@ -517,3 +519,24 @@ async def test_a_node_stopping_hands_its_work_over(
     assert [body["logs"] for _, body in results] == [LOGS[0:1], LOGS[5:7], LOGS[8:10]]
     assert camera.commands[0]["requestId"] == command["requestId"]
     assert (camera.commands[1]["startTimestamp"], camera.commands[1]["endTimestamp"]) == (5, 9)
+
+
+async def test_a_big_result_crosses_as_a_key_and_every_key_has_a_ttl_and_the_prefix(
+    make_node: MakeNode, redis_server: RedisServer, http: aiohttp.ClientSession, spawn: Spawn[Any]
+) -> None:
+    big = [{"timestamp": float(t), "description": "x" * 1000} for t in range(200)]
+    assert len(orjson.dumps(big)) > 3 * INLINE_BODY_BYTES  # too big to travel in the message
+    a, b = await make_node("a"), await make_node("b")
+    camera = Camera(http, [a], logs=big)
+    spawn(camera.run())
+    await wait_until(polling_at(a))
+    status, body = await get_logs(http, b, startTimestamp=10, endTimestamp=189)
+    assert (status, body["logs"]) == (200, big[10:190])
+    prefix = cluster(a).bus.prefix
+    keys = [key.decode() async for key in cluster(a).bus.redis.scan_iter(count=1000)]
+    assert keys
+    assert all(key.startswith(f"{prefix}:") for key in keys)
+    for key in keys:
+        assert await cluster(a).bus.redis.pttl(key) > 0, key
+    # the result's key was read and deleted by the node it was for
+    assert not [key for key in keys if ":blob:" in key]

@@ -76,6 +76,7 @@ class Bus:
         self._wake_writer = asyncio.Event()
         self._writing = False
         self._stopped = False
+        self._deletions: set[asyncio.Task[None]] = set()
         #: ``flush`` calls waiting for the outbox to empty
         self._flushed: list[asyncio.Future[None]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -202,10 +203,19 @@ class Bus:
                 continue
             entries: list[tuple[bytes, dict[bytes, bytes]]] = answer[0][1]
             last_id = entries[-1][0].decode()
+            # Read entries are deleted in the background: the next read need not wait.
+            self._spawn_delete(inbox, [entry_id for entry_id, _ in entries])
             for _, fields in entries:
                 await self._dispatch(handle, fields)
-            with contextlib.suppress(RedisError, OSError):
-                await self.redis.xdel(inbox, *(entry_id for entry_id, _ in entries))
+
+    def _spawn_delete(self, inbox: str, entry_ids: list[bytes]) -> None:
+        task = asyncio.get_running_loop().create_task(self._delete(inbox, entry_ids))
+        self._deletions.add(task)
+        task.add_done_callback(self._deletions.discard)
+
+    async def _delete(self, inbox: str, entry_ids: list[bytes]) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await self.redis.xdel(inbox, *entry_ids)
 
     async def _dispatch(self, handle: Handler, fields: dict[bytes, bytes]) -> None:
         raw = fields.get(b"m")
@@ -254,7 +264,7 @@ class Bus:
 
     async def close(self) -> None:
         self._stopped = True
-        tasks, self._tasks = self._tasks, []
+        tasks, self._tasks = [*self._tasks, *self._deletions], []
         for task in tasks:
             task.cancel()
         if tasks:

@@ -379,7 +379,10 @@ class ClusterRelay(Relay):
         self._waiters[ref] = waiter
         result: LogResult | None = None
         try:
-            async with asyncio.timeout(self.config.longest_logs_wait + HOP_SLACK_SECONDS):
+            # The home's timers end every wait; this ceiling allows for a home that died
+            # (noticed within the node timeout) and only guards against a bug.
+            ceiling = self.config.longest_logs_wait + self.members.timeout + HOP_SLACK_SECONDS
+            async with asyncio.timeout(ceiling):
                 if camera_id in self._sessions:
                     self._enqueue_here(camera_id, ref, time_range, None)
                     waiter.home = self.node
