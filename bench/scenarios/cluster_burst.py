@@ -52,7 +52,10 @@ async def run(ctx: Context) -> ScenarioResult:
             log_camera(ctx, nodes[0], plan.burst_entries, CAMERA_ID)
         )
         shares = (targets[:half], targets[half:])
-        pools = [await open_pool(*address(node), len(share)) for node, share in zip(nodes, shares)]
+        pools = [
+            await open_pool(*address(node), len(share))
+            for node, share in zip(nodes, shares, strict=True)
+        ]
         try:
             for _ in range(plan.burst_rounds):
                 before = camera.commands

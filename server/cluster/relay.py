@@ -129,6 +129,8 @@ class ClusterRelay(Relay):
         self._homed: dict[str, tuple[str, Caller]] = {}
         #: claims waiting for the old home's handover, by camera
         self._handovers: dict[str, asyncio.Future[None]] = {}
+        #: registry reads under way, shared by the callers asking at once, by camera
+        self._entry_reads: dict[str, asyncio.Task[CameraEntry | None]] = {}
         #: claims under way (Redis written or handover awaited), done once the session exists
         self._claims: dict[str, asyncio.Future[None]] = {}
         #: results forwarded to other homes, waiting for their receipt, by ref
@@ -139,7 +141,7 @@ class ClusterRelay(Relay):
         self._dirty: set[str] = set()
         #: outcomes to send, by (node, result): one message per node for a shared result
         self._outgoing_results: dict[tuple[str, LogResult], list[str]] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: list[asyncio.Task[Any]] = []
         self._parking_task: asyncio.Task[None] | None = None
         self._detached = False
         self._was_up = True
@@ -753,6 +755,24 @@ class ClusterRelay(Relay):
     # ================================================================ the fleet
 
     async def _entry(self, camera_id: str) -> CameraEntry | None:
+        """The camera's entry in Redis; callers asking at once share one read, so that a
+        burst's callers reach the home together (and share its next command)."""
+        reading = self._entry_reads.get(camera_id)
+        if reading is None:
+            reading = asyncio.get_running_loop().create_task(self._read_entry(camera_id))
+            self._entry_reads[camera_id] = reading
+            self._tasks.append(reading)
+            reading.add_done_callback(functools.partial(self._entry_read, camera_id))
+        return await asyncio.shield(reading)
+
+    def _entry_read(self, camera_id: str, reading: asyncio.Task[CameraEntry | None]) -> None:
+        if self._entry_reads.get(camera_id) is reading:
+            del self._entry_reads[camera_id]
+        self._forget_task(reading)
+        if not reading.cancelled():
+            reading.exception()  # retrieved: nobody may be waiting any more
+
+    async def _read_entry(self, camera_id: str) -> CameraEntry | None:
         try:
             entry = await self.registry.read(camera_id)
         except (RedisError, OSError) as error:
@@ -782,7 +802,7 @@ class ClusterRelay(Relay):
         self._tasks.append(task)
         task.add_done_callback(self._forget_task)
 
-    def _forget_task(self, task: asyncio.Task[None]) -> None:
+    def _forget_task(self, task: asyncio.Task[Any]) -> None:
         with contextlib.suppress(ValueError):
             self._tasks.remove(task)
 
