@@ -230,9 +230,14 @@ async def _polling(http: aiohttp.ClientSession, base_url: str, camera_id: str) -
 
 @contextlib.asynccontextmanager
 async def camera_fleet(
-    ctx: Context, server: RelayServer, count: int, env: Mapping[str, str] | None = None
+    ctx: Context,
+    server: RelayServer,
+    count: int,
+    env: Mapping[str, str] | None = None,
+    first: int = 1,
 ) -> AsyncIterator[Child]:
-    """``python -m camera --fleet count`` (ids cam-00001..); stopped before the server."""
+    """``python -m camera --fleet count`` (ids cam-00001.., from cam-<first> if given);
+    stopped before the server."""
     settings = {
         "API_BASE_URL": server.url,
         "LOG_LEVEL": "WARNING",
@@ -241,8 +246,8 @@ async def camera_fleet(
         **(env or {}),
     }
     child = await spawn(
-        f"fleet-{count}",
-        python("-m", "camera", f"--fleet={count}"),
+        f"fleet-{first}-{count}",
+        python("-m", "camera", f"--fleet={count}", f"--fleet-first={first}"),
         child_env(settings),
         ctx.workdir,
     )

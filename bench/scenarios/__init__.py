@@ -13,6 +13,7 @@ from bench.scenarios import (
     burst,
     cluster_burst,
     cluster_fanout,
+    cluster_fleet,
     cluster_latency,
     console,
     fanout,
@@ -41,4 +42,5 @@ SCENARIOS: Final[dict[str, Scenario]] = {
     cluster_latency.NAME: cluster_latency.run,
     cluster_fanout.NAME: cluster_fanout.run,
     cluster_burst.NAME: cluster_burst.run,
+    cluster_fleet.NAME: cluster_fleet.run,
 }
