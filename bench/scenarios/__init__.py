@@ -14,6 +14,7 @@ from bench.scenarios import (
     cluster_burst,
     cluster_fanout,
     cluster_fleet,
+    cluster_kill,
     cluster_latency,
     console,
     fanout,
@@ -43,4 +44,5 @@ SCENARIOS: Final[dict[str, Scenario]] = {
     cluster_fanout.NAME: cluster_fanout.run,
     cluster_burst.NAME: cluster_burst.run,
     cluster_fleet.NAME: cluster_fleet.run,
+    cluster_kill.NAME: cluster_kill.run,
 }
