@@ -106,23 +106,35 @@ async def relay_workers(ctx: Context, workers: int, **env: str) -> AsyncIterator
 async def _served(
     ctx: Context, name: str, workers: int, env: Mapping[str, str], *, fd_limit: int | None = None
 ) -> AsyncIterator[RelayServer]:
+    async with _spawned(ctx, name, workers, env, fd_limit=fd_limit) as server:
+        await _ready(server)
+        yield server
+
+
+@contextlib.asynccontextmanager
+async def _spawned(
+    ctx: Context, name: str, workers: int, env: Mapping[str, str], *, fd_limit: int | None = None
+) -> AsyncIterator[RelayServer]:
+    """The server started (not yet ready); stopped with SIGTERM, which it must exit 0 on."""
     port = free_port()
     settings = {"HOST": HOST, "PORT": str(port), "LOG_LEVEL": "WARNING", **env}
     argv = python("-m", "server", *([f"--workers={workers}"] if workers > 1 else []))
     child = await spawn(name, argv, child_env(settings), ctx.workdir, fd_limit=fd_limit)
-    url = f"http://{HOST}:{port}"
-    server = RelayServer(url, child, port, workers)
     try:
-        await wait_healthy(url, child)
-        if workers > 1 and not await wait_for(
-            lambda: _all_workers_up(server), timeout=30.0, interval=0.05
-        ):
-            raise RuntimeError(f"{name}: fewer than {workers} workers came up")
-        yield server
+        yield RelayServer(f"http://{HOST}:{port}", child, port, workers)
     finally:
         code = await stop(child)
     if code != 0:
         raise RuntimeError(f"{name} exited with {code} on SIGTERM")
+
+
+async def _ready(server: RelayServer) -> None:
+    """Wait until it answers ``/healthz`` and, under a supervisor, every worker listens."""
+    await wait_healthy(server.url, server.child)
+    if server.workers > 1 and not await wait_for(
+        lambda: _all_workers_up(server), timeout=30.0, interval=0.05
+    ):
+        raise RuntimeError(f"{server.child.name}: fewer than {server.workers} workers came up")
 
 
 async def _all_workers_up(server: RelayServer) -> bool:
@@ -140,7 +152,8 @@ async def relay_nodes(
         for index in range(1, count + 1):
             name = f"node-{index}"
             settings = {**env, "REDIS_URL": redis_url, "NODE_NAME": name}
-            nodes.append(await stack.enter_async_context(_served(ctx, name, 1, settings)))
+            nodes.append(await stack.enter_async_context(_spawned(ctx, name, 1, settings)))
+        await asyncio.gather(*(_ready(node) for node in nodes))  # they start side by side
         yield nodes
 
 

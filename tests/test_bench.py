@@ -19,6 +19,11 @@ SCENARIOS = {
     "flood",
     "idle",
     "bigfleet",
+    "cluster-latency",
+    "cluster-burst",
+    "cluster-fanout",
+    "cluster-fleet",
+    "cluster-kill",
 }
 #: a guard against a hang, not a speed check (speed is what the benchmarks measure)
 HANG_GUARD_SECONDS = 120.0

@@ -101,15 +101,17 @@ async def run(ctx: Context) -> ScenarioResult:
         "HEADER_TIMEOUT_SECONDS": FLEET_HEADER_TIMEOUT,
     }
     ramp_limit = 60.0 + count / 100
+    #: let RSS settle after start-up and after the ramp (short in --quick)
+    settle = min(1.0, window)
 
     async with redis_server() as redis, relay_nodes(ctx, NODES, redis.url, **settings) as nodes:
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(settle / 2)
         rss_before = [node.memory().rss for node in nodes]
         redis_before = await used_memory(redis)
         async with fleets_on(ctx, nodes, split(count, NODES, most)):
             if not await wait_for(lambda: _at_least(nodes, count), ramp_limit, interval=0.5):
                 result.error(f"cluster: only {await held(nodes)} of {count} polls held")
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(settle)
             rss_after = [node.memory().rss for node in nodes]
             redis_after = await used_memory(redis)
             cluster_cpu, commands = await idle_window(nodes, window, redis)
@@ -125,7 +127,7 @@ async def run(ctx: Context) -> ScenarioResult:
         async with fleets_on(ctx, [single], split(single_count, 1, most)):
             if not await wait_for(lambda: _at_least([single], single_count), ramp_limit, 0.5):
                 result.error(f"single: only {await held([single])} of {single_count} polls held")
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(settle)
             single_cpu, _ = await idle_window([single], window, None)
         result.errors_from("single", single.problems())
 
