@@ -31,7 +31,9 @@ def answer_head(camera_id: str, time_range: TimeRange, count: int) -> bytes:
 async def stream_logs(
     request: web.Request, camera_id: str, time_range: TimeRange, selection: LogSelection
 ) -> web.StreamResponse:
-    """Stream the answer; a caller slower than ``WRITE_TIMEOUT_SECONDS`` per piece is cut."""
+    """Stream the answer. A caller is cut if a piece waits longer than
+    ``WRITE_TIMEOUT_SECONDS``, or the whole answer longer than that plus its size at
+    ``MIN_TRANSFER_BYTES_PER_SECOND``: a slow reader must not pin the result."""
     head = answer_head(camera_id, time_range, selection.count)
     size = selection.size(head, TAIL)
     if size <= CHUNK_BYTES:
@@ -41,12 +43,14 @@ async def stream_logs(
         headers={"Content-Type": "application/json", REQUEST_ID_HEADER: REQUEST_ID.get()}
     )
     response.content_length = size
-    deadline = get_settings(request.app).write_timeout_seconds
+    settings = get_settings(request.app)
+    piece_deadline = settings.write_timeout_seconds
     try:
-        await response.prepare(request)
-        for chunk in selection.chunks(head, TAIL):
-            async with asyncio.timeout(deadline):
-                await response.write(chunk)
+        async with asyncio.timeout(settings.transfer_seconds(piece_deadline, size)):
+            await response.prepare(request)
+            for chunk in selection.chunks(head, TAIL):
+                async with asyncio.timeout(piece_deadline):
+                    await response.write(chunk)
     except TimeoutError:
         get_metrics(request.app).slow_readers_cut.inc()
         _cut(request)

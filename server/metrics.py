@@ -112,12 +112,14 @@ class RelayMetrics(RelayObserver):
             self.uploads_refused.labels(when)
         self.uploads_died = Counter(
             "camrelay_uploads_died",
-            "Result uploads that broke off mid-body (connection lost or BODY_TIMEOUT_SECONDS)",
+            "Result uploads that broke off mid-body (connection lost, BODY_TIMEOUT_SECONDS "
+            "or MIN_TRANSFER_BYTES_PER_SECOND)",
             registry=self.registry,
         )
         self.slow_readers_cut = Counter(
             "camrelay_slow_readers_cut",
-            "/logs answers cut because the caller read slower than WRITE_TIMEOUT_SECONDS",
+            "/logs answers cut because the caller read slower than WRITE_TIMEOUT_SECONDS "
+            "or MIN_TRANSFER_BYTES_PER_SECOND allow",
             registry=self.registry,
         )
         self.callers_per_command = Histogram(

@@ -73,6 +73,10 @@ class Settings:
     body_timeout_seconds: float = 30.0
     #: the longest one piece of a /logs answer may wait for the caller to read
     write_timeout_seconds: float = 30.0
+    #: the slowest average rate a body is read or an answer written at (after the
+    #: grace of BODY_TIMEOUT_SECONDS / WRITE_TIMEOUT_SECONDS): 64 KiB/s lets a 64 MiB
+    #: transfer take 1024 s more than its grace, yet no trickle holds memory for hours
+    min_transfer_bytes_per_second: int = 64 * 1024
     #: secrets stay out of the repr (start-up logs it); auth being off is logged on its own
     api_token: str | None = field(default=None, repr=False)
     camera_secret: str | None = field(default=None, repr=False)
@@ -178,6 +182,9 @@ class Settings:
             write_timeout_seconds=reader.number(
                 "WRITE_TIMEOUT_SECONDS", float, cls.write_timeout_seconds
             ),
+            min_transfer_bytes_per_second=reader.number(
+                "MIN_TRANSFER_BYTES_PER_SECOND", int, cls.min_transfer_bytes_per_second
+            ),
             api_token=reader.secret("API_TOKEN"),
             camera_secret=reader.secret("CAMERA_SECRET"),
             log_level=reader.choice("LOG_LEVEL", LOG_LEVELS, cls.log_level),
@@ -199,6 +206,11 @@ class Settings:
                 "NODE_TIMEOUT_SECONDS", float, cls.node_timeout_seconds
             ),
         )
+
+    def transfer_seconds(self, grace_seconds: float, size: int) -> float:
+        """The longest a transfer of ``size`` bytes may take: ``grace_seconds`` plus
+        ``size`` at ``MIN_TRANSFER_BYTES_PER_SECOND``."""
+        return grace_seconds + size / self.min_transfer_bytes_per_second
 
     @property
     def relay_config(self) -> RelayConfig:

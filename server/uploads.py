@@ -1,4 +1,5 @@
-"""Reading a ``/send_logs`` body as it streams in: budgeted, with a deadline between chunks.
+"""Reading a ``/send_logs`` body as it streams in: budgeted, with an idle deadline
+between chunks and a minimum average rate.
 
 The body is scanned chunk by chunk (``server.logscan``), yielding to the event
 loop between chunks; a ``requestId`` nobody awaits stops the reading with a
@@ -9,6 +10,8 @@ lost delivery.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 
 from aiohttp import hdrs, web
 
@@ -45,6 +48,29 @@ def _decoded_length(request: web.Request, declared: int | None) -> int | None:
     return declared if encoding in ("", "identity") else None
 
 
+class _ReadingClock:
+    """Time spent waiting for the camera's bytes (waiting for room in the budget is
+    not counted), against ``BODY_TIMEOUT_SECONDS`` plus the bytes received so far at
+    ``MIN_TRANSFER_BYTES_PER_SECOND``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._loop = asyncio.get_running_loop()
+        self.seconds = 0.0
+
+    def seconds_left(self, received: int) -> float:
+        allowed = self._settings.transfer_seconds(self._settings.body_timeout_seconds, received)
+        return allowed - self.seconds
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[None]:
+        started = self._loop.time()
+        try:
+            yield
+        finally:
+            self.seconds += self._loop.time() - started
+
+
 async def _read_body(
     request: web.Request,
     scanner: ResultScanner,
@@ -52,12 +78,12 @@ async def _read_body(
     declared: int | None,
     settings: Settings,
 ) -> None:
+    clock = _ReadingClock(settings)
     try:
-        while chunk := await _next_chunk(request, upload, settings.body_timeout_seconds):
+        while chunk := await _next_chunk(request, upload, settings, clock, scanner.received):
             if scanner.received + len(chunk) > settings.max_upload_bytes:
                 raise body_too_large(settings.max_upload_bytes, scanner.received + len(chunk))
             scanner.feed(chunk)
-            # Waiting for room in the budget does not count against the body deadline.
             await upload.reserve(scanner.received + scanner.index_bytes)
             if scanner.received == declared:
                 return  # all of it: no need to wait for the end to be signalled
@@ -67,17 +93,33 @@ async def _read_body(
         raise
 
 
-async def _next_chunk(request: web.Request, upload: ResultUpload, deadline: float) -> bytes:
-    """The next piece of the body (empty at its end), within ``deadline`` seconds."""
+async def _next_chunk(
+    request: web.Request,
+    upload: ResultUpload,
+    settings: Settings,
+    clock: _ReadingClock,
+    received: int,
+) -> bytes:
+    """The next piece of the body (empty at its end), within the body's deadlines."""
+    idle = settings.body_timeout_seconds
+    seconds_left = clock.seconds_left(received)
     try:
-        async with asyncio.timeout(deadline):
-            return await request.content.read(READ_CHUNK_BYTES)
+        with clock.counting():
+            async with asyncio.timeout(min(idle, seconds_left)):
+                return await request.content.read(READ_CHUNK_BYTES)
     except TimeoutError:
         upload.lost()
+        if seconds_left < idle:
+            reason = (
+                f"the body came too slowly: {received} bytes in {clock.seconds:.1f} s, "
+                f"below MIN_TRANSFER_BYTES_PER_SECOND ({settings.min_transfer_bytes_per_second}) "
+                f"once BODY_TIMEOUT_SECONDS ({idle:g} s) had passed"
+            )
+        else:
+            reason = f"the body stalled: no bytes came for {idle:g} s (BODY_TIMEOUT_SECONDS)"
         raise ProblemError(
             408,
-            f"the body stalled: no bytes came for {deadline:g} s (BODY_TIMEOUT_SECONDS); "
-            "its command will be handed to the camera's next poll",
+            f"{reason}; its command will be handed to the camera's next poll",
             kind="body-timeout",
             headers={"Connection": "close"},
         ) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -98,14 +99,26 @@ class LiveServer:
 MakeLiveServer = Callable[..., Awaitable[LiveServer]]
 
 
-async def serve_on_loopback(settings: Settings) -> tuple[web.AppRunner, str]:
+async def serve_on_loopback(
+    settings: Settings, send_buffer_bytes: int | None = None
+) -> tuple[web.AppRunner, str]:
     """``create_app(settings)`` served as ``python -m server`` serves it, on 127.0.0.1:<free>.
 
+    ``send_buffer_bytes`` fixes its connections' kernel send buffer (Linux grows it
+    up to megabytes on loopback), for tests that depend on how fast a client reads.
     Returns the runner (``cleanup()`` it) and the base URL.
     """
     runner = make_runner(create_app(settings), settings)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, backlog=settings.listen_backlog)
+    site: web.BaseSite
+    if send_buffer_bytes is None:
+        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=settings.listen_backlog)
+    else:
+        listener = socket.socket()
+        # accepted connections inherit the listener's send buffer
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer_bytes)
+        listener.bind(("127.0.0.1", 0))
+        site = web.SockSite(runner, listener, backlog=settings.listen_backlog)
     await site.start()
     host, port = runner.addresses[0][:2]
     return runner, f"http://{host}:{port}"
@@ -115,8 +128,8 @@ async def serve_on_loopback(settings: Settings) -> tuple[web.AppRunner, str]:
 async def make_live_server() -> AsyncIterator[MakeLiveServer]:
     runners: list[web.AppRunner] = []
 
-    async def make(**overrides: Any) -> LiveServer:
-        runner, url = await serve_on_loopback(settings_for(**overrides))
+    async def make(send_buffer_bytes: int | None = None, **overrides: Any) -> LiveServer:
+        runner, url = await serve_on_loopback(settings_for(**overrides), send_buffer_bytes)
         runners.append(runner)
         return LiveServer(runner.app, url)
 

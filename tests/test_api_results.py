@@ -40,14 +40,20 @@ async def raw_upload(
             await writer.wait_closed()
 
 
-async def read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, Any]]:
-    """Status and JSON body of one HTTP answer (Content-Length framed)."""
+async def read_head(reader: asyncio.StreamReader) -> tuple[int, int]:
+    """Status and Content-Length of one HTTP answer."""
     head = await asyncio.wait_for(reader.readuntil(HEADERS_DONE), 5)
     lines = head.decode().split("\r\n")
     status = int(lines[0].split()[1])
     length = next(
         int(line.split(":")[1]) for line in lines if line.lower().startswith("content-length")
     )
+    return status, length
+
+
+async def read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, Any]]:
+    """Status and JSON body of one HTTP answer (Content-Length framed)."""
+    status, length = await read_head(reader)
     return status, orjson.loads(await asyncio.wait_for(reader.readexactly(length), 5))
 
 
@@ -320,6 +326,141 @@ async def test_slow_reader_is_cut_and_lets_go_of_the_result(
         finally:
             writer.close()
     assert get_metrics(server.app).slow_readers_cut._value.get() == 1
+
+
+async def read_at_pace(reader: asyncio.StreamReader, length: int, bytes_per_second: float) -> bytes:
+    """Up to ``length`` bytes, taken no faster than ``bytes_per_second``, until the end or a cut."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    received = bytearray()
+    with contextlib.suppress(ConnectionError):
+        while len(received) < length and (data := await reader.read(64 * 1024)):
+            received += data
+            await asyncio.sleep(max(0.0, started + len(received) / bytes_per_second - loop.time()))
+    return bytes(received)
+
+
+async def write_at_pace(
+    writer: asyncio.StreamWriter, data: bytes, bytes_per_second: float, piece: int
+) -> None:
+    """``data`` in pieces of ``piece`` bytes, no faster than ``bytes_per_second``."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for sent in range(piece, len(data) + piece, piece):
+        writer.write(data[sent - piece : sent])
+        await writer.drain()
+        await asyncio.sleep(max(0.0, started + sent / bytes_per_second - loop.time()))
+
+
+#: entries of about 128 bytes: an answer of 1.3 MB, ten times what the socket buffers hold
+PACED_ANSWER_ENTRIES = 10_000
+#: kernel buffers (Linux doubles the figure), fixed on both ends of a paced answer
+PACED_SOCKET_BUFFER_BYTES = 32 * 1024
+
+
+async def logs_read_at_pace(
+    make_live_server: MakeLiveServer, bytes_per_second: float, **settings: Any
+) -> tuple[LiveServer, bytes, int]:
+    """A /logs caller reading a 1.3 MB answer at ``bytes_per_second``: the server,
+    the bytes it got, and the answer's Content-Length."""
+    server = await make_live_server(send_buffer_bytes=PACED_SOCKET_BUFFER_BYTES, **settings)
+    async with ClientSession() as http:
+        poll = asyncio.ensure_future(http.get(f"{server.url}/poll_for_command"))
+        await wait_until(camera_polling(server.relay))
+        target = URL(server.url)
+        sock = socket.socket()
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, PACED_SOCKET_BUFFER_BYTES)
+        await asyncio.get_running_loop().sock_connect(sock, (target.host, target.port))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        try:
+            writer.write(b"GET /logs HTTP/1.1\r\nHost: x\r\n\r\n")
+            await writer.drain()
+            async with await poll as response:
+                command = await response.json()
+            logs = [{"timestamp": i, "pad": "y" * 100} for i in range(PACED_ANSWER_ENTRIES)]
+            body = orjson.dumps({"requestId": command["requestId"], "logs": logs})
+            assert await post_result(http, server, body) == 200
+            status, length = await read_head(reader)
+            assert status == 200
+            return server, await read_at_pace(reader, length, bytes_per_second), length
+        finally:
+            writer.close()
+
+
+async def test_reader_below_the_minimum_rate_is_cut_and_lets_go_of_the_result(
+    make_live_server: MakeLiveServer,
+) -> None:
+    """At 1 MB/s each 64 KiB piece is taken within about 0.07 s, well inside the
+    0.2 s piece deadline, but the 1.3 MB answer is not done within 0.2 s + 1.3 MB / 8 MB/s."""
+    server, received, length = await logs_read_at_pace(
+        make_live_server,
+        1_000_000,
+        write_timeout_seconds=0.2,
+        min_transfer_bytes_per_second=8_000_000,
+    )
+    assert len(received) < length
+    assert get_metrics(server.app).slow_readers_cut._value.get() == 1
+    await wait_until(lambda: server.relay.budget.in_use == 0)
+
+
+async def test_reader_above_the_minimum_rate_gets_its_whole_answer(
+    make_live_server: MakeLiveServer,
+) -> None:
+    """At 3 MB/s the 1.3 MB answer takes over 0.4 s: past the 0.2 s grace, within
+    0.2 s + 1.3 MB / 1.5 MB/s."""
+    server, received, length = await logs_read_at_pace(
+        make_live_server,
+        3_000_000,
+        write_timeout_seconds=0.2,
+        min_transfer_bytes_per_second=1_500_000,
+    )
+    assert len(received) == length
+    assert orjson.loads(received)["count"] == PACED_ANSWER_ENTRIES
+    assert get_metrics(server.app).slow_readers_cut._value.get() == 0
+
+
+async def test_body_below_the_minimum_rate_gets_408_and_its_command_goes_out_again(
+    make_live_server: MakeLiveServer,
+) -> None:
+    """10 bytes every 0.05 s never leaves the body idle for its 0.2 s, but falls
+    behind 0.2 s + 1000 B/s within half a second."""
+    server = await make_live_server(
+        body_timeout_seconds=0.2, min_transfer_bytes_per_second=1000, response_timeout_seconds=10.0
+    )
+    async with ClientSession() as http:
+        command, caller = await take_command(http, server)
+        async with raw_upload(server, 10_000) as (reader, writer):
+            writer.write(b'{"requestId": "%s", "logs": [' % command["requestId"].encode())
+            trickle = asyncio.ensure_future(write_at_pace(writer, b" " * 9000, 200, piece=10))
+            try:
+                status, problem = await read_answer(reader)
+            finally:
+                trickle.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                    await trickle
+        assert status == 408
+        assert "MIN_TRANSFER_BYTES_PER_SECOND (1000)" in problem["detail"]
+        assert get_metrics(server.app).uploads_died._value.get() == 1
+        await answer_on_the_next_poll(http, server, command, caller)
+
+
+async def test_body_above_the_minimum_rate_is_accepted(make_live_server: MakeLiveServer) -> None:
+    """1000 bytes at 2500 B/s take 0.4 s: past the 0.2 s grace, within 0.2 s + 1000 B / 1000 B/s."""
+    server = await make_live_server(
+        body_timeout_seconds=0.2, min_transfer_bytes_per_second=1000, response_timeout_seconds=10.0
+    )
+    async with ClientSession() as http:
+        command, caller = await take_command(http, server)
+        head = b'{"requestId": "%s", "logs": [{"timestamp": 5}' % command["requestId"].encode()
+        body = head + b" " * (998 - len(head)) + b"]}"
+        async with raw_upload(server, len(body)) as (reader, writer):
+            await write_at_pace(writer, body, 2500, piece=25)
+            status, answer = await read_answer(reader)
+        assert (status, answer["status"]) == (200, "accepted")
+        status, logs = await caller
+        assert (status, orjson.loads(logs)["logs"]) == (200, [{"timestamp": 5}])
+    assert get_metrics(server.app).uploads_died._value.get() == 0
 
 
 async def test_upload_dying_after_the_camera_took_its_command_again_loses_nothing(

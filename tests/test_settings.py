@@ -123,6 +123,10 @@ def test_values_are_read() -> None:
         ({"NODE_NAME": "api/1"}, "NODE_NAME"),
         ({"NODE_TIMEOUT_SECONDS": "0"}, "NODE_TIMEOUT_SECONDS"),
         ({"NODE_TIMEOUT_SECONDS": "nan"}, "NODE_TIMEOUT_SECONDS"),
+        ({"MIN_TRANSFER_BYTES_PER_SECOND": "0"}, "MIN_TRANSFER_BYTES_PER_SECOND"),
+        ({"MIN_TRANSFER_BYTES_PER_SECOND": "-65536"}, "MIN_TRANSFER_BYTES_PER_SECOND"),
+        ({"MIN_TRANSFER_BYTES_PER_SECOND": "64k"}, "MIN_TRANSFER_BYTES_PER_SECOND"),
+        ({"MIN_TRANSFER_BYTES_PER_SECOND": "1.5"}, "MIN_TRANSFER_BYTES_PER_SECOND"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:
@@ -218,6 +222,16 @@ def test_the_registry_settings_reach_the_relay() -> None:
     assert config.refusal_delay_seconds == 1.0
     # a camera that never answered a command: kept for the hold plus the connect timeout
     assert config.unanswered_retention_seconds == 30
+
+
+def test_transfer_rate_is_read_and_bounds_a_transfer() -> None:
+    default = Settings.from_env({})
+    assert default.min_transfer_bytes_per_second == 65536
+    # a 64 MiB answer: its piece deadline (WRITE_TIMEOUT_SECONDS) plus 1024 s
+    assert default.transfer_seconds(30, 64 * 1024 * 1024) == 1054
+    settings = Settings.from_env({"MIN_TRANSFER_BYTES_PER_SECOND": "1000"})
+    assert settings.min_transfer_bytes_per_second == 1000
+    assert settings.transfer_seconds(0.5, 2500) == 3
 
 
 def test_result_limits_are_read_and_default_to_eight_uploads() -> None:

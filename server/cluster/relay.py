@@ -61,8 +61,6 @@ HANDOVER_WAIT_SECONDS = 1.0
 RECEIPT_WAIT_SECONDS = 2.0
 #: a home's status changes reach Redis this often (a poll counts everywhere within 0.5 s)
 FLUSH_INTERVAL_SECONDS = 0.1
-#: the extra a cross-node ``/logs`` may take for the hops (the contract allows one second)
-HOP_SLACK_SECONDS = 0.5
 #: how often callers whose camera's home died look for its new home
 ORPHAN_CHECK_SECONDS = 0.25
 #: a message passed on this many times is dropped (a loop between stale homes)
@@ -139,6 +137,8 @@ class ClusterRelay(Relay):
         self._parking: dict[str, SessionWork] = {}
         #: cameras whose status changed since the last write to Redis
         self._dirty: set[str] = set()
+        #: cameras homed here whose claim could not be written (Redis was down)
+        self._unclaimed: set[str] = set()
         #: outcomes to send, by (node, result): one message per node for a shared result
         self._outgoing_results: dict[tuple[str, LogResult], list[str]] = {}
         self._tasks: list[asyncio.Task[Any]] = []
@@ -243,7 +243,7 @@ class ClusterRelay(Relay):
     async def poll(self, camera_id: str) -> Command | None:
         if self._closed:
             raise ShuttingDown("the server is shutting down; poll again in a few seconds")
-        if camera_id not in self._sessions:
+        if camera_id not in self._sessions or camera_id in self._unclaimed:
             claimed = asyncio.get_running_loop().create_future()
             self._claims.setdefault(camera_id, claimed)
             try:
@@ -269,8 +269,11 @@ class ClusterRelay(Relay):
             old, parked = await self.registry.claim(camera_id)
         except (RedisError, OSError) as error:
             self.bus.failed(error)
-            return  # serve the poll here; the camera registers once Redis is back
+            # Serve the poll here; the claim is made again on its next poll.
+            self._unclaimed.add(camera_id)
+            return
         self.bus.succeeded()
+        self._unclaimed.discard(camera_id)
         if parked:
             self._adopt_raw(camera_id, parked)
             return
@@ -383,7 +386,7 @@ class ClusterRelay(Relay):
         try:
             # The home's timers end every wait; this ceiling allows for a home that died
             # (noticed within the node timeout) and only guards against a bug.
-            ceiling = self.config.longest_logs_wait + self.members.timeout + HOP_SLACK_SECONDS
+            ceiling = self.config.longest_logs_wait + self.members.timeout
             async with asyncio.timeout(ceiling):
                 if camera_id in self._sessions:
                     self._enqueue_here(camera_id, ref, time_range, None)

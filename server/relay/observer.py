@@ -46,7 +46,7 @@ class RelayObserver:
         """A result nobody awaits got 404 before (or while) its body was read."""
 
     def upload_died(self, camera_id: str) -> None:
-        """An upload broke off mid-body (connection lost or the body deadline passed)."""
+        """An upload broke off mid-body (connection lost or a body deadline passed)."""
 
 
 class FanOutObserver(RelayObserver):

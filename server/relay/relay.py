@@ -40,10 +40,12 @@ class Relay:
     """Relays ``/logs`` work to cameras that only poll.
 
     The HTTP layer calls ``poll``, ``receive_result``, ``submit_result`` and
-    ``camera_seen`` for cameras, ``fetch_logs`` and ``cameras`` for users, and
-    reads ``closed``; the application runs ``sweep`` periodically, reads
-    ``stats`` for metrics and calls ``close`` on shutdown. A camera exists from
-    its first poll, up to ``config.max_cameras`` of them.
+    ``camera_seen`` for cameras, ``fetch_logs``, ``list_cameras`` and
+    ``fleet_stats`` for users, and reads ``closed``; cluster mode
+    (``server.cluster``) moves a camera's work between relays with
+    ``hand_over`` and ``take_over``; the application runs ``sweep``
+    periodically, reads ``stats`` for metrics and calls ``close`` on shutdown.
+    A camera exists from its first poll, up to ``config.max_cameras`` of them.
     """
 
     def __init__(
