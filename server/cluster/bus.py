@@ -72,6 +72,10 @@ class Bus:
         self._on_redis_error = on_redis_error
         self.redis = Redis(connection_pool=self._pool(POOL_CONNECTIONS, socket_timeout=2.0))
         self._reader_redis = Redis(connection_pool=self._pool(1, socket_timeout=None))
+        #: the heartbeat's own connection: requests queued for the shared pool in a
+        #: burst must not delay it past the node timeout (the others would think it dead)
+        #: (one retry: its connection is stale after a Redis restart, and made again)
+        self.beat_redis = Redis(connection_pool=self._pool(1, socket_timeout=2.0, retries=1))
         self._outbox: list[_Outgoing] = []
         self._wake_writer = asyncio.Event()
         self._writing = False
@@ -84,14 +88,16 @@ class Bus:
         self.up = True
         self._last_warning = 0.0
 
-    def _pool(self, size: int, *, socket_timeout: float | None) -> BlockingConnectionPool:
+    def _pool(
+        self, size: int, *, socket_timeout: float | None, retries: int = 0
+    ) -> BlockingConnectionPool:
         return BlockingConnectionPool.from_url(
             self._url,
             max_connections=size,
             timeout=1.0,  # waiting for a free connection
             socket_connect_timeout=1.0,
             socket_timeout=socket_timeout,
-            retry=Retry(NoBackoff(), 0),  # the callers decide: 503 or try again later
+            retry=Retry(NoBackoff(), retries),  # the callers decide: 503 or try again later
             health_check_interval=0,
         )
 
@@ -273,8 +279,10 @@ class Bus:
             await asyncio.wait(tasks, timeout=2.0)
         await self.redis.aclose()
         await self._reader_redis.aclose()
+        await self.beat_redis.aclose()
         await self.redis.connection_pool.disconnect()
         await self._reader_redis.connection_pool.disconnect()
+        await self.beat_redis.connection_pool.disconnect()
 
 
 async def execute(pipe: Pipeline) -> list[Any]:

@@ -152,14 +152,18 @@ class Registry:
         values: Any = await self._redis.hmget(self.camera_key(camera_id), list(FIELDS))
         return _entry(camera_id, values)
 
-    async def read_many(self, camera_ids: list[str]) -> list[CameraEntry]:
+    async def read_each(self, camera_ids: list[str]) -> list[CameraEntry | None]:
+        """The entries of ``camera_ids`` in one round trip (``None`` for an unknown id)."""
         pipe = self._redis.pipeline(transaction=False)
         for camera_id in camera_ids:
             pipe.hmget(self.camera_key(camera_id), list(FIELDS))
+        values = await execute(pipe)
+        return [_entry(camera_id, v) for camera_id, v in zip(camera_ids, values, strict=True)]
+
+    async def read_many(self, camera_ids: list[str]) -> list[CameraEntry]:
         found: list[CameraEntry] = []
         gone: list[str] = []
-        for camera_id, values in zip(camera_ids, await execute(pipe), strict=True):
-            entry = _entry(camera_id, values)
+        for camera_id, entry in zip(camera_ids, await self.read_each(camera_ids), strict=True):
             if entry is None:
                 gone.append(camera_id)
             else:

@@ -127,8 +127,8 @@ class ClusterRelay(Relay):
         self._homed: dict[str, tuple[str, Caller]] = {}
         #: claims waiting for the old home's handover, by camera
         self._handovers: dict[str, asyncio.Future[None]] = {}
-        #: registry reads under way, shared by the callers asking at once, by camera
-        self._entry_reads: dict[str, asyncio.Task[CameraEntry | None]] = {}
+        #: registry reads asked for in this loop turn (one pipeline), by camera
+        self._entry_reads: dict[str, asyncio.Future[CameraEntry | None]] = {}
         #: claims under way (Redis written or handover awaited), done once the session exists
         self._claims: dict[str, asyncio.Future[None]] = {}
         #: results forwarded to other homes, waiting for their receipt, by ref
@@ -758,34 +758,42 @@ class ClusterRelay(Relay):
     # ================================================================ the fleet
 
     async def _entry(self, camera_id: str) -> CameraEntry | None:
-        """The camera's entry in Redis; callers asking at once share one read, so that a
-        burst's callers reach the home together (and share its next command)."""
+        """The camera's entry in Redis. The reads asked for in one loop turn go out in one
+        pipeline, callers of one camera sharing one read: a burst's callers reach the
+        home together (and share its next command), and a fan-out's thousands of reads
+        neither queue for the pool's few connections nor time out waiting for one."""
         reading = self._entry_reads.get(camera_id)
         if reading is None:
-            reading = asyncio.get_running_loop().create_task(self._read_entry(camera_id))
+            reading = asyncio.get_running_loop().create_future()
+            reading.add_done_callback(_retrieved)
+            if not self._entry_reads:
+                self._spawn(self._read_entries())
             self._entry_reads[camera_id] = reading
-            self._tasks.append(reading)
-            reading.add_done_callback(functools.partial(self._entry_read, camera_id))
         return await asyncio.shield(reading)
 
-    def _entry_read(self, camera_id: str, reading: asyncio.Task[CameraEntry | None]) -> None:
-        if self._entry_reads.get(camera_id) is reading:
-            del self._entry_reads[camera_id]
-        self._forget_task(reading)
-        if not reading.cancelled():
-            reading.exception()  # retrieved: nobody may be waiting any more
-
-    async def _read_entry(self, camera_id: str) -> CameraEntry | None:
+    async def _read_entries(self) -> None:
+        await asyncio.sleep(0)  # the reads asked for in this loop turn join the batch
+        batch, self._entry_reads = self._entry_reads, {}
         try:
-            entry = await self.registry.read(camera_id)
+            entries = await self.registry.read_each(list(batch))
         except (RedisError, OSError) as error:
             self.bus.failed(error)
-            raise ClusterUnavailable(
-                f"camera {camera_id!r} is not connected to this server and the cluster's "
-                "Redis is unreachable; retry in a few seconds"
-            ) from None
+            for camera_id, reading in batch.items():
+                if not reading.done():
+                    reading.set_exception(
+                        ClusterUnavailable(
+                            f"camera {camera_id!r} is not connected to this server and the "
+                            "cluster's Redis is unreachable; retry in a few seconds"
+                        )
+                    )
+            return
+        except asyncio.CancelledError:  # the node detaches
+            for reading in batch.values():
+                reading.cancel()
+            raise
         self.bus.succeeded()
-        return entry
+        for reading, entry in zip(batch.values(), entries, strict=True):
+            reading.set_result(entry)
 
     async def _send(self, node: str, message: m.Message, body: bytes | None = None) -> None:
         try:
@@ -888,6 +896,12 @@ class ClusterRelay(Relay):
 
     def _forwarded(self, kind: str) -> None:
         self._events.forwarded(kind)
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    """A shared read's failure is seen even when every caller of it has left."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _node_of(ref: str) -> str:
