@@ -113,13 +113,18 @@ class Registry:
     def parked_key(self, camera_id: str) -> str:
         return f"{self._prefix}:parked:{camera_id}"
 
-    async def claim(self, camera_id: str) -> tuple[str, bytes]:
-        """Become the camera's home: the previous home ("" if none) and parked work."""
-        old, parked = await self._claim(
-            keys=[self.camera_key(camera_id), self.ids_key, self.parked_key(camera_id)],
-            args=[self._node, _now_ms(), self._ttl_ms, camera_id],
-        )
-        return old.decode(), parked
+    async def claim_each(self, camera_ids: list[str]) -> list[tuple[str, bytes]]:
+        """Become the home of each of ``camera_ids``, in one round trip: for each, the
+        previous home ("" if none) and the work parked for it."""
+        pipe = self._redis.pipeline(transaction=False)
+        now_ms = _now_ms()
+        for camera_id in camera_ids:
+            await self._claim(
+                keys=[self.camera_key(camera_id), self.ids_key, self.parked_key(camera_id)],
+                args=[self._node, now_ms, self._ttl_ms, camera_id],
+                client=pipe,
+            )
+        return [(old.decode(), parked) for old, parked in await execute(pipe)]
 
     async def update(self, statuses: list[tuple[CameraStatus, bool]]) -> None:
         """Write this home's cameras (status, expects a result) in one round trip."""
@@ -142,11 +147,14 @@ class Registry:
             )
         await execute(pipe)
 
-    async def park(self, camera_id: str, work: bytes, ttl_seconds: float) -> None:
-        await self._park(
+    async def park(self, camera_id: str, work: bytes, ttl_seconds: float) -> bool:
+        """Leave ``work`` for the camera's next home; False if another node is its home
+        already (it claimed the camera first)."""
+        parked: int = await self._park(
             keys=[self.camera_key(camera_id), self.parked_key(camera_id)],
             args=[self._node, work, int(ttl_seconds * 1000)],
         )
+        return parked == 1
 
     async def read(self, camera_id: str) -> CameraEntry | None:
         values: Any = await self._redis.hmget(self.camera_key(camera_id), list(FIELDS))

@@ -44,6 +44,7 @@ from ..relay import (
 )
 from ..relay.relay import FIRST_RESERVATION_BYTES
 from . import messages as m
+from .batch import TurnBatch
 from .bus import Bus, RedisDown
 from .errors import ClusterUnavailable
 from .membership import Membership
@@ -127,8 +128,9 @@ class ClusterRelay(Relay):
         self._homed: dict[str, tuple[str, Caller]] = {}
         #: claims waiting for the old home's handover, by camera
         self._handovers: dict[str, asyncio.Future[None]] = {}
-        #: registry reads asked for in this loop turn (one pipeline), by camera
-        self._entry_reads: dict[str, asyncio.Future[CameraEntry | None]] = {}
+        #: registry reads and claims, one pipeline per loop turn (``batch``)
+        self._entries = TurnBatch(self.registry.read_each, self._spawn)
+        self._claims_made = TurnBatch(self.registry.claim_each, self._spawn)
         #: claims under way (Redis written or handover awaited), done once the session exists
         self._claims: dict[str, asyncio.Future[None]] = {}
         #: results forwarded to other homes, waiting for their receipt, by ref
@@ -199,8 +201,9 @@ class ClusterRelay(Relay):
         for camera_id, work in list(self._parking.items()):
             data = orjson.dumps(m.work_json(work))
             try:
-                await self.registry.park(camera_id, data, self.config.longest_logs_wait)
-                self._parking.pop(camera_id, None)
+                if await self.registry.park(camera_id, data, self.config.longest_logs_wait):
+                    self._parking.pop(camera_id, None)
+                # Else a node claimed the camera first: its takeover takes the work from here.
             except (RedisError, OSError) as error:
                 self.bus.failed(error)
         await self.members.leave()
@@ -266,7 +269,7 @@ class ClusterRelay(Relay):
     async def _claim(self, camera_id: str) -> None:
         """Become the camera's home; take its work from the old home (or where it was parked)."""
         try:
-            old, parked = await self.registry.claim(camera_id)
+            old, parked = await self._claims_made.get(camera_id)
         except (RedisError, OSError) as error:
             self.bus.failed(error)
             # Serve the poll here; the claim is made again on its next poll.
@@ -587,9 +590,10 @@ class ClusterRelay(Relay):
         now = asyncio.get_running_loop().time()
         for waiter in orphans:
             home = homes.get(waiter.camera_id, "")
-            if waiter.future.done() or not home or not self.members.is_alive(home):
+            if waiter.future.done() or waiter.orphaned_at is None:
+                continue  # answered, or told where its work went, during the read
+            if not home or not self.members.is_alive(home):
                 continue
-            assert waiter.orphaned_at is not None
             pickup = self.config.connect_timeout_seconds - (now - waiter.orphaned_at)
             if home == self.node:
                 if waiter.camera_id not in self._sessions:
@@ -758,42 +762,17 @@ class ClusterRelay(Relay):
     # ================================================================ the fleet
 
     async def _entry(self, camera_id: str) -> CameraEntry | None:
-        """The camera's entry in Redis. The reads asked for in one loop turn go out in one
-        pipeline, callers of one camera sharing one read: a burst's callers reach the
-        home together (and share its next command), and a fan-out's thousands of reads
-        neither queue for the pool's few connections nor time out waiting for one."""
-        reading = self._entry_reads.get(camera_id)
-        if reading is None:
-            reading = asyncio.get_running_loop().create_future()
-            reading.add_done_callback(_retrieved)
-            if not self._entry_reads:
-                self._spawn(self._read_entries())
-            self._entry_reads[camera_id] = reading
-        return await asyncio.shield(reading)
-
-    async def _read_entries(self) -> None:
-        await asyncio.sleep(0)  # the reads asked for in this loop turn join the batch
-        batch, self._entry_reads = self._entry_reads, {}
+        """The camera's entry in Redis (read with the others asked for in this loop turn)."""
         try:
-            entries = await self.registry.read_each(list(batch))
+            entry = await self._entries.get(camera_id)
         except (RedisError, OSError) as error:
             self.bus.failed(error)
-            for camera_id, reading in batch.items():
-                if not reading.done():
-                    reading.set_exception(
-                        ClusterUnavailable(
-                            f"camera {camera_id!r} is not connected to this server and the "
-                            "cluster's Redis is unreachable; retry in a few seconds"
-                        )
-                    )
-            return
-        except asyncio.CancelledError:  # the node detaches
-            for reading in batch.values():
-                reading.cancel()
-            raise
+            raise ClusterUnavailable(
+                f"camera {camera_id!r} is not connected to this server and the cluster's "
+                "Redis is unreachable; retry in a few seconds"
+            ) from None
         self.bus.succeeded()
-        for reading, entry in zip(batch.values(), entries, strict=True):
-            reading.set_result(entry)
+        return entry
 
     async def _send(self, node: str, message: m.Message, body: bytes | None = None) -> None:
         try:
@@ -896,12 +875,6 @@ class ClusterRelay(Relay):
 
     def _forwarded(self, kind: str) -> None:
         self._events.forwarded(kind)
-
-
-def _retrieved(future: asyncio.Future[Any]) -> None:
-    """A shared read's failure is seen even when every caller of it has left."""
-    if not future.cancelled():
-        future.exception()
 
 
 def _node_of(ref: str) -> str:
