@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -48,4 +49,4 @@ def test_quick_bench_reports_every_scenario_without_errors(tmp_path: Path) -> No
         assert scenario["error_count"] == 0, (name, scenario["errors"])
         assert scenario["targets"], f"{name} reported no target"
         assert scenario["figures"], f"{name} reported no figure"
-    assert "scenario | figure" in completed.stdout
+    assert re.search(r"^scenario +\| figure", completed.stdout, re.MULTILINE), output

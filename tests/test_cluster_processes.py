@@ -25,6 +25,7 @@ import pytest
 
 from bench.procs import Child, running, spawn
 from tests.helpers import LogEntries
+from tests.helpers import running as running_task
 from tests.processes import child_env, free_port, python, wait_healthy
 from tools.redis_server import RedisServer, find_redis_server, server_args
 
@@ -158,15 +159,8 @@ class Camera:
         return answer[1] != 503
 
 
-@contextlib.asynccontextmanager
-async def camera_running(camera: Camera) -> AsyncIterator[Camera]:
-    task = asyncio.create_task(camera.run())
-    try:
-        yield camera
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+def camera_running(camera: Camera) -> contextlib.AbstractAsyncContextManager[Any]:
+    return running_task(asyncio.create_task(camera.run()))
 
 
 async def get(

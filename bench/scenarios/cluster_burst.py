@@ -17,12 +17,11 @@ from yarl import URL
 
 from bench.fixtures import RelayServer, log_camera, redis_server, relay_nodes
 from bench.http import Reply
-from bench.logdata import expected, make_log
 from bench.plan import Context
 from bench.procs import HOST
 from bench.rawhttp import Connection, close_pool, open_pool, send_all
 from bench.result import ScenarioResult
-from bench.scenarios.burst import INEXACT, check, ranges
+from bench.scenarios.burst import INEXACT, burst_requests, check
 from bench.stats import median
 
 __all__ = ["NAME", "run"]
@@ -34,14 +33,7 @@ CAMERA_ID: Final = "burst"
 async def run(ctx: Context) -> ScenarioResult:
     plan = ctx.plan
     result = ScenarioResult(NAME)
-    entries = make_log(plan.burst_entries)
-    timestamps = [float(e["timestamp"]) for e in entries]
-    windows = ranges(plan.burst_size)
-    answers = [expected(entries, timestamps, start, end) for start, end in windows]
-    targets = [
-        f"/logs?cameraId={CAMERA_ID}&startTimestamp={start!r}&endTimestamp={end!r}"
-        for start, end in windows
-    ]
+    targets, answers = burst_requests(plan.burst_entries, plan.burst_size, CAMERA_ID)
     half = len(targets) // 2
     walls: list[float] = []
     trips: list[int] = []

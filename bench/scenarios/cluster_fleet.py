@@ -123,7 +123,11 @@ async def run(ctx: Context) -> ScenarioResult:
     ]
 
     single_count = min(count, most)
-    async with relay_server(ctx, **settings) as single:
+    async with relay_server(
+        ctx,
+        POLL_HOLD_SECONDS=settings["POLL_HOLD_SECONDS"],
+        HEADER_TIMEOUT_SECONDS=settings["HEADER_TIMEOUT_SECONDS"],
+    ) as single:
         async with fleets_on(ctx, [single], split(single_count, 1, most)):
             if not await wait_for(lambda: _at_least([single], single_count), ramp_limit, 0.5):
                 result.error(f"single: only {await held([single])} of {single_count} polls held")
