@@ -414,7 +414,13 @@ async def test_redis_down_then_back(
     camera = Camera(http, [a])
     spawn(camera.run())
     await wait_until(polling_at(a))
+    mute = Camera(http, [a], camera_id="mute")  # takes a command and never answers
+    await held_poll(spawn, mute, a)
+    stranded = spawn(get_logs(http, b, camera_id="mute"))
+    await wait_until(status_is(a, "mute", in_flight=1))
     await redis_server.stop()
+    loop = asyncio.get_running_loop()
+    stopped_at = loop.time()
     # Same-node work is still served; work that must cross nodes gets a clean 503.
     status, body = await get_logs(http, a, startTimestamp=1, endTimestamp=1)
     assert (status, body["logs"]) == (200, LOGS[1:2])
@@ -429,6 +435,11 @@ async def test_redis_down_then_back(
         assert response.status == 200
         health = await response.json()
     assert (health["status"], health["redis"]) == ("ok", "down")
+    # A caller whose work sat at another node when Redis went: 503 once Redis has been
+    # down for a node timeout (no answer could reach it), not a wait for its deadline.
+    status, problem = await stranded
+    assert (status, problem["type"].rsplit(":", 1)[-1]) == (503, "cluster-unavailable")
+    assert loop.time() - stopped_at < 1.0 + 0.5 + 0.5
     # Redis comes back empty: the fleet is reachable again within POLL_HOLD + NODE_TIMEOUT.
     await redis_server.start()
     loop = asyncio.get_running_loop()

@@ -8,7 +8,7 @@ core (``server.relay``) unchanged: queue, coalescing, in-flight commands,
 redelivery and timers. A camera and a caller on the same node therefore never
 wait on Redis. Which node is home is written in Redis (``registry``), with the
 camera's status for ``/cameras``; the home writes status changes in batches
-every 100 ms, its claim at once.
+every 100 ms, its claim and a delivered command at once.
 
 **Callers stay where they are.** A ``/logs`` request lives on the node its
 connection reached. If that node is the camera's home, the caller is queued in
@@ -45,8 +45,9 @@ re-sent to the camera's new home once the camera polls a live node, or get
 gracefully answers its polls noop and parks its cameras' work in Redis for
 their next home. While Redis is down, a camera's home keeps serving the
 callers on its own node; anything that must cross nodes gets 503 with
-Retry-After (``ClusterUnavailable``); each failure is one warning line, and
-when Redis is back every home writes its cameras again.
+Retry-After (``ClusterUnavailable``), callers whose work already sat at another
+node once Redis has been down for a node timeout; each failure is one warning
+line, and when Redis is back every home writes its cameras again.
 """
 
 from .errors import ClusterUnavailable

@@ -147,6 +147,8 @@ class ClusterRelay(Relay):
         self._parking_task: asyncio.Task[None] | None = None
         self._detached = False
         self._was_up = True
+        #: loop time since which heartbeats fail (Redis down), if they do
+        self._down_since: float | None = None
 
     # ================================================================ lifecycle
 
@@ -178,6 +180,10 @@ class ClusterRelay(Relay):
         if up and not self._was_up:
             # Redis is back (perhaps empty): this node's cameras register again.
             self._dirty.update(self._sessions)
+        if up:
+            self._down_since = None
+        elif self._down_since is None:
+            self._down_since = asyncio.get_running_loop().time()
         self._was_up = up
 
     def close(self) -> None:
@@ -560,6 +566,9 @@ class ClusterRelay(Relay):
         live node; ``CameraOffline`` if it does not within the connect timeout."""
         loop = asyncio.get_running_loop()
         now = loop.time()
+        if self._down_since is not None and now - self._down_since > self.members.timeout:
+            self._fail_cross_node_waiters()
+            return
         orphans: list[Waiter] = []
         for waiter in self._waiters.values():
             if waiter.future.done() or waiter.home == self.node:
@@ -579,6 +588,18 @@ class ClusterRelay(Relay):
                 orphans.append(waiter)
         if orphans:
             self._spawn(self._replace_orphans(orphans))
+
+    def _fail_cross_node_waiters(self) -> None:
+        """Redis has been down for a node timeout: no outcome can reach callers whose
+        work sits at another node, so they get 503 now rather than wait for nothing."""
+        for waiter in self._waiters.values():
+            if not waiter.future.done() and waiter.home != self.node:
+                waiter.future.set_exception(
+                    ClusterUnavailable(
+                        f"the cluster's Redis is unreachable, so camera {waiter.camera_id!r}, "
+                        "held by another server, cannot answer; retry in a few seconds"
+                    )
+                )
 
     async def _replace_orphans(self, orphans: list[Waiter]) -> None:
         try:
