@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, TypeVar
 
 import aiohttp
 import orjson
@@ -27,11 +27,14 @@ from bench.procs import (
 from bench.procstat import Memory, children, cpu_seconds, listening_on, memory, open_fds
 from tools.redis_server import redis_server
 
+T = TypeVar("T")
+
 __all__ = [
     "BenchCamera",
     "RelayServer",
     "camera_fleet",
     "cameras_polling",
+    "enter_together",
     "log_camera",
     "redis_server",
     "relay_nodes",
@@ -135,6 +138,21 @@ async def _ready(server: RelayServer) -> None:
         lambda: _all_workers_up(server), timeout=30.0, interval=0.05
     ):
         raise RuntimeError(f"{server.child.name}: fewer than {server.workers} workers came up")
+
+
+async def enter_together(
+    stack: contextlib.AsyncExitStack, *managers: contextlib.AbstractAsyncContextManager[T]
+) -> list[T]:
+    """Enter ``managers`` on ``stack`` side by side (processes that start at once). Every
+    one is entered, or has failed, before the first failure is raised: what started is
+    on the stack, and stopped with it."""
+    entered = await asyncio.gather(
+        *(stack.enter_async_context(manager) for manager in managers), return_exceptions=True
+    )
+    for item in entered:
+        if isinstance(item, BaseException):
+            raise item
+    return entered  # type: ignore[return-value]
 
 
 async def _all_workers_up(server: RelayServer) -> bool:

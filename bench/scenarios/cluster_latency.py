@@ -12,12 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from typing import Final
 
 import orjson
 from yarl import URL
 
-from bench.fixtures import log_camera, redis_server, relay_nodes, relay_server
+from bench.fixtures import (
+    RelayServer,
+    enter_together,
+    log_camera,
+    redis_server,
+    relay_nodes,
+    relay_server,
+)
 from bench.http import client_session, fetch
 from bench.logdata import make_log
 from bench.plan import Context
@@ -33,6 +41,13 @@ GAP_SECONDS: Final = 0.002
 KINDS: Final = ("same-node", "cross-node", "single process")
 
 
+@contextlib.asynccontextmanager
+async def single_server(ctx: Context) -> AsyncIterator[list[RelayServer]]:
+    """The single process, shaped as ``relay_nodes`` yields (to start beside them)."""
+    async with relay_server(ctx) as server:
+        yield [server]
+
+
 async def run(ctx: Context) -> ScenarioResult:
     plan = ctx.plan
     result = ScenarioResult(NAME)
@@ -40,12 +55,17 @@ async def run(ctx: Context) -> ScenarioResult:
     timings: dict[str, list[float]] = {kind: [] for kind in KINDS}
     async with contextlib.AsyncExitStack() as stack:
         redis = await stack.enter_async_context(redis_server())
-        home, other = await stack.enter_async_context(relay_nodes(ctx, 2, redis.url))
-        single = await stack.enter_async_context(relay_server(ctx))
-        for server in (home, single):
-            await stack.enter_async_context(
+        nodes, (single,) = await enter_together(
+            stack, relay_nodes(ctx, 2, redis.url), single_server(ctx)
+        )
+        home, other = nodes
+        await enter_together(
+            stack,
+            *(
                 log_camera(ctx, server, plan.latency_entries, CAMERA_ID)
-            )
+                for server in (home, single)
+            ),
+        )
         http = await stack.enter_async_context(client_session(limit=3))
         urls = {
             kind: URL(f"{server.url}/logs").with_query(cameraId=CAMERA_ID)
