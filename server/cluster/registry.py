@@ -1,10 +1,10 @@
 """The fleet in Redis: which node is each camera's home, and its status for ``/cameras``.
 
 ``{prefix}:cam:{id}`` is a hash (``home``, ``seen`` epoch ms, ``polling``,
-``waiting``, ``inflight``, ``expect``), ``{prefix}:cams`` a sorted set of the
-ids (all scores 0, so ``ZRANGEBYLEX`` gives prefix and cursor paging), and
-``{prefix}:parked:{id}`` the work a stopping node left for the camera's next
-home. Every key has a TTL: the camera retention for the first two, the
+``waiting``, ``inflight``, ``expect``, and ``seq`` counting its claims),
+``{prefix}:cams`` a sorted set of the ids (all scores 0, so ``ZRANGEBYLEX`` gives
+prefix and cursor paging), and ``{prefix}:parked:{id}`` the work a stopping node
+left for the camera's next home. Every key has a TTL: the camera retention for the first two, the
 longest ``/logs`` wait for parked work.
 """
 
@@ -19,9 +19,11 @@ from redis.asyncio import Redis
 from ..relay import CameraStatus
 from .bus import execute
 
-#: claim a camera: become its home; returns the old home ("" if none) and any parked work
+#: claim a camera: become its home; returns the old home ("" if none), any parked work and
+#: the claim's sequence number (the order of the camera's claims, which all nodes agree on)
 CLAIM = """
 local old = redis.call('HGET', KEYS[1], 'home') or ''
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 redis.call('HSET', KEYS[1], 'home', ARGV[1], 'seen', ARGV[2], 'polling', '1')
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('ZADD', KEYS[2], 0, ARGV[4])
@@ -31,7 +33,7 @@ if old == '' then
   parked = redis.call('GET', KEYS[3]) or ''
   if parked ~= '' then redis.call('DEL', KEYS[3]) end
 end
-return {old, parked}
+return {old, parked, seq}
 """
 
 #: a home's status update: written only while this node is the home (or nobody is)
@@ -54,6 +56,14 @@ redis.call('HSET', KEYS[1], 'home', '', 'polling', '0')
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 return 1
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    old_home: str
+    parked: bytes
+    #: this claim's place in the camera's claims (a takeover of a lower one is stale)
+    seq: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,9 +123,9 @@ class Registry:
     def parked_key(self, camera_id: str) -> str:
         return f"{self._prefix}:parked:{camera_id}"
 
-    async def claim_each(self, camera_ids: list[str]) -> list[tuple[str, bytes]]:
+    async def claim_each(self, camera_ids: list[str]) -> list[Claim]:
         """Become the home of each of ``camera_ids``, in one round trip: for each, the
-        previous home ("" if none) and the work parked for it."""
+        previous home ("" if none), the work parked for it and the claim's sequence."""
         pipe = self._redis.pipeline(transaction=False)
         now_ms = _now_ms()
         for camera_id in camera_ids:
@@ -124,7 +134,7 @@ class Registry:
                 args=[self._node, now_ms, self._ttl_ms, camera_id],
                 client=pipe,
             )
-        return [(old.decode(), parked) for old, parked in await execute(pipe)]
+        return [Claim(old.decode(), parked, seq) for old, parked, seq in await execute(pipe)]
 
     async def update(self, statuses: list[tuple[CameraStatus, bool]]) -> None:
         """Write this home's cameras (status, expects a result) in one round trip."""

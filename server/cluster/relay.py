@@ -29,6 +29,7 @@ from ..relay import (
     Command,
     LogResult,
     LogSelection,
+    PollSuperseded,
     Receipt,
     Relay,
     RelayConfig,
@@ -50,7 +51,7 @@ from .errors import ClusterUnavailable
 from .membership import Membership
 from .observer import ClusterObserver
 from .payload import result_bytes, result_from
-from .registry import CameraEntry, Registry
+from .registry import CameraEntry, Claim, Registry
 from .upload import ForwardedUpload
 
 logger = logging.getLogger("camrelay.cluster")
@@ -133,6 +134,10 @@ class ClusterRelay(Relay):
         self._claims_made = TurnBatch(self.registry.claim_each, self._spawn)
         #: claims under way (Redis written or handover awaited), done once the session exists
         self._claims: dict[str, asyncio.Future[None]] = {}
+        #: claims sent to Redis and not answered yet: takeovers of these cameras wait
+        self._claiming: dict[str, asyncio.Future[None]] = {}
+        #: the latest claim sequence known here, by camera (this node's or a takeover's)
+        self._claim_seqs: dict[str, int] = {}
         #: results forwarded to other homes, waiting for their receipt, by ref
         self._receipts: dict[str, asyncio.Future[m.Receipt]] = {}
         #: work of cameras given up while stopping, until parked in Redis
@@ -174,6 +179,13 @@ class ClusterRelay(Relay):
                     await result
             except Exception:  # a bug must not stop the heartbeat or the watch
                 logger.exception("the cluster step %s failed", getattr(step, "__name__", step))
+
+    async def sweep(self) -> int:
+        forgotten = await super().sweep()
+        for camera_id in [c for c in self._claim_seqs if c not in self._sessions]:
+            if camera_id not in self._claiming:
+                del self._claim_seqs[camera_id]
+        return forgotten
 
     async def _beat(self) -> None:
         up = await self.members.beat()
@@ -262,6 +274,11 @@ class ClusterRelay(Relay):
                     del self._claims[camera_id]
                 # Messages held back for the claim run after the session exists (below).
                 claimed.set_result(None)
+        else:
+            # Claimed again, in the background: a takeover sent by a node the camera polled
+            # a moment ago is then older than this poll and ignored (``_on_takeover``).
+            self._claiming_now(camera_id)
+            self._spawn(self._claim_again(camera_id))
         self._dirty.add(camera_id)
         try:
             command = await super().poll(camera_id)
@@ -273,32 +290,75 @@ class ClusterRelay(Relay):
         return command
 
     async def _claim(self, camera_id: str) -> None:
-        """Become the camera's home; take its work from the old home (or where it was parked)."""
+        """Become the camera's home; take its work from the old home (or where it was parked).
+
+        Raises ``PollSuperseded`` when a later claim (a newer poll elsewhere) came first."""
+        claim = await self._claim_registry(camera_id)
+        if claim is None:
+            return
+        if await self._take_work(camera_id, claim):
+            done = asyncio.get_running_loop().create_future()
+            self._handovers[camera_id] = done
+            try:
+                async with asyncio.timeout(HANDOVER_WAIT_SECONDS):
+                    await done
+            except TimeoutError:
+                logger.warning(
+                    "node %s did not hand camera %r over in time", claim.old_home, camera_id
+                )
+            finally:
+                self._handovers.pop(camera_id, None)
+        if self._claim_seqs.get(camera_id, 0) > claim.seq:
+            raise PollSuperseded(f"a newer poll for camera {camera_id!r} replaced this one")
+
+    async def _claim_again(self, camera_id: str) -> None:
+        """A poll at the camera's home claims it again; a node that claimed it since (an
+        older poll there) is sent a takeover, which answers that poll 409."""
+        claim = await self._claim_registry(camera_id)
+        if claim is not None:
+            await self._take_work(camera_id, claim)
+
+    async def _take_work(self, camera_id: str, claim: Claim) -> bool:
+        """Adopt the work parked for the camera, or ask its old home for it (True)."""
+        if claim.parked:
+            self._adopt_raw(camera_id, claim.parked)
+            return False
+        old = claim.old_home
+        if old in ("", self.node) or not await self.members.confirm_alive(old):
+            return False
+        self._forwarded("takeover")
+        self.bus.post(old, m.Takeover(camera=camera_id, to=self.node, seq=claim.seq))
+        return True
+
+    def _claiming_now(self, camera_id: str) -> asyncio.Future[None]:
+        """Mark a claim of the camera as under way (at once, before the claim is sent)."""
+        claiming = self._claiming.get(camera_id)
+        if claiming is None:
+            claiming = asyncio.get_running_loop().create_future()
+            self._claiming[camera_id] = claiming
+        return claiming
+
+    async def _claim_registry(self, camera_id: str) -> Claim | None:
+        """Claim the camera in Redis (``None`` when Redis failed); its sequence is noted
+        before the takeovers held back meanwhile are looked at."""
+        claiming = self._claiming_now(camera_id)
+        claim: Claim | None = None
         try:
-            old, parked = await self._claims_made.get(camera_id)
+            claim = await self._claims_made.get(camera_id)
         except (RedisError, OSError) as error:
             self.bus.failed(error)
             # Serve the poll here; the claim is made again on its next poll.
             self._unclaimed.add(camera_id)
-            return
-        self.bus.succeeded()
-        self._unclaimed.discard(camera_id)
-        if parked:
-            self._adopt_raw(camera_id, parked)
-            return
-        if old in ("", self.node) or not await self.members.confirm_alive(old):
-            return
-        done = asyncio.get_running_loop().create_future()
-        self._handovers[camera_id] = done
-        self._forwarded("takeover")
-        self.bus.post(old, m.Takeover(camera=camera_id, to=self.node))
-        try:
-            async with asyncio.timeout(HANDOVER_WAIT_SECONDS):
-                await done
-        except TimeoutError:
-            logger.warning("node %s did not hand camera %r over in time", old, camera_id)
         finally:
-            self._handovers.pop(camera_id, None)
+            if claim is not None:
+                self.bus.succeeded()
+                self._unclaimed.discard(camera_id)
+                self._claim_seqs[camera_id] = max(claim.seq, self._claim_seqs.get(camera_id, 0))
+            if self._claiming.get(camera_id) is claiming:
+                del self._claiming[camera_id]
+            if not claiming.done():
+                claiming.set_result(None)
+        return claim
 
     def _adopt_raw(self, camera_id: str, raw: bytes) -> None:
         try:
@@ -736,6 +796,27 @@ class ClusterRelay(Relay):
             result.release()
 
     def _on_takeover(self, message: m.Takeover) -> None:
+        camera_id = message.camera
+        claiming = self._claiming.get(camera_id)
+        if claiming is not None:
+            # This node's own claim is in Redis's hands: compare once its sequence is known.
+            async def look_later() -> None:
+                await claiming
+                self._on_takeover(message)
+
+            self._spawn(look_later())
+            return
+        latest = self._claim_seqs.get(camera_id, 0)
+        if message.seq and message.seq < latest:
+            # Sent for a poll older than this node's latest claim: the newer poll stays;
+            # the sender gets this node's own takeover.
+            logger.info("ignored a takeover of camera %r older than the latest poll", camera_id)
+            return
+        if message.seq:
+            self._claim_seqs[camera_id] = message.seq
+        waiting = self._handovers.get(camera_id)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(None)  # superseded: ``_claim`` answers its poll 409
         work = self.hand_over(message.camera, superseded=True)
         if work is None:
             work = self._parking.pop(message.camera, None)
