@@ -5,6 +5,7 @@ Nodes from ``create_app`` in one event loop, one real Redis (see ``test_cluster`
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -104,3 +105,53 @@ async def test_a_newer_poll_at_the_home_outranks_a_claim_whose_takeover_is_late(
 def claim_seq_of(node: LiveServer, camera_id: str = "cam") -> int:
     """The latest claim of the camera that ``node`` knows of."""
     return cluster(node)._claim_seqs.get(camera_id, 0)
+
+
+async def test_work_handed_over_to_a_node_that_is_stopping_is_parked_for_the_next_home(
+    make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
+) -> None:
+    a, b, c = await make_node("a"), await make_node("b"), await make_node("c")
+    camera = Camera(http, [c])
+    first = await held_poll(spawn, camera, a)
+    caller = spawn(get_logs(http, c, startTimestamp=4, endTimestamp=6))
+    status, command = await first  # delivered at a, not answered yet
+    assert (status, command["command"]) == (200, "send_logs")
+    # The camera polls b, which starts stopping (SIGTERM) as it claims the camera:
+    # a's handover reaches b after b stopped.
+    polled_b = spawn(camera.poll(b))
+    async with asyncio.timeout(3.0):
+        while "cam" not in cluster(b)._claims:
+            await asyncio.sleep(0)
+    b.relay.close()
+    assert (await polled_b)[0] == 503
+    await wait_until(lambda: "cam" not in cluster(b)._parking)
+    # The camera polls c: the unanswered command is redelivered (same id), not lost.
+    spawn(camera.run())
+    status, body = await caller
+    assert (status, body["logs"]) == (200, LOGS[4:7])
+    assert [c["requestId"] for c in camera.commands] == [command["requestId"]]
+
+
+async def test_a_caller_sent_to_a_node_that_is_stopping_waits_for_the_next_home(
+    make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
+) -> None:
+    a, b, c = await make_node("a"), await make_node("b"), await make_node("c")
+    camera = Camera(http, [c])
+    first = await held_poll(spawn, camera, a)
+    busy = spawn(get_logs(http, a, startTimestamp=8, endTimestamp=9))
+    status, command = await first  # delivered at a, not answered yet
+    assert (status, command["command"]) == (200, "send_logs")
+    # A caller on b is sent to a, which starts stopping (SIGTERM) before it arrives.
+    caller = spawn(get_logs(http, b, startTimestamp=4, endTimestamp=6))
+    async with asyncio.timeout(3.0):
+        while not any(w.home == "a" for w in cluster(b)._waiters.values()):
+            await asyncio.sleep(0)
+    a.relay.close()
+    await wait_until(lambda: not cluster(a)._parking)
+    spawn(camera.run())
+    results = await asyncio.gather(busy, caller)
+    assert [(status, body["logs"]) for status, body in results] == [
+        (200, LOGS[8:10]),
+        (200, LOGS[4:7]),
+    ]
+    assert camera.commands[0]["requestId"] == command["requestId"]

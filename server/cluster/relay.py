@@ -206,25 +206,37 @@ class ClusterRelay(Relay):
         self._closed = True
         for camera_id in list(self._sessions):
             work = self.hand_over(camera_id, superseded=False)
-            if work is not None and not work.empty:
-                self._parking[camera_id] = work
-                self._moved_away(work, "")
+            if work is not None:
+                self._leave_for_next_home(camera_id, work)
         loop = asyncio.get_running_loop()
         give_up = max(self._cluster.shutdown_timeout_seconds - 0.5, 0.0)
         loop.call_later(give_up, self._fail_waiters_stopping)
         if not self._detached:
             self._parking_task = asyncio.create_task(self._park_all(), name="park")
 
+    def _leave_for_next_home(self, camera_id: str, work: SessionWork) -> None:
+        """Stopping: the camera's work waits in Redis for its next home."""
+        if work.empty:
+            return
+        held = self._parking.get(camera_id)
+        self._parking[camera_id] = work if held is None else _joined(held, work)
+        self._moved_away(work, "")
+
     async def _park_all(self) -> None:
+        await self._park_each()
+        await self.members.leave()
+
+    async def _park_each(self) -> None:
         for camera_id, work in list(self._parking.items()):
             data = orjson.dumps(m.work_json(work))
             try:
-                if await self.registry.park(camera_id, data, self.config.longest_logs_wait):
-                    self._parking.pop(camera_id, None)
-                # Else a node claimed the camera first: its takeover takes the work from here.
+                parked = await self.registry.park(camera_id, data, self.config.longest_logs_wait)
             except (RedisError, OSError) as error:
                 self.bus.failed(error)
-        await self.members.leave()
+                continue
+            # Not parked: a node claimed the camera first; its takeover takes the work.
+            if parked and self._parking.get(camera_id) is work:
+                del self._parking[camera_id]
 
     def _fail_waiters_stopping(self) -> None:
         for waiter in self._waiters.values():
@@ -242,6 +254,8 @@ class ClusterRelay(Relay):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1.0):
                     await self._parking_task
+                    if self._parking:  # handed over to this node while it stopped
+                        await self._park_each()
             await self.bus.flush()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
@@ -370,6 +384,9 @@ class ClusterRelay(Relay):
 
     def _adopt(self, camera_id: str, work: SessionWork) -> None:
         if self._closed:
+            # Handed over as this node stopped: parked like this node's own work.
+            self._leave_for_next_home(camera_id, work)
+            self._spawn(self._park_each())
             return
         callers = [
             c for c in self.take_over(camera_id, _without(work, self._homed)) if c.ref is not None
@@ -605,6 +622,14 @@ class ClusterRelay(Relay):
                 waiter.home = home
                 waiter.orphaned_at = None
 
+    def _orphan(self, ref: str) -> None:
+        """The caller ``ref`` waits, at its node, for its camera to poll a live node."""
+        node = _node_of(ref)
+        if node == self.node:
+            self._note_moved([ref], "")
+        else:
+            self.bus.post(node, m.Moved(refs=(ref,), home=""))
+
     def _moved_away(self, work: SessionWork, home: str) -> None:
         """This node gave the work up: its own callers follow it; the others are told."""
         refs_by_node: dict[str, list[str]] = defaultdict(list)
@@ -714,6 +739,10 @@ class ClusterRelay(Relay):
                 done.set_result(message)
 
     def _on_enqueue(self, message: m.Enqueue) -> None:
+        if self._closed:
+            # Stopping: the caller's node places it at the camera's next home.
+            self._orphan(message.ref)
+            return
         if message.camera not in self._sessions:
             if not self._after_claim(message):
                 self._pass_on(message, message.hops)
@@ -771,6 +800,12 @@ class ClusterRelay(Relay):
             alive = await self.members.confirm_alive(home)
             if hops < MAX_HOPS and home and home != self.node and alive:
                 self.bus.post(home, _with_hops(message, hops + 1))
+                return
+            if entry is not None and isinstance(message, m.Enqueue):
+                # The camera's work waits for its next poll (parked, or its home stopped):
+                # the caller's node places the caller there, or answers 503 past the
+                # connect timeout (``_watch_orphans``).
+                self._orphan(message.ref)
                 return
         if isinstance(message, m.Enqueue):
             self._send_error(
@@ -981,6 +1016,15 @@ class ClusterRelay(Relay):
 
 def _node_of(ref: str) -> str:
     return ref.rpartition("/")[0]
+
+
+def _joined(first: SessionWork, second: SessionWork) -> SessionWork:
+    return SessionWork(
+        queued=first.queued + second.queued,
+        in_flight=first.in_flight + second.in_flight,
+        accepted=first.accepted + second.accepted,
+        last_seen=max(first.last_seen or 0.0, second.last_seen or 0.0) or None,
+    )
 
 
 def _with_hops(message: m.Enqueue | m.Forget, hops: int) -> m.Enqueue | m.Forget:
