@@ -155,3 +155,44 @@ async def test_a_caller_sent_to_a_node_that_is_stopping_waits_for_the_next_home(
         (200, LOGS[4:7]),
     ]
     assert camera.commands[0]["requestId"] == command["requestId"]
+
+
+BUDGET = 1_000_000
+
+
+async def test_a_result_reaching_the_callers_node_waits_for_room_in_its_budget(
+    make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
+) -> None:
+    a = await make_node("a")
+    b = await make_node("b", max_result_bytes_in_flight=BUDGET, max_upload_bytes=BUDGET)
+    camera = Camera(http, [a])
+    spawn(camera.run())
+    await wait_until(polling_at(a))
+    full = await cluster(b).budget.reserve(BUDGET)  # results held for other callers
+    caller = spawn(get_logs(http, b, startTimestamp=2, endTimestamp=3))
+    await wait_until(lambda: cluster(b).budget.waiting == 1)
+    assert not caller.done()
+    full.release()
+    status, body = await caller
+    assert (status, body["logs"]) == (200, LOGS[2:4])
+    await wait_until(lambda: cluster(b).budget.in_use == 0)
+
+
+async def test_a_result_forwarded_to_the_home_waits_for_room_in_its_budget(
+    make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
+) -> None:
+    a = await make_node("a", max_result_bytes_in_flight=BUDGET, max_upload_bytes=BUDGET)
+    b = await make_node("b")
+    camera = Camera(http, [a], post_at=b)
+    spawn(camera.run())
+    await wait_until(polling_at(a))
+    full = await cluster(a).budget.reserve(BUDGET)
+    caller = spawn(get_logs(http, a, startTimestamp=5, endTimestamp=5))
+    await wait_until(lambda: cluster(a).budget.waiting == 1)
+    assert not caller.done()
+    full.release()
+    status, body = await caller
+    assert (status, body["logs"]) == (200, LOGS[5:6])
+    await wait_until(lambda: bool(camera.post_answers))
+    assert camera.post_answers[0][0] == 200
+    await wait_until(lambda: cluster(a).budget.in_use == 0)

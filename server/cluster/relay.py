@@ -732,7 +732,8 @@ class ClusterRelay(Relay):
         elif isinstance(message, m.Handover):
             self._on_handover(message)
         elif isinstance(message, m.Posted):
-            await self._on_posted(message, body)
+            # Off the inbox's reader: the result may wait for room in the budget.
+            self._spawn(self._on_posted(message, body))
         elif isinstance(message, m.Receipt):
             done = self._receipts.get(message.ref)
             if done is not None and not done.done():
@@ -818,8 +819,24 @@ class ClusterRelay(Relay):
             for ref in message.refs:
                 self._resolve(ref, None, m.error_of(message.error, message.detail))
             return
+        # Off the inbox's reader: the result may wait for room in the budget.
+        self._spawn(self._take_outcome(message, body or b""))
+
+    async def _result_in_budget(self, body: bytes) -> LogResult:
+        """The result in a message's body, its bytes counted in this node's budget until
+        the last hold ends (waiting for room); raises ``ResultBodyError``."""
+        reservation = await self.budget.reserve(len(body))
         try:
-            result = result_from(body or b"")
+            result = result_from(body, reservation.release)
+        except BaseException:
+            reservation.release()
+            raise
+        reservation.done_reading()
+        return result
+
+    async def _take_outcome(self, message: m.Outcome, body: bytes) -> None:
+        try:
+            result = await self._result_in_budget(body)
         except ResultBodyError as error:
             logger.warning("dropped a result message whose body does not parse: %s", error)
             return
@@ -878,7 +895,7 @@ class ClusterRelay(Relay):
                 raise UnknownRequest(
                     f"camera {message.camera!r} has no command awaiting a result; poll first"
                 )
-            result = result_from(body or b"")
+            result = await self._result_in_budget(body or b"")
             try:
                 receipt = self.submit_result(message.camera, message.request_id, result)
             finally:
