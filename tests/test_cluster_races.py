@@ -196,3 +196,23 @@ async def test_a_result_forwarded_to_the_home_waits_for_room_in_its_budget(
     await wait_until(lambda: bool(camera.post_answers))
     assert camera.post_answers[0][0] == 200
     await wait_until(lambda: cluster(a).budget.in_use == 0)
+
+
+async def test_a_big_result_stays_in_redis_until_the_callers_node_has_room_for_it(
+    make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
+) -> None:
+    big = [{"timestamp": float(t), "description": "x" * 1000} for t in range(200)]
+    a = await make_node("a")
+    b = await make_node("b", max_result_bytes_in_flight=BUDGET, max_upload_bytes=BUDGET)
+    camera = Camera(http, [a], logs=big)
+    spawn(camera.run())
+    await wait_until(polling_at(a))
+    full = await cluster(b).budget.reserve(BUDGET)
+    caller = spawn(get_logs(http, b, startTimestamp=0, endTimestamp=199))
+    await wait_until(lambda: cluster(b).budget.waiting == 1)
+    redis = cluster(b).bus.redis
+    assert [key async for key in redis.scan_iter(match=f"{cluster(b).bus.prefix}:blob:*")]
+    full.release()
+    status, body = await caller
+    assert (status, body["logs"]) == (200, big)
+    assert not [key async for key in redis.scan_iter(match=f"{cluster(b).bus.prefix}:blob:*")]

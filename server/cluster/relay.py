@@ -46,7 +46,7 @@ from ..relay import (
 from ..relay.relay import FIRST_RESERVATION_BYTES
 from . import messages as m
 from .batch import TurnBatch
-from .bus import Bus, RedisDown
+from .bus import Body, Bus, RedisDown
 from .errors import ClusterUnavailable
 from .membership import Membership
 from .observer import ClusterObserver
@@ -716,7 +716,7 @@ class ClusterRelay(Relay):
 
     # ================================================================ messages
 
-    async def _handle(self, message: m.Message, body: bytes | None) -> None:
+    async def _handle(self, message: m.Message, body: Body | None) -> None:
         if message.sent_ms:
             self._events.hop_latency(max(time.time() * 1000 - message.sent_ms, 0.0) / 1000)
         if isinstance(message, m.Enqueue):
@@ -814,31 +814,41 @@ class ClusterRelay(Relay):
                 CameraOffline(f"camera {message.camera!r} moved and is not polling; retry"),
             )
 
-    def _on_outcome(self, message: m.Outcome, body: bytes | None) -> None:
+    def _on_outcome(self, message: m.Outcome, body: Body | None) -> None:
         if message.error:
             for ref in message.refs:
                 self._resolve(ref, None, m.error_of(message.error, message.detail))
             return
         # Off the inbox's reader: the result may wait for room in the budget.
-        self._spawn(self._take_outcome(message, body or b""))
+        self._spawn(self._take_outcome(message, body))
 
-    async def _result_in_budget(self, body: bytes) -> LogResult:
-        """The result in a message's body, its bytes counted in this node's budget until
-        the last hold ends (waiting for room); raises ``ResultBodyError``."""
-        reservation = await self.budget.reserve(len(body))
+    async def _result_in_budget(self, body: Body | None) -> LogResult | None:
+        """The result in a message's body, read once this node's budget has room for it
+        and counted there until its last hold ends; ``None`` if the body is gone; raises
+        ``ResultBodyError``."""
+        reservation = await self.budget.reserve(
+            FIRST_RESERVATION_BYTES if body is None or not body.size else body.size
+        )
         try:
-            result = result_from(body, reservation.release)
+            data = b"" if body is None else await body.read()
+            if data is None:
+                reservation.release()
+                return None
+            await reservation.grow_to(len(data))
+            result = result_from(data, reservation.release)
         except BaseException:
             reservation.release()
             raise
         reservation.done_reading()
         return result
 
-    async def _take_outcome(self, message: m.Outcome, body: bytes) -> None:
+    async def _take_outcome(self, message: m.Outcome, body: Body | None) -> None:
         try:
             result = await self._result_in_budget(body)
         except ResultBodyError as error:
             logger.warning("dropped a result message whose body does not parse: %s", error)
+            return
+        if result is None:
             return
         try:
             for ref in message.refs:
@@ -888,14 +898,16 @@ class ClusterRelay(Relay):
         if done is not None and not done.done():
             done.set_result(None)
 
-    async def _on_posted(self, message: m.Posted, body: bytes | None) -> None:
+    async def _on_posted(self, message: m.Posted, body: Body | None) -> None:
         reply: m.Receipt
         try:
             if message.camera not in self._sessions:
                 raise UnknownRequest(
                     f"camera {message.camera!r} has no command awaiting a result; poll first"
                 )
-            result = await self._result_in_budget(body or b"")
+            result = await self._result_in_budget(body)
+            if result is None:
+                return  # the body is gone: the node that forwarded it tells the camera
             try:
                 receipt = self.submit_result(message.camera, message.request_id, result)
             finally:
