@@ -59,16 +59,28 @@ async def test_a_takeover_older_than_the_newest_poll_is_ignored(
     assert (status, body["type"]) == (409, "urn:camrelay:problem:poll-superseded")
     await wait_until(polling_at(a))
     assert await claim_seq(a) > seq_of_d
-    # d's takeover for its older poll, arriving late at a
+    await late_takeover_is_ignored(http, spawn, caplog, camera, third, (a, d, b), seq_of_d)
+
+
+async def late_takeover_is_ignored(
+    http: aiohttp.ClientSession,
+    spawn: Spawn[Any],
+    caplog: pytest.LogCaptureFixture,
+    camera: Camera,
+    newest: asyncio.Future[tuple[int, dict[str, Any]]],
+    nodes: tuple[LiveServer, LiveServer, LiveServer],
+    seq_of_d: int,
+) -> None:
+    """d's takeover for its older poll reaches a late: a ignores it, and the newest poll
+    stays held at a and serves a caller on b."""
+    a, d, b = nodes
     caplog.set_level(logging.INFO, "camrelay.cluster")
     cluster(d).bus.post("a", m.Takeover(camera="cam", to="d", seq=seq_of_d))
     await wait_until(lambda: "ignored a takeover" in caplog.text)
-    # The newest poll stays held at a and serves a caller on another node.
-    assert not third.done()
+    assert not newest.done()
     caller = spawn(get_logs(http, b, startTimestamp=1, endTimestamp=2))
-    status, command = await third
-    assert status == 200
-    assert command["command"] == "send_logs"
+    status, command = await newest
+    assert (status, command["command"]) == (200, "send_logs")
     await camera.post(a, {"requestId": command["requestId"], "logs": LOGS[1:3]})
     status, body = await caller
     assert (status, body["logs"]) == (200, LOGS[1:3])
@@ -90,16 +102,7 @@ async def test_a_newer_poll_at_the_home_outranks_a_claim_whose_takeover_is_late(
     third = spawn(camera.poll(a))
     assert (await first)[0] == 409
     await wait_until(lambda: claim_seq_of(a) > claim_of_d.seq)
-    caplog.set_level(logging.INFO, "camrelay.cluster")
-    cluster(d).bus.post("a", m.Takeover(camera="cam", to="d", seq=claim_of_d.seq))
-    await wait_until(lambda: "ignored a takeover" in caplog.text)
-    assert not third.done()
-    caller = spawn(get_logs(http, b, startTimestamp=3, endTimestamp=3))
-    status, command = await third
-    assert (status, command["command"]) == (200, "send_logs")
-    await camera.post(a, {"requestId": command["requestId"], "logs": LOGS[3:4]})
-    status, body = await caller
-    assert (status, body["logs"]) == (200, LOGS[3:4])
+    await late_takeover_is_ignored(http, spawn, caplog, camera, third, (a, d, b), claim_of_d.seq)
 
 
 def claim_seq_of(node: LiveServer, camera_id: str = "cam") -> int:
