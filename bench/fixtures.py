@@ -32,6 +32,7 @@ T = TypeVar("T")
 __all__ = [
     "BenchCamera",
     "RelayServer",
+    "as_list",
     "camera_fleet",
     "cameras_polling",
     "enter_together",
@@ -153,6 +154,13 @@ async def enter_together(
         if isinstance(item, BaseException):
             raise item
     return entered  # type: ignore[return-value]
+
+
+@contextlib.asynccontextmanager
+async def as_list(manager: contextlib.AbstractAsyncContextManager[T]) -> AsyncIterator[list[T]]:
+    """``manager``'s value in a list: one server entered beside ``relay_nodes``' list."""
+    async with manager as value:
+        yield [value]
 
 
 async def _all_workers_up(server: RelayServer) -> bool:

@@ -16,13 +16,12 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
 from typing import Final
 
 from yarl import URL
 
 from bench.fixtures import (
-    RelayServer,
+    as_list,
     camera_fleet,
     cameras_polling,
     enter_together,
@@ -54,13 +53,6 @@ EXPECTED_LINES: Final = (
 RECONNECT: Final = "retrying in"
 
 
-@contextlib.asynccontextmanager
-async def workers_as_list(ctx: Context, **env: str) -> AsyncIterator[list[RelayServer]]:
-    """``--workers 2``, shaped as ``relay_nodes`` yields (to start beside a node)."""
-    async with relay_workers(ctx, 2, **env) as server:
-        yield [server]
-
-
 async def run(ctx: Context) -> ScenarioResult:
     count = ctx.plan.cluster_kill_cameras
     result = ScenarioResult(NAME)
@@ -73,7 +65,7 @@ async def run(ctx: Context) -> ScenarioResult:
         redis = await stack.enter_async_context(redis_server())
         (workers,), (callers,) = await enter_together(
             stack,
-            workers_as_list(ctx, REDIS_URL=redis.url, **settings),
+            as_list(relay_workers(ctx, 2, REDIS_URL=redis.url, **settings)),
             relay_nodes(ctx, 1, redis.url, **settings),
         )
         fleet = await stack.enter_async_context(camera_fleet(ctx, workers, count))

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from typing import Final
 
 import orjson
 from yarl import URL
 
 from bench.fixtures import (
-    RelayServer,
+    as_list,
     enter_together,
     log_camera,
     redis_server,
@@ -41,13 +40,6 @@ GAP_SECONDS: Final = 0.002
 KINDS: Final = ("same-node", "cross-node", "single process")
 
 
-@contextlib.asynccontextmanager
-async def single_server(ctx: Context) -> AsyncIterator[list[RelayServer]]:
-    """The single process, shaped as ``relay_nodes`` yields (to start beside them)."""
-    async with relay_server(ctx) as server:
-        yield [server]
-
-
 async def run(ctx: Context) -> ScenarioResult:
     plan = ctx.plan
     result = ScenarioResult(NAME)
@@ -56,7 +48,7 @@ async def run(ctx: Context) -> ScenarioResult:
     async with contextlib.AsyncExitStack() as stack:
         redis = await stack.enter_async_context(redis_server())
         nodes, (single,) = await enter_together(
-            stack, relay_nodes(ctx, 2, redis.url), single_server(ctx)
+            stack, relay_nodes(ctx, 2, redis.url), as_list(relay_server(ctx))
         )
         home, other = nodes
         await enter_together(
