@@ -50,11 +50,12 @@ re-sent to the camera's new home once the camera polls a live node, or get
 503 within ``CONNECT_TIMEOUT_SECONDS`` of the detection. A node that stops
 gracefully answers its polls noop and parks its cameras' work in Redis for
 their next home, work handed over to it while it stops included; a caller
-sent to it then is placed at the camera's next home by the caller's node. While Redis is down, a camera's home keeps serving the
-callers on its own node; anything that must cross nodes gets 503 with
-Retry-After (``ClusterUnavailable``), callers whose work already sat at another
-node once Redis has been down for a node timeout; each failure is one warning
-line, and when Redis is back every home writes its cameras again.
+sent to it then is placed at the camera's next home by the caller's node.
+While Redis is down, a camera's home keeps serving the callers on its own node;
+anything that must cross nodes gets 503 with Retry-After (``ClusterUnavailable``),
+callers whose work already sat at another node once Redis has been down for a
+node timeout; each failure is one warning line, and when Redis is back every
+home writes its cameras again.
 """
 
 from .errors import ClusterUnavailable
