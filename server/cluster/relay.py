@@ -309,6 +309,8 @@ class ClusterRelay(Relay):
         Raises ``PollSuperseded`` when a later claim (a newer poll elsewhere) came first."""
         claim = await self._claim_registry(camera_id)
         if claim is None:
+            # Serve the poll here; the claim is made again on its next poll.
+            self._unclaimed.add(camera_id)
             return
         if await self._take_work(camera_id, claim):
             done = asyncio.get_running_loop().create_future()
@@ -361,8 +363,6 @@ class ClusterRelay(Relay):
             claim = await self._claims_made.get(camera_id)
         except (RedisError, OSError) as error:
             self.bus.failed(error)
-            # Serve the poll here; the claim is made again on its next poll.
-            self._unclaimed.add(camera_id)
         finally:
             if claim is not None:
                 self.bus.succeeded()
