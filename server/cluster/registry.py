@@ -20,10 +20,12 @@ from ..relay import CameraStatus
 from .bus import execute
 
 #: claim a camera: become its home; returns the old home ("" if none), any parked work and
-#: the claim's sequence number (the order of the camera's claims, which all nodes agree on)
+#: the claim's sequence number (the order of the camera's claims, which all nodes agree on);
+#: ARGV[5] '1': the home claims again, and only numbers the claim if it still is the home
 CLAIM = """
 local old = redis.call('HGET', KEYS[1], 'home') or ''
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+if old == ARGV[1] and ARGV[5] == '1' then return {old, '', seq} end
 redis.call('HSET', KEYS[1], 'home', ARGV[1], 'seen', ARGV[2], 'polling', '1')
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('ZADD', KEYS[2], 0, ARGV[4])
@@ -123,15 +125,16 @@ class Registry:
     def parked_key(self, camera_id: str) -> str:
         return f"{self._prefix}:parked:{camera_id}"
 
-    async def claim_each(self, camera_ids: list[str]) -> list[Claim]:
+    async def claim_each(self, camera_ids: list[str], *, again: bool = False) -> list[Claim]:
         """Become the home of each of ``camera_ids``, in one round trip: for each, the
-        previous home ("" if none), the work parked for it and the claim's sequence."""
+        previous home ("" if none), the work parked for it and the claim's sequence.
+        ``again``: this node is their home already (its status is written apart)."""
         pipe = self._redis.pipeline(transaction=False)
         now_ms = _now_ms()
         for camera_id in camera_ids:
             await self._claim(
                 keys=[self.camera_key(camera_id), self.ids_key, self.parked_key(camera_id)],
-                args=[self._node, now_ms, self._ttl_ms, camera_id],
+                args=[self._node, now_ms, self._ttl_ms, camera_id, int(again)],
                 client=pipe,
             )
         return [Claim(old.decode(), parked, seq) for old, parked, seq in await execute(pipe)]

@@ -132,6 +132,9 @@ class ClusterRelay(Relay):
         #: registry reads and claims, one pipeline per loop turn (``batch``)
         self._entries = TurnBatch(self.registry.read_each, self._spawn)
         self._claims_made = TurnBatch(self.registry.claim_each, self._spawn)
+        self._claims_again = TurnBatch(
+            functools.partial(self.registry.claim_each, again=True), self._spawn
+        )
         #: claims under way (Redis written or handover awaited), done once the session exists
         self._claims: dict[str, asyncio.Future[None]] = {}
         #: claims sent to Redis and not answered yet: takeovers of these cameras wait
@@ -330,7 +333,7 @@ class ClusterRelay(Relay):
     async def _claim_again(self, camera_id: str) -> None:
         """A poll at the camera's home claims it again; a node that claimed it since (an
         older poll there) is sent a takeover, which answers that poll 409."""
-        claim = await self._claim_registry(camera_id)
+        claim = await self._claim_registry(camera_id, self._claims_again)
         if claim is not None:
             await self._take_work(camera_id, claim)
 
@@ -354,13 +357,15 @@ class ClusterRelay(Relay):
             self._claiming[camera_id] = claiming
         return claiming
 
-    async def _claim_registry(self, camera_id: str) -> Claim | None:
+    async def _claim_registry(
+        self, camera_id: str, claims: TurnBatch[str, Claim] | None = None
+    ) -> Claim | None:
         """Claim the camera in Redis (``None`` when Redis failed); its sequence is noted
         before the takeovers held back meanwhile are looked at."""
         claiming = self._claiming_now(camera_id)
         claim: Claim | None = None
         try:
-            claim = await self._claims_made.get(camera_id)
+            claim = await (claims or self._claims_made).get(camera_id)
         except (RedisError, OSError) as error:
             self.bus.failed(error)
         finally:
