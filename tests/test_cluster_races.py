@@ -219,3 +219,26 @@ async def test_a_big_result_stays_in_redis_until_the_callers_node_has_room_for_i
     status, body = await caller
     assert (status, body["logs"]) == (200, big)
     assert not [key async for key in redis.scan_iter(match=f"{cluster(b).bus.prefix}:blob:*")]
+
+
+async def test_of_two_polls_on_two_nodes_at_once_one_wins_everywhere(
+    make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
+) -> None:
+    a, d, b = await make_node("a"), await make_node("d"), await make_node("b")
+    camera = Camera(http, [a])
+    first = await held_poll(spawn, camera, a)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    polls = [spawn(camera.poll(d)), spawn(camera.poll(a))]
+    assert (await first)[0] == 409
+    done, _ = await asyncio.wait(polls, return_when=asyncio.FIRST_COMPLETED)
+    assert loop.time() - started < 1.0
+    (loser,) = done
+    assert (await loser)[0] == 409
+    (winner,) = [poll for poll in polls if poll is not loser]
+    caller = spawn(get_logs(http, b, startTimestamp=0, endTimestamp=0))
+    status, command = await winner
+    assert (status, command["command"]) == (200, "send_logs")
+    home = d if polls[0] is winner else a
+    await camera.post(home, {"requestId": command["requestId"], "logs": LOGS[0:1]})
+    assert (await caller)[1]["logs"] == LOGS[0:1]
