@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, TypeVar
 
 import aiohttp
 import orjson
@@ -27,10 +27,15 @@ from bench.procs import (
 from bench.procstat import Memory, children, cpu_seconds, listening_on, memory, open_fds
 from tools.redis_server import redis_server
 
+T = TypeVar("T")
+
 __all__ = [
     "BenchCamera",
     "RelayServer",
+    "as_list",
     "camera_fleet",
+    "cameras_polling",
+    "enter_together",
     "log_camera",
     "redis_server",
     "relay_nodes",
@@ -105,23 +110,57 @@ async def relay_workers(ctx: Context, workers: int, **env: str) -> AsyncIterator
 async def _served(
     ctx: Context, name: str, workers: int, env: Mapping[str, str], *, fd_limit: int | None = None
 ) -> AsyncIterator[RelayServer]:
+    async with _spawned(ctx, name, workers, env, fd_limit=fd_limit) as server:
+        await _ready(server)
+        yield server
+
+
+@contextlib.asynccontextmanager
+async def _spawned(
+    ctx: Context, name: str, workers: int, env: Mapping[str, str], *, fd_limit: int | None = None
+) -> AsyncIterator[RelayServer]:
+    """The server started (not yet ready); stopped with SIGTERM, which it must exit 0 on."""
     port = free_port()
     settings = {"HOST": HOST, "PORT": str(port), "LOG_LEVEL": "WARNING", **env}
     argv = python("-m", "server", *([f"--workers={workers}"] if workers > 1 else []))
     child = await spawn(name, argv, child_env(settings), ctx.workdir, fd_limit=fd_limit)
-    url = f"http://{HOST}:{port}"
-    server = RelayServer(url, child, port, workers)
     try:
-        await wait_healthy(url, child)
-        if workers > 1 and not await wait_for(
-            lambda: _all_workers_up(server), timeout=30.0, interval=0.05
-        ):
-            raise RuntimeError(f"{name}: fewer than {workers} workers came up")
-        yield server
+        yield RelayServer(f"http://{HOST}:{port}", child, port, workers)
     finally:
         code = await stop(child)
     if code != 0:
         raise RuntimeError(f"{name} exited with {code} on SIGTERM")
+
+
+async def _ready(server: RelayServer) -> None:
+    """Wait until it answers ``/healthz`` and, under a supervisor, every worker listens."""
+    await wait_healthy(server.url, server.child)
+    if server.workers > 1 and not await wait_for(
+        lambda: _all_workers_up(server), timeout=30.0, interval=0.05
+    ):
+        raise RuntimeError(f"{server.child.name}: fewer than {server.workers} workers came up")
+
+
+async def enter_together(
+    stack: contextlib.AsyncExitStack, *managers: contextlib.AbstractAsyncContextManager[T]
+) -> list[T]:
+    """Enter ``managers`` on ``stack`` side by side (processes that start at once). Every
+    one is entered, or has failed, before the first failure is raised: what started is
+    on the stack, and stopped with it."""
+    entered = await asyncio.gather(
+        *(stack.enter_async_context(manager) for manager in managers), return_exceptions=True
+    )
+    for item in entered:
+        if isinstance(item, BaseException):
+            raise item
+    return entered  # type: ignore[return-value]
+
+
+@contextlib.asynccontextmanager
+async def as_list(manager: contextlib.AbstractAsyncContextManager[T]) -> AsyncIterator[list[T]]:
+    """``manager``'s value in a list: one server entered beside ``relay_nodes``' list."""
+    async with manager as value:
+        yield [value]
 
 
 async def _all_workers_up(server: RelayServer) -> bool:
@@ -139,7 +178,8 @@ async def relay_nodes(
         for index in range(1, count + 1):
             name = f"node-{index}"
             settings = {**env, "REDIS_URL": redis_url, "NODE_NAME": name}
-            nodes.append(await stack.enter_async_context(_served(ctx, name, 1, settings)))
+            nodes.append(await stack.enter_async_context(_spawned(ctx, name, 1, settings)))
+        await asyncio.gather(*(_ready(node) for node in nodes))  # they start side by side
         yield nodes
 
 
@@ -229,9 +269,14 @@ async def _polling(http: aiohttp.ClientSession, base_url: str, camera_id: str) -
 
 @contextlib.asynccontextmanager
 async def camera_fleet(
-    ctx: Context, server: RelayServer, count: int, env: Mapping[str, str] | None = None
+    ctx: Context,
+    server: RelayServer,
+    count: int,
+    env: Mapping[str, str] | None = None,
+    first: int = 1,
 ) -> AsyncIterator[Child]:
-    """``python -m camera --fleet count`` (ids cam-00001..); stopped before the server."""
+    """``python -m camera --fleet count`` (ids cam-00001.., from cam-<first> if given);
+    stopped before the server."""
     settings = {
         "API_BASE_URL": server.url,
         "LOG_LEVEL": "WARNING",
@@ -240,8 +285,8 @@ async def camera_fleet(
         **(env or {}),
     }
     child = await spawn(
-        f"fleet-{count}",
-        python("-m", "camera", f"--fleet={count}"),
+        f"fleet-{first}-{count}",
+        python("-m", "camera", f"--fleet={count}", f"--fleet-first={first}"),
         child_env(settings),
         ctx.workdir,
     )
@@ -249,6 +294,16 @@ async def camera_fleet(
         yield child
     finally:
         await stop(child)
+
+
+async def cameras_polling(http: aiohttp.ClientSession, server: RelayServer) -> int:
+    """Cameras holding a poll, fleet-wide (``/cameras``: in cluster mode, whichever node
+    answers; ``/metrics`` counts only that node's)."""
+    async with http.get(f"{server.url}/cameras") as response:
+        if response.status != 200:
+            return 0
+        cameras = orjson.loads(await response.read())["cameras"]
+    return sum(1 for camera in cameras if camera["polling"])
 
 
 async def polls_held(http: aiohttp.ClientSession, server: RelayServer) -> int:

@@ -57,6 +57,15 @@ class Plan:
     idle_connections: int
     idle_server_fd_limit: int
     idle_header_timeout_seconds: float
+    #: cluster-fanout: online cameras, one /logs each, against --workers 2 and one process
+    cluster_fanout_cameras: int
+    #: cluster-fleet: idle cameras over 2 nodes, the idle window, the hold during it
+    cluster_fleet_cameras: int
+    cluster_fleet_window_seconds: float
+    cluster_fleet_hold_seconds: float
+    #: cluster-kill: online cameras in the fan-out during which a worker is killed
+    cluster_kill_cameras: int
+    cluster_kill_node_timeout_seconds: float
     #: a scenario that runs longer than this is stopped and reported as an error
     scenario_timeout_seconds: float
 
@@ -95,6 +104,12 @@ FULL = Plan(
     idle_connections=20_000,
     idle_server_fd_limit=8_000,
     idle_header_timeout_seconds=2.0,
+    cluster_fanout_cameras=2000,
+    cluster_fleet_cameras=20_000,
+    cluster_fleet_window_seconds=20.0,
+    cluster_fleet_hold_seconds=10.0,
+    cluster_kill_cameras=500,
+    cluster_kill_node_timeout_seconds=5.0,
     scenario_timeout_seconds=300.0,
 )
 
@@ -132,6 +147,12 @@ QUICK = Plan(
     idle_connections=600,
     idle_server_fd_limit=480,
     idle_header_timeout_seconds=0.5,
+    cluster_fanout_cameras=20,
+    cluster_fleet_cameras=100,
+    cluster_fleet_window_seconds=0.5,
+    cluster_fleet_hold_seconds=0.5,
+    cluster_kill_cameras=20,
+    cluster_kill_node_timeout_seconds=1.0,
     scenario_timeout_seconds=60.0,
 )
 

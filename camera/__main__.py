@@ -28,13 +28,13 @@ log: Final = logging.getLogger("camera")
 SERVER_DEFAULT_HOLD_SECONDS: Final = 30.0
 
 
-def fleet_ids(count: int) -> list[str]:
-    """``cam-00001`` .. ``cam-<count>``."""
-    return [f"cam-{i:05d}" for i in range(1, count + 1)]
+def fleet_ids(count: int, first: int = 1) -> list[str]:
+    """``cam-00001`` .. ``cam-<count>`` (from ``cam-<first>`` when given)."""
+    return [f"cam-{i:05d}" for i in range(first, first + count)]
 
 
 def build_fleet(
-    settings: CameraSettings, count: int, session: aiohttp.ClientSession
+    settings: CameraSettings, count: int, session: aiohttp.ClientSession, first: int = 1
 ) -> list[Camera]:
     """``count`` cameras sharing ``session``, each with its own id and EventLog."""
     return [
@@ -43,11 +43,11 @@ def build_fleet(
             session=session,
             event_log=EventLog(),
         )
-        for camera_id in fleet_ids(count)
+        for camera_id in fleet_ids(count, first)
     ]
 
 
-async def run_cameras(settings: CameraSettings, fleet: int | None = None) -> None:
+async def run_cameras(settings: CameraSettings, fleet: int | None = None, first: int = 1) -> None:
     """Run one camera (or a fleet) until SIGTERM/SIGINT, then close everything."""
     # limit=0: a fleet holds one long poll per camera at all times.
     connector = aiohttp.TCPConnector(limit=0)
@@ -55,7 +55,7 @@ async def run_cameras(settings: CameraSettings, fleet: int | None = None) -> Non
         if fleet is None:
             cameras = [Camera(settings, session=session)]
         else:
-            cameras = build_fleet(settings, fleet, session)
+            cameras = build_fleet(settings, fleet, session, first)
             log.info(
                 "fleet of %d cameras (%s .. %s); CAMERA_ID is ignored",
                 fleet,
@@ -101,6 +101,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="run N cameras in this process, ids cam-00001..cam-N (for benchmarks)",
     )
+    parser.add_argument(
+        "--fleet-first",
+        type=positive_int,
+        default=1,
+        metavar="K",
+        help="number the fleet's ids from K (cam-K..): several fleet processes, distinct ids",
+    )
     return parser
 
 
@@ -126,7 +133,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         )
     if args.fleet is not None:
         _make_room_for(args.fleet)
-    asyncio.run(run_cameras(settings, fleet=args.fleet))
+    asyncio.run(run_cameras(settings, fleet=args.fleet, first=args.fleet_first))
     return 0
 
 

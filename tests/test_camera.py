@@ -865,6 +865,7 @@ async def test_build_fleet_gives_each_camera_its_own_id_and_log(
 ) -> None:
     assert fleet_ids(3) == ["cam-00001", "cam-00002", "cam-00003"]
     assert fleet_ids(100000)[-1] == "cam-100000"
+    assert fleet_ids(2, first=10001) == ["cam-10001", "cam-10002"]  # a second fleet process
     settings = CameraSettings("http://relay", camera_token="t")
     fleet = build_fleet(settings, 3, session)
     assert [c.camera_id for c in fleet] == fleet_ids(3)

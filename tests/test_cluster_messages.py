@@ -17,7 +17,7 @@ def test_a_message_goes_out_with_its_version_and_comes_back_the_same() -> None:
     )
     header = orjson.loads(m.encode(sent))
     assert header == {
-        "v": 1,
+        "v": 2,
         "t": "enqueue",
         "from": "a",
         "sent": 5,
@@ -39,8 +39,13 @@ def test_the_previous_form_is_read_with_defaults() -> None:
     assert m.decode(previous) == m.Enqueue(sender="a", camera="cam", ref="a/7", end=9)
 
 
+def test_a_takeover_of_the_release_before_has_no_claim_sequence() -> None:
+    previous = b'{"v": 1, "t": "takeover", "from": "d", "camera": "cam", "to": "d"}'
+    assert m.decode(previous) == m.Takeover(sender="d", camera="cam", to="d", seq=0)
+
+
 def test_fields_of_a_later_version_are_ignored() -> None:
-    later = b'{"v": 2, "t": "outcome", "refs": ["b/1", "b/2"], "priority": "high"}'
+    later = b'{"v": 3, "t": "outcome", "refs": ["b/1", "b/2"], "priority": "high"}'
     assert m.decode(later) == m.Outcome(refs=("b/1", "b/2"))
 
 

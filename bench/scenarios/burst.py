@@ -38,18 +38,26 @@ def ranges(count: int) -> list[tuple[float, float]]:
     return [(BASE + i * STEP, BASE + (i + WINDOW_ENTRIES) * STEP) for i in range(count)]
 
 
+def burst_requests(
+    entries: int, callers: int, camera_id: str = CAMERA_ID
+) -> tuple[list[str], list[list[Entry]]]:
+    """A burst's ``/logs`` targets (distinct ranges over a log of ``entries``) and the
+    exact answer each must get."""
+    log = make_log(entries)
+    timestamps = [float(e["timestamp"]) for e in log]
+    windows = ranges(callers)
+    targets = [
+        f"/logs?cameraId={camera_id}&startTimestamp={start!r}&endTimestamp={end!r}"
+        for start, end in windows
+    ]
+    return targets, [list(expected(log, timestamps, start, end)) for start, end in windows]
+
+
 async def run(ctx: Context) -> ScenarioResult:
     plan = ctx.plan
     result = ScenarioResult(NAME)
-    entries = make_log(plan.burst_entries)
-    timestamps = [float(e["timestamp"]) for e in entries]
-    windows = ranges(plan.burst_size)
-    answers = [expected(entries, timestamps, start, end) for start, end in windows]
-    health_targets = ["/healthz"] * len(windows)
-    logs_targets = [
-        f"/logs?cameraId={CAMERA_ID}&startTimestamp={start!r}&endTimestamp={end!r}"
-        for start, end in windows
-    ]
+    logs_targets, answers = burst_requests(plan.burst_entries, plan.burst_size)
+    health_targets = ["/healthz"] * len(logs_targets)
     health_walls: list[float] = []
     logs_walls: list[float] = []
     trips: list[int] = []

@@ -29,11 +29,17 @@ wins), exports the session's work (``CameraSession.export_work``: queued
 callers, unanswered commands with their request ids, recently accepted ids)
 and sends it in a ``handover``; the new home imports it and only then hands
 work to the poll, so an unanswered command is redelivered with the same
-request id. Callers are told where their work went (``moved``).
+request id. Callers are told where their work went (``moved``). Redis numbers
+the claims of a camera; a poll at the home claims it again (in the background),
+and a takeover carries its claim's number: a node ignores one older than its
+own latest claim, so the newest poll wins even when a camera bounces between
+nodes faster than the messages travel.
 
 **A result anywhere.** A ``/send_logs`` on a node that is not the home is read
 and checked there, then forwarded (``posted``) to the home, whose ``receipt``
-(accepted, duplicate, or 404) is the camera's answer.
+(accepted, duplicate, or 404) is the camera's answer. A result from another
+node (``outcome``, ``posted``) is built once the node's result budget has room
+for it (a big body stays in Redis until then) and counts there until released.
 
 **Messages.** Each node reads its own Redis stream (``bus``); messages are
 versioned JSON (``messages``, with the compatibility rule for rolling deploys).
@@ -43,11 +49,13 @@ versioned JSON (``messages``, with the compatibility rule for rolling deploys).
 re-sent to the camera's new home once the camera polls a live node, or get
 503 within ``CONNECT_TIMEOUT_SECONDS`` of the detection. A node that stops
 gracefully answers its polls noop and parks its cameras' work in Redis for
-their next home. While Redis is down, a camera's home keeps serving the
-callers on its own node; anything that must cross nodes gets 503 with
-Retry-After (``ClusterUnavailable``), callers whose work already sat at another
-node once Redis has been down for a node timeout; each failure is one warning
-line, and when Redis is back every home writes its cameras again.
+their next home, work handed over to it while it stops included; a caller
+sent to it then is placed at the camera's next home by the caller's node.
+While Redis is down, a camera's home keeps serving the callers on its own node;
+anything that must cross nodes gets 503 with Retry-After (``ClusterUnavailable``),
+callers whose work already sat at another node once Redis has been down for a
+node timeout; each failure is one warning line, and when Redis is back every
+home writes its cameras again.
 """
 
 from .errors import ClusterUnavailable

@@ -40,7 +40,37 @@ READ_BATCH = 500
 #: how long ``send`` waits for Redis to take a message
 SEND_TIMEOUT_SECONDS = 2.0
 
-Handler = Callable[[Message, bytes | None], Awaitable[None]]
+Handler = Callable[[Message, "Body | None"], Awaitable[None]]
+
+
+class Body:
+    """A message's body: inside the stream entry, or a key read (and deleted) by ``read``,
+    so that the receiver can make room for ``size`` bytes first."""
+
+    __slots__ = ("_bus", "_data", "_key", "size")
+
+    def __init__(self, bus: Bus, data: bytes | None, key: bytes | None, size: int) -> None:
+        self._bus = bus
+        self._data = data
+        self._key = key
+        #: its length (0 when a sender of the release before did not say)
+        self.size = size
+
+    async def read(self) -> bytes | None:
+        """The bytes; ``None`` (logged) when the key expired or Redis failed."""
+        if self._key is None:
+            return self._data
+        try:
+            pipe = self._bus.redis.pipeline(transaction=False)
+            pipe.get(self._key)
+            pipe.delete(self._key)
+            data, _ = await execute(pipe)
+        except (RedisError, OSError) as error:
+            self._bus.failed(error)
+            return None
+        if data is None:
+            logger.warning("dropped a message whose body expired")
+        return data  # type: ignore[no-any-return]
 
 
 class RedisDown(Exception):
@@ -72,6 +102,10 @@ class Bus:
         self._on_redis_error = on_redis_error
         self.redis = Redis(connection_pool=self._pool(POOL_CONNECTIONS, socket_timeout=2.0))
         self._reader_redis = Redis(connection_pool=self._pool(1, socket_timeout=None))
+        #: the heartbeat's own connection: requests queued for the shared pool in a
+        #: burst must not delay it past the node timeout (the others would think it dead)
+        #: (one retry: its connection is stale after a Redis restart, and made again)
+        self.beat_redis = Redis(connection_pool=self._pool(1, socket_timeout=2.0, retries=1))
         self._outbox: list[_Outgoing] = []
         self._wake_writer = asyncio.Event()
         self._writing = False
@@ -84,14 +118,16 @@ class Bus:
         self.up = True
         self._last_warning = 0.0
 
-    def _pool(self, size: int, *, socket_timeout: float | None) -> BlockingConnectionPool:
+    def _pool(
+        self, size: int, *, socket_timeout: float | None, retries: int = 0
+    ) -> BlockingConnectionPool:
         return BlockingConnectionPool.from_url(
             self._url,
             max_connections=size,
             timeout=1.0,  # waiting for a free connection
             socket_connect_timeout=1.0,
             socket_timeout=socket_timeout,
-            retry=Retry(NoBackoff(), 0),  # the callers decide: 503 or try again later
+            retry=Retry(NoBackoff(), retries),  # the callers decide: 503 or try again later
             health_check_interval=0,
         )
 
@@ -170,6 +206,7 @@ class Bus:
                     blob = self.key("blob", secrets.token_hex(12))
                     pipe.set(blob, item.body, px=self.key_ttl_ms)
                     fields[b"k"] = blob.encode()
+                    fields[b"n"] = b"%d" % len(item.body)
             inbox = self.inbox(item.node)
             pipe.xadd(inbox, fields, maxlen=INBOX_MAX_ENTRIES, approximate=True)  # type: ignore[arg-type]
             pipe.pexpire(inbox, self.key_ttl_ms)
@@ -222,20 +259,14 @@ class Bus:
         message = None if raw is None else decode(raw)
         if message is None:
             return
-        body = fields.get(b"b")
+        data = fields.get(b"b")
         blob = fields.get(b"k")
-        if blob is not None:
-            try:
-                pipe = self.redis.pipeline(transaction=False)
-                pipe.get(blob)
-                pipe.delete(blob)
-                body, _ = await execute(pipe)
-            except (RedisError, OSError) as error:
-                self.failed(error)
-                return
-            if body is None:
-                logger.warning("dropped a %s message whose body expired", message.TYPE)
-                return
+        body: Body | None = None
+        if data is not None:
+            body = Body(self, data, None, len(data))
+        elif blob is not None:
+            size = fields.get(b"n", b"0")
+            body = Body(self, None, blob, int(size) if size.isdigit() else 0)
         try:
             await handle(message, body)
         except Exception:
@@ -273,8 +304,10 @@ class Bus:
             await asyncio.wait(tasks, timeout=2.0)
         await self.redis.aclose()
         await self._reader_redis.aclose()
+        await self.beat_redis.aclose()
         await self.redis.connection_pool.disconnect()
         await self._reader_redis.connection_pool.disconnect()
+        await self.beat_redis.connection_pool.disconnect()
 
 
 async def execute(pipe: Pipeline) -> list[Any]:

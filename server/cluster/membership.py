@@ -53,7 +53,7 @@ class Membership:
         """One heartbeat; refreshes ``alive``. False (logged once) if Redis is down."""
         now_ms = int(time.time() * 1000)
         timeout_ms = int(self.timeout * 1000)
-        pipe = self._bus.redis.pipeline(transaction=False)
+        pipe = self._bus.beat_redis.pipeline(transaction=False)
         pipe.set(self._node_key, now_ms, px=timeout_ms)
         pipe.zadd(self._nodes_key, {self._bus.node: now_ms})
         pipe.pexpire(self._nodes_key, max(timeout_ms * 10, 60_000))

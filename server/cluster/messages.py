@@ -1,6 +1,6 @@
 """The messages nodes send each other, and how their format may change.
 
-A message is a small JSON header (``{"v": 1, "t": "<type>", ...}``) plus, for
+A message is a small JSON header (``{"v": 2, "t": "<type>", ...}``) plus, for
 a result, the camera's body as bytes beside it. One dataclass per type; its
 fields are the header's keys.
 
@@ -40,7 +40,7 @@ from ..relay import (
     UnknownRequest,
 )
 
-VERSION = 1
+VERSION = 2
 logger = logging.getLogger("camrelay.cluster")
 
 
@@ -105,6 +105,9 @@ class Takeover(Message):
     TYPE: ClassVar[str] = "takeover"
     camera: str = ""
     to: str = ""
+    #: the claim's sequence (``registry``): a node whose own claim of the camera is later
+    #: ignores it; 0 (v1 senders) is always obeyed
+    seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)

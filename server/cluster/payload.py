@@ -7,6 +7,8 @@ camera's upload, so its callers get the entries exactly as the camera sent them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..logscan import ResultScanner
 from ..relay import LogResult, TimeRange
 
@@ -22,9 +24,9 @@ def result_bytes(result: LogResult) -> bytes:
         selection.release()
 
 
-def result_from(body: bytes) -> LogResult:
-    """The result in ``body`` (one hold, for the caller to release); raises
-    ``ResultBodyError`` when it does not parse."""
+def result_from(body: bytes, on_release: Callable[[], None] | None = None) -> LogResult:
+    """The result in ``body`` (one hold, for the caller to release; ``on_release`` runs
+    when the last hold ends); raises ``ResultBodyError`` when it does not parse."""
     scanner = ResultScanner(expected_size=len(body))
     scanner.feed(body)
-    return scanner.finish().result
+    return scanner.finish(on_release).result

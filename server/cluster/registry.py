@@ -1,10 +1,10 @@
 """The fleet in Redis: which node is each camera's home, and its status for ``/cameras``.
 
 ``{prefix}:cam:{id}`` is a hash (``home``, ``seen`` epoch ms, ``polling``,
-``waiting``, ``inflight``, ``expect``), ``{prefix}:cams`` a sorted set of the
-ids (all scores 0, so ``ZRANGEBYLEX`` gives prefix and cursor paging), and
-``{prefix}:parked:{id}`` the work a stopping node left for the camera's next
-home. Every key has a TTL: the camera retention for the first two, the
+``waiting``, ``inflight``, ``expect``, and ``seq`` counting its claims),
+``{prefix}:cams`` a sorted set of the ids (all scores 0, so ``ZRANGEBYLEX`` gives
+prefix and cursor paging), and ``{prefix}:parked:{id}`` the work a stopping node
+left for the camera's next home. Every key has a TTL: the camera retention for the first two, the
 longest ``/logs`` wait for parked work.
 """
 
@@ -19,9 +19,13 @@ from redis.asyncio import Redis
 from ..relay import CameraStatus
 from .bus import execute
 
-#: claim a camera: become its home; returns the old home ("" if none) and any parked work
+#: claim a camera: become its home; returns the old home ("" if none), any parked work and
+#: the claim's sequence number (the order of the camera's claims, which all nodes agree on);
+#: ARGV[5] '1': the home claims again, and only numbers the claim if it still is the home
 CLAIM = """
 local old = redis.call('HGET', KEYS[1], 'home') or ''
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+if old == ARGV[1] and ARGV[5] == '1' then return {old, '', seq} end
 redis.call('HSET', KEYS[1], 'home', ARGV[1], 'seen', ARGV[2], 'polling', '1')
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('ZADD', KEYS[2], 0, ARGV[4])
@@ -31,7 +35,7 @@ if old == '' then
   parked = redis.call('GET', KEYS[3]) or ''
   if parked ~= '' then redis.call('DEL', KEYS[3]) end
 end
-return {old, parked}
+return {old, parked, seq}
 """
 
 #: a home's status update: written only while this node is the home (or nobody is)
@@ -54,6 +58,14 @@ redis.call('HSET', KEYS[1], 'home', '', 'polling', '0')
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 return 1
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    old_home: str
+    parked: bytes
+    #: this claim's place in the camera's claims (a takeover of a lower one is stale)
+    seq: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,13 +125,19 @@ class Registry:
     def parked_key(self, camera_id: str) -> str:
         return f"{self._prefix}:parked:{camera_id}"
 
-    async def claim(self, camera_id: str) -> tuple[str, bytes]:
-        """Become the camera's home: the previous home ("" if none) and parked work."""
-        old, parked = await self._claim(
-            keys=[self.camera_key(camera_id), self.ids_key, self.parked_key(camera_id)],
-            args=[self._node, _now_ms(), self._ttl_ms, camera_id],
-        )
-        return old.decode(), parked
+    async def claim_each(self, camera_ids: list[str], *, again: bool = False) -> list[Claim]:
+        """Become the home of each of ``camera_ids``, in one round trip: for each, the
+        previous home ("" if none), the work parked for it and the claim's sequence.
+        ``again``: this node is their home already (its status is written apart)."""
+        pipe = self._redis.pipeline(transaction=False)
+        now_ms = _now_ms()
+        for camera_id in camera_ids:
+            await self._claim(
+                keys=[self.camera_key(camera_id), self.ids_key, self.parked_key(camera_id)],
+                args=[self._node, now_ms, self._ttl_ms, camera_id, int(again)],
+                client=pipe,
+            )
+        return [Claim(old.decode(), parked, seq) for old, parked, seq in await execute(pipe)]
 
     async def update(self, statuses: list[tuple[CameraStatus, bool]]) -> None:
         """Write this home's cameras (status, expects a result) in one round trip."""
@@ -142,24 +160,31 @@ class Registry:
             )
         await execute(pipe)
 
-    async def park(self, camera_id: str, work: bytes, ttl_seconds: float) -> None:
-        await self._park(
+    async def park(self, camera_id: str, work: bytes, ttl_seconds: float) -> bool:
+        """Leave ``work`` for the camera's next home; False if another node is its home
+        already (it claimed the camera first)."""
+        parked: int = await self._park(
             keys=[self.camera_key(camera_id), self.parked_key(camera_id)],
             args=[self._node, work, int(ttl_seconds * 1000)],
         )
+        return parked == 1
 
     async def read(self, camera_id: str) -> CameraEntry | None:
         values: Any = await self._redis.hmget(self.camera_key(camera_id), list(FIELDS))
         return _entry(camera_id, values)
 
-    async def read_many(self, camera_ids: list[str]) -> list[CameraEntry]:
+    async def read_each(self, camera_ids: list[str]) -> list[CameraEntry | None]:
+        """The entries of ``camera_ids`` in one round trip (``None`` for an unknown id)."""
         pipe = self._redis.pipeline(transaction=False)
         for camera_id in camera_ids:
             pipe.hmget(self.camera_key(camera_id), list(FIELDS))
+        values = await execute(pipe)
+        return [_entry(camera_id, v) for camera_id, v in zip(camera_ids, values, strict=True)]
+
+    async def read_many(self, camera_ids: list[str]) -> list[CameraEntry]:
         found: list[CameraEntry] = []
         gone: list[str] = []
-        for camera_id, values in zip(camera_ids, await execute(pipe), strict=True):
-            entry = _entry(camera_id, values)
+        for camera_id, entry in zip(camera_ids, await self.read_each(camera_ids), strict=True):
             if entry is None:
                 gone.append(camera_id)
             else:

@@ -29,6 +29,7 @@ from ..relay import (
     Command,
     LogResult,
     LogSelection,
+    PollSuperseded,
     Receipt,
     Relay,
     RelayConfig,
@@ -44,12 +45,13 @@ from ..relay import (
 )
 from ..relay.relay import FIRST_RESERVATION_BYTES
 from . import messages as m
-from .bus import Bus, RedisDown
+from .batch import TurnBatch
+from .bus import Body, Bus, RedisDown
 from .errors import ClusterUnavailable
 from .membership import Membership
 from .observer import ClusterObserver
 from .payload import result_bytes, result_from
-from .registry import CameraEntry, Registry
+from .registry import CameraEntry, Claim, Registry
 from .upload import ForwardedUpload
 
 logger = logging.getLogger("camrelay.cluster")
@@ -127,6 +129,18 @@ class ClusterRelay(Relay):
         self._homed: dict[str, tuple[str, Caller]] = {}
         #: claims waiting for the old home's handover, by camera
         self._handovers: dict[str, asyncio.Future[None]] = {}
+        #: registry reads and claims, one pipeline per loop turn (``batch``)
+        self._entries = TurnBatch(self.registry.read_each, self._spawn)
+        self._claims_made = TurnBatch(self.registry.claim_each, self._spawn)
+        self._claims_again = TurnBatch(
+            functools.partial(self.registry.claim_each, again=True), self._spawn
+        )
+        #: claims under way (Redis written or handover awaited), done once the session exists
+        self._claims: dict[str, asyncio.Future[None]] = {}
+        #: claims sent to Redis and not answered yet: takeovers of these cameras wait
+        self._claiming: dict[str, asyncio.Future[None]] = {}
+        #: the latest claim sequence known here, by camera (this node's or a takeover's)
+        self._claim_seqs: dict[str, int] = {}
         #: results forwarded to other homes, waiting for their receipt, by ref
         self._receipts: dict[str, asyncio.Future[m.Receipt]] = {}
         #: work of cameras given up while stopping, until parked in Redis
@@ -137,7 +151,7 @@ class ClusterRelay(Relay):
         self._unclaimed: set[str] = set()
         #: outcomes to send, by (node, result): one message per node for a shared result
         self._outgoing_results: dict[tuple[str, LogResult], list[str]] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: list[asyncio.Task[Any]] = []
         self._parking_task: asyncio.Task[None] | None = None
         self._detached = False
         self._was_up = True
@@ -169,6 +183,13 @@ class ClusterRelay(Relay):
             except Exception:  # a bug must not stop the heartbeat or the watch
                 logger.exception("the cluster step %s failed", getattr(step, "__name__", step))
 
+    async def sweep(self) -> int:
+        forgotten = await super().sweep()
+        for camera_id in [c for c in self._claim_seqs if c not in self._sessions]:
+            if camera_id not in self._claiming:
+                del self._claim_seqs[camera_id]
+        return forgotten
+
     async def _beat(self) -> None:
         up = await self.members.beat()
         if up and not self._was_up:
@@ -188,24 +209,37 @@ class ClusterRelay(Relay):
         self._closed = True
         for camera_id in list(self._sessions):
             work = self.hand_over(camera_id, superseded=False)
-            if work is not None and not work.empty:
-                self._parking[camera_id] = work
-                self._moved_away(work, "")
+            if work is not None:
+                self._leave_for_next_home(camera_id, work)
         loop = asyncio.get_running_loop()
         give_up = max(self._cluster.shutdown_timeout_seconds - 0.5, 0.0)
         loop.call_later(give_up, self._fail_waiters_stopping)
         if not self._detached:
             self._parking_task = asyncio.create_task(self._park_all(), name="park")
 
+    def _leave_for_next_home(self, camera_id: str, work: SessionWork) -> None:
+        """Stopping: the camera's work waits in Redis for its next home."""
+        if work.empty:
+            return
+        held = self._parking.get(camera_id)
+        self._parking[camera_id] = work if held is None else _joined(held, work)
+        self._moved_away(work, "")
+
     async def _park_all(self) -> None:
+        await self._park_each()
+        await self.members.leave()
+
+    async def _park_each(self) -> None:
         for camera_id, work in list(self._parking.items()):
             data = orjson.dumps(m.work_json(work))
             try:
-                await self.registry.park(camera_id, data, self.config.longest_logs_wait)
-                self._parking.pop(camera_id, None)
+                parked = await self.registry.park(camera_id, data, self.config.longest_logs_wait)
             except (RedisError, OSError) as error:
                 self.bus.failed(error)
-        await self.members.leave()
+                continue
+            # Not parked: a node claimed the camera first; its takeover takes the work.
+            if parked and self._parking.get(camera_id) is work:
+                del self._parking[camera_id]
 
     def _fail_waiters_stopping(self) -> None:
         for waiter in self._waiters.values():
@@ -223,6 +257,8 @@ class ClusterRelay(Relay):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1.0):
                     await self._parking_task
+                    if self._parking:  # handed over to this node while it stopped
+                        await self._park_each()
             await self.bus.flush()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
@@ -246,7 +282,20 @@ class ClusterRelay(Relay):
         if self._closed:
             raise ShuttingDown("the server is shutting down; poll again in a few seconds")
         if camera_id not in self._sessions or camera_id in self._unclaimed:
-            await self._claim(camera_id)
+            claimed = asyncio.get_running_loop().create_future()
+            self._claims.setdefault(camera_id, claimed)
+            try:
+                await self._claim(camera_id)
+            finally:
+                if self._claims.get(camera_id) is claimed:
+                    del self._claims[camera_id]
+                # Messages held back for the claim run after the session exists (below).
+                claimed.set_result(None)
+        else:
+            # Claimed again, in the background: a takeover sent by a node the camera polled
+            # a moment ago is then older than this poll and ignored (``_on_takeover``).
+            self._claiming_now(camera_id)
+            self._spawn(self._claim_again(camera_id))
         self._dirty.add(camera_id)
         try:
             command = await super().poll(camera_id)
@@ -258,32 +307,77 @@ class ClusterRelay(Relay):
         return command
 
     async def _claim(self, camera_id: str) -> None:
-        """Become the camera's home; take its work from the old home (or where it was parked)."""
-        try:
-            old, parked = await self.registry.claim(camera_id)
-        except (RedisError, OSError) as error:
-            self.bus.failed(error)
+        """Become the camera's home; take its work from the old home (or where it was parked).
+
+        Raises ``PollSuperseded`` when a later claim (a newer poll elsewhere) came first."""
+        claim = await self._claim_registry(camera_id)
+        if claim is None:
             # Serve the poll here; the claim is made again on its next poll.
             self._unclaimed.add(camera_id)
             return
-        self.bus.succeeded()
-        self._unclaimed.discard(camera_id)
-        if parked:
-            self._adopt_raw(camera_id, parked)
-            return
+        if await self._take_work(camera_id, claim):
+            done = asyncio.get_running_loop().create_future()
+            self._handovers[camera_id] = done
+            try:
+                async with asyncio.timeout(HANDOVER_WAIT_SECONDS):
+                    await done
+            except TimeoutError:
+                logger.warning(
+                    "node %s did not hand camera %r over in time", claim.old_home, camera_id
+                )
+            finally:
+                self._handovers.pop(camera_id, None)
+        if self._claim_seqs.get(camera_id, 0) > claim.seq:
+            raise PollSuperseded(f"a newer poll for camera {camera_id!r} replaced this one")
+
+    async def _claim_again(self, camera_id: str) -> None:
+        """A poll at the camera's home claims it again; a node that claimed it since (an
+        older poll there) is sent a takeover, which answers that poll 409."""
+        claim = await self._claim_registry(camera_id, self._claims_again)
+        if claim is not None:
+            await self._take_work(camera_id, claim)
+
+    async def _take_work(self, camera_id: str, claim: Claim) -> bool:
+        """Adopt the work parked for the camera, or ask its old home for it (True)."""
+        if claim.parked:
+            self._adopt_raw(camera_id, claim.parked)
+            return False
+        old = claim.old_home
         if old in ("", self.node) or not await self.members.confirm_alive(old):
-            return
-        done = asyncio.get_running_loop().create_future()
-        self._handovers[camera_id] = done
+            return False
         self._forwarded("takeover")
-        self.bus.post(old, m.Takeover(camera=camera_id, to=self.node))
+        self.bus.post(old, m.Takeover(camera=camera_id, to=self.node, seq=claim.seq))
+        return True
+
+    def _claiming_now(self, camera_id: str) -> asyncio.Future[None]:
+        """Mark a claim of the camera as under way (at once, before the claim is sent)."""
+        claiming = self._claiming.get(camera_id)
+        if claiming is None:
+            claiming = asyncio.get_running_loop().create_future()
+            self._claiming[camera_id] = claiming
+        return claiming
+
+    async def _claim_registry(
+        self, camera_id: str, claims: TurnBatch[str, Claim] | None = None
+    ) -> Claim | None:
+        """Claim the camera in Redis (``None`` when Redis failed); its sequence is noted
+        before the takeovers held back meanwhile are looked at."""
+        claiming = self._claiming_now(camera_id)
+        claim: Claim | None = None
         try:
-            async with asyncio.timeout(HANDOVER_WAIT_SECONDS):
-                await done
-        except TimeoutError:
-            logger.warning("node %s did not hand camera %r over in time", old, camera_id)
+            claim = await (claims or self._claims_made).get(camera_id)
+        except (RedisError, OSError) as error:
+            self.bus.failed(error)
         finally:
-            self._handovers.pop(camera_id, None)
+            if claim is not None:
+                self.bus.succeeded()
+                self._unclaimed.discard(camera_id)
+                self._claim_seqs[camera_id] = max(claim.seq, self._claim_seqs.get(camera_id, 0))
+            if self._claiming.get(camera_id) is claiming:
+                del self._claiming[camera_id]
+            if not claiming.done():
+                claiming.set_result(None)
+        return claim
 
     def _adopt_raw(self, camera_id: str, raw: bytes) -> None:
         try:
@@ -295,6 +389,9 @@ class ClusterRelay(Relay):
 
     def _adopt(self, camera_id: str, work: SessionWork) -> None:
         if self._closed:
+            # Handed over as this node stopped: parked like this node's own work.
+            self._leave_for_next_home(camera_id, work)
+            self._spawn(self._park_each())
             return
         callers = [
             c for c in self.take_over(camera_id, _without(work, self._homed)) if c.ref is not None
@@ -530,6 +627,14 @@ class ClusterRelay(Relay):
                 waiter.home = home
                 waiter.orphaned_at = None
 
+    def _orphan(self, ref: str) -> None:
+        """The caller ``ref`` waits, at its node, for its camera to poll a live node."""
+        node = _node_of(ref)
+        if node == self.node:
+            self._note_moved([ref], "")
+        else:
+            self.bus.post(node, m.Moved(refs=(ref,), home=""))
+
     def _moved_away(self, work: SessionWork, home: str) -> None:
         """This node gave the work up: its own callers follow it; the others are told."""
         refs_by_node: dict[str, list[str]] = defaultdict(list)
@@ -596,9 +701,10 @@ class ClusterRelay(Relay):
         now = asyncio.get_running_loop().time()
         for waiter in orphans:
             home = homes.get(waiter.camera_id, "")
-            if waiter.future.done() or not home or not self.members.is_alive(home):
+            if waiter.future.done() or waiter.orphaned_at is None:
+                continue  # answered, or told where its work went, during the read
+            if not home or not self.members.is_alive(home):
                 continue
-            assert waiter.orphaned_at is not None
             pickup = self.config.connect_timeout_seconds - (now - waiter.orphaned_at)
             if home == self.node:
                 if waiter.camera_id not in self._sessions:
@@ -615,7 +721,7 @@ class ClusterRelay(Relay):
 
     # ================================================================ messages
 
-    async def _handle(self, message: m.Message, body: bytes | None) -> None:
+    async def _handle(self, message: m.Message, body: Body | None) -> None:
         if message.sent_ms:
             self._events.hop_latency(max(time.time() * 1000 - message.sent_ms, 0.0) / 1000)
         if isinstance(message, m.Enqueue):
@@ -631,15 +737,21 @@ class ClusterRelay(Relay):
         elif isinstance(message, m.Handover):
             self._on_handover(message)
         elif isinstance(message, m.Posted):
-            await self._on_posted(message, body)
+            # Off the inbox's reader: the result may wait for room in the budget.
+            self._spawn(self._on_posted(message, body))
         elif isinstance(message, m.Receipt):
             done = self._receipts.get(message.ref)
             if done is not None and not done.done():
                 done.set_result(message)
 
     def _on_enqueue(self, message: m.Enqueue) -> None:
+        if self._closed:
+            # Stopping: the caller's node places it at the camera's next home.
+            self._orphan(message.ref)
+            return
         if message.camera not in self._sessions:
-            self._pass_on(message, message.hops)
+            if not self._after_claim(message):
+                self._pass_on(message, message.hops)
             return
         try:
             self._enqueue_here(
@@ -656,13 +768,31 @@ class ClusterRelay(Relay):
     def _on_forget(self, message: m.Forget) -> None:
         homed = self._homed.pop(message.ref, None)
         if homed is None:
-            self._pass_on(message, message.hops)
+            if not self._after_claim(message):
+                self._pass_on(message, message.hops)
             return
         camera_id, caller = homed
         session = self._sessions.get(camera_id)
         if session is not None:
             session.forget(caller)
             self._dirty.add(camera_id)
+
+    def _after_claim(self, message: m.Enqueue | m.Forget) -> bool:
+        """A message for a camera this node is claiming: handled once the claim is done
+        (the sender found this node as the home in Redis). False if there is no claim."""
+        claim = self._claims.get(message.camera)
+        if claim is None:
+            return False
+
+        async def handle_later() -> None:
+            await claim
+            if isinstance(message, m.Enqueue):
+                self._on_enqueue(message)
+            else:
+                self._on_forget(message)
+
+        self._spawn(handle_later())
+        return True
 
     def _pass_on(self, message: m.Enqueue | m.Forget, hops: int) -> None:
         """A message for a camera no longer homed here: to its current home."""
@@ -677,21 +807,53 @@ class ClusterRelay(Relay):
             if hops < MAX_HOPS and home and home != self.node and alive:
                 self.bus.post(home, _with_hops(message, hops + 1))
                 return
+            if entry is not None and isinstance(message, m.Enqueue):
+                # The camera's work waits for its next poll (parked, or its home stopped):
+                # the caller's node places the caller there, or answers 503 past the
+                # connect timeout (``_watch_orphans``).
+                self._orphan(message.ref)
+                return
         if isinstance(message, m.Enqueue):
             self._send_error(
                 message.ref,
                 CameraOffline(f"camera {message.camera!r} moved and is not polling; retry"),
             )
 
-    def _on_outcome(self, message: m.Outcome, body: bytes | None) -> None:
+    def _on_outcome(self, message: m.Outcome, body: Body | None) -> None:
         if message.error:
             for ref in message.refs:
                 self._resolve(ref, None, m.error_of(message.error, message.detail))
             return
+        # Off the inbox's reader: the result may wait for room in the budget.
+        self._spawn(self._take_outcome(message, body))
+
+    async def _result_in_budget(self, body: Body | None) -> LogResult | None:
+        """The result in a message's body, read once this node's budget has room for it
+        and counted there until its last hold ends; ``None`` if the body is gone; raises
+        ``ResultBodyError``."""
+        reservation = await self.budget.reserve(
+            FIRST_RESERVATION_BYTES if body is None or not body.size else body.size
+        )
         try:
-            result = result_from(body or b"")
+            data = b"" if body is None else await body.read()
+            if data is None:
+                reservation.release()
+                return None
+            await reservation.grow_to(len(data))
+            result = result_from(data, reservation.release)
+        except BaseException:
+            reservation.release()
+            raise
+        reservation.done_reading()
+        return result
+
+    async def _take_outcome(self, message: m.Outcome, body: Body | None) -> None:
+        try:
+            result = await self._result_in_budget(body)
         except ResultBodyError as error:
             logger.warning("dropped a result message whose body does not parse: %s", error)
+            return
+        if result is None:
             return
         try:
             for ref in message.refs:
@@ -701,6 +863,27 @@ class ClusterRelay(Relay):
             result.release()
 
     def _on_takeover(self, message: m.Takeover) -> None:
+        camera_id = message.camera
+        claiming = self._claiming.get(camera_id)
+        if claiming is not None:
+            # This node's own claim is in Redis's hands: compare once its sequence is known.
+            async def look_later() -> None:
+                await claiming
+                self._on_takeover(message)
+
+            self._spawn(look_later())
+            return
+        latest = self._claim_seqs.get(camera_id, 0)
+        if message.seq and message.seq < latest:
+            # Sent for a poll older than this node's latest claim: the newer poll stays;
+            # the sender gets this node's own takeover.
+            logger.info("ignored a takeover of camera %r older than the latest poll", camera_id)
+            return
+        if message.seq:
+            self._claim_seqs[camera_id] = message.seq
+        waiting = self._handovers.get(camera_id)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(None)  # superseded: ``_claim`` answers its poll 409
         work = self.hand_over(message.camera, superseded=True)
         if work is None:
             work = self._parking.pop(message.camera, None)
@@ -720,14 +903,16 @@ class ClusterRelay(Relay):
         if done is not None and not done.done():
             done.set_result(None)
 
-    async def _on_posted(self, message: m.Posted, body: bytes | None) -> None:
+    async def _on_posted(self, message: m.Posted, body: Body | None) -> None:
         reply: m.Receipt
         try:
             if message.camera not in self._sessions:
                 raise UnknownRequest(
                     f"camera {message.camera!r} has no command awaiting a result; poll first"
                 )
-            result = result_from(body or b"")
+            result = await self._result_in_budget(body)
+            if result is None:
+                return  # the body is gone: the node that forwarded it tells the camera
             try:
                 receipt = self.submit_result(message.camera, message.request_id, result)
             finally:
@@ -748,8 +933,9 @@ class ClusterRelay(Relay):
     # ================================================================ the fleet
 
     async def _entry(self, camera_id: str) -> CameraEntry | None:
+        """The camera's entry in Redis (read with the others asked for in this loop turn)."""
         try:
-            entry = await self.registry.read(camera_id)
+            entry = await self._entries.get(camera_id)
         except (RedisError, OSError) as error:
             self.bus.failed(error)
             raise ClusterUnavailable(
@@ -777,7 +963,7 @@ class ClusterRelay(Relay):
         self._tasks.append(task)
         task.add_done_callback(self._forget_task)
 
-    def _forget_task(self, task: asyncio.Task[None]) -> None:
+    def _forget_task(self, task: asyncio.Task[Any]) -> None:
         with contextlib.suppress(ValueError):
             self._tasks.remove(task)
 
@@ -864,6 +1050,15 @@ class ClusterRelay(Relay):
 
 def _node_of(ref: str) -> str:
     return ref.rpartition("/")[0]
+
+
+def _joined(first: SessionWork, second: SessionWork) -> SessionWork:
+    return SessionWork(
+        queued=first.queued + second.queued,
+        in_flight=first.in_flight + second.in_flight,
+        accepted=first.accepted + second.accepted,
+        last_seen=max(first.last_seen or 0.0, second.last_seen or 0.0) or None,
+    )
 
 
 def _with_hops(message: m.Enqueue | m.Forget, hops: int) -> m.Enqueue | m.Forget:
