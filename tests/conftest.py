@@ -17,8 +17,27 @@ from server import Settings, create_app
 from server.relay import CameraStatus, Relay
 from server.runner import make_runner
 from server.state import get_relay
+from tests import test_bench
 from tools.redis_server import RedisServer, RedisServerNotFound, find_redis_server
 from tools.redis_server import redis_server as start_redis_server
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The quick benchmark test goes last: its harness runs while the rest of the suite does."""
+    items.sort(key=lambda item: item.nodeid.startswith("tests/test_bench.py::test_quick_bench"))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the quick benchmark harness now if its test is selected: it runs alongside."""
+    if any(
+        item.nodeid.startswith("tests/test_bench.py::test_quick_bench") for item in session.items
+    ):
+        test_bench.start_quick_bench()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    test_bench.stop_quick_bench()
+
 
 #: Short, distinct timeouts so that tests finish fast and a mix-up shows.
 TEST_SETTINGS = Settings(
