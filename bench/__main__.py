@@ -18,12 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.plan import FULL, QUICK, Context
-from bench.procs import REPO
 from bench.report import describe, machine, table, write_json
 from bench.result import ScenarioResult
 from bench.runner import run_all
 from bench.scenarios import SCENARIOS
 from common.fdlimit import raise_open_file_limit
+from tools.procs import REPO
 
 __all__ = ["main", "run"]
 

@@ -14,7 +14,8 @@ import orjson
 
 from bench.http import client_session, gauge, wait_for
 from bench.plan import Context
-from bench.procs import (
+from bench.procstat import Memory, children, cpu_seconds, listening_on, memory, open_fds
+from tools.procs import (
     HOST,
     Child,
     child_env,
@@ -24,7 +25,6 @@ from bench.procs import (
     stop,
     wait_healthy,
 )
-from bench.procstat import Memory, children, cpu_seconds, listening_on, memory, open_fds
 from tools.redis_server import redis_server
 
 T = TypeVar("T")

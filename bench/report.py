@@ -13,9 +13,9 @@ from pathlib import Path
 
 import orjson
 
-from bench.procs import REPO
 from bench.result import ScenarioResult
 from common.fdlimit import hard_open_file_limit
+from tools.procs import REPO
 
 __all__ = ["describe", "machine", "table", "write_json"]
 

@@ -15,12 +15,12 @@ from common.fdlimit import raise_open_file_limit
 from common.grammar import CAMERA_ID_RULE, is_camera_id
 
 from .app import create_app
-from .auth import camera_token
-from .httpguard import UnsupportedAiohttp
-from .logging_setup import configure_logging
-from .runner import ListenError, serve
+from .http.auth import camera_token
+from .observe.logging_setup import configure_logging
+from .serve.httpguard import UnsupportedAiohttp
+from .serve.runner import ListenError, serve
+from .serve.supervisor import run_workers, stop_with_supervisor
 from .settings import ConfigError, Settings
-from .supervisor import run_workers, stop_with_supervisor
 
 logger = logging.getLogger("camrelay")
 

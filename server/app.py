@@ -10,16 +10,16 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .cluster import ClusterConfig, ClusterRelay
-from .eventlog import EventLogger
-from .metrics import ClusterMetrics, RelayMetrics
-from .middlewares import logs_outcomes, problem_errors, request_context
-from .relay import FanOutObserver, Relay
-from .routes import setup_routes
+from .cluster import ClusterConfig, ClusterNode, StoreLimits
+from .cluster.redis import RedisBackend
+from .http.middlewares import logs_outcomes, problem_errors, request_context
+from .http.routes import setup_routes
+from .observe.events import EventLogger
+from .observe.metrics import ClusterMetrics, RelayMetrics
+from .relay import FanOutObserver, Relay, RelayService
 from .settings import Settings
 from .state import (
     METRICS_KEY,
-    REDIS_STATE_KEY,
     RELAY_KEY,
     SETTINGS_KEY,
     STARTED_AT_KEY,
@@ -39,13 +39,12 @@ def create_app(settings: Settings | None = None) -> web.Application:
     )
     metrics = RelayMetrics()
     observer = FanOutObserver(metrics, EventLogger())
-    relay: Relay
+    relay: RelayService
     if settings.redis_url is None:
         relay = Relay(settings.relay_config, observer=observer)
-        app[REDIS_STATE_KEY] = lambda: "unused"
     else:
-        relay = cluster_relay(settings, observer, metrics)
-        app.cleanup_ctx.append(_cluster_membership)
+        relay = cluster_node(settings, observer, metrics)
+    app.cleanup_ctx.append(_relay_lifetime)
     metrics.read_state_from(relay.stats)
     app[SETTINGS_KEY] = settings
     app[RELAY_KEY] = relay
@@ -58,32 +57,41 @@ def create_app(settings: Settings | None = None) -> web.Application:
     return app
 
 
-def cluster_relay(
+def cluster_node(
     settings: Settings, observer: FanOutObserver, metrics: RelayMetrics
-) -> ClusterRelay:
+) -> ClusterNode:
     assert settings.redis_url is not None
+    config = settings.relay_config
     cluster = ClusterConfig(
-        redis_url=settings.redis_url,
         prefix=settings.redis_prefix,
         node=settings.node_name,
         node_timeout_seconds=settings.node_timeout_seconds,
         shutdown_timeout_seconds=settings.shutdown_timeout_seconds,
     )
+    limits = StoreLimits(
+        node_timeout_seconds=settings.node_timeout_seconds,
+        max_cameras=config.max_cameras,
+        answered_retention_seconds=config.session_retention_seconds,
+        unanswered_retention_seconds=config.unanswered_retention_seconds,
+        message_ttl_seconds=max(config.longest_logs_wait * 2, 60.0),
+    )
+    backend = RedisBackend.from_url(settings.redis_url, settings.redis_prefix, limits)
     cluster_metrics = ClusterMetrics(metrics.registry)
-    relay = ClusterRelay(settings.relay_config, cluster, observer, cluster_metrics)
-    cluster_metrics.read_nodes_alive_from(relay.nodes_alive)
-    return relay
+    node = ClusterNode(config, cluster, backend, observer=observer, events=cluster_metrics)
+    cluster_metrics.read_nodes_alive_from(node.nodes_alive)
+    return node
 
 
-async def _cluster_membership(app: web.Application) -> AsyncIterator[None]:
-    """The node joins the cluster for the app's lifetime (``close`` hands its work over)."""
+async def _relay_lifetime(app: web.Application) -> AsyncIterator[None]:
+    """The relay service is started with the app and stopped at its end (in cluster mode:
+    joins the cluster; ``close`` at shutdown hands its work over first)."""
     relay = get_relay(app)
-    assert isinstance(relay, ClusterRelay)
-    app[REDIS_STATE_KEY] = lambda: "up" if relay.redis_up else "down"
-    logger.info("node %s: cluster mode on %s", relay.node, get_settings(app).redis_url_redacted)
+    if isinstance(relay, ClusterNode):
+        redis_url = get_settings(app).redis_url_redacted
+        logger.info("node %s: cluster mode on %s", relay.incarnation, redis_url)
     await relay.start()
     yield
-    await relay.detach()
+    await relay.stop()
 
 
 async def _warn_when_auth_is_off(app: web.Application) -> None:

@@ -14,30 +14,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from server import Settings, create_app
-from server.relay import CameraStatus, Relay
-from server.runner import make_runner
+from server.cluster import ClusterNode
+from server.relay import CameraStatus, Relay, RelayService
+from server.serve.runner import make_runner
 from server.state import get_relay
-from tests import test_bench
 from tools.redis_server import RedisServer, RedisServerNotFound, find_redis_server
 from tools.redis_server import redis_server as start_redis_server
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The quick benchmark test goes last: its harness runs while the rest of the suite does."""
-    items.sort(key=lambda item: item.nodeid.startswith("tests/test_bench.py::test_quick_bench"))
-
-
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """Start the quick benchmark harness now if its test is selected: it runs alongside."""
-    if any(
-        item.nodeid.startswith("tests/test_bench.py::test_quick_bench") for item in session.items
-    ):
-        test_bench.start_quick_bench()
-
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    test_bench.stop_quick_bench()
-
 
 #: Short, distinct timeouts so that tests finish fast and a mix-up shows.
 TEST_SETTINGS = Settings(
@@ -57,9 +39,16 @@ def settings_for(**overrides: Any) -> Settings:
     return dataclasses.replace(TEST_SETTINGS, **overrides)
 
 
+def local_relay(service: RelayService) -> Relay:
+    if isinstance(service, ClusterNode):
+        return service.relay
+    assert isinstance(service, Relay)
+    return service
+
+
 def relay_of(client: Client) -> Relay:
     assert isinstance(client.server, TestServer)
-    return get_relay(client.server.app)
+    return local_relay(get_relay(client.server.app))
 
 
 def busy_cameras(relay: Relay) -> list[CameraStatus]:
@@ -111,8 +100,13 @@ class LiveServer:
     url: str
 
     @property
-    def relay(self) -> Relay:
+    def service(self) -> RelayService:
         return get_relay(self.app)
+
+    @property
+    def relay(self) -> Relay:
+        """The sessions held in this process (a cluster node's cameras homed here)."""
+        return local_relay(self.service)
 
 
 MakeLiveServer = Callable[..., Awaitable[LiveServer]]
@@ -154,7 +148,7 @@ async def make_live_server() -> AsyncIterator[MakeLiveServer]:
 
     yield make
     for runner in runners:
-        await wait_for_relay_idle(get_relay(runner.app))
+        await wait_for_relay_idle(local_relay(get_relay(runner.app)))
         await runner.cleanup()
 
 

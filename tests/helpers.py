@@ -12,8 +12,8 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from server.logscan import ResultScanner
 from server.relay import LogResult, LogSelection, Relay, TimeRange
+from server.relay.logscan import ResultScanner
 
 LogEntries = list[dict[str, Any]]
 

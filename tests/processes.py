@@ -1,7 +1,7 @@
 """Start the server (and cameras) as separate processes, the way the README does.
 
-The process plumbing (free ports, spawning, stopping, health waits) is the
-benchmark harness's (``bench.procs``): one definition for both.
+The process plumbing (free ports, spawning, stopping, health waits) is
+shared with the benchmark harness (``tools.procs``): one definition for both.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import tempfile
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
-from bench.procs import REPO, Child, free_port, python, running, spawn, wait_healthy
-from bench.procs import child_env as _child_env
+from tools.procs import REPO, Child, free_port, python, running, spawn, wait_healthy
+from tools.procs import child_env as _child_env
 
 __all__ = ["REPO", "child_env", "free_port", "server_process", "spawned", "wait_healthy"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from server.errors import relay_problem
+from server.http.error_map import relay_problem
 from server.relay import RelayError
 from tests.conftest import Client, MakeClient, relay_of
 from tests.helpers import callers_waiting, camera_polling, running, scrape, wait_until

@@ -18,6 +18,8 @@ from tests.conftest import LiveServer, MakeLiveServer
 from tests.helpers import callers_waiting, camera_polling, wait_until
 
 HEADERS_DONE = b"\r\n\r\n"
+#: the head of every answer ``read_head`` read (the last one is the latest)
+HEADS: list[bytes] = []
 
 
 @contextlib.asynccontextmanager
@@ -43,6 +45,7 @@ async def raw_upload(
 async def read_head(reader: asyncio.StreamReader) -> tuple[int, int]:
     """Status and Content-Length of one HTTP answer."""
     head = await asyncio.wait_for(reader.readuntil(HEADERS_DONE), 5)
+    HEADS.append(head)
     lines = head.decode().split("\r\n")
     status = int(lines[0].split()[1])
     length = next(
@@ -527,3 +530,149 @@ async def test_upload_queued_behind_one_that_left_gets_the_room_there_is(
             status = await asyncio.wait_for(posted, 2.0)
             assert status == 200
             assert (await taken["s"][1])[0] == 200
+
+
+def unknown_request_problem(detail: str) -> dict[str, Any]:
+    return {
+        "type": "urn:camrelay:problem:unknown-request",
+        "title": "Not Found",
+        "status": 404,
+        "detail": detail,
+    }
+
+
+LONG_ID_DETAIL = (
+    "the requestId is longer than 64 bytes, so no command has it (the server's ids are "
+    "32 characters): answer a command camera 'default' received, with its requestId as given"
+)
+
+
+async def test_request_id_that_never_ends_is_404_after_a_small_prefix(
+    make_live_server: MakeLiveServer,
+) -> None:
+    """50 MB announced, the requestId never closes: the 404 comes once it is past 64
+    bytes, the rest is neither waited for nor kept, and the connection ends."""
+    server = await make_live_server(response_timeout_seconds=10.0)
+    async with ClientSession() as http:
+        command, caller = await take_command(http, server)
+        async with raw_upload(server, 50_000_000) as (reader, writer):
+            writer.write(b'{"requestId": "')
+            sent = len(b'{"requestId": "')
+            answer = asyncio.ensure_future(read_answer(reader))
+            piece = b"a" * 4096
+            while not answer.done() and sent < 50_000_000:
+                writer.write(piece)
+                sent += len(piece)
+                await writer.drain()
+                await asyncio.sleep(0)
+            status, problem = await answer
+            assert sent < 1_000_000
+            # the rest is not read: the connection carries no other request
+            assert b"\r\nConnection: close\r\n" in HEADS[-1]
+            assert (status, problem) == (404, unknown_request_problem(LONG_ID_DETAIL))
+            assert server.relay.budget.in_use == 0
+        # The command is still open: its own result is accepted.
+        body = orjson.dumps({"requestId": command["requestId"], "logs": [{"timestamp": 2}]})
+        assert await post_result(http, server, body) == 200
+        assert (await caller)[0] == 200
+
+
+async def test_request_id_of_65_characters_is_404(make_live_server: MakeLiveServer) -> None:
+    server = await make_live_server(response_timeout_seconds=10.0)
+    async with ClientSession() as http:
+        command, caller = await take_command(http, server)
+        small = orjson.dumps({"requestId": "a" * 65, "logs": []})
+        # read in one go once all here, and (over 64 KiB) as it streams in
+        big = orjson.dumps({"requestId": "b" * 65, "logs": [{"timestamp": 1}] * 10_000})
+        for body in (small, big):
+            async with http.post(
+                f"{server.url}/send_logs",
+                params={"cameraId": "default"},
+                data=body,
+                headers={"Content-Type": "application/json"},
+            ) as response:
+                assert response.status == 404
+                assert await response.json(content_type=None) == unknown_request_problem(
+                    LONG_ID_DETAIL
+                )
+        body = orjson.dumps({"requestId": command["requestId"], "logs": []})
+        assert await post_result(http, server, body) == 200
+        assert (await caller)[0] == 200
+
+
+async def test_unknown_request_id_of_64_characters_is_an_unknown_one(
+    make_live_server: MakeLiveServer,
+) -> None:
+    server = await make_live_server(response_timeout_seconds=10.0)
+    async with ClientSession() as http:
+        command, caller = await take_command(http, server)
+        unknown = "c" * 64
+        async with http.post(
+            f"{server.url}/send_logs",
+            params={"cameraId": "default"},
+            data=orjson.dumps({"requestId": unknown, "logs": []}),
+            headers={"Content-Type": "application/json"},
+        ) as response:
+            assert response.status == 404
+            assert await response.json(content_type=None) == unknown_request_problem(
+                f"no command {unknown!r} is awaiting a result from camera 'default': "
+                "it is unknown, expired, or was issued to another camera"
+            )
+        body = orjson.dumps({"requestId": command["requestId"], "logs": []})
+        assert await post_result(http, server, body) == 200
+        assert (await caller)[0] == 200
+
+
+TOO_MANY_UPLOADS = {
+    "type": "urn:camrelay:problem:too-many-uploads",
+    "title": "Too Many Requests",
+    "status": 429,
+    "detail": (
+        "camera 'default' already has 2 results being uploaded, the most it may have with "
+        "1 unanswered command(s) (one per command, plus one): let an upload finish or close "
+        "its connection, then retry"
+    ),
+}
+
+
+async def test_uploads_past_one_per_unanswered_command_plus_one_get_429(
+    make_live_server: MakeLiveServer,
+) -> None:
+    server = await make_live_server(
+        response_timeout_seconds=10.0, connect_timeout_seconds=10.0, body_timeout_seconds=30.0
+    )
+    relay = server.relay
+    async with ClientSession() as http:
+        command, caller = await take_command(http, server)
+        session = relay.session("default")
+        assert session is not None
+        head = b'{"requestId": "%s", "logs": [' % command["requestId"].encode()
+        answer = orjson.dumps({"requestId": command["requestId"], "logs": [{"timestamp": 5}]})
+        async with contextlib.AsyncExitStack() as stack:
+            first = await stack.enter_async_context(raw_upload(server, 10_000))
+            second = await stack.enter_async_context(raw_upload(server, 10_000))
+            for _, writer in (first, second):
+                writer.write(head)
+                await writer.drain()
+            await wait_until(lambda: session.uploads_in_flight == 2)
+            await wait_until(lambda: relay.budget.in_use == 20_000)
+            async with http.post(
+                f"{server.url}/send_logs",
+                params={"cameraId": "default"},
+                data=answer,
+                headers={"Content-Type": "application/json"},
+            ) as response:
+                assert response.status == 429
+                assert response.headers["Retry-After"] == "1"
+                assert await response.json(content_type=None) == TOO_MANY_UPLOADS
+            # refused before its body was read and before any budget was reserved
+            assert relay.budget.in_use == 20_000
+            assert session.uploads_in_flight == 2
+            # One of the two hangs up: a new upload is taken.
+            first[1].close()
+            await wait_until(lambda: session.uploads_in_flight == 1)
+            assert await post_result(http, server, answer) == 200
+            status, logs = await caller
+            assert (status, orjson.loads(logs)["logs"]) == (200, [{"timestamp": 5}])
+        await wait_until(lambda: session.uploads_in_flight == 0)
+    assert relay.budget.in_use == 0

@@ -13,7 +13,7 @@ import sys
 import orjson
 import pytest
 
-from server.auth import camera_token
+from server.http.auth import camera_token
 from tests.conftest import Client, MakeClient, relay_of
 from tests.helpers import camera_polling, running, wait_until
 
@@ -148,6 +148,7 @@ async def test_auth_off_is_warned_at_start_up(
     assert "CAMERA_SECRET is not set" in caplog.text
 
 
+@pytest.mark.process
 def test_camera_token_command_prints_the_token() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "server", "camera-token", "cam-1"],

@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from bench.fixtures import relay_nodes, relay_workers
 from bench.plan import QUICK, Context
 from bench.procstat import cpu_seconds, listening_on
 from tools.redis_server import RedisServer
+
+pytestmark = [pytest.mark.bench, pytest.mark.process, pytest.mark.redis]
 
 
 def environment_of(pid: int) -> dict[str, str]:

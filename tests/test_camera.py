@@ -873,6 +873,7 @@ async def test_build_fleet_gives_each_camera_its_own_id_and_log(
     assert all(c.settings.camera_token == "t" for c in fleet)
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("args", [[], ["--fleet", "2"]])
 async def test_python_m_camera_exits_0_on_sigterm(relay: FakeRelay, args: list[str]) -> None:
     env = {

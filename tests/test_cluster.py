@@ -17,9 +17,10 @@ from typing import Any, TypeVar
 import aiohttp
 import orjson
 import pytest
+from redis.asyncio import Redis
 
-from server.cluster import ClusterRelay
-from server.cluster.bus import INLINE_BODY_BYTES
+from server.cluster import ClusterNode
+from server.cluster.redis.transport import INLINE_BODY_BYTES
 from tests.conftest import LiveServer, MakeLiveServer
 from tests.helpers import LogEntries, wait_until
 from tools.redis_server import RedisServer
@@ -78,9 +79,19 @@ async def spawn(
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def cluster(node: LiveServer) -> ClusterRelay:
-    relay = node.relay
-    assert isinstance(relay, ClusterRelay)
+@contextlib.asynccontextmanager
+async def redis_client(server: RedisServer) -> AsyncIterator[Redis]:
+    """A client of the test's redis-server, to look at what the nodes keep there."""
+    client = Redis.from_url(server.url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+def cluster(node: LiveServer) -> ClusterNode:
+    relay = node.service
+    assert isinstance(relay, ClusterNode)
     return relay
 
 
@@ -474,10 +485,11 @@ async def test_a_killed_node_loses_no_caller_on_a_surviving_node(
     await wait_until(status_is(a, in_flight=1))  # delivered to the poll at a
     await held
     # Node a dies (no heartbeat, no inbox, no handover); b notices within NODE_TIMEOUT.
-    await cluster(a).detach()
+    await cluster(a).halt()
     loop = asyncio.get_running_loop()
     killed_at = loop.time()
-    await wait_until(lambda: not cluster(b).members.is_alive("a"), timeout=1.5)
+    dead = cluster(a).incarnation
+    await wait_until(lambda: not cluster(b).is_alive(dead), timeout=1.5)
     assert loop.time() - killed_at <= 1.0  # NODE_TIMEOUT_SECONDS
     # The camera reconnects to b: the caller's work is handed to that poll.
     camera.poll_nodes = itertools.cycle([b])
@@ -497,9 +509,10 @@ async def test_a_killed_node_whose_camera_never_returns_means_503(
     await held_poll(spawn, camera, a)
     caller = spawn(get_logs(http, b))
     await wait_until(status_is(a, in_flight=1))
-    await cluster(a).detach()
+    await cluster(a).halt()
     loop = asyncio.get_running_loop()
-    await wait_until(lambda: not cluster(b).members.is_alive("a"), timeout=1.5)
+    dead = cluster(a).incarnation
+    await wait_until(lambda: not cluster(b).is_alive(dead), timeout=1.5)
     detected_at = loop.time()
     status, body = await caller
     assert status == 503
@@ -522,7 +535,7 @@ async def test_a_node_stopping_hands_its_work_over(
     idle_poll = spawn(idle.poll(a))
     await wait_until(polling_at(a, "idle"))
     # SIGTERM: held polls are answered noop; the work waits for the camera's next home.
-    a.relay.close()
+    a.service.close()
     assert await idle_poll == (200, {"command": "noop"})
     camera.poll_nodes = itertools.cycle([b])
     spawn(camera.run())
@@ -544,11 +557,12 @@ async def test_a_big_result_crosses_as_a_key_and_every_key_has_a_ttl_and_the_pre
     await wait_until(polling_at(a))
     status, body = await get_logs(http, b, startTimestamp=10, endTimestamp=189)
     assert (status, body["logs"]) == (200, big[10:190])
-    prefix = cluster(a).bus.prefix
-    keys = [key.decode() async for key in cluster(a).bus.redis.scan_iter(count=1000)]
-    assert keys
-    assert all(key.startswith(f"{prefix}:") for key in keys)
-    for key in keys:
-        assert await cluster(a).bus.redis.pttl(key) > 0, key
+    prefix = cluster(a).cluster.prefix
+    async with redis_client(redis_server) as redis:
+        keys = [key.decode() async for key in redis.scan_iter(count=1000)]
+        assert keys
+        assert all(key.startswith(f"{prefix}:") for key in keys)
+        for key in keys:
+            assert await redis.pttl(key) > 0, key
     # the result's key was read and deleted by the node it was for
     assert not [key for key in keys if ":blob:" in key]

@@ -23,10 +23,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bench.procs import Child, running, spawn
 from tests.helpers import LogEntries
 from tests.helpers import running as running_task
 from tests.processes import child_env, free_port, python, wait_healthy
+from tools.procs import Child, running, spawn
 from tools.redis_server import RedisServer, find_redis_server, server_args
 
 POLL_HOLD = 1.0

@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from bench.procs import REPO
 from common.fdlimit import hard_open_file_limit
+from tools.procs import REPO
 
 #: Starts at a soft limit of 256, then asks for 300, for 200, and for the most.
 RAISE_AND_PRINT = (

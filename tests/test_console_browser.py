@@ -34,6 +34,8 @@ from tests.conftest import LiveServer, MakeLiveServer
 from tests.helpers import LogEntries, ScriptedCamera, camera_polling, running, wait_until
 from tools.browser import chromium_path, launch, missing_browser_reason
 
+pytestmark = pytest.mark.browser
+
 #: Short server timeouts: a stopped camera is offline within a second of its last poll.
 FAST = {"poll_hold_seconds": 0.5, "connect_timeout_seconds": 0.5}
 #: A camera that never answered a command is forgotten POLL_HOLD + CONNECT after it

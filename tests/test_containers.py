@@ -26,9 +26,9 @@ from typing import Any
 import pytest
 import yaml
 
-from bench.procs import free_port
 from camera.settings import CameraSettings
 from server.settings import Settings
+from tools.procs import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"

@@ -5,7 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from tests.processes import REPO, child_env
+
+pytestmark = pytest.mark.process
 
 ADEV_LOADS_THE_FACTORY = """
 import asyncio

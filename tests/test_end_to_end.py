@@ -9,6 +9,7 @@ import signal
 import subprocess
 from typing import Any
 
+import pytest
 from aiohttp import ClientSession, TCPConnector
 
 from camera import Camera, CameraSettings, EventLog
@@ -65,6 +66,7 @@ async def test_real_camera_serves_200_parallel_callers_exactly(
     assert camera.stats.commands_handled <= 3
 
 
+@pytest.mark.process
 async def test_processes_started_as_the_readme_says() -> None:
     """`MODE=api ./run.sh` and `MODE=camera API_BASE_URL=... ./run.sh`, then curl_parallel."""
     port = free_port()
@@ -108,6 +110,8 @@ async def test_processes_started_as_the_readme_says() -> None:
         assert await asyncio.wait_for(api.process.wait(), 10) == 0
 
 
+@pytest.mark.process
+@pytest.mark.redis
 async def test_run_sh_cluster_serves_its_fleet_and_stops_on_ctrl_c() -> None:
     """`./run.sh cluster`: Redis, 2 workers and 100 cameras; Ctrl-C (SIGINT) stops all, exit 0."""
     port, redis_port = free_port(), free_port()
@@ -139,6 +143,7 @@ async def test_run_sh_cluster_serves_its_fleet_and_stops_on_ctrl_c() -> None:
         raise AssertionError(f"something still listens on {stopped}")
 
 
+@pytest.mark.process
 def test_run_sh_rejects_an_unknown_mode() -> None:
     result = subprocess.run(
         [str(REPO / "run.sh"), "nonsense"],

@@ -7,11 +7,14 @@ import contextlib
 import tempfile
 from pathlib import Path
 
+import pytest
 from aiohttp import ClientSession
 
-from bench.procs import python, spawn, stop
 from tests.helpers import wait_until
 from tests.processes import child_env, free_port, wait_healthy
+from tools.procs import python, spawn, stop
+
+pytestmark = pytest.mark.process
 
 #: the server's whole fd budget (soft and hard: common/fdlimit.py lifts soft to hard)
 FD_LIMIT = 64

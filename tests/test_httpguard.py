@@ -16,17 +16,17 @@ from aiohttp.web_protocol import RequestHandler
 from yarl import URL
 
 from server import create_app
-from server.auth import camera_token
-from server.httpguard import (
+from server.http.auth import camera_token
+from server.observe.throttledlog import ThrottledLog
+from server.serve.httpguard import (
     SUPPORTED_AIOHTTP,
     GuardedRequestHandler,
     GuardedServer,
     UnsupportedAiohttp,
     check_aiohttp_version,
 )
-from server.runner import make_runner
+from server.serve.runner import make_runner
 from server.state import get_metrics
-from server.throttledlog import ThrottledLog
 from tests.conftest import LiveServer, MakeLiveServer, settings_for
 from tests.helpers import wait_until
 
@@ -173,7 +173,7 @@ async def test_a_held_poll_outlives_the_keepalive_and_header_deadlines(
         assert time.monotonic() - started >= 1.0
 
 
-# What server/httpguard.py relies on in aiohttp: these fail when an upgrade changes it.
+# What server/serve/httpguard.py relies on in aiohttp: these fail when an upgrade changes it.
 
 
 def test_aiohttp_in_the_verified_range() -> None:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from server.listener import accept_queue_length, open_listeners, wait_drained
+from server.serve.listener import accept_queue_length, open_listeners, wait_drained
 from tests.helpers import wait_until
 
 

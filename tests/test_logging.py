@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from server.logging_setup import configure_logging
+from server.observe.logging_setup import configure_logging
 from tests.conftest import Client, relay_of
 from tests.helpers import camera_polling, wait_until
 

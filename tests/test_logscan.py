@@ -11,8 +11,14 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from server.logscan import MAX_DEPTH, ResultBodyError, ResultScanner, ScannedBody
 from server.relay import LogResult, TimeRange
+from server.relay.logscan import (
+    MAX_DEPTH,
+    MAX_REQUEST_ID_BYTES,
+    ResultBodyError,
+    ResultScanner,
+    ScannedBody,
+)
 
 Reference = tuple[str | None, list[Any]]
 
@@ -314,3 +320,113 @@ def test_selection_matches_the_inclusive_range(
     assert len(rendered_body) == selection.size(b"[", b"]")
     assert orjson.loads(rendered_body) == [{"timestamp": stamps[i]} for i in expected]
     selection.release()
+
+
+class IdTooLong(Exception):
+    pass
+
+
+def refuse() -> None:
+    raise IdTooLong
+
+
+def scan_refusing_long_ids(body: bytes, cuts: list[int]) -> ScannedBody:
+    """``scan`` with the HTTP layer's callback for an over-long ``requestId``."""
+    announced = len(cuts) % 2 or not cuts
+    scanner = ResultScanner(
+        expected_size=len(body) if announced else None, on_request_id_too_long=refuse
+    )
+    previous = 0
+    for cut in sorted({min(c, len(body)) for c in cuts}):
+        scanner.feed(body[previous:cut])
+        previous = cut
+    scanner.feed(body[previous:])
+    return scanner.finish()
+
+
+@pytest.mark.parametrize("announced", [True, False])
+def test_request_id_over_the_limit_is_refused_as_its_bytes_arrive(announced: bool) -> None:
+    """The 65th byte after the opening quote is where it stops: the rest is never needed."""
+    head = b'{"requestId":"'
+    scanner = ResultScanner(
+        expected_size=50_000_000 if announced else None, on_request_id_too_long=refuse
+    )
+    scanner.feed(head)
+    for _ in range(MAX_REQUEST_ID_BYTES):
+        scanner.feed(b"a")
+    with pytest.raises(IdTooLong):
+        scanner.feed(b"a")
+    assert scanner.received == len(head) + MAX_REQUEST_ID_BYTES + 1
+
+
+def test_request_id_over_the_limit_in_one_piece_is_refused() -> None:
+    scanner = ResultScanner(on_request_id_too_long=refuse)
+    with pytest.raises(IdTooLong):
+        scanner.feed(b'{"requestId":"' + b"7" * 10_000)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"a" * MAX_REQUEST_ID_BYTES,
+        b"0123456789abcdef" * 2,
+        b"",
+        b"\\u00e9" * 10 + b"abcd",  # 64 bytes as sent
+        "é".encode() * 32,  # 64 bytes of UTF-8
+    ],
+)
+def test_request_id_up_to_the_limit_is_read_whole(raw: bytes) -> None:
+    body = b'{"requestId":"' + raw + b'","logs":[{"timestamp":1}]}'
+    expected = orjson.loads(body)["requestId"]
+    for cuts in ([], [15], [3, 20, 40], [1, 2]):
+        assert scan_refusing_long_ids(body, cuts).request_id == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"a" * (MAX_REQUEST_ID_BYTES + 1),
+        b"\\u0061" * 11,  # 11 characters, 66 bytes as sent
+        "é".encode() * 32 + b"a",
+        b"a" * 100_000,
+    ],
+)
+def test_request_id_over_the_limit_is_refused_on_every_path(raw: bytes) -> None:
+    body = b'{"requestId":"' + raw + b'","logs":[{"timestamp":1}]}'
+    for cuts in ([], [15], [3, 20, 40], [1, 2], [len(body) - 1]):
+        with pytest.raises(IdTooLong):
+            scan_refusing_long_ids(body, cuts)
+
+
+def test_long_strings_under_other_keys_are_not_request_ids() -> None:
+    long = b"x" * 1000
+    body = b'{"requestIdX":"' + long + b'","d":{"requestId":"' + long + b'"},"logs":[]}'
+    assert scan_refusing_long_ids(body, [20, 1500]).request_id is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    request_id=st.text(max_size=80),
+    ascii_only=st.booleans(),
+    cuts=cut_points,
+)
+def test_request_id_limit_counts_the_bytes_as_sent(
+    request_id: str, ascii_only: bool, cuts: list[int]
+) -> None:
+    """Refused exactly when the string between the quotes is over the limit, however
+    the body is cut; otherwise read as without the limit."""
+    try:
+        quoted = json.dumps(request_id, ensure_ascii=ascii_only).encode()
+    except UnicodeEncodeError:  # a lone surrogate: orjson refuses it anyway
+        return
+    body = b'{"requestId":' + quoted + b',"logs":[{"timestamp":1}]}'
+    if len(quoted) - 2 > MAX_REQUEST_ID_BYTES:
+        with pytest.raises(IdTooLong):
+            scan_refusing_long_ids(body, cuts)
+        return
+    try:
+        scanned = scan_refusing_long_ids(body, cuts)
+    except ResultBodyError:
+        assert reference(body) is None
+        return
+    assert scanned.request_id == request_id

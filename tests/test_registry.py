@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from server.eventlog import EventLogger
+from server.observe.events import EventLogger
 from tests.conftest import Client, MakeClient, relay_of
 from tests.helpers import ScriptedCamera, camera_polling, running, scrape, wait_until
 

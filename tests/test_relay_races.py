@@ -6,7 +6,6 @@ import asyncio
 
 import pytest
 
-from server.logscan import ResultScanner
 from server.relay import (
     CameraOffline,
     CameraTimeout,
@@ -16,6 +15,7 @@ from server.relay import (
     TimeRange,
     UnknownRequest,
 )
+from server.relay.logscan import ResultScanner
 from tests.conftest import assert_relay_idle
 from tests.helpers import fetch, log_result
 

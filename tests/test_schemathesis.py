@@ -4,7 +4,7 @@ The server runs in-process, in a background thread with its own event loop, on a
 random loopback port; the same loop runs a tiny camera that long-polls as camera
 ``default`` and answers every ``send_logs`` command with a few fixed entries, so a
 generated ``/logs`` call for that camera really makes a round trip. Every generated
-case must conform to ``server/openapi.json``, and no response may be a 5xx other than
+case must conform to ``server/http/openapi.json``, and no response may be a 5xx other than
 the 503/504 the document lists for the operation.
 """
 
@@ -30,7 +30,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from server import Settings
 from tests.conftest import serve_on_loopback
 
-OPENAPI_PATH = Path(__file__).resolve().parent.parent / "server" / "openapi.json"
+OPENAPI_PATH = Path(__file__).resolve().parent.parent / "server" / "http" / "openapi.json"
 HOST = "127.0.0.1"
 CAMERA_ID = "default"
 #: Short timeouts: a held poll, a pick-up wait and a result wait each cost at most this long.

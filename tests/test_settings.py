@@ -192,6 +192,7 @@ def test_redis_url_schemes() -> None:
         assert Settings.from_env({"REDIS_URL": url}).redis_url == url
 
 
+@pytest.mark.process
 def test_bad_value_stops_start_up_with_one_line() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "server"],
@@ -207,6 +208,7 @@ def test_bad_value_stops_start_up_with_one_line() -> None:
     ]
 
 
+@pytest.mark.process
 def test_an_address_in_use_stops_start_up_with_one_line() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

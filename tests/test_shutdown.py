@@ -7,9 +7,12 @@ import contextlib
 import signal
 from typing import Any
 
+import pytest
 from aiohttp import ClientSession
 
 from tests.processes import server_process
+
+pytestmark = pytest.mark.process
 
 
 async def wait_cameras(

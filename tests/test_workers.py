@@ -6,6 +6,8 @@ import asyncio
 import os
 import signal
 
+import pytest
+
 from bench.procstat import (
     TCP_ESTABLISHED,
     children,
@@ -16,6 +18,8 @@ from bench.procstat import (
 from tests.helpers import wait_until
 from tests.processes import child_env, free_port, python, server_process, spawned
 from tools.redis_server import RedisServer
+
+pytestmark = pytest.mark.process
 
 
 def alive(pid: int) -> bool:
@@ -59,6 +63,7 @@ async def test_workers_without_redis_url_exit_2_with_one_line() -> None:
     ]
 
 
+@pytest.mark.redis
 async def test_workers_exit_2_when_the_port_is_taken(redis_server: RedisServer) -> None:
     """A worker that cannot start is not restarted forever: the supervisor gives up."""
     port = free_port()
@@ -75,6 +80,7 @@ async def test_workers_exit_2_when_the_port_is_taken(redis_server: RedisServer) 
     assert any("cannot start (exit 2): stopping all" in line for line in lines), lines
 
 
+@pytest.mark.redis
 async def test_two_workers_share_a_port_are_restarted_and_stop_on_sigterm(
     redis_server: RedisServer,
 ) -> None:
@@ -117,6 +123,7 @@ async def test_two_workers_share_a_port_are_restarted_and_stop_on_sigterm(
     assert "all 2 workers stopped" in lines[-1]
 
 
+@pytest.mark.redis
 async def test_workers_stop_when_their_supervisor_is_killed(redis_server: RedisServer) -> None:
     port = free_port()
     env = child_env(PORT=str(port), REDIS_URL=redis_server.url, WORKERS="2")

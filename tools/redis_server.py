@@ -25,7 +25,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Final
 
-from bench.procs import HOST, free_port
+from tools.procs import HOST, free_port
 
 __all__ = [
     "HOW_TO_GET_ONE",

@@ -28,7 +28,7 @@ from camera.client import Camera
 from camera.eventlog import EventLog, LogEntry, random_description
 from camera.settings import CameraSettings
 from server import Settings, create_app
-from server.runner import make_runner
+from server.serve.runner import make_runner
 from server.state import get_relay
 from tools.browser import chromium_path, launch, missing_browser_reason
 

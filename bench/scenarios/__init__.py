@@ -1,12 +1,17 @@
-"""One module per scenario; each exposes ``NAME`` and ``async def run(ctx) -> ScenarioResult``."""
+"""One module per scenario; each owns its size and is registered here.
+
+A scenario module defines ``NAME``, ``async def run(ctx, params) -> ScenarioResult``,
+its parameters (a ``Params`` dataclass with a ``FULL`` and a ``QUICK`` instance)
+and ``SCENARIO = Scenario(NAME, run, FULL, QUICK)``; adding one to the harness
+(``python -m bench``, ``--quick`` and tests/test_bench.py) is adding it to the
+list below, in the order ``python -m bench`` runs them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import Any, Final
 
-from bench.plan import Context
-from bench.result import ScenarioResult
+from bench.plan import Scenario
 from bench.scenarios import (
     bigfleet,
     biglog,
@@ -25,24 +30,25 @@ from bench.scenarios import (
     soak,
 )
 
-__all__ = ["SCENARIOS", "Scenario"]
+__all__ = ["SCENARIOS"]
 
-Scenario = Callable[[Context], Awaitable[ScenarioResult]]
-
-SCENARIOS: Final[dict[str, Scenario]] = {
-    latency.NAME: latency.run,
-    burst.NAME: burst.run,
-    fleet.NAME: fleet.run,
-    console.NAME: console.run,
-    fanout.NAME: fanout.run,
-    biglog.NAME: biglog.run,
-    bigfleet.NAME: bigfleet.run,
-    soak.NAME: soak.run,
-    flood.NAME: flood.run,
-    idle.NAME: idle.run,
-    cluster_latency.NAME: cluster_latency.run,
-    cluster_fanout.NAME: cluster_fanout.run,
-    cluster_burst.NAME: cluster_burst.run,
-    cluster_fleet.NAME: cluster_fleet.run,
-    cluster_kill.NAME: cluster_kill.run,
+SCENARIOS: Final[dict[str, Scenario[Any]]] = {
+    scenario.name: scenario
+    for scenario in (
+        latency.SCENARIO,
+        burst.SCENARIO,
+        fleet.SCENARIO,
+        console.SCENARIO,
+        fanout.SCENARIO,
+        biglog.SCENARIO,
+        bigfleet.SCENARIO,
+        soak.SCENARIO,
+        flood.SCENARIO,
+        idle.SCENARIO,
+        cluster_latency.SCENARIO,
+        cluster_fanout.SCENARIO,
+        cluster_burst.SCENARIO,
+        cluster_fleet.SCENARIO,
+        cluster_kill.SCENARIO,
+    )
 }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 from typing import Final
 
 import orjson
@@ -19,22 +20,35 @@ import orjson
 from bench.fixtures import BenchCamera, log_camera, relay_server
 from bench.http import client_session, fetch, healthz_watch, read_metrics
 from bench.logdata import BASE, make_log
-from bench.plan import Context
+from bench.plan import Context, Scenario
 from bench.procstat import reset_peak_rss
 from bench.result import ScenarioResult
 
-__all__ = ["NAME", "run"]
+__all__ = ["FULL", "NAME", "QUICK", "SCENARIO", "Params", "run"]
 
 NAME: Final = "bigfleet"
 MB: Final = 1024 * 1024
 
 
-async def run(ctx: Context) -> ScenarioResult:
-    plan = ctx.plan
+@dataclass(frozen=True, slots=True)
+class Params:
+    """The bigfleet scenario's size: ``FULL`` by default, ``QUICK`` for ``--quick``."""
+
+    #: cameras answering at once, entries each, MAX_RESULT_BYTES_IN_FLIGHT
+    cameras: int
+    entries: int
+    budget_bytes: int
+
+
+FULL: Final = Params(cameras=20, entries=100_000, budget_bytes=64 * 1024 * 1024)
+QUICK: Final = Params(cameras=4, entries=2_000, budget_bytes=256 * 1024)
+
+
+async def run(ctx: Context, params: Params) -> ScenarioResult:
     result = ScenarioResult(NAME)
-    budget = plan.bigfleet_budget_bytes
-    entries = make_log(plan.bigfleet_entries)
-    camera_ids = [f"big-{n:02d}" for n in range(plan.bigfleet_cameras)]
+    budget = params.budget_bytes
+    entries = make_log(params.entries)
+    camera_ids = [f"big-{n:02d}" for n in range(params.cameras)]
     async with (
         relay_server(
             ctx,
@@ -46,9 +60,7 @@ async def run(ctx: Context) -> ScenarioResult:
         client_session() as http,
     ):
         cameras: list[BenchCamera] = [
-            await stack.enter_async_context(
-                log_camera(ctx, server, plan.bigfleet_entries, camera_id)
-            )
+            await stack.enter_async_context(log_camera(ctx, server, params.entries, camera_id))
             for camera_id in camera_ids
         ]
         url = f"{server.url}/logs"
@@ -77,7 +89,7 @@ async def run(ctx: Context) -> ScenarioResult:
         metrics = await read_metrics(http, server.url)
         growth = peak - base
         result.figure("cameras", len(camera_ids))
-        result.figure("entries per camera", plan.bigfleet_entries)
+        result.figure("entries per camera", params.entries)
         result.figure("payload per camera MB", round(len(replies[0].body) / MB, 2))
         result.figure("all payloads MB", round(sum(len(r.body) for r in replies) / MB, 1))
         result.figure("budget MB", round(budget / MB, 2))
@@ -94,3 +106,6 @@ async def run(ctx: Context) -> ScenarioResult:
     result.target("answers exact", exact, ">=", len(camera_ids))
     result.target("peak RSS growth / budget", round(growth / budget, 2), "<=", 1.5, "x")
     return result
+
+
+SCENARIO: Final = Scenario(NAME, run, FULL, QUICK)

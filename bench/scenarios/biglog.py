@@ -10,6 +10,7 @@ stalls the event loop.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Final
 
 import orjson
@@ -17,33 +18,45 @@ import orjson
 from bench.fixtures import log_camera, relay_server
 from bench.http import client_session, fetch, healthz_watch
 from bench.logdata import BASE, make_log
-from bench.plan import Context
+from bench.plan import Context, Scenario
 from bench.procstat import reset_peak_rss
 from bench.result import ScenarioResult
 
-__all__ = ["NAME", "run"]
+__all__ = ["FULL", "NAME", "QUICK", "SCENARIO", "Params", "run"]
 
 NAME: Final = "biglog"
 CAMERA_ID: Final = "big"
 MB: Final = 1024 * 1024
 
 
-async def run(ctx: Context) -> ScenarioResult:
-    plan = ctx.plan
+@dataclass(frozen=True, slots=True)
+class Params:
+    """The biglog scenario's size: ``FULL`` by default, ``QUICK`` for ``--quick``."""
+
+    #: entries in the camera's log (about 100 bytes of JSON each); runs
+    entries: int
+    runs: int
+
+
+FULL: Final = Params(entries=100_000, runs=2)
+QUICK: Final = Params(entries=2_000, runs=1)
+
+
+async def run(ctx: Context, params: Params) -> ScenarioResult:
     result = ScenarioResult(NAME)
-    entries = make_log(plan.biglog_entries)
+    entries = make_log(params.entries)
     ratios: list[float] = []
     healthz_worst: list[float] = []
     async with (
         relay_server(ctx) as server,
-        log_camera(ctx, server, plan.biglog_entries, CAMERA_ID) as camera,
+        log_camera(ctx, server, params.entries, CAMERA_ID) as camera,
         client_session() as http,
     ):
         url = f"{server.url}/logs"
         warm = await fetch(http, url, {"cameraId": CAMERA_ID, "endTimestamp": repr(BASE + 5)})
         if warm.status != 200:
             result.error(f"warm-up /logs answered {warm.status}")
-        for run_number in range(1, plan.biglog_runs + 1):
+        for run_number in range(1, params.runs + 1):
             await asyncio.sleep(0.3)
             if not reset_peak_rss(server.pid):
                 result.notes.append("could not reset VmHWM: the peak includes start-up")
@@ -68,13 +81,13 @@ async def run(ctx: Context) -> ScenarioResult:
             if latencies:
                 result.figure(f"{tag} /healthz max ms", round(max(latencies) * 1000, 1))
             result.figure("payload MB", round(len(reply.body) / MB, 2))
-        await camera.wait_commands(1 + plan.biglog_runs)
+        await camera.wait_commands(1 + params.runs)
         if camera.bytes_sent:
             result.figure("camera upload MB", round(max(camera.bytes_sent) / MB, 2))
-        result.figure("entries", plan.biglog_entries)
+        result.figure("entries", params.entries)
         result.errors_from("camera", camera.problems())
         result.errors_from("server", server.problems())
-    result.target("answered", len(ratios), ">=", plan.biglog_runs)
+    result.target("answered", len(ratios), ">=", params.runs)
     if ratios:
         result.target(
             "peak RSS growth / payload (worst run)", round(max(ratios), 2), "<=", 1.5, "x"
@@ -88,3 +101,6 @@ async def run(ctx: Context) -> ScenarioResult:
             "ms",
         )
     return result
+
+
+SCENARIO: Final = Scenario(NAME, run, FULL, QUICK)

@@ -10,6 +10,7 @@ bench camera reports every command it answers, which counts round trips.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Final
 
 import orjson
@@ -18,19 +19,33 @@ from yarl import URL
 from bench.fixtures import log_camera, relay_server
 from bench.http import Reply
 from bench.logdata import BASE, STEP, Entry, expected, make_log
-from bench.plan import Context
-from bench.procs import HOST
+from bench.plan import Context, Scenario
 from bench.profiling import profiled
 from bench.rawhttp import close_pool, open_pool, send_all
 from bench.result import ScenarioResult
 from bench.stats import median, ratio
+from tools.procs import HOST
 
-__all__ = ["NAME", "run"]
+__all__ = ["FULL", "NAME", "QUICK", "SCENARIO", "Params", "run"]
 
 NAME: Final = "burst"
 CAMERA_ID: Final = "burst"
 #: Each caller asks for a window this many entries wide, starting one entry later than the last.
 WINDOW_ENTRIES: Final = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    """The burst scenario's size: ``FULL`` by default, ``QUICK`` for ``--quick``."""
+
+    #: concurrent /logs per burst, bursts, entries in the camera's log
+    size: int
+    rounds: int
+    entries: int
+
+
+FULL: Final = Params(size=1000, rounds=3, entries=2000)
+QUICK: Final = Params(size=50, rounds=1, entries=200)
 
 
 def ranges(count: int) -> list[tuple[float, float]]:
@@ -53,25 +68,24 @@ def burst_requests(
     return targets, [list(expected(log, timestamps, start, end)) for start, end in windows]
 
 
-async def run(ctx: Context) -> ScenarioResult:
-    plan = ctx.plan
+async def run(ctx: Context, params: Params) -> ScenarioResult:
     result = ScenarioResult(NAME)
-    logs_targets, answers = burst_requests(plan.burst_entries, plan.burst_size)
+    logs_targets, answers = burst_requests(params.entries, params.size)
     health_targets = ["/healthz"] * len(logs_targets)
     health_walls: list[float] = []
     logs_walls: list[float] = []
     trips: list[int] = []
     async with (
         relay_server(ctx) as server,
-        log_camera(ctx, server, plan.burst_entries, CAMERA_ID) as camera,
+        log_camera(ctx, server, params.entries, CAMERA_ID) as camera,
     ):
         url = URL(server.url)
         host, port = url.host or HOST, url.port or 80
-        pool = await open_pool(host, port, plan.burst_size)
+        pool = await open_pool(host, port, params.size)
         try:
             await send_all(pool, host, port, health_targets)  # warm-up
             async with profiled(ctx, NAME, server.pid) as profile:
-                for _ in range(plan.burst_rounds):
+                for _ in range(params.rounds):
                     wall, replies = await send_all(pool, host, port, health_targets)
                     health_walls.append(wall)
                     for reply in replies:
@@ -88,8 +102,8 @@ async def run(ctx: Context) -> ScenarioResult:
         result.notes.extend(f"profile: {line}" for line in profile.lines)
         result.errors_from("camera", camera.problems())
         result.errors_from("server", server.problems())
-    result.figure("callers per burst", plan.burst_size)
-    result.figure("bursts", plan.burst_rounds)
+    result.figure("callers per burst", params.size)
+    result.figure("bursts", params.rounds)
     result.figure("healthz burst wall ms (median)", round(1000 * median(health_walls), 1))
     result.figure("logs burst wall ms (median)", round(1000 * median(logs_walls), 1))
     result.figure("round trips per burst", ",".join(map(str, trips)))
@@ -118,3 +132,6 @@ def check(
             result.error(f"/logs answered {reply.status}: {reply.body[:200]!r}")
         elif orjson.loads(reply.body)["logs"] != answer:
             result.error(INEXACT)
+
+
+SCENARIO: Final = Scenario(NAME, run, FULL, QUICK)

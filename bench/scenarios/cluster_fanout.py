@@ -10,22 +10,35 @@ together) and throughput, for both.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 from bench.fixtures import redis_server, relay_server, relay_workers
-from bench.plan import Context
+from bench.plan import Context, Scenario
 from bench.result import ScenarioResult
 from bench.scenarios.fanout import HOLD_SECONDS, FanOut, fan_out
 from bench.stats import percentile, ratio
 
-__all__ = ["NAME", "run"]
+__all__ = ["FULL", "NAME", "QUICK", "SCENARIO", "Params", "run"]
 
 NAME: Final = "cluster-fanout"
 WORKERS: Final = 2
 
 
-async def run(ctx: Context) -> ScenarioResult:
-    count = ctx.plan.cluster_fanout_cameras
+@dataclass(frozen=True, slots=True)
+class Params:
+    """The cluster-fanout scenario's size: ``FULL`` by default, ``QUICK`` for ``--quick``."""
+
+    #: online cameras, one /logs each, against --workers 2 and one process
+    cameras: int
+
+
+FULL: Final = Params(cameras=2000)
+QUICK: Final = Params(cameras=20)
+
+
+async def run(ctx: Context, params: Params) -> ScenarioResult:
+    count = params.cameras
     result = ScenarioResult(NAME)
     runs: dict[str, FanOut] = {}
     async with relay_server(ctx, POLL_HOLD_SECONDS=HOLD_SECONDS) as server:
@@ -54,3 +67,6 @@ async def run(ctx: Context) -> ScenarioResult:
         "x",
     )
     return result
+
+
+SCENARIO: Final = Scenario(NAME, run, FULL, QUICK)

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Final
 
 from bench.fixtures import (
@@ -27,16 +28,30 @@ from bench.fixtures import (
     relay_server,
 )
 from bench.http import client_session, wait_for
-from bench.plan import Context
+from bench.plan import Context, Scenario
 from bench.result import ScenarioResult
 from bench.scenarios.fleet import FD_RESERVE, FLEET_CONNECTION_TIMEOUT, FLEET_POLL_TIMEOUT, KB
 from common.fdlimit import hard_open_file_limit
 from tools.redis_server import RedisServer
 
-__all__ = ["NAME", "run"]
+__all__ = ["FULL", "NAME", "QUICK", "SCENARIO", "Params", "run"]
 
 NAME: Final = "cluster-fleet"
 NODES: Final = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    """The cluster-fleet scenario's size: ``FULL`` by default, ``QUICK`` for ``--quick``."""
+
+    #: idle cameras over 2 nodes, the idle window, the hold during it
+    cameras: int
+    window_seconds: float
+    hold_seconds: float
+
+
+FULL: Final = Params(cameras=20_000, window_seconds=20.0, hold_seconds=10.0)
+QUICK: Final = Params(cameras=100, window_seconds=0.5, hold_seconds=0.5)
 
 
 def split(count: int, parts: int, most: int) -> list[int]:
@@ -90,14 +105,13 @@ async def used_memory(redis: RedisServer) -> int:
     return int((await redis.info("memory"))["used_memory"])
 
 
-async def run(ctx: Context) -> ScenarioResult:
-    plan = ctx.plan
-    count = plan.cluster_fleet_cameras
-    window = plan.cluster_fleet_window_seconds
+async def run(ctx: Context, params: Params) -> ScenarioResult:
+    count = params.cameras
+    window = params.window_seconds
     result = ScenarioResult(NAME)
     most = hard_open_file_limit() - FD_RESERVE
     settings = {
-        "POLL_HOLD_SECONDS": str(plan.cluster_fleet_hold_seconds),
+        "POLL_HOLD_SECONDS": str(params.hold_seconds),
         # As in the fleet scenario: a slow-starting fleet must not be cut before its first poll.
         "HEADER_TIMEOUT_SECONDS": FLEET_CONNECTION_TIMEOUT,
         "KEEPALIVE_TIMEOUT_SECONDS": FLEET_CONNECTION_TIMEOUT,
@@ -141,14 +155,14 @@ async def run(ctx: Context) -> ScenarioResult:
     per_minute = commands / count / (window / 60)
     result.figure("cameras (cluster)", count)
     result.figure("cameras (single process, fd limit)", single_count)
-    result.figure("POLL_HOLD_SECONDS during the window", plan.cluster_fleet_hold_seconds)
+    result.figure("POLL_HOLD_SECONDS during the window", params.hold_seconds)
     result.figure("idle window s", window)
     result.figure("nodes' CPU % (sum)", round(cluster_cpu, 2))
     result.figure("single process CPU %", round(single_cpu, 2))
     result.figure("Redis commands per camera per minute", round(per_minute, 2))
     result.figure(
         "Redis commands per camera re-poll",
-        round(commands / count / (window / plan.cluster_fleet_hold_seconds), 2),
+        round(commands / count / (window / params.hold_seconds), 2),
     )
     result.target("node RSS per camera (worst node)", round(max(growth) / KB, 2), "<=", 16.0, "KB")
     result.target(
@@ -168,3 +182,6 @@ async def run(ctx: Context) -> ScenarioResult:
 
 async def _at_least(servers: list[RelayServer], count: int) -> bool:
     return await held(servers) >= count
+
+
+SCENARIO: Final = Scenario(NAME, run, FULL, QUICK)

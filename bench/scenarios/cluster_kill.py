@@ -16,6 +16,7 @@ import contextlib
 import os
 import signal
 import time
+from dataclasses import dataclass
 from typing import Final
 
 from yarl import URL
@@ -30,14 +31,14 @@ from bench.fixtures import (
     relay_workers,
 )
 from bench.http import Reply, client_session, wait_for
-from bench.plan import Context
-from bench.procs import HOST
+from bench.plan import Context, Scenario
 from bench.rawhttp import close_pool, open_pool, read_reply, request_bytes
 from bench.result import ScenarioResult
 from bench.scenarios.fanout import check_reply, fleet_ids
 from bench.stats import percentile
+from tools.procs import HOST
 
-__all__ = ["NAME", "run"]
+__all__ = ["FULL", "NAME", "QUICK", "SCENARIO", "Params", "run"]
 
 NAME: Final = "cluster-kill"
 HOLD_SECONDS: Final = "50"
@@ -53,12 +54,25 @@ EXPECTED_LINES: Final = (
 RECONNECT: Final = "retrying in"
 
 
-async def run(ctx: Context) -> ScenarioResult:
-    count = ctx.plan.cluster_kill_cameras
+@dataclass(frozen=True, slots=True)
+class Params:
+    """The cluster-kill scenario's size: ``FULL`` by default, ``QUICK`` for ``--quick``."""
+
+    #: online cameras in the fan-out during which a worker is killed; NODE_TIMEOUT_SECONDS
+    cameras: int
+    node_timeout_seconds: float
+
+
+FULL: Final = Params(cameras=500, node_timeout_seconds=5.0)
+QUICK: Final = Params(cameras=20, node_timeout_seconds=1.0)
+
+
+async def run(ctx: Context, params: Params) -> ScenarioResult:
+    count = params.cameras
     result = ScenarioResult(NAME)
     settings = {
         "POLL_HOLD_SECONDS": HOLD_SECONDS,
-        "NODE_TIMEOUT_SECONDS": str(ctx.plan.cluster_kill_node_timeout_seconds),
+        "NODE_TIMEOUT_SECONDS": str(params.node_timeout_seconds),
     }
     ids = fleet_ids(count)
     async with contextlib.AsyncExitStack() as stack:
@@ -104,7 +118,7 @@ async def run(ctx: Context) -> ScenarioResult:
     after_kill = [reply.seconds - killed_at for reply in replies if reply.seconds > killed_at]
     result.figure("cameras", count)
     result.figure("answered before the kill", answered_before)
-    result.figure("NODE_TIMEOUT_SECONDS", ctx.plan.cluster_kill_node_timeout_seconds)
+    result.figure("NODE_TIMEOUT_SECONDS", params.node_timeout_seconds)
     result.figure("camera retries logged (connection to the killed worker)", len(reconnects))
     result.figure("answered 503", sum(1 for reply in replies if reply.status == 503))
     result.figure("answered after the kill, p50 s", round(percentile(after_kill, 50), 2))
@@ -113,3 +127,6 @@ async def run(ctx: Context) -> ScenarioResult:
     )
     result.target("answered 200", sum(1 for r in replies if r.status == 200), ">=", count)
     return result
+
+
+SCENARIO: Final = Scenario(NAME, run, FULL, QUICK)

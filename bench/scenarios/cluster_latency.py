@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 from typing import Final
 
 import orjson
@@ -27,11 +28,11 @@ from bench.fixtures import (
 )
 from bench.http import client_session, fetch
 from bench.logdata import make_log
-from bench.plan import Context
+from bench.plan import Context, Scenario
 from bench.result import ScenarioResult
 from bench.stats import percentile, ratio
 
-__all__ = ["NAME", "run"]
+__all__ = ["FULL", "NAME", "QUICK", "SCENARIO", "Params", "run"]
 
 NAME: Final = "cluster-latency"
 CAMERA_ID: Final = "lat"
@@ -40,10 +41,24 @@ GAP_SECONDS: Final = 0.002
 KINDS: Final = ("same-node", "cross-node", "single process")
 
 
-async def run(ctx: Context) -> ScenarioResult:
-    plan = ctx.plan
+@dataclass(frozen=True, slots=True)
+class Params:
+    """The cluster-latency scenario's size: ``FULL`` by default, ``QUICK`` for ``--quick``."""
+
+    #: sequential /logs calls measured each way (after the warm-up ones)
+    rounds: int
+    warmup: int
+    #: entries in the camera's log
+    entries: int
+
+
+FULL: Final = Params(rounds=1000, warmup=50, entries=100)
+QUICK: Final = Params(rounds=40, warmup=5, entries=100)
+
+
+async def run(ctx: Context, params: Params) -> ScenarioResult:
     result = ScenarioResult(NAME)
-    expected = make_log(plan.latency_entries)
+    expected = make_log(params.entries)
     timings: dict[str, list[float]] = {kind: [] for kind in KINDS}
     async with contextlib.AsyncExitStack() as stack:
         redis = await stack.enter_async_context(redis_server())
@@ -53,17 +68,14 @@ async def run(ctx: Context) -> ScenarioResult:
         home, other = nodes
         await enter_together(
             stack,
-            *(
-                log_camera(ctx, server, plan.latency_entries, CAMERA_ID)
-                for server in (home, single)
-            ),
+            *(log_camera(ctx, server, params.entries, CAMERA_ID) for server in (home, single)),
         )
         http = await stack.enter_async_context(client_session(limit=3))
         urls = {
             kind: URL(f"{server.url}/logs").with_query(cameraId=CAMERA_ID)
             for kind, server in zip(KINDS, (home, other, single), strict=True)
         }
-        for i in range(plan.latency_warmup + plan.latency_rounds):
+        for i in range(params.warmup + params.rounds):
             for kind, url in urls.items():
                 await asyncio.sleep(GAP_SECONDS)
                 reply = await fetch(http, url)
@@ -71,7 +83,7 @@ async def run(ctx: Context) -> ScenarioResult:
                     result.error(f"{kind} /logs answered {reply.status}: {reply.body[:200]!r}")
                 elif orjson.loads(reply.body)["logs"] != expected:
                     result.error(f"{kind} /logs answered other logs than the camera's")
-                if i >= plan.latency_warmup:
+                if i >= params.warmup:
                     timings[kind].append(reply.seconds)
         for server in (home, other, single):
             result.errors_from(server.child.name, server.problems())
@@ -95,3 +107,6 @@ async def run(ctx: Context) -> ScenarioResult:
         "x",
     )
     return result
+
+
+SCENARIO: Final = Scenario(NAME, run, FULL, QUICK)

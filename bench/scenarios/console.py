@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Final
 
 import aiohttp
@@ -28,7 +29,7 @@ from playwright.async_api import Page, Request, async_playwright
 
 from bench.fixtures import RelayServer, camera_fleet, log_camera, wait_all_held
 from bench.http import client_session
-from bench.plan import Context
+from bench.plan import Context, Scenario
 from bench.result import ScenarioResult
 from bench.scenarios.fleet import (
     FD_RESERVE,
@@ -40,7 +41,7 @@ from bench.scenarios.fleet import (
 from common.fdlimit import hard_open_file_limit
 from tools.browser import chromium_path, launch, missing_browser_reason
 
-__all__ = ["NAME", "run"]
+__all__ = ["FULL", "NAME", "QUICK", "SCENARIO", "Params", "run"]
 
 NAME: Final = "console"
 PAGE: Final = 50
@@ -54,15 +55,32 @@ UPDATE_CPU_LIMIT_MS: Final = 50.0
 LOG_VIEW_LIMIT_MS: Final = 5000.0
 
 
-def fleet_size(ctx: Context) -> int:
-    if ctx.plan.console_fill_fd_limit:
-        return max(ctx.plan.console_cameras, hard_open_file_limit() - FD_RESERVE)
-    return ctx.plan.console_cameras
+@dataclass(frozen=True, slots=True)
+class Params:
+    """The console scenario's size: ``FULL`` by default, ``QUICK`` for ``--quick``."""
+
+    #: cameras (at least; True: as many as the fd hard limit allows), and the
+    #: window over which the open page's live updates are measured
+    cameras: int
+    fill_fd_limit: bool
+    window_seconds: float
+    #: entries in the log the log view shows
+    log_entries: int
 
 
-async def run(ctx: Context) -> ScenarioResult:
+FULL: Final = Params(cameras=10_000, fill_fd_limit=True, window_seconds=10.0, log_entries=100_000)
+QUICK: Final = Params(cameras=60, fill_fd_limit=False, window_seconds=0.5, log_entries=1_000)
+
+
+def fleet_size(params: Params) -> int:
+    if params.fill_fd_limit:
+        return max(params.cameras, hard_open_file_limit() - FD_RESERVE)
+    return params.cameras
+
+
+async def run(ctx: Context, params: Params) -> ScenarioResult:
     result = ScenarioResult(NAME)
-    count = fleet_size(ctx)
+    count = fleet_size(params)
     tag = f"N={count}"
     async with fleet_server(ctx) as server:
         async with (
@@ -76,7 +94,7 @@ async def run(ctx: Context) -> ScenarioResult:
             if chromium_path() is None:
                 result.notes.append(f"browser part skipped: {missing_browser_reason()}")
             else:
-                await measure_page(ctx, server, result, tag)
+                await measure_page(ctx, params, server, result, tag)
         result.errors_from(f"{tag} fleet", fleet.stderr_lines())
         result.errors_from(f"{tag} server", server.problems())
     return result
@@ -109,8 +127,10 @@ async def measure_queries(
     result.figure(f"{tag} /cameras unpaged server CPU ms", round(cpu_ms, 1))
 
 
-async def measure_page(ctx: Context, server: RelayServer, result: ScenarioResult, tag: str) -> None:
-    window = ctx.plan.console_window_seconds
+async def measure_page(
+    ctx: Context, params: Params, server: RelayServer, result: ScenarioResult, tag: str
+) -> None:
+    window = params.window_seconds
     idle_before = server.cpu_seconds()
     await asyncio.sleep(window)
     idle_cpu = server.cpu_seconds() - idle_before
@@ -135,7 +155,7 @@ async def measure_page(ctx: Context, server: RelayServer, result: ScenarioResult
             await asyncio.sleep(window)
             open_cpu = server.cpu_seconds() - cpu_before
             page.remove_listener("request", count)
-            await measure_log_view(ctx, server, page, result)
+            await measure_log_view(ctx, params.log_entries, server, page, result)
         finally:
             await browser.close()
     result.target(
@@ -151,9 +171,8 @@ async def measure_page(ctx: Context, server: RelayServer, result: ScenarioResult
 
 
 async def measure_log_view(
-    ctx: Context, server: RelayServer, page: Page, result: ScenarioResult
+    ctx: Context, entries: int, server: RelayServer, page: Page, result: ScenarioResult
 ) -> None:
-    entries = ctx.plan.console_log_entries
     tag = f"log of {entries}"
     async with log_camera(ctx, server, entries) as camera:
         await page.goto(f"{server.url}/#/camera/{camera.camera_id}")
@@ -187,3 +206,6 @@ async def timed(page: Page, action: Awaitable[object], shown: str) -> float:
     # A function, not a bare expression: the page's CSP forbids evaluating strings.
     await page.wait_for_function(f"() => {shown}", polling="raf", timeout=60_000)
     return 1000 * (time.perf_counter() - started)
+
+
+SCENARIO: Final = Scenario(NAME, run, FULL, QUICK)

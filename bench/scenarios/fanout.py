@@ -17,18 +17,41 @@ from yarl import URL
 
 from bench.fixtures import RelayServer, camera_fleet, cameras_polling, relay_server
 from bench.http import Reply, client_session, wait_for
-from bench.plan import Context
-from bench.procs import HOST
+from bench.plan import Context, Scenario
 from bench.procstat import cpu_seconds
 from bench.rawhttp import close_pool, open_pool, send_all
 from bench.result import ScenarioResult
 from bench.stats import percentile
+from tools.procs import HOST
 
-__all__ = ["NAME", "FanOut", "check_reply", "fan_out", "fleet_ids", "run"]
+__all__ = [
+    "FULL",
+    "NAME",
+    "QUICK",
+    "SCENARIO",
+    "FanOut",
+    "Params",
+    "check_reply",
+    "fan_out",
+    "fleet_ids",
+    "run",
+]
 
 NAME: Final = "fanout"
 #: Idle cameras hold their polls through the whole fan-out.
 HOLD_SECONDS: Final = "50"
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    """The fanout scenario's size: ``FULL`` by default, ``QUICK`` for ``--quick``."""
+
+    #: online cameras, one /logs each, all at once
+    cameras: int
+
+
+FULL: Final = Params(cameras=1000)
+QUICK: Final = Params(cameras=10)
 
 
 def fleet_ids(count: int) -> list[str]:
@@ -96,8 +119,8 @@ def check_reply(result: ScenarioResult, camera_id: str, reply: Reply, tag: str =
         result.error(f"{tag}/logs answered for the wrong camera or with no entries")
 
 
-async def run(ctx: Context) -> ScenarioResult:
-    count = ctx.plan.fanout_cameras
+async def run(ctx: Context, params: Params) -> ScenarioResult:
+    count = params.cameras
     result = ScenarioResult(NAME)
     async with relay_server(ctx, POLL_HOLD_SECONDS=HOLD_SECONDS) as server:
         done = await fan_out(ctx, server, count, result)
@@ -112,3 +135,6 @@ async def run(ctx: Context) -> ScenarioResult:
     result.figure("total wall ms", round(1000 * done.wall, 1))
     result.target("answered", answered, ">=", count)
     return result
+
+
+SCENARIO: Final = Scenario(NAME, run, FULL, QUICK)

@@ -13,20 +13,21 @@ import asyncio
 import time
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Final
 
 import aiohttp
 
 from bench.fixtures import RelayServer, camera_fleet, polls_held, relay_server, wait_all_held
 from bench.http import client_session, fetch
-from bench.plan import Context
-from bench.procs import Child
+from bench.plan import Context, Scenario
 from bench.procstat import cpu_seconds, memory
 from bench.result import ScenarioResult
 from bench.stats import median
 from common.fdlimit import hard_open_file_limit
+from tools.procs import Child
 
-__all__ = ["NAME", "run"]
+__all__ = ["FULL", "NAME", "QUICK", "SCENARIO", "Params", "run"]
 
 NAME: Final = "fleet"
 HOLD_SECONDS: Final = "50"
@@ -51,19 +52,34 @@ IDLE_CPU_LIMIT_PERCENT: Final = 2.0
 CAMERAS_TIMINGS: Final = 10
 
 
-def sizes(ctx: Context) -> list[int]:
-    steps = list(ctx.plan.fleet_sizes)
-    if ctx.plan.fleet_fill_fd_limit:
+@dataclass(frozen=True, slots=True)
+class Params:
+    """The fleet scenario's size: ``FULL`` by default, ``QUICK`` for ``--quick``."""
+
+    #: cameras per step; True adds a step with as many as the fd hard limit allows
+    sizes: tuple[int, ...]
+    fill_fd_limit: bool
+    #: the idle window over which CPU is measured
+    idle_seconds: float
+
+
+FULL: Final = Params(sizes=(10_000,), fill_fd_limit=True, idle_seconds=10.0)
+QUICK: Final = Params(sizes=(20,), fill_fd_limit=False, idle_seconds=1.0)
+
+
+def sizes(params: Params) -> list[int]:
+    steps = list(params.sizes)
+    if params.fill_fd_limit:
         most = hard_open_file_limit() - FD_RESERVE
         if most > max(steps):
             steps.append(most)
     return steps
 
 
-async def run(ctx: Context) -> ScenarioResult:
+async def run(ctx: Context, params: Params) -> ScenarioResult:
     result = ScenarioResult(NAME)
-    for count in sizes(ctx):
-        await step(ctx, result, count)
+    for count in sizes(params):
+        await step(ctx, result, count, params.idle_seconds)
     return result
 
 
@@ -77,7 +93,7 @@ def fleet_server(ctx: Context) -> AbstractAsyncContextManager[RelayServer]:
     )
 
 
-async def step(ctx: Context, result: ScenarioResult, count: int) -> None:
+async def step(ctx: Context, result: ScenarioResult, count: int, idle_seconds: float) -> None:
     tag = f"N={count}"
     async with fleet_server(ctx) as server:
         await asyncio.sleep(0.5)
@@ -93,7 +109,7 @@ async def step(ctx: Context, result: ScenarioResult, count: int) -> None:
             ramp = time.perf_counter() - started
             await asyncio.sleep(1.0)
             after = server.memory().rss
-            server_cpu, fleet_cpu = await idle_cpu(server, fleet, ctx.plan.fleet_idle_seconds)
+            server_cpu, fleet_cpu = await idle_cpu(server, fleet, idle_seconds)
             held_after = await polls_held(http, server)
             if held_after < count:
                 result.error(f"{tag}: {count - held_after} polls ended during the idle window")
@@ -153,3 +169,6 @@ async def time_cameras(
         size = len(reply.body)
     cpu_ms = 1000 * (server.cpu_seconds() - cpu_before) / calls
     return 1000 * median(timings), cpu_ms, size
+
+
+SCENARIO: Final = Scenario(NAME, run, FULL, QUICK)

@@ -30,13 +30,13 @@ import orjson
 
 from bench.fixtures import RelayServer, relay_server
 from bench.http import client_session, fetch, gauge, wait_for
-from bench.plan import Context
-from bench.procs import child_env, python, running, spawn
+from bench.plan import Context, Scenario
 from bench.procstat import reset_peak_rss
 from bench.result import ScenarioResult
 from bench.stats import median, percentile
+from tools.procs import child_env, python, running, spawn
 
-__all__ = ["NAME", "run"]
+__all__ = ["FULL", "NAME", "QUICK", "SCENARIO", "Params", "run"]
 
 NAME: Final = "flood"
 KNOWN: Final = "camrelay_cameras_known"
@@ -58,6 +58,39 @@ KB: Final = 1024
 MB: Final = 1024 * 1024
 
 
+@dataclass(frozen=True, slots=True)
+class Params:
+    """The flood scenario's size: ``FULL`` by default, ``QUICK`` for ``--quick``."""
+
+    #: new camera ids, one short poll each, against MAX_CAMERAS = max_cameras;
+    #: polls in flight at once, polls started a second; the server's hold and connect
+    #: timeouts (how soon the ids, which never answer a command, are forgotten: their sum)
+    ids: int
+    max_cameras: int
+    concurrency: int
+    rate: float
+    poll_hold_seconds: float
+    connect_timeout_seconds: float
+
+
+FULL: Final = Params(
+    ids=50_000,
+    max_cameras=20_000,
+    concurrency=1000,
+    rate=500.0,
+    poll_hold_seconds=45.0,
+    connect_timeout_seconds=10.0,
+)
+QUICK: Final = Params(
+    ids=300,
+    max_cameras=200,
+    concurrency=100,
+    rate=500.0,
+    poll_hold_seconds=1.0,
+    connect_timeout_seconds=1.0,
+)
+
+
 @dataclass(slots=True)
 class Probe:
     """``/healthz`` latencies (when sent, seconds) and the most cameras known at once."""
@@ -72,11 +105,10 @@ class Probe:
         return [latency for sent, latency in self.healthz if start <= sent < end]
 
 
-async def run(ctx: Context) -> ScenarioResult:
-    plan = ctx.plan
+async def run(ctx: Context, params: Params) -> ScenarioResult:
     result = ScenarioResult(NAME)
-    cap = plan.flood_max_cameras
-    hold, connect = plan.flood_poll_hold_seconds, plan.flood_connect_timeout_seconds
+    cap = params.max_cameras
+    hold, connect = params.poll_hold_seconds, params.connect_timeout_seconds
     probe = Probe()
     async with (
         relay_server(
@@ -93,7 +125,7 @@ async def run(ctx: Context) -> ScenarioResult:
         reset_peak_rss(server.pid)
         async with probing(http, server, probe, cap):
             flood_started = time.perf_counter()
-            flooder = asyncio.create_task(run_flooder(ctx, server))
+            flooder = asyncio.create_task(run_flooder(ctx, params, server))
             # While the flood goes on, once full (and before any id could be forgotten):
             full_or_done = asyncio.create_task(probe.full.wait())
             await asyncio.wait([flooder, full_or_done], return_when=asyncio.FIRST_COMPLETED)
@@ -125,10 +157,10 @@ async def run(ctx: Context) -> ScenarioResult:
     answers: dict[str, int] = summary["answers"]
     for kind, count in summary["errors"].items():
         result.error(f"flooder: {count} polls failed with {kind}")
-    result.figure("new ids polled", plan.flood_ids)
+    result.figure("new ids polled", params.ids)
     result.figure("MAX_CAMERAS", cap)
     result.figure("flood wall s", summary["seconds"])
-    result.figure("polls per s", round(plan.flood_ids / summary["seconds"]))
+    result.figure("polls per s", round(params.ids / summary["seconds"]))
     result.figure(
         "answers 200 / 503 / hung up",
         "/".join(str(answers.get(key, 0)) for key in ("200", "503", "none")),
@@ -199,15 +231,14 @@ async def probing(
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def run_flooder(ctx: Context, server: RelayServer) -> dict[str, Any]:
-    plan = ctx.plan
+async def run_flooder(ctx: Context, params: Params, server: RelayServer) -> dict[str, Any]:
     argv = python(
         "-m",
         "bench.flooder",
         f"--base-url={server.url}",
-        f"--ids={plan.flood_ids}",
-        f"--concurrency={plan.flood_concurrency}",
-        f"--rate={plan.flood_rate}",
+        f"--ids={params.ids}",
+        f"--concurrency={params.concurrency}",
+        f"--rate={params.rate}",
     )
     child = await spawn("flooder", argv, child_env({}), ctx.workdir, capture_stdout=True)
     async with running(child):
@@ -260,3 +291,6 @@ async def check_refusals(
         elif seconds < REFUSAL_DELAY_SECONDS:
             result.error(f"a refusal came after {seconds:.2f} s, before the delay")
     result.figure("refusal answered after s (min)", round(min(s for _, _, s in answers), 2))
+
+
+SCENARIO: Final = Scenario(NAME, run, FULL, QUICK)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
@@ -31,11 +32,11 @@ import orjson
 
 from bench.fixtures import RelayServer, relay_server
 from bench.http import client_session, read_metrics
-from bench.plan import Context
-from bench.procs import HOST, child_env, python, spawn, stop
+from bench.plan import Context, Scenario
 from bench.result import ScenarioResult
+from tools.procs import HOST, child_env, python, spawn, stop
 
-__all__ = ["NAME", "run"]
+__all__ = ["FULL", "NAME", "QUICK", "SCENARIO", "Params", "run"]
 
 NAME: Final = "idle"
 CLIENT_PROCESSES: Final = 2
@@ -49,6 +50,20 @@ LOG_LINES_LIMIT: Final = 100
 
 
 Probe = tuple[float, float, bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    """The idle scenario's size: ``FULL`` by default, ``QUICK`` for ``--quick``."""
+
+    #: half-requests in the flood, the server's fd limit (below the flood), header deadline
+    connections: int
+    server_fd_limit: int
+    header_timeout_seconds: float
+
+
+FULL: Final = Params(connections=20_000, server_fd_limit=8_000, header_timeout_seconds=2.0)
+QUICK: Final = Params(connections=600, server_fd_limit=480, header_timeout_seconds=0.5)
 
 
 async def probe_healthz(url: str, outcomes: list[Probe], stop: asyncio.Event) -> None:
@@ -81,20 +96,19 @@ def first_pause_time(lines: list[str]) -> float | None:
     return None
 
 
-async def run(ctx: Context) -> ScenarioResult:
-    plan = ctx.plan
+async def run(ctx: Context, params: Params) -> ScenarioResult:
     result = ScenarioResult(NAME)
-    deadline = plan.idle_header_timeout_seconds
+    deadline = params.header_timeout_seconds
     hold = deadline * 4 + 10
     async with relay_server(
-        ctx, fd_limit=plan.idle_server_fd_limit, HEADER_TIMEOUT_SECONDS=f"{deadline:g}"
+        ctx, fd_limit=params.server_fd_limit, HEADER_TIMEOUT_SECONDS=f"{deadline:g}"
     ) as server:
         port = server.url.rsplit(":", 1)[1]
         outcomes: list[Probe] = []
         stop_probing = asyncio.Event()
         prober = asyncio.create_task(probe_healthz(server.url, outcomes, stop_probing))
         started = time.perf_counter()
-        per_client = plan.idle_connections // CLIENT_PROCESSES
+        per_client = params.connections // CLIENT_PROCESSES
         clients = [
             await spawn(
                 f"idleflood-{n}",
@@ -160,3 +174,6 @@ async def report(
     result.target("server log lines", len(lines), "<", LOG_LINES_LIMIT)
     if any("Traceback" in line for line in lines):
         result.error("the server logged a traceback")
+
+
+SCENARIO: Final = Scenario(NAME, run, FULL, QUICK)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from typing import Final
 
 import aiohttp
@@ -21,13 +22,13 @@ from yarl import URL
 from bench.fixtures import log_camera, relay_server
 from bench.http import client_session, fetch
 from bench.logdata import make_log
-from bench.plan import Context, Plan
+from bench.plan import Context, Scenario
 from bench.procstat import cpu_seconds
 from bench.profiling import profiled
 from bench.result import ScenarioResult
 from bench.stats import percentile, ratio
 
-__all__ = ["NAME", "run"]
+__all__ = ["FULL", "NAME", "QUICK", "SCENARIO", "Params", "run"]
 
 NAME: Final = "latency"
 CAMERA_ID: Final = "lat"
@@ -36,15 +37,29 @@ CAMERA_ID: Final = "lat"
 GAP_SECONDS: Final = 0.002
 
 
+@dataclass(frozen=True, slots=True)
+class Params:
+    """The latency scenario's size: ``FULL`` by default, ``QUICK`` for ``--quick``."""
+
+    #: sequential /healthz + /logs pairs measured (after the warm-up ones)
+    rounds: int
+    warmup: int
+    #: entries in the camera's log
+    entries: int
+
+
+FULL: Final = Params(rounds=1000, warmup=50, entries=100)
+QUICK: Final = Params(rounds=40, warmup=5, entries=100)
+
+
 async def cpu_per_request(
     http: aiohttp.ClientSession,
     url: URL,
     server_pid: int,
     camera_pid: int,
-    plan: Plan,
+    count: int,
 ) -> dict[str, float]:
     """CPU seconds each process spends per request, over a run of one kind of request."""
-    count = plan.latency_rounds
     before = (cpu_seconds(server_pid), cpu_seconds(camera_pid), time.process_time())
     for _ in range(count):
         await fetch(http, url)
@@ -53,22 +68,21 @@ async def cpu_per_request(
     return {"server": server, "camera": camera, "client": client}
 
 
-async def run(ctx: Context) -> ScenarioResult:
-    plan = ctx.plan
+async def run(ctx: Context, params: Params) -> ScenarioResult:
     result = ScenarioResult(NAME)
-    expected = make_log(plan.latency_entries)
+    expected = make_log(params.entries)
     healthz: list[float] = []
     logs: list[float] = []
     async with (
         relay_server(ctx) as server,
-        log_camera(ctx, server, plan.latency_entries, CAMERA_ID) as camera,
+        log_camera(ctx, server, params.entries, CAMERA_ID) as camera,
         client_session(limit=1) as http,
     ):
         # Both URLs are built once, so neither request pays for building its URL.
         health_url = URL(f"{server.url}/healthz")
         logs_url = URL(f"{server.url}/logs").with_query(cameraId=CAMERA_ID)
         async with profiled(ctx, NAME, server.pid) as profile:
-            for i in range(plan.latency_warmup + plan.latency_rounds):
+            for i in range(params.warmup + params.rounds):
                 await asyncio.sleep(GAP_SECONDS)
                 health = await fetch(http, health_url)
                 await asyncio.sleep(GAP_SECONDS)
@@ -79,12 +93,12 @@ async def run(ctx: Context) -> ScenarioResult:
                     result.error(f"/logs answered {reply.status}: {reply.body[:200]!r}")
                 elif orjson.loads(reply.body)["logs"] != expected:
                     result.error("/logs answered other logs than the camera's")
-                if i >= plan.latency_warmup:
+                if i >= params.warmup:
                     healthz.append(health.seconds)
                     logs.append(reply.seconds)
         result.notes.extend(f"profile: {line}" for line in profile.lines)
         for name, url in (("healthz", health_url), ("logs", logs_url)):
-            spent = await cpu_per_request(http, url, server.pid, camera.child.pid, plan)
+            spent = await cpu_per_request(http, url, server.pid, camera.child.pid, params.rounds)
             for process, seconds in spent.items():
                 result.figure(f"{name}: {process} CPU per request us", round(1e6 * seconds))
         result.errors_from("camera", camera.problems())
@@ -99,3 +113,6 @@ async def run(ctx: Context) -> ScenarioResult:
     result.figure("p99 ratio logs/healthz", round(p99, 2))
     result.target("p50 ratio logs/healthz", round(p50, 2), "<=", 3.0, "x")
     return result
+
+
+SCENARIO: Final = Scenario(NAME, run, FULL, QUICK)

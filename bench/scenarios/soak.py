@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from typing import Final
 
 import aiohttp
@@ -20,10 +21,10 @@ from yarl import URL
 from bench.fixtures import RelayServer, log_camera, relay_server
 from bench.http import client_session, fetch, read_metrics, wait_for
 from bench.logdata import BASE, STEP, expected, make_log
-from bench.plan import Context
+from bench.plan import Context, Scenario
 from bench.result import ScenarioResult
 
-__all__ = ["NAME", "run"]
+__all__ = ["FULL", "NAME", "QUICK", "SCENARIO", "Params", "run"]
 
 NAME: Final = "soak"
 CAMERA_ID: Final = "soak"
@@ -31,6 +32,22 @@ ENTRIES: Final = 100
 MB: Final = 1024 * 1024
 RSS_SAMPLE_EVERY: Final = 500
 LATE_RESULT: Final = f"result from camera {CAMERA_ID}: late"
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    """The soak scenario's size: ``FULL`` by default, ``QUICK`` for ``--quick``."""
+
+    #: /logs cycles in all, the first ``warmup`` of them warm up; callers at once;
+    #: every how many cycles one caller hangs up early
+    cycles: int
+    warmup: int
+    concurrency: int
+    abandon_every: int
+
+
+FULL: Final = Params(cycles=20_000, warmup=2_000, concurrency=4, abandon_every=100)
+QUICK: Final = Params(cycles=300, warmup=50, concurrency=4, abandon_every=25)
 
 
 def window(i: int) -> tuple[float | None, float | None]:
@@ -76,8 +93,7 @@ async def leftovers(http: aiohttp.ClientSession, server: RelayServer) -> int:
     return listed + int(gauges)
 
 
-async def run(ctx: Context) -> ScenarioResult:
-    plan = ctx.plan
+async def run(ctx: Context, params: Params) -> ScenarioResult:
     result = ScenarioResult(NAME)
     entries = make_log(ENTRIES)
     timestamps = [float(e["timestamp"]) for e in entries]
@@ -93,10 +109,10 @@ async def run(ctx: Context) -> ScenarioResult:
 
         async def worker() -> None:
             nonlocal issued, completed, abandoned, warm_rss
-            while issued < plan.soak_cycles:
+            while issued < params.cycles:
                 i = issued
                 issued += 1
-                if plan.soak_abandon_every and i % plan.soak_abandon_every == 1:
+                if params.abandon_every and i % params.abandon_every == 1:
                     await abandon(server.url)
                     abandoned += 1
                 else:
@@ -109,13 +125,13 @@ async def run(ctx: Context) -> ScenarioResult:
                     ):
                         result.error("/logs answered other entries than the range holds")
                 completed += 1
-                if completed == plan.soak_warmup:
+                if completed == params.warmup:
                     warm_rss = server.memory().rss
                 if completed % RSS_SAMPLE_EVERY == 0:
                     samples.append(server.memory().rss)
 
         started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(plan.soak_concurrency)))
+        await asyncio.gather(*(worker() for _ in range(params.concurrency)))
         elapsed = time.perf_counter() - started
 
         async def drained() -> bool:
@@ -143,3 +159,6 @@ async def run(ctx: Context) -> ScenarioResult:
         "RSS growth after warm-up", round(100 * (end_rss - warm_rss) / warm_rss, 2), "<", 10.0, "%"
     )
     return result
+
+
+SCENARIO: Final = Scenario(NAME, run, FULL, QUICK)

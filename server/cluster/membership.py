@@ -1,84 +1,106 @@
-"""Which nodes are alive: each node's heartbeat, and the death of those that stop beating.
+"""Which incarnations are alive, how fresh this node's own membership is, and the
+store's epoch.
 
-A node writes ``{prefix}:node:{name}`` (expiring after ``NODE_TIMEOUT_SECONDS``)
-and its score in ``{prefix}:nodes`` (last heartbeat, epoch ms) four times per
-timeout, and reads back the nodes that beat within half the timeout. A node
-that stops beating is thus seen dead within three quarters of the timeout;
-a node that stops gracefully removes itself at once.
+A node beats four times per ``NODE_TIMEOUT_SECONDS``; another node counts it
+alive while its last beat is less than half the timeout old, so a node that
+stops beating is seen dead within three quarters of the timeout. This node's
+*lease* (its belief that the others still count it alive) lasts half the
+timeout from the start of its last beat that succeeded; a node whose lease
+lapsed (it was paused, or cut off from the store) may have lost its cameras
+to other nodes, and checks before it serves them again (``ClusterNode``).
+The epoch changes when the store lost its data; a node that sees a new one
+stops trusting what it remembers of the store (claim order, its cameras'
+entries).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import time
+from dataclasses import dataclass
 
-from redis.exceptions import RedisError
-
-from .bus import Bus, execute
+from .backend import BackendError, Members
+from .health import StoreHealth
 
 logger = logging.getLogger("camrelay.cluster")
 
 
+@dataclass(frozen=True, slots=True)
+class BeatOutcome:
+    #: the beat reached the store
+    up: bool
+    #: the store's epoch differs from the one seen before (not on the first beat)
+    new_epoch: bool = False
+    #: the lease had lapsed before this beat (paused, or cut off from the store)
+    lapsed: bool = False
+
+
 class Membership:
-    def __init__(self, bus: Bus, node_timeout_seconds: float) -> None:
-        self._bus = bus
-        self.timeout = node_timeout_seconds
-        self.interval = node_timeout_seconds / 4
-        self._nodes_key = bus.key("nodes")
-        self._node_key = bus.key("node", bus.node)
-        #: nodes seen alive at the last heartbeat (this node always counts)
-        self.alive: frozenset[str] = frozenset({bus.node})
+    def __init__(
+        self, members: Members, incarnation: str, timeout: float, health: StoreHealth
+    ) -> None:
+        self._members = members
+        self.incarnation = incarnation
+        self.timeout = timeout
+        self.interval = timeout / 4
+        self._health = health
+        #: incarnations seen alive at the last beat (this one always counts)
+        self._alive: dict[str, None] = {incarnation: None}
+        self._epoch: str | None = None
+        #: loop time until which the others count this node alive
+        self._lease_until = float("-inf")
+
+    @property
+    def alive(self) -> list[str]:
+        return list(self._alive)
 
     def is_alive(self, node: str) -> bool:
-        return node == self._bus.node or node in self.alive
+        return node == self.incarnation or node in self._alive
+
+    def lease_valid(self) -> bool:
+        return asyncio.get_running_loop().time() < self._lease_until
 
     async def confirm_alive(self, node: str) -> bool:
-        """``is_alive``, asking Redis about a node not alive at the last heartbeat (it may
+        """``is_alive``, asking the store about a node not alive at the last beat (it may
         have joined since)."""
         if not node:
             return False
         if self.is_alive(node):
             return True
         try:
-            last_beat = await self._bus.redis.zscore(self._nodes_key, node)
-        except (RedisError, OSError) as error:
-            self._bus.failed(error)
+            alive = await self._members.is_alive(node)
+        except BackendError as error:
+            self._health.failed(error)
             return False
-        alive = last_beat is not None and last_beat >= time.time() * 1000 - self.timeout * 500
         if alive:
-            self.alive = self.alive | {node}
+            self._alive[node] = None
         return alive
 
-    async def beat(self) -> bool:
-        """One heartbeat; refreshes ``alive``. False (logged once) if Redis is down."""
-        now_ms = int(time.time() * 1000)
-        timeout_ms = int(self.timeout * 1000)
-        pipe = self._bus.beat_redis.pipeline(transaction=False)
-        pipe.set(self._node_key, now_ms, px=timeout_ms)
-        pipe.zadd(self._nodes_key, {self._bus.node: now_ms})
-        pipe.pexpire(self._nodes_key, max(timeout_ms * 10, 60_000))
-        # Nodes gone for long are dropped from the set; the rest are read back.
-        pipe.zremrangebyscore(self._nodes_key, "-inf", now_ms - timeout_ms * 10)
-        pipe.zrangebyscore(self._nodes_key, now_ms - timeout_ms // 2, "+inf")
-        pipe.pexpire(self._bus.inbox(self._bus.node), self._bus.key_ttl_ms)
+    async def beat(self) -> BeatOutcome:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        lapsed = started >= self._lease_until
         try:
-            results = await execute(pipe)
-        except (RedisError, OSError) as error:
-            self._bus.failed(error)
-            return False
-        self._bus.succeeded()
-        alive = frozenset(name.decode() for name in results[4]) | {self._bus.node}
-        for node in self.alive - alive:
-            logger.warning("node %s stopped beating: taking over its cameras' callers", node)
-        self.alive = alive
-        return True
+            beat = await self._members.beat(self.incarnation)
+        except BackendError as error:
+            self._health.failed(error)
+            return BeatOutcome(up=False, lapsed=lapsed)
+        self._health.succeeded()
+        self._lease_until = started + self.timeout / 2
+        alive = dict.fromkeys(sorted(beat.alive))
+        alive[self.incarnation] = None
+        for node in self._alive:
+            if node not in alive:
+                logger.warning("node %s stopped beating: taking over its cameras' callers", node)
+        self._alive = alive
+        new_epoch = self._epoch is not None and beat.epoch != self._epoch
+        if new_epoch:
+            logger.warning("the cluster's store lost its data: registering this node's cameras again")
+        self._epoch = beat.epoch
+        return BeatOutcome(up=True, new_epoch=new_epoch, lapsed=lapsed)
 
     async def leave(self) -> None:
-        """A graceful stop: the other nodes see this one gone at their next heartbeat."""
         try:
-            pipe = self._bus.redis.pipeline(transaction=False)
-            pipe.delete(self._node_key)
-            pipe.zrem(self._nodes_key, self._bus.node)
-            await execute(pipe)
-        except (RedisError, OSError) as error:
-            self._bus.failed(error)
+            await self._members.leave(self.incarnation)
+        except BackendError as error:
+            self._health.failed(error)

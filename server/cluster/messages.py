@@ -1,8 +1,11 @@
 """The messages nodes send each other, and how their format may change.
 
-A message is a small JSON header (``{"v": 2, "t": "<type>", ...}``) plus, for
+A message is a small JSON header (``{"v": 3, "t": "<type>", ...}``) plus, for
 a result, the camera's body as bytes beside it. One dataclass per type; its
-fields are the header's keys.
+fields are the header's keys. Every message says what it is for: the
+incarnation it is addressed to (``dest``), the camera, and the callers
+(refs) or request it concerns; the receiver drops what is not its own
+(``server.cluster.node``).
 
 The compatibility rule (so that a rolling deploy loses nothing):
 
@@ -10,7 +13,8 @@ The compatibility rule (so that a rolling deploy loses nothing):
   It never renames, removes or changes the meaning of a field.
 - A node reads a message of its own version and of any earlier one: a field
   the sender did not know takes its default. The previous format (``v`` 0,
-  the header without ``v`` nor ``pickup``) is read that way.
+  the header without ``v`` nor ``pickup``) is read that way; a message without
+  ``dest`` (``v`` 2 and before) is taken as addressed to the node reading it.
 - A node reads a message of a later version too: fields it does not know are
   ignored.
 - A message that is not a JSON object, has an unknown type, or lacks a field
@@ -26,7 +30,6 @@ from typing import Any, ClassVar
 
 import orjson
 
-from ..logscan import json_type
 from ..relay import (
     CameraOffline,
     CameraTimeout,
@@ -39,16 +42,20 @@ from ..relay import (
     TimeRange,
     UnknownRequest,
 )
+from ..relay.logscan import json_type
+from .unavailable import ClusterUnavailable
 
-VERSION = 2
+VERSION = 3
 logger = logging.getLogger("camrelay.cluster")
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
     TYPE: ClassVar[str] = ""
-    #: the sending node, filled in by the bus
+    #: the sending incarnation, filled in by the bus
     sender: str = ""
+    #: the incarnation it is for, filled in by the bus ("": a sender of v2 or before)
+    dest: str = ""
     #: when it was sent, epoch milliseconds (for the forward latency)
     sent_ms: int = 0
 
@@ -83,6 +90,10 @@ class Outcome(Message):
     """What became of callers: the result (the body beside the header) or an error."""
 
     TYPE: ClassVar[str] = "outcome"
+    #: the camera whose callers these are (each ref must be a caller of it)
+    camera: str = ""
+    #: the request the result answers ("" for an error)
+    request: str = ""
     refs: tuple[str, ...] = ()
     #: a relay error's name (``CameraOffline``...), or "" with a body for a result
     error: str = ""
@@ -94,13 +105,15 @@ class Moved(Message):
     """The callers ``refs`` now wait at node ``home`` (their camera's session moved)."""
 
     TYPE: ClassVar[str] = "moved"
+    camera: str = ""
     refs: tuple[str, ...] = ()
     home: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class Takeover(Message):
-    """A newer poll reached node ``to``: answer yours 409 and hand the session over."""
+    """A newer poll reached node ``to`` (the new home, an incarnation): answer yours 409
+    and hand the session over."""
 
     TYPE: ClassVar[str] = "takeover"
     camera: str = ""
@@ -131,10 +144,11 @@ class Posted(Message):
 
 
 @dataclass(frozen=True, slots=True)
-class Receipt(Message):
+class ResultReceipt(Message):
     """The home's answer to ``Posted``: an outcome, or an error name and detail."""
 
     TYPE: ClassVar[str] = "receipt"
+    camera: str = ""
     ref: str = ""
     outcome: str = ""
     request_id: str = ""
@@ -144,7 +158,16 @@ class Receipt(Message):
 
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
-    cls.TYPE: cls for cls in (Enqueue, Forget, Outcome, Moved, Takeover, Handover, Posted, Receipt)
+    cls.TYPE: cls for cls in (
+        Enqueue,
+        Forget,
+        Outcome,
+        Moved,
+        Takeover,
+        Handover,
+        Posted,
+        ResultReceipt,
+    )
 }
 #: header keys that differ from the field names
 _WIRE_NAMES = {"sender": "from", "sent_ms": "sent", "request_id": "requestId"}
@@ -152,7 +175,14 @@ _FIELD_NAMES = {wire: name for name, wire in _WIRE_NAMES.items()}
 
 ERRORS: dict[str, type[RelayError]] = {
     cls.__name__: cls
-    for cls in (CameraOffline, CameraTimeout, QueueFull, ShuttingDown, UnknownRequest)
+    for cls in (
+        CameraOffline,
+        CameraTimeout,
+        QueueFull,
+        ShuttingDown,
+        UnknownRequest,
+        ClusterUnavailable,
+    )
 }
 
 

@@ -1,4 +1,4 @@
-"""Hooks the cluster layer calls on events worth counting (``server.metrics`` plugs in)."""
+"""Hooks the cluster layer calls on events worth counting (``server.observe.metrics`` plugs in)."""
 
 from __future__ import annotations
 

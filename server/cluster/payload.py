@@ -7,10 +7,14 @@ camera's upload, so its callers get the entries exactly as the camera sent them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
-from ..logscan import ResultScanner
-from ..relay import LogResult, TimeRange
+from ..relay import FIRST_RESERVATION_BYTES, LogResult, ResultBudget, TimeRange
+from ..relay.logscan import ResultBodyError, ResultScanner
+from .backend import Body
+
+logger = logging.getLogger("camrelay.cluster")
 
 HEAD = b'{"logs":['
 TAIL = b"]}"
@@ -30,3 +34,27 @@ def result_from(body: bytes, on_release: Callable[[], None] | None = None) -> Lo
     scanner = ResultScanner(expected_size=len(body))
     scanner.feed(body)
     return scanner.finish(on_release).result
+
+
+async def take_result(budget: ResultBudget, body: Body | None) -> LogResult | None:
+    """The result in a message's body, read once ``budget`` has room for it and counted
+    there until its last hold ends; ``None`` if the body is gone or does not parse
+    (logged); raises ``BackendError`` when the body cannot be read."""
+    size = FIRST_RESERVATION_BYTES if body is None or not body.size else body.size
+    reservation = await budget.reserve(size)
+    try:
+        data = b"" if body is None else await body.read()
+        if data is None:
+            reservation.release()
+            return None
+        await reservation.grow_to(len(data))
+        result = result_from(data, reservation.release)
+    except ResultBodyError as error:
+        reservation.release()
+        logger.warning("dropped a result message whose body does not parse: %s", error)
+        return None
+    except BaseException:
+        reservation.release()
+        raise
+    reservation.done_reading()
+    return result

@@ -11,7 +11,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ..problems import ProblemError
+from ..http.problems import ProblemError
 from ..relay import shown
 
 CONSOLE_DIR = Path(__file__).resolve().parent

@@ -1,6 +1,6 @@
 """The framework-free relay core: no HTTP, no metrics, no logging framework."""
 
-from .budget import Reservation, ResultBudget
+from .budget import FIRST_RESERVATION_BYTES, Reservation, ResultBudget
 from .config import RelayConfig
 from .errors import (
     CameraOffline,
@@ -10,17 +10,20 @@ from .errors import (
     RegistryFull,
     RelayError,
     ShuttingDown,
+    TooManyUploads,
     UnknownRequest,
 )
 from .handover import InFlightWork, QueuedWork, SessionWork
+from .local import Relay
 from .logresult import CHUNK_BYTES, LogResult, LogSelection
 from .observer import FanOutObserver, RelayObserver, ResultOutcome
-from .relay import Relay, RelayStats
+from .service import RelayService, RelayStats, Upload
 from .session import Caller, CameraSession, CameraStatus, Command, Receipt, shown
 from .timerange import WIRE_MAX, TimeRange
 from .upload import ResultUpload
 
 __all__ = [
+    "FIRST_RESERVATION_BYTES",
     "CHUNK_BYTES",
     "WIRE_MAX",
     "Caller",
@@ -42,6 +45,7 @@ __all__ = [
     "RelayConfig",
     "RelayError",
     "RelayObserver",
+    "RelayService",
     "RelayStats",
     "Reservation",
     "ResultBudget",
@@ -50,6 +54,8 @@ __all__ = [
     "SessionWork",
     "ShuttingDown",
     "TimeRange",
+    "TooManyUploads",
     "UnknownRequest",
+    "Upload",
     "shown",
 ]

@@ -37,3 +37,8 @@ class UnknownRequest(RelayError):
 
 class RegistryFull(RelayError):
     """A poll from a new camera id while the registry already holds ``max_cameras``."""
+
+
+class TooManyUploads(RelayError):
+    """A camera posts another result while as many as it may have are being read:
+    one per unanswered command, plus one."""

@@ -1,7 +1,7 @@
 """Hooks the relay calls on events worth counting or logging.
 
 The relay stays free of any metrics or logging framework: the application
-plugs in an observer (see ``server.metrics`` and ``server.eventlog``), a
+plugs in an observer (see ``server.observe.metrics`` and ``server.observe.events``), a
 subclass of ``RelayObserver`` that overrides the events it cares about.
 """
 

@@ -207,6 +207,21 @@ class CameraSession:
         self._forget_old_accepted()
         return request_id in self._in_flight or request_id in self._accepted
 
+    @property
+    def uploads_in_flight(self) -> int:
+        """``/send_logs`` bodies of this camera being read now."""
+        return self._uploads
+
+    @property
+    def upload_limit(self) -> int:
+        """How many uploads this camera may have in flight: one per unanswered command,
+        plus one (a retry of a result whose first upload the server has not seen end)."""
+        return len(self._in_flight) + 1
+
+    def may_start_upload(self) -> bool:
+        """Another upload stays within ``upload_limit``."""
+        return self._uploads < self.upload_limit
+
     def upload_started(self) -> int:
         """A ``/send_logs`` body is being read: the camera counts as seen until it ends.
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 from .budget import Reservation
 from .errors import UnknownRequest
 from .logresult import LogResult
+from .logscan import MAX_REQUEST_ID_BYTES
 from .observer import RelayObserver, ResultOutcome
+from .service import Upload
 from .session import CameraSession, Receipt, shown
 
 
@@ -19,7 +21,17 @@ def lose_upload(
     session.upload_lost(request_id, started)
 
 
-class ResultUpload:
+def request_id_too_long(camera_id: str) -> UnknownRequest:
+    """The 404 for a ``requestId`` found, as it streams in, to be longer than any the
+    server issues; raise it to stop reading."""
+    return UnknownRequest(
+        f"the requestId is longer than {MAX_REQUEST_ID_BYTES} bytes, so no command has it "
+        f"(the server's ids are 32 characters): answer a command camera {camera_id!r} "
+        "received, with its requestId as given"
+    )
+
+
+class ResultUpload(Upload):
     """Made by ``Relay.receive_result``; the HTTP layer feeds it what it reads."""
 
     def __init__(

@@ -14,9 +14,8 @@ from typing import Final
 
 from aiohttp import web
 
-from .cluster.errors import ClusterUnavailable
-from .problems import ProblemError
-from .relay import (
+from ..cluster.unavailable import ClusterUnavailable
+from ..relay import (
     CameraOffline,
     CameraTimeout,
     PollSuperseded,
@@ -24,9 +23,11 @@ from .relay import (
     RegistryFull,
     RelayError,
     ShuttingDown,
+    TooManyUploads,
     UnknownRequest,
 )
-from .state import get_settings
+from ..state import get_settings
+from .problems import ProblemError
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,7 @@ RELAY_PROBLEMS: Final[Mapping[type[RelayError], ProblemKind]] = {
     CameraTimeout: ProblemKind(504, "camera-timeout"),
     PollSuperseded: ProblemKind(409, "poll-superseded"),
     UnknownRequest: ProblemKind(404, "unknown-request"),
+    TooManyUploads: ProblemKind(429, "too-many-uploads", retry_after=1),
     ClusterUnavailable: ProblemKind(503, "cluster-unavailable", retry_after=2),
 }
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from .relay import RelayObserver, ResultOutcome
+from ..relay import RelayObserver, ResultOutcome
 
 logger = logging.getLogger("camrelay.relay")
 

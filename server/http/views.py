@@ -8,9 +8,12 @@ from importlib import resources
 
 from aiohttp import web
 
+from ..observe.metrics import METRICS_CONTENT_TYPE
+from ..relay import CameraStatus, Command, ResultOutcome
+from ..state import get_metrics, get_relay, get_settings, get_started_at
 from .answers import stream_logs
 from .auth import require_camera, require_user
-from .metrics import METRICS_CONTENT_TYPE
+from .body_reader import receive_result
 from .params import (
     camera_id_param,
     camera_query_params,
@@ -19,9 +22,6 @@ from .params import (
     time_range_params,
 )
 from .problems import json_response
-from .relay import CameraStatus, Command, ResultOutcome
-from .state import get_metrics, get_redis_state, get_relay, get_settings, get_started_at
-from .uploads import receive_result
 
 NOOP: dict[str, object] = {"command": "noop"}
 
@@ -126,7 +126,7 @@ async def healthz(request: web.Request) -> web.Response:
             "status": "stopping" if relay.closed else "ok",
             "uptimeSeconds": round(time.monotonic() - get_started_at(request.app), 3),
             "node": get_settings(request.app).node_name,
-            "redis": get_redis_state(request.app),
+            "redis": relay.store_state(),
         }
     )
 
@@ -139,5 +139,5 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    document = resources.files("server").joinpath("openapi.json").read_bytes()
+    document = resources.files("server.http").joinpath("openapi.json").read_bytes()
     return web.Response(body=document, content_type="application/json")

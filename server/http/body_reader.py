@@ -1,7 +1,7 @@
 """Reading a ``/send_logs`` body as it streams in: budgeted, with an idle deadline
 between chunks and a minimum average rate.
 
-The body is scanned chunk by chunk (``server.logscan``), yielding to the event
+The body is scanned chunk by chunk (``server.relay.logscan``), yielding to the event
 loop between chunks; a ``requestId`` nobody awaits stops the reading with a
 404, and an upload that breaks off mid-body is reported to the relay as a
 lost delivery.
@@ -12,26 +12,60 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
+from typing import NoReturn
 
 from aiohttp import hdrs, web
 
-from .logscan import ResultBodyError, ResultScanner
+from ..relay import Receipt, RelayError, RelayService, Upload
+from ..relay.logscan import ResultBodyError, ResultScanner
+from ..relay.upload import request_id_too_long
+from ..settings import Settings
+from .error_map import relay_problem
 from .params import body_too_large, invalid_body
 from .problems import ProblemError
-from .relay import Receipt, Relay, ResultUpload
-from .settings import Settings
 
 #: the most one read takes from the socket, and so the most scanned between two yields
 READ_CHUNK_BYTES = 64 * 1024
 
 
 async def receive_result(
-    request: web.Request, relay: Relay, camera_id: str, declared: int | None, settings: Settings
+    request: web.Request,
+    relay: RelayService,
+    camera_id: str,
+    declared: int | None,
+    settings: Settings,
 ) -> tuple[Receipt, int]:
     """Read, check and hand over the result: its receipt and its number of entries."""
+    try:
+        return await _receive(request, relay, camera_id, declared, settings)
+    except RelayError as error:
+        if request.content.is_eof():
+            raise
+        # Refused before the body was all read (404, 429, 503): the rest is not read,
+        # so the connection cannot carry another request.
+        problem = relay_problem(error)
+        problem.headers["Connection"] = "close"
+        raise problem from None
+
+
+async def _receive(
+    request: web.Request,
+    relay: RelayService,
+    camera_id: str,
+    declared: int | None,
+    settings: Settings,
+) -> tuple[Receipt, int]:
     async with relay.receive_result(camera_id, declared) as upload:
         length = _decoded_length(request, declared)
-        scanner = ResultScanner(on_request_id=upload.check_request_id, expected_size=length)
+
+        def refuse_long_request_id() -> NoReturn:
+            raise request_id_too_long(camera_id)
+
+        scanner = ResultScanner(
+            on_request_id=upload.check_request_id,
+            expected_size=length,
+            on_request_id_too_long=refuse_long_request_id,
+        )
         try:
             await _read_body(request, scanner, upload, length, settings)
             scanned = scanner.finish(on_release=upload.release_budget)
@@ -74,7 +108,7 @@ class _ReadingClock:
 async def _read_body(
     request: web.Request,
     scanner: ResultScanner,
-    upload: ResultUpload,
+    upload: Upload,
     declared: int | None,
     settings: Settings,
 ) -> None:
@@ -95,7 +129,7 @@ async def _read_body(
 
 async def _next_chunk(
     request: web.Request,
-    upload: ResultUpload,
+    upload: Upload,
     settings: Settings,
     clock: _ReadingClock,
     received: int,

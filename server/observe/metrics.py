@@ -8,8 +8,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .cluster.observer import ClusterObserver
-from .relay import RelayObserver, RelayStats, ResultOutcome
+from ..cluster.observer import ClusterObserver
+from ..relay import RelayObserver, RelayStats, ResultOutcome
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)

@@ -7,10 +7,10 @@ import asyncio
 import orjson
 from aiohttp import web
 
-from .logging_setup import REQUEST_ID
+from ..observe.logging_setup import REQUEST_ID
+from ..relay import CHUNK_BYTES, LogSelection, TimeRange
+from ..state import get_metrics, get_settings
 from .middlewares import REQUEST_ID_HEADER
-from .relay import CHUNK_BYTES, LogSelection, TimeRange
-from .state import get_metrics, get_settings
 
 TAIL = b"]}"
 

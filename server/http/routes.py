@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..console import setup_console
 from . import views
-from .console import setup_console
 
 
 def setup_routes(app: web.Application) -> None:

@@ -21,7 +21,7 @@ The parent serves nothing itself. It
 Connections already queued on a stopping worker's socket: each worker has its own
 accept queue, and closing a listening socket resets what waits in it. A stopping
 worker therefore keeps accepting and answering until its queue is empty and only then
-closes its socket (``server.listener``); from then on the kernel routes new connections
+closes its socket (``server.serve.listener``); from then on the kernel routes new connections
 to the remaining workers. ``sysctl net.ipv4.tcp_migrate_req=1`` (Linux >= 5.14) also
 hands the few that arrive in the instant of the close to another worker, and covers a
 worker that dies without stopping.
@@ -40,7 +40,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from .settings import Settings
+from ..settings import Settings
 
 logger = logging.getLogger("camrelay.supervisor")
 

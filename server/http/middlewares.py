@@ -11,11 +11,11 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from .errors import problem_for
-from .logging_setup import REQUEST_ID
+from ..observe.logging_setup import REQUEST_ID
+from ..relay import RelayError
+from ..state import get_metrics
+from .error_map import problem_for
 from .problems import ProblemError, problem_response
-from .relay import RelayError
-from .state import get_metrics
 
 logger = logging.getLogger("camrelay.http")
 REQUEST_ID_HEADER = "X-Request-ID"

@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from .relay import LogResult
+from .logresult import LogResult
 
 #: a body announced at least this long is read into an anonymous mapping
 MAPPED_BUFFER_BYTES = 256 * 1024
@@ -33,6 +33,8 @@ MAPPED_BUFFER_BYTES = 256 * 1024
 _MAX_SMALL_OFFSET = 2**32 - 1
 #: orjson's nesting limit for a whole document
 MAX_DEPTH = 1024
+#: the longest ``requestId`` the server could have issued, in bytes as sent (its own are 32)
+MAX_REQUEST_ID_BYTES = 64
 #: above this, an integer may not survive the trip through a double
 EXACT_DOUBLE_LIMIT = 2**53
 
@@ -159,13 +161,18 @@ class ResultScanner:
     """Feed a body chunk by chunk, then ``finish()``; raises ``ResultBodyError`` on a fault.
 
     ``on_request_id`` is called with the ``requestId`` as soon as it is read
-    (it may raise to stop reading); ``index_bytes`` says what the index costs.
+    (it may raise to stop reading); ``on_request_id_too_long`` as soon as a
+    ``requestId`` string is found to hold more than ``MAX_REQUEST_ID_BYTES`` bytes
+    between its quotes (as sent, escapes included), while it still streams in
+    (it should raise: the rest of the id is not waited for); ``index_bytes``
+    says what the index costs.
     """
 
     def __init__(
         self,
         on_request_id: Callable[[str], None] | None = None,
         expected_size: int | None = None,
+        on_request_id_too_long: Callable[[], None] | None = None,
     ) -> None:
         # Sized once when the length is known: growing a buffer copies it, and for
         # a while both copies are in memory. A big one is an anonymous mapping, whose
@@ -179,6 +186,7 @@ class ResultScanner:
         self._size = 0
         self._at_end = False
         self._on_request_id = on_request_id
+        self._on_request_id_too_long = on_request_id_too_long
         self._entries = _Entries()
         self._logs_seen = False
         self._logs_fault: str | None = None
@@ -262,6 +270,12 @@ class ResultScanner:
         request_id = data.get("requestId")
         if type(logs) is not list or not (request_id is None or type(request_id) is str):
             return False
+        if request_id is not None and self._on_request_id_too_long is not None:
+            encoded = request_id.encode()
+            if len(encoded) > MAX_REQUEST_ID_BYTES:  # as sent, it is at least this long
+                self._on_request_id_too_long()
+            elif b'"%s"' % encoded not in body:
+                return False  # sent with escapes: the incremental reader counts its bytes
         opens = _positions(body, b"{")
         closes = _positions(body, b"}")
         if len(opens) != len(logs) + 1 or len(closes) != len(opens):
@@ -317,12 +331,17 @@ class ResultScanner:
             position = yield from self._skip_whitespace(position + 1)
             if key == "logs":
                 position = yield from self._logs(position)
+            elif key == "requestId":
+                value_start = position
+                if buffer[position] == _QUOTE and self._on_request_id_too_long is not None:
+                    position = yield from self._request_id_end(position + 1)
+                else:
+                    position = yield from self._value_end(position, 1)
+                self._take_request_id(self._load(value_start, position))
             else:
                 value_start = position
                 position = yield from self._value_end(position, 1)
-                value = self._load(value_start, position)
-                if key == "requestId":
-                    self._take_request_id(value)
+                self._load(value_start, position)  # checked like any other value
             position = yield from self._skip_whitespace(position)
             if buffer[position] == _COMMA:
                 position = yield from self._skip_whitespace(position + 1)
@@ -437,6 +456,26 @@ class ResultScanner:
             assert match is not None
             position = match.end()
             if position < self._size and buffer[position] == _QUOTE:
+                return position + 1
+            yield from self._more(position)
+
+    def _request_id_end(self, start: int) -> _NeedMore:
+        """``_string_end`` for a ``requestId``: past ``MAX_REQUEST_ID_BYTES`` bytes after
+        its opening quote (at ``start - 1``), ``on_request_id_too_long`` is called at once,
+        whether or not the closing quote has come."""
+        buffer = self._buffer
+        position = start
+        while True:
+            match = _STRING_REST.match(buffer, position, self._size)
+            assert match is not None
+            position = match.end()
+            closed = position < self._size and buffer[position] == _QUOTE
+            # The string's bytes so far: up to its closing quote, else all received.
+            if (position if closed else self._size) - start > MAX_REQUEST_ID_BYTES:
+                assert self._on_request_id_too_long is not None
+                self._on_request_id_too_long()
+                return (yield from self._string_end(position))
+            if closed:
                 return position + 1
             yield from self._more(position)
 

@@ -40,7 +40,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from .throttledlog import ThrottledLog
+from ..observe.throttledlog import ThrottledLog
 
 #: errors after which asyncio pauses accepting (selector_events._accept_connection)
 OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})

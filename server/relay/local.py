@@ -8,36 +8,28 @@ import contextlib
 import itertools
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import NoReturn
 
-from .budget import ResultBudget
+from .budget import FIRST_RESERVATION_BYTES, ResultBudget
 from .config import RelayConfig
-from .errors import CameraOffline, CameraTimeout, RegistryFull, ShuttingDown, UnknownRequest
+from .errors import (
+    CameraOffline,
+    CameraTimeout,
+    RegistryFull,
+    ShuttingDown,
+    TooManyUploads,
+    UnknownRequest,
+)
 from .handover import SessionWork
 from .logresult import LogResult, LogSelection
 from .observer import RelayObserver, ResultOutcome
+from .service import RelayService, RelayStats
 from .session import Caller, CameraSession, CameraStatus, Command, Receipt
 from .timerange import TimeRange
 from .upload import ResultUpload, lose_upload
 
-#: what an upload without ``Content-Length`` reserves at first; it grows as it is read
-FIRST_RESERVATION_BYTES = 64 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class RelayStats:
-    cameras: int
-    online: int
-    polls_held: int
-    callers_waiting: int
-    commands_in_flight: int
-    result_bytes_in_flight: int = 0
-    uploads_waiting_for_budget: int = 0
-
-
-class Relay:
-    """Relays ``/logs`` work to cameras that only poll.
+class Relay(RelayService):
+    """Relays ``/logs`` work to cameras that only poll: the single-process ``RelayService``.
 
     The HTTP layer calls ``poll``, ``receive_result``, ``submit_result`` and
     ``camera_seen`` for cameras, ``fetch_logs``, ``list_cameras`` and
@@ -66,6 +58,38 @@ class Relay:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def observer(self) -> RelayObserver:
+        return self._observer
+
+    def has_session(self, camera_id: str) -> bool:
+        return camera_id in self._sessions
+
+    def camera_ids(self) -> list[str]:
+        """The ids of the cameras held here, in the order they were added."""
+        return list(self._sessions)
+
+    def enqueue(
+        self,
+        camera_id: str,
+        time_range: TimeRange,
+        *,
+        ref: str,
+        pickup_within: float | None = None,
+    ) -> Caller:
+        """Queue a caller whose owner resolves it elsewhere (named by ``ref``) at the
+        camera's session; raises ``CameraOffline`` when there is none."""
+        session = self._sessions.get(camera_id)
+        if session is None:
+            raise CameraOffline(f"camera {camera_id!r} has not connected; retry once it polls")
+        return session.enqueue(time_range, ref=ref, pickup_within=pickup_within)
+
+    def forget(self, camera_id: str, caller: Caller) -> None:
+        """The caller's request ended: drop its work where it sits (if the session is here)."""
+        session = self._sessions.get(camera_id)
+        if session is not None:
+            session.forget(caller)
 
     async def poll(self, camera_id: str) -> Command | None:
         """Wait for work for this camera: a command, or ``None`` (noop) after the hold."""
@@ -140,8 +164,10 @@ class Relay:
         self, camera_id: str, declared_bytes: int | None
     ) -> AsyncIterator[ResultUpload]:
         """An upload of a result: 404 (``UnknownRequest``) before it is read if nobody
-        awaits one from this camera, else the camera counts as seen while it streams,
-        and its bytes are reserved from the budget (waiting their turn) before it is read.
+        awaits one from this camera, 429 (``TooManyUploads``) if the camera already has
+        as many uploads in flight as it may (one per unanswered command, plus one),
+        else the camera counts as seen while it streams, and its bytes are reserved
+        from the budget (waiting their turn) before it is read.
         """
         if self._closed:
             raise ShuttingDown("the server is shutting down; its callers were answered 503")
@@ -151,6 +177,14 @@ class Relay:
             self._observer.result_received(camera_id, ResultOutcome.LATE)
             raise UnknownRequest(
                 f"camera {camera_id!r} has no command awaiting a result; poll first"
+            )
+        if not session.may_start_upload():
+            in_flight = session.uploads_in_flight
+            unanswered = session.upload_limit - 1
+            raise TooManyUploads(
+                f"camera {camera_id!r} already has {in_flight} results being uploaded, the "
+                f"most it may have with {unanswered} unanswered command(s) (one per command, "
+                "plus one): let an upload finish or close its connection, then retry"
             )
         started = session.upload_started()
         try:

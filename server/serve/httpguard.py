@@ -68,8 +68,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMethod, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
-from .problems import problem_response
-from .throttledlog import ThrottledLog
+from ..http.problems import problem_response
+from ..observe.throttledlog import ThrottledLog
 
 #: aiohttp versions (inclusive lower, exclusive upper bound) this module is verified on
 SUPPORTED_AIOHTTP = ((3, 14), (3, 15))
@@ -86,7 +86,7 @@ def check_aiohttp_version(version: str = aiohttp.__version__) -> None:
     low, high = SUPPORTED_AIOHTTP
     if match is None or not low <= (int(match[1]), int(match[2])) < high:
         raise UnsupportedAiohttp(
-            f"aiohttp {version} is outside the range server/httpguard.py is verified on "
+            f"aiohttp {version} is outside the range server/serve/httpguard.py is verified on "
             f"(>={low[0]}.{low[1]},<{high[0]}.{high[1]}): parser errors could echo client "
             "bytes; install a version in that range (pip install -e .)"
         )

@@ -10,8 +10,8 @@ from aiohttp import web
 
 from common.grammar import CAMERA_ID_RULE, CAMERA_PREFIX_PATTERN, DECIMAL_PATTERN, is_camera_id
 
+from ..relay import TimeRange, shown
 from .problems import ProblemError
-from .relay import TimeRange, shown
 
 DEFAULT_CAMERA_ID = "default"
 

@@ -1,8 +1,8 @@
 """Serving the app: aiohttp's ``AppRunner`` and ``SockSite``, guarded against abusive clients.
 
-``server/httpguard.py`` holds the one extension of aiohttp (parser errors
+``server/serve/httpguard.py`` holds the one extension of aiohttp (parser errors
 answered without echoing the request, the header deadline);
-``server/listener.py`` the listening sockets: they pause accepting when file
+``server/serve/listener.py`` the listening sockets: they pause accepting when file
 descriptors run out, may share the port with other workers (SO_REUSEPORT), and
 are drained before they close.
 """
@@ -16,10 +16,10 @@ import socket
 
 from aiohttp import web
 
+from ..settings import Settings
+from ..state import get_metrics
 from .httpguard import ConnectionGuard, GuardedAppRunner
 from .listener import AcceptPauseLog, open_listeners, wait_drained
-from .settings import Settings
-from .state import get_metrics
 
 SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 #: How long a stopping server keeps accepting the connections already queued on its socket.
@@ -54,7 +54,7 @@ async def serve(app: web.Application, settings: Settings, *, reuse_port: bool = 
     """Serve until SIGINT or SIGTERM, then shut down gracefully.
 
     ``reuse_port``: bind with SO_REUSEPORT, so that several processes share PORT (each
-    with its own accept queue, drained before its socket closes: see ``server.listener``).
+    with its own accept queue, drained before its socket closes: see ``server.serve.listener``).
     """
     runner = make_runner(app, settings)
     await runner.setup()

@@ -1,0 +1,214 @@
+"""A node's messages: posted in batches through the transport, read from its inbox and
+handed to the handler of their type.
+
+A message to this node's own incarnation is handed over in the same way, without
+the store (a result then travels as the object itself). A message read from the
+inbox that is addressed to another incarnation (an earlier run of this node) is
+dropped: nothing sent to an earlier run reaches this one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ..relay import LogResult
+from .backend import BackendError, Body, Envelope, Transport
+from .health import StoreHealth
+from .identity import name_of
+from .messages import Message, decode, encode
+from .payload import result_bytes
+from .unavailable import ClusterUnavailable
+
+logger = logging.getLogger("camrelay.cluster")
+
+#: how long ``send`` waits for the store to take a message
+SEND_TIMEOUT_SECONDS = 2.0
+
+Handler = Callable[[Any, "Body | None"], None]
+
+
+class LocalResult(Body):
+    """A result handed from this node to itself: the object, not its bytes."""
+
+    def __init__(self, result: LogResult) -> None:
+        self.result = result
+        self.size = 0
+
+    async def read(self) -> bytes | None:
+        raise TypeError("a local result is taken as it is, not read")
+
+
+@dataclasses.dataclass(slots=True)
+class _Outgoing:
+    envelope: Envelope
+    done: asyncio.Future[None] | None
+
+
+class Courier:
+    def __init__(
+        self,
+        transport: Transport,
+        incarnation: str,
+        health: StoreHealth,
+        wall_clock: Callable[[], float],
+        on_latency: Callable[[float], None] = lambda seconds: None,
+    ) -> None:
+        self._transport = transport
+        self.incarnation = incarnation
+        self._inbox = name_of(incarnation)
+        self._health = health
+        self._wall_clock = wall_clock
+        self._on_latency = on_latency
+        self._handlers: Mapping[type[Message], Handler] = {}
+        self._outbox: list[_Outgoing] = []
+        self._wake_writer = asyncio.Event()
+        self._writing = False
+        self._flushed: list[asyncio.Future[None]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopped = False
+
+    def start(self, handlers: Mapping[type[Message], Handler]) -> None:
+        self._handlers = handlers
+        self._tasks = [
+            asyncio.create_task(self._write_forever(), name=f"camrelay-writer-{self._inbox}"),
+            asyncio.create_task(self._read_forever(), name=f"camrelay-reader-{self._inbox}"),
+        ]
+
+    # ------------------------------------------------------------------ sending
+
+    def post(self, dest: str, message: Message, body: bytes | None = None) -> None:
+        """Send without waiting (a failure is counted and logged)."""
+        stamped = self._stamped(dest, message)
+        if dest == self.incarnation:
+            asyncio.get_running_loop().call_soon(self._deliver, stamped, None)
+            return
+        self._queue(Envelope(name_of(dest), encode(stamped), body), None)
+
+    def post_result(self, dest: str, message: Message, result: LogResult) -> None:
+        """Send a result with one hold on it for the receiver (released here once its
+        bytes are taken when it leaves this node)."""
+        stamped = self._stamped(dest, message)
+        if dest == self.incarnation:
+            asyncio.get_running_loop().call_soon(self._deliver, stamped, LocalResult(result))
+            return
+        try:
+            body = result_bytes(result)
+        finally:
+            result.release()
+        self._queue(Envelope(name_of(dest), encode(stamped), body), None)
+
+    async def send(self, dest: str, message: Message, body: bytes | None = None) -> None:
+        """Send and wait until the store has it; raises ``ClusterUnavailable``."""
+        stamped = self._stamped(dest, message)
+        if dest == self.incarnation:
+            asyncio.get_running_loop().call_soon(self._deliver, stamped, None)
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue(Envelope(name_of(dest), encode(stamped), body), done)
+        try:
+            async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
+                await done
+        except (TimeoutError, BackendError):
+            raise ClusterUnavailable(
+                "the cluster's Redis did not take the message, so the server holding the "
+                "camera cannot be reached; retry in a few seconds"
+            ) from None
+
+    def _stamped(self, dest: str, message: Message) -> Message:
+        sent_ms = int(self._wall_clock() * 1000)
+        return dataclasses.replace(message, sender=self.incarnation, dest=dest, sent_ms=sent_ms)
+
+    def _queue(self, envelope: Envelope, done: asyncio.Future[None] | None) -> None:
+        self._outbox.append(_Outgoing(envelope, done))
+        self._wake_writer.set()
+
+    async def _write_forever(self) -> None:
+        while not self._stopped:
+            await self._wake_writer.wait()
+            self._wake_writer.clear()
+            batch, self._outbox = self._outbox, []
+            if not batch:
+                continue
+            self._writing = True
+            error: BackendError | None = None
+            try:
+                await self._transport.send([item.envelope for item in batch])
+                self._health.succeeded()
+            except BackendError as failure:
+                self._health.failed(failure)
+                error = failure
+            finally:
+                self._writing = False
+            for item in batch:
+                if item.done is not None and not item.done.done():
+                    if error is None:
+                        item.done.set_result(None)
+                    else:
+                        item.done.set_exception(error)
+            if not self._outbox:
+                for marker in self._flushed:
+                    if not marker.done():
+                        marker.set_result(None)
+                self._flushed.clear()
+
+    # ------------------------------------------------------------------ receiving
+
+    async def _read_forever(self) -> None:
+        while not self._stopped:
+            try:
+                deliveries = await self._transport.receive(self._inbox)
+            except BackendError as error:
+                self._health.failed(error)
+                await asyncio.sleep(0.2)
+                continue
+            for delivery in deliveries:
+                message = decode(delivery.header)
+                if message is not None:
+                    self._deliver(message, delivery.body)
+
+    def _deliver(self, message: Message, body: Body | None) -> None:
+        if message.dest and message.dest != self.incarnation:
+            return  # for an earlier run of this node
+        handler = self._handlers.get(type(message))
+        if handler is None:
+            return
+        if message.sent_ms and message.sender != self.incarnation:
+            self._on_latency(max(self._wall_clock() * 1000 - message.sent_ms, 0.0) / 1000)
+        try:
+            handler(message, body)
+        except Exception:  # a bug in one handler must not stop the inbox
+            logger.exception("a cluster message could not be handled")
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def flush(self) -> None:
+        """Wait (a second at most) until what was posted so far is written or failed."""
+        if not (self._outbox or self._writing):
+            return
+        marker: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._flushed.append(marker)
+        self._wake_writer.set()
+        try:
+            async with asyncio.timeout(1.0):
+                await marker
+        except TimeoutError:
+            pass
+
+    async def close(self) -> None:
+        self._stopped = True
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, BackendError):
+                pass
+        for item in self._outbox:
+            if item.done is not None and not item.done.done():
+                item.done.set_exception(BackendError("the node stopped"))
+        self._outbox.clear()

@@ -1,0 +1,152 @@
+"""The fleet as the store has it: this node's cameras written there in batches, and
+``/cameras`` read from there.
+
+A status write that finds another incarnation holding a later claim of the
+camera means this node lost it (it was paused, cut off, or the store lost the
+entry and the camera polled elsewhere): the camera is given up to that home.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from ..relay import CameraStatus, RelayStats
+from .backend import BackendError, StatusWrite
+from .context import NodeContext
+from .homes import Homes
+from .unavailable import ClusterUnavailable
+
+T = TypeVar("T")
+
+#: ids read from the store at a time while listing the whole fleet
+PAGE_SIZE = 500
+
+
+class Fleet:
+    def __init__(self, ctx: NodeContext, homes: Homes) -> None:
+        self._ctx = ctx
+        self._homes = homes
+
+    async def flush(self) -> None:
+        """Write the status of the cameras homed here that changed (one round trip)."""
+        ctx = self._ctx
+        if not ctx.dirty:
+            return
+        dirty, ctx.dirty = ctx.dirty, {}
+        writes: list[StatusWrite] = []
+        for camera_id in dirty:
+            session = ctx.relay.session(camera_id)
+            if session is None or self._homes.claiming(camera_id):
+                if session is not None:
+                    ctx.mark_dirty(camera_id)  # written once the claim is done
+                continue
+            status = session.status()
+            writes.append(
+                StatusWrite(
+                    status,
+                    expect=bool(status.in_flight) or session.has_answered(),
+                    answered=session.has_answered(),
+                    seq=self._homes.seq(camera_id),
+                )
+            )
+        if not writes:
+            return
+        try:
+            written = await ctx.directory.write_status(ctx.incarnation, writes)
+        except BackendError as error:
+            ctx.health.failed(error)
+            for write in writes:
+                ctx.mark_dirty(write.status.camera_id)
+            return
+        ctx.health.succeeded()
+        for write, outcome in zip(writes, written, strict=True):
+            camera_id = write.status.camera_id
+            if not outcome.lost_to(ctx.incarnation):
+                self._homes.note_seq(camera_id, outcome.seq)
+            elif outcome.seq > self._homes.seq(camera_id) and not self._homes.claiming(camera_id):
+                self._homes.give_up(camera_id, outcome.home, outcome.seq)
+
+    def mark_all(self) -> None:
+        for camera_id in self._ctx.relay.camera_ids():
+            self._ctx.mark_dirty(camera_id)
+
+    async def list_cameras(
+        self,
+        prefix: str = "",
+        online: bool | None = None,
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> list[CameraStatus]:
+        ctx = self._ctx
+        found: list[CameraStatus] = []
+        cursor = after
+        page = PAGE_SIZE if limit is None else max(limit * 2, 50)
+        now = ctx.wall_clock()
+        config = ctx.config
+        while limit is None or len(found) < limit:
+            ids = await self._listed(ctx.directory.page(prefix, cursor, page))
+            if not ids:
+                break
+            cursor = ids[-1]
+            entries = await self._listed(ctx.directory.read(ids))
+            homes = sorted({e.home for e in entries if e is not None})
+            for home in homes:
+                await ctx.membership.confirm_alive(home)  # a node that joined since the beat
+            for camera_id, entry in zip(ids, entries, strict=True):
+                session = ctx.relay.session(camera_id)
+                if session is not None and entry is not None and entry.home == ctx.incarnation:
+                    status = session.status()  # homed here: the freshest status is local
+                elif entry is not None:
+                    alive = ctx.membership.is_alive(entry.home)
+                    status = entry.status(
+                        now, config.connect_timeout_seconds, config.poll_hold_seconds, alive
+                    )
+                else:
+                    continue
+                if online is None or status.online is online:
+                    found.append(status)
+            if len(ids) < page:
+                break
+        return found if limit is None else found[:limit]
+
+    async def _listed(self, call: Awaitable[T]) -> T:
+        try:
+            result = await call
+        except BackendError as error:
+            self._ctx.health.failed(error)
+            raise ClusterUnavailable(
+                "the cluster's Redis is unreachable, so the fleet cannot be listed; "
+                "retry in a few seconds"
+            ) from None
+        self._ctx.health.succeeded()
+        return result
+
+    async def stats(self) -> RelayStats:
+        statuses = await self.list_cameras()
+        return RelayStats(
+            len(statuses),
+            sum(s.online for s in statuses),
+            sum(s.polling for s in statuses),
+            sum(s.waiting for s in statuses),
+            sum(s.in_flight for s in statuses),
+        )
+
+    async def check_homes(self) -> None:
+        """After this node's lease lapsed: give up every camera another incarnation claimed
+        since; register again those the store forgot."""
+        ctx = self._ctx
+        camera_ids = ctx.relay.camera_ids()
+        if not camera_ids:
+            return
+        try:
+            entries = await ctx.directory.read(camera_ids)
+        except BackendError as error:
+            ctx.health.failed(error)
+            return
+        for camera_id, entry in zip(camera_ids, entries, strict=True):
+            if entry is None or not entry.home:
+                ctx.mark_dirty(camera_id)
+            elif entry.home != ctx.incarnation and not self._homes.claiming(camera_id):
+                if entry.seq > self._homes.seq(camera_id):
+                    self._homes.give_up(camera_id, entry.home, entry.seq)

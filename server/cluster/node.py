@@ -1,0 +1,417 @@
+"""``ClusterNode``: the ``RelayService`` of one node of a cluster.
+
+It composes a local ``Relay`` (the sessions of the cameras homed at this
+node, run by the framework-free core, unchanged) with the roles that let any
+node serve any camera; see the package docstring for the story. Imports run
+one way: this module → ``fleet`` → ``homes`` → ``hosted`` → ``context``, and
+``waiters``/``forwarding`` → ``context``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+
+from ..relay import (
+    CameraStatus,
+    Command,
+    LogResult,
+    LogSelection,
+    Relay,
+    RelayConfig,
+    RelayError,
+    RelayObserver,
+    RelayService,
+    RelayStats,
+    ShuttingDown,
+    TimeRange,
+    Upload,
+)
+from . import messages as m
+from .backend import Backend, Body
+from .context import ClusterConfig, NodeContext
+from .courier import Courier, Handler
+from .fleet import Fleet
+from .forwarding import ResultForwarding
+from .health import StoreHealth
+from .homes import Homes
+from .hosted import HostedCallers
+from .identity import Refs, new_incarnation
+from .membership import Membership
+from .observer import ClusterObserver
+from .unavailable import ClusterUnavailable
+from .waiters import Waiter, Waiters
+
+logger = logging.getLogger("camrelay.cluster")
+
+#: a home's status changes reach the store this often (a poll counts everywhere within 0.5 s)
+FLUSH_INTERVAL_SECONDS = 0.1
+#: how often callers whose camera's home died look for its new home
+ORPHAN_CHECK_SECONDS = 0.25
+
+
+class ClusterNode(RelayService):
+    def __init__(
+        self,
+        config: RelayConfig,
+        cluster: ClusterConfig,
+        backend: Backend,
+        *,
+        observer: RelayObserver | None = None,
+        events: ClusterObserver | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.cluster = cluster
+        self.incarnation = new_incarnation(cluster.node)
+        self._relay = Relay(config, observer, wall_clock)
+        self.budget = self._relay.budget
+        self._backend = backend
+        events = events or ClusterObserver()
+        health = StoreHealth(events.redis_error)
+        self._health = health
+        self._membership = Membership(
+            backend.members, self.incarnation, cluster.node_timeout_seconds, health
+        )
+        courier = Courier(
+            backend.transport, self.incarnation, health, wall_clock, events.hop_latency
+        )
+        self._courier = courier
+        ctx = NodeContext(
+            relay=self._relay,
+            directory=backend.directory,
+            cluster=cluster,
+            incarnation=self.incarnation,
+            health=health,
+            membership=self._membership,
+            courier=courier,
+            events=events,
+            wall_clock=wall_clock,
+        )
+        self._ctx = ctx
+        self._refs = Refs(self.incarnation)
+        self._hosted = HostedCallers(ctx)
+        self._homes = Homes(ctx, self._hosted)
+        self._waiters = Waiters(ctx)
+        self._forwarding = ResultForwarding(ctx, self._refs)
+        self._fleet = Fleet(ctx, self._homes)
+        self._loops: list[asyncio.Task[None]] = []
+        self._beating: asyncio.Task[None] | None = None
+        self._last_beat_at = float("-inf")
+        self._store_was_down = False
+        self._leaving: asyncio.Task[None] | None = None
+        self._stopped = False
+
+    def _handlers(self) -> Mapping[type[m.Message], Handler]:
+        return {
+            m.Enqueue: self._on_enqueue,
+            m.Forget: self._on_forget,
+            m.Outcome: self._waiters.on_outcome,
+            m.Moved: self._waiters.on_moved,
+            m.Takeover: self._homes.on_takeover,
+            m.Handover: self._homes.on_handover,
+            m.Posted: self._forwarding.on_posted,
+            m.ResultReceipt: self._forwarding.on_receipt,
+        }
+
+    # ================================================================ lifecycle
+
+    async def start(self) -> None:
+        await self._beat()
+        self._courier.start(self._handlers())
+        interval = self._membership.interval
+        self._loops = [
+            asyncio.create_task(self._every(interval, self._beat), name="camrelay-heartbeat"),
+            asyncio.create_task(
+                self._every(FLUSH_INTERVAL_SECONDS, self._fleet.flush), name="camrelay-flush"
+            ),
+            asyncio.create_task(
+                self._every(min(ORPHAN_CHECK_SECONDS, interval), self._watch), name="camrelay-watch"
+            ),
+        ]
+        logger.info("node %s joined the cluster", self.incarnation)
+
+    async def _every(self, interval: float, step: Callable[[], Awaitable[None] | None]) -> None:
+        while not self._stopped:
+            await asyncio.sleep(interval)
+            try:
+                outcome = step()
+                if outcome is not None:
+                    await outcome
+            except Exception:  # a bug must not stop the heartbeat or the watch
+                logger.exception("the cluster step %s failed", getattr(step, "__name__", step))
+
+    async def _watch(self) -> None:
+        self._waiters.watch()
+
+    async def _beat(self) -> None:
+        """One heartbeat (shared by whoever asks for one while it runs)."""
+        if self._beating is None or self._beating.done():
+            self._beating = asyncio.get_running_loop().create_task(self._beat_once())
+        await asyncio.shield(self._beating)
+
+    async def _beat_once(self) -> None:
+        self._last_beat_at = asyncio.get_running_loop().time()
+        outcome = await self._membership.beat()
+        self._waiters.store_failing(not outcome.up)
+        if not outcome.up:
+            self._store_was_down = True
+            return
+        if outcome.new_epoch:
+            self._homes.forget_claim_order()
+            self._fleet.mark_all()
+        if outcome.lapsed or self._store_was_down:
+            await self._fleet.check_homes()
+            self._fleet.mark_all()
+        self._store_was_down = False
+
+    async def _current(self) -> None:
+        """Before serving: if this node's lease lapsed (it was paused or cut off), beat and
+        give up the cameras others claimed meanwhile. While the store stays away, the
+        node serves what it holds."""
+        if self._membership.lease_valid():
+            return
+        loop = asyncio.get_running_loop()
+        beating = self._beating is not None and not self._beating.done()
+        if beating or loop.time() - self._last_beat_at >= self._membership.interval:
+            await self._beat()
+
+    @property
+    def closed(self) -> bool:
+        return self._ctx.closing
+
+    def close(self) -> None:
+        """A graceful stop: polls get noop, work is parked for the camera's next home,
+        this node's callers keep waiting for it until shortly before the stop ends."""
+        ctx = self._ctx
+        if ctx.closing:
+            return
+        ctx.closing = True
+        self._homes.leave_all()
+        self._relay.close()
+        loop = asyncio.get_running_loop()
+        give_up = max(self.cluster.shutdown_timeout_seconds - 0.5, 0.0)
+        loop.call_later(give_up, self._waiters.fail_all, "the server is shutting down")
+        if not self._stopped:
+            self._leaving = loop.create_task(self._park_and_leave())
+
+    async def _park_and_leave(self) -> None:
+        await self._homes.park_each()
+        await self._membership.leave()
+
+    async def stop(self) -> None:
+        """The end of a stop: work handed over meanwhile is parked, then connections close."""
+        if self._stopped:
+            return
+        if self._leaving is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self._leaving
+                    if self._homes.parking:  # handed over to this node while it stopped
+                        await self._homes.park_each()
+            await self._courier.flush()
+        await self.halt()
+
+    async def halt(self) -> None:
+        """Stop at once, saying nothing to the cluster (a kill, in tests)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        loops, self._loops = self._loops, []
+        for task in [*loops, *([self._beating] if self._beating else [])]:
+            task.cancel()
+        for task in loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._ctx.cancel_tasks()
+        await self._courier.close()
+        await self._backend.close()
+
+    # ================================================================ camera side
+
+    async def poll(self, camera_id: str) -> Command | None:
+        if self._ctx.closing:
+            raise ShuttingDown("the server is shutting down; poll again in a few seconds")
+        await self._current()
+        await self._homes.before_poll(camera_id)
+        self._ctx.mark_dirty(camera_id)
+        try:
+            command = await self._relay.poll(camera_id)
+        finally:
+            self._ctx.mark_dirty(camera_id)
+        if command is not None:
+            # Other nodes learn at once that a result is due (not in the next batch).
+            self._ctx.spawn(self._fleet.flush())
+        return command
+
+    def camera_seen(self, camera_id: str) -> None:
+        self._relay.camera_seen(camera_id)
+        if self._relay.has_session(camera_id):
+            self._ctx.mark_dirty(camera_id)
+
+    @contextlib.asynccontextmanager
+    async def receive_result(
+        self, camera_id: str, declared_bytes: int | None
+    ) -> AsyncIterator[Upload]:
+        """Taken here if the camera is homed here, else read, checked and forwarded to
+        its home (404 before the body when the home expects no result)."""
+        upload: Upload
+        if self._ctx.closing or self._relay.has_session(camera_id):
+            async with self._relay.receive_result(camera_id, declared_bytes) as upload:
+                yield upload
+            return
+        async with self._forwarding.receive(camera_id, declared_bytes) as upload:
+            yield upload
+
+    # ================================================================ user side
+
+    async def fetch_logs(self, camera_id: str, time_range: TimeRange) -> LogSelection:
+        if self._ctx.closing:
+            raise ShuttingDown("the server is shutting down; retry in a few seconds")
+        await self._current()
+        waiter = self._waiters.add(self._refs.next(), camera_id, time_range)
+        result: LogResult | None = None
+        try:
+            result = await self._wait(waiter)
+        finally:
+            self._waiters.remove(waiter)
+            future = waiter.future
+            if not future.done():
+                self._withdraw(waiter)
+            elif result is None and not future.cancelled() and future.exception() is None:
+                future.result().release()  # cancelled as the result came
+        try:
+            return result.select(time_range)
+        finally:
+            result.release()
+
+    async def _wait(self, waiter: Waiter) -> LogResult:
+        """The caller's result; its deadline is the contract's, plus a node timeout for a
+        caller whose camera's home died. Past it, its outcome was lost between nodes."""
+        loop = asyncio.get_running_loop()
+        config = self.config
+        deadline = loop.time() + config.longest_logs_wait + 1.0
+        if self._relay.has_session(waiter.camera_id):
+            self._hosted.enqueue(waiter.camera_id, waiter.ref, waiter.time_range, None)
+            waiter.home = self.incarnation
+        else:
+            await self._waiters.place(waiter)
+        extended = False
+        while True:
+            done, _ = await asyncio.wait((waiter.future,), timeout=deadline - loop.time())
+            if done:
+                return waiter.future.result()
+            if waiter.orphaned_at is not None and not extended:
+                extended = True
+                deadline += self._membership.timeout
+                continue
+            raise ClusterUnavailable(
+                f"no answer for camera {waiter.camera_id!r} reached this server in time "
+                "(a message between servers was lost); retry"
+            )
+
+    def _withdraw(self, waiter: Waiter) -> None:
+        """The caller left: its work is dropped where it sits."""
+        if self._hosted.withdraw(waiter.ref):
+            return
+        if waiter.home and waiter.home != self.incarnation:
+            self._courier.post(waiter.home, m.Forget(camera=waiter.camera_id, ref=waiter.ref))
+
+    async def list_cameras(
+        self,
+        prefix: str = "",
+        online: bool | None = None,
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> list[CameraStatus]:
+        return await self._fleet.list_cameras(prefix, online, after, limit)
+
+    async def fleet_stats(self) -> RelayStats:
+        return await self._fleet.stats()
+
+    def stats(self) -> RelayStats:
+        return self._relay.stats()
+
+    async def sweep(self) -> int:
+        forgotten = await self._relay.sweep()
+        self._homes.sweep()
+        return forgotten
+
+    # ================================================================ messages
+
+    def _on_enqueue(self, message: m.Enqueue, body: Body | None) -> None:
+        ctx = self._ctx
+        if ctx.closing:
+            # Stopping: the caller's node places it at the camera's next home.
+            self._hosted.moved(message.camera, (message.ref,), "")
+            return
+        if not self._relay.has_session(message.camera):
+            if not self._after_claim(message):
+                self._hosted.pass_on(message)
+            return
+        try:
+            time_range = TimeRange(message.start, message.end)
+        except ValueError as error:  # a range that does not hold
+            logger.warning("dropped an enqueue with a bad range: %s", error)
+            return
+        try:
+            self._hosted.enqueue(message.camera, message.ref, time_range, message.pickup)
+        except RelayError as error:
+            self._hosted.send_error(message.camera, message.ref, error)
+
+    def _on_forget(self, message: m.Forget, body: Body | None) -> None:
+        if self._hosted.withdraw(message.ref):
+            return
+        if not self._after_claim(message):
+            self._hosted.pass_on(message)
+
+    def _after_claim(self, message: m.Enqueue | m.Forget) -> bool:
+        """A message for a camera this node is claiming: handled once the claim is done
+        (the sender found this node as the home in the store). False if none is."""
+        claim = self._homes.claim_under_way(message.camera)
+        if claim is None:
+            return False
+
+        async def handle_later() -> None:
+            await claim
+            if isinstance(message, m.Enqueue):
+                self._on_enqueue(message, None)
+            else:
+                self._on_forget(message, None)
+
+        self._ctx.spawn(handle_later())
+        return True
+
+    # ================================================================ state
+
+    def store_state(self) -> str:
+        return "up" if self._health.up else "down"
+
+    def nodes_alive(self) -> int:
+        return len(self._membership.alive)
+
+    def is_alive(self, incarnation: str) -> bool:
+        return self._membership.is_alive(incarnation)
+
+    def is_home(self, camera_id: str) -> bool:
+        return self._relay.has_session(camera_id)
+
+    @property
+    def relay(self) -> Relay:
+        """The sessions of the cameras homed here."""
+        return self._relay
+
+    def debug_sizes(self) -> dict[str, int]:
+        """How much this node holds, for tests that check nothing grows without bound."""
+        return {
+            "cameras": len(self._relay.camera_ids()),
+            "waiters": len(self._waiters),
+            "hosted": len(self._hosted),
+            "receipts": len(self._forwarding),
+            "tasks": self._ctx.tasks_running,
+            "dirty": len(self._ctx.dirty),
+            **self._homes.sizes(),
+        }

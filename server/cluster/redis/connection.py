@@ -1,0 +1,128 @@
+"""The node's connections to Redis, and how a Redis failure becomes a ``BackendError``.
+
+Three pools: the commands share eight connections; the inbox reader blocks in
+``XREAD`` on a connection of its own (no socket timeout: the read itself waits
+up to a second); the heartbeat has its own too, so that a burst queued for the
+shared pool cannot delay it past the node timeout (the others would think the
+node dead). No retries on the shared pools (the callers decide: 503 or try
+again later); the heartbeat retries once, as its connection is stale after a
+Redis restart and is made again.
+
+A failure's message is one line that quotes no payload and no password:
+redis-py names a failed pipeline command with its arguments ("Command # N
+(XADD key ... <body> ...) of pipeline caused error: <server message>"), and a
+server's "unknown command" echoes arguments; both are cut away.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.client import Pipeline
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from ..backend import BackendError
+
+#: connections the node's commands share (the reader and the heartbeat have their own)
+SHARED_CONNECTIONS = 8
+SOCKET_TIMEOUT_SECONDS = 2.0
+SOCKET_CONNECT_TIMEOUT_SECONDS = 1.0
+#: how long a command waits for a free connection of its pool
+POOL_WAIT_SECONDS = 1.0
+#: the longest error message
+MESSAGE_CHARS = 200
+
+_PIPELINE_MARKER = " of pipeline caused error: "
+_ECHOED_ARGUMENTS = ", with args beginning with"
+
+
+def one_line(error: BaseException, secrets: tuple[str, ...] = ()) -> str:
+    """``Type: server message``: the first line, without the command's arguments or a secret."""
+    text = str(error)
+    _, marker, server_message = text.rpartition(_PIPELINE_MARKER)
+    if marker:
+        text = server_message
+    lines = text.strip().splitlines()
+    text = lines[0].strip() if lines else ""
+    text = text.split(_ECHOED_ARGUMENTS, 1)[0]
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    name = type(error).__name__
+    return (f"{name}: {text}" if text else name)[:MESSAGE_CHARS]
+
+
+def url_secrets(url: str) -> tuple[str, ...]:
+    """The password a Redis URL carries (as written and decoded), to be kept out of messages."""
+    try:
+        parts = urlsplit(url)
+        found = [parts.password or "", *parse_qs(parts.query).get("password", [])]
+    except ValueError:
+        return ()
+    secrets = {form for value in found if value for form in (value, unquote(value), quote(value))}
+    return tuple(sorted(secrets, key=len, reverse=True))
+
+
+class Store:
+    """The three connections of one node, open until ``close``; ``guard`` every use."""
+
+    def __init__(self, url: str) -> None:
+        self._secrets = url_secrets(url)
+        self.closed = False
+        with self.guard():
+            self.shared = Redis(connection_pool=self._pool(url, SHARED_CONNECTIONS))
+            self.reader = Redis(connection_pool=self._pool(url, 1, socket_timeout=None))
+            self.beat = Redis(connection_pool=self._pool(url, 1, retries=1))
+
+    @staticmethod
+    def _pool(
+        url: str,
+        size: int,
+        *,
+        socket_timeout: float | None = SOCKET_TIMEOUT_SECONDS,
+        retries: int = 0,
+    ) -> BlockingConnectionPool:
+        return BlockingConnectionPool.from_url(
+            url,
+            max_connections=size,
+            timeout=POOL_WAIT_SECONDS,
+            socket_connect_timeout=SOCKET_CONNECT_TIMEOUT_SECONDS,
+            socket_timeout=socket_timeout,
+            retry=Retry(NoBackoff(), retries),
+            health_check_interval=0,
+        )
+
+    def error(self, error: BaseException) -> BackendError:
+        return BackendError(one_line(error, self._secrets))
+
+    @contextlib.contextmanager
+    def guard(self) -> Iterator[None]:
+        """Fail at once when closed; turn a Redis or socket failure into ``BackendError``
+        (without its cause attached: the cause's text may quote a payload)."""
+        if self.closed:
+            raise BackendError("the Redis backend is closed")
+        try:
+            yield
+        except (RedisError, OSError, ValueError) as error:
+            raise self.error(error) from None
+
+    async def close(self) -> None:
+        self.closed = True
+        for client in (self.shared, self.reader, self.beat):
+            with contextlib.suppress(RedisError, OSError):
+                await client.aclose()
+            with contextlib.suppress(RedisError, OSError):
+                await client.connection_pool.disconnect()
+
+
+async def execute(pipe: Pipeline) -> list[Any]:
+    """Run a pipeline and give its connection back, even when Redis failed."""
+    try:
+        return await pipe.execute()
+    finally:
+        await pipe.reset()  # type: ignore[no-untyped-call]

@@ -1,0 +1,181 @@
+"""Messages between nodes in Redis: one stream per incarnation, ``{prefix}:inbox:{incarnation}``.
+
+``send`` is one pipeline of ``XADD`` (field ``m`` the header; ``b`` the body
+when it is small, else ``k`` the key of the body and ``n`` its size), each
+inbox and body expiring unread after the message TTL. Bodies never travel
+through pub/sub: Redis cuts a subscriber whose buffer passes 32 MB.
+
+``receive`` blocks in ``XREAD`` on the reader's own connection, from the last
+entry this transport read for the node (from the start at first: what was
+sent before the reader began is still for it). Read entries are deleted in the
+background, so that the next read need not wait. A stream made anew (the
+store lost its data, or failed over to a replica whose clock is behind) may
+number its entries below the last one read; an idle read therefore checks for
+entries at or below it that this transport did not read, and starts over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from ..backend import BackendError, Body, Delivery, Envelope, StoreLimits, Transport
+from .connection import Store, execute
+from .keys import Keys
+
+#: bodies up to this size travel inside the stream entry
+INLINE_BODY_BYTES = 64 * 1024
+#: entries an inbox keeps at most (read entries are deleted at once anyway)
+INBOX_MAX_ENTRIES = 100_000
+READ_BATCH = 500
+BLOCK_MS = 1000
+#: how long a blocking read may take before its connection counts as lost
+READ_DEADLINE_SECONDS = BLOCK_MS / 1000 + 2.0
+START = "0-0"
+
+
+class InlineBody(Body):
+    """A body that came inside its stream entry."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data: bytes | None = data
+        self.size = len(data)
+
+    async def read(self) -> bytes | None:
+        data, self._data = self._data, None
+        return data
+
+
+class StoredBody(Body):
+    """A body in a key of its own, read and deleted when the receiver has room for it."""
+
+    def __init__(self, store: Store, key: bytes, size: int) -> None:
+        self._store = store
+        self._key: bytes | None = key
+        self.size = size
+
+    async def read(self) -> bytes | None:
+        key, self._key = self._key, None
+        if key is None:
+            return None
+        try:
+            with self._store.guard():
+                pipe = self._store.shared.pipeline(transaction=False)
+                pipe.get(key)
+                pipe.delete(key)
+                data, _ = await execute(pipe)
+        except BackendError:
+            return None
+        return data if isinstance(data, bytes) else None
+
+
+class RedisTransport(Transport):
+    def __init__(self, store: Store, keys: Keys, limits: StoreLimits) -> None:
+        self._store = store
+        self._keys = keys
+        self._ttl_ms = max(1, int(limits.message_ttl_seconds * 1000))
+        #: per node: the last entry id read
+        self._last_ids: dict[str, str] = {}
+        #: per node: entries read whose deletion is not confirmed yet
+        self._undeleted: dict[str, set[bytes]] = {}
+        self._deletions: set[asyncio.Task[None]] = set()
+
+    async def send(self, envelopes: Sequence[Envelope]) -> None:
+        if not envelopes:
+            return
+        with self._store.guard():
+            pipe = self._store.shared.pipeline(transaction=False)
+            for envelope in envelopes:
+                fields: dict[bytes, bytes] = {b"m": envelope.header}
+                body = envelope.body
+                if body is not None:
+                    if len(body) <= INLINE_BODY_BYTES:
+                        fields[b"b"] = body
+                    else:
+                        key = self._keys.body(secrets.token_hex(12))
+                        pipe.set(key, body, px=self._ttl_ms)
+                        fields[b"k"] = key.encode()
+                        fields[b"n"] = b"%d" % len(body)
+                inbox = self._keys.inbox(envelope.to)
+                pipe.xadd(inbox, fields, maxlen=INBOX_MAX_ENTRIES, approximate=True)  # type: ignore[arg-type]
+                pipe.pexpire(inbox, self._ttl_ms)
+            await execute(pipe)
+
+    async def receive(self, node: str) -> list[Delivery]:
+        inbox = self._keys.inbox(node)
+        last_id = self._last_ids.get(node, START)
+        with self._store.guard():
+            try:
+                async with asyncio.timeout(READ_DEADLINE_SECONDS):
+                    answer: Any = await self._store.reader.xread(
+                        {inbox: last_id}, count=READ_BATCH, block=BLOCK_MS
+                    )
+            except TimeoutError:
+                raise BackendError("TimeoutError: the inbox read did not return") from None
+        if not answer:
+            await self._check_renumbered(node, inbox, last_id)
+            return []
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = answer[0][1]
+        entry_ids = [entry_id for entry_id, _ in entries]
+        self._last_ids[node] = entry_ids[-1].decode()
+        self._undeleted.setdefault(node, set()).update(entry_ids)
+        self._spawn_delete(node, inbox, entry_ids)
+        deliveries = (self._delivery(fields) for _, fields in entries)
+        return [delivery for delivery in deliveries if delivery is not None]
+
+    def _delivery(self, fields: dict[bytes, bytes]) -> Delivery | None:
+        header = fields.get(b"m")
+        if header is None:
+            return None
+        data = fields.get(b"b")
+        key = fields.get(b"k")
+        if data is not None:
+            return Delivery(header, InlineBody(data))
+        if key is not None:
+            size = fields.get(b"n", b"0")
+            return Delivery(
+                header, StoredBody(self._store, key, int(size) if size.isdigit() else 0)
+            )
+        return Delivery(header)
+
+    async def _check_renumbered(self, node: str, inbox: str, last_id: str) -> None:
+        """Start over if the inbox holds an entry at or below ``last_id`` that was not read
+        here (its stream was made anew); delete again those read here whose deletion failed."""
+        if last_id == START:
+            return
+        with self._store.guard():
+            first = await self._store.shared.xrange(inbox, "-", last_id, count=1)
+        undeleted = self._undeleted.get(node, set())
+        if not first:
+            if not any(not task.done() for task in self._deletions):
+                undeleted.clear()  # what was read and not deleted is gone anyway
+            return
+        if first[0][0] in undeleted:
+            if not any(not task.done() for task in self._deletions):
+                self._spawn_delete(node, inbox, sorted(undeleted))
+            return
+        self._last_ids[node] = START
+        undeleted.clear()
+
+    def _spawn_delete(self, node: str, inbox: str, entry_ids: list[bytes]) -> None:
+        task = asyncio.get_running_loop().create_task(self._delete(node, inbox, entry_ids))
+        self._deletions.add(task)
+        task.add_done_callback(self._deletions.discard)
+
+    async def _delete(self, node: str, inbox: str, entry_ids: list[bytes]) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await self._store.shared.xdel(inbox, *entry_ids)
+            self._undeleted.get(node, set()).difference_update(entry_ids)
+
+    async def close(self) -> None:
+        """Cancel the deletions still running and wait for them to end."""
+        tasks = list(self._deletions)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)

@@ -1,0 +1,1 @@
+"""The HTTP API: parse, call the relay service, map its errors to problems."""

@@ -1,0 +1,1 @@
+"""Observability: metrics, the event log, logging set-up."""

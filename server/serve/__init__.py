@@ -1,0 +1,1 @@
+"""Serving: the listening socket, the runner, the worker supervisor and the HTTP parser's guard."""

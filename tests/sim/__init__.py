@@ -1,0 +1,1 @@
+"""A deterministic simulation of a cluster: nodes on one in-memory store, in virtual time."""

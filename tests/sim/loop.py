@@ -1,0 +1,146 @@
+"""An asyncio event loop whose clock is virtual: waiting costs no wall time.
+
+``VirtualEventLoop`` is a ``SelectorEventLoop`` (public API only) whose ``time()`` is
+a virtual clock and whose selector, ``VirtualSelector``, jumps that clock forward
+whenever the loop would sleep: when nothing is ready, ``select(timeout)`` advances
+the clock by ``timeout`` (the time to the next timer) and returns at once. A loop
+with nothing ready and no timer would wait forever: that is a deadlock, and an error.
+
+Runs are deterministic: the loop runs callbacks in a fixed order, and ``run_virtual``
+also seeds the module ``random`` and ``secrets``' tokens (request ids, incarnations)
+from the run's seed, so two runs of one seed do the very same things.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import secrets
+import selectors
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+#: the wall-clock time at virtual time 0
+EPOCH = 1_700_000_000.0
+
+
+class Deadlock(RuntimeError):
+    """Every task waits, and no timer is left that could wake one."""
+
+
+class VirtualClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def wall(self) -> float:
+        """The wall-clock time: ``EPOCH`` plus the virtual time."""
+        return EPOCH + self.now
+
+
+class VirtualSelector(selectors.BaseSelector):
+    """A real selector (sockets, the loop's self-pipe) that never blocks: it advances the
+    virtual clock instead."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self._clock = clock
+        self._real = selectors.DefaultSelector()
+
+    def register(
+        self, fileobj: selectors._FileObject, events: int, data: Any = None
+    ) -> selectors.SelectorKey:
+        return self._real.register(fileobj, events, data)
+
+    def unregister(self, fileobj: selectors._FileObject) -> selectors.SelectorKey:
+        return self._real.unregister(fileobj)
+
+    def modify(
+        self, fileobj: selectors._FileObject, events: int, data: Any = None
+    ) -> selectors.SelectorKey:
+        return self._real.modify(fileobj, events, data)
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        ready = self._real.select(0)
+        if ready or timeout == 0:
+            return ready
+        if timeout is None:
+            raise Deadlock(
+                f"deadlock at virtual time {self._clock.now:.3f}: every task waits "
+                "and no timer is left to wake one"
+            )
+        self._clock.now += timeout
+        return []
+
+    def get_map(self) -> Mapping[selectors._FileObject, selectors.SelectorKey]:
+        return self._real.get_map()
+
+    def close(self) -> None:
+        self._real.close()
+
+
+class VirtualEventLoop(asyncio.SelectorEventLoop):
+    def __init__(self) -> None:
+        self.clock = VirtualClock()
+        super().__init__(selector=VirtualSelector(self.clock))
+
+    def time(self) -> float:
+        return self.clock.now
+
+    def wall_clock(self) -> float:
+        return self.clock.wall()
+
+
+def wall_clock() -> float:
+    """The running virtual loop's wall-clock time."""
+    loop = asyncio.get_running_loop()
+    if not isinstance(loop, VirtualEventLoop):
+        raise RuntimeError("wall_clock() needs a running VirtualEventLoop")
+    return loop.wall_clock()
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Module ``random`` and ``secrets.token_hex`` draw from ``seed`` for the duration."""
+    tokens = random.Random(f"tokens-{seed}")
+    saved_state = random.getstate()
+    saved_token_hex = secrets.token_hex
+
+    def token_hex(nbytes: int | None = None) -> str:
+        return tokens.randbytes(32 if nbytes is None else nbytes).hex()
+
+    random.seed(seed)
+    secrets.token_hex = token_hex
+    try:
+        yield
+    finally:
+        secrets.token_hex = saved_token_hex
+        random.setstate(saved_state)
+
+
+def run_virtual(coro_factory: Callable[[], Awaitable[T]], seed: int = 0) -> T:
+    """Run ``coro_factory()`` to completion on a new virtual loop, then close the loop
+    (tasks still running are cancelled and awaited first)."""
+    loop = VirtualEventLoop()
+    try:
+        with seeded(seed):
+            return loop.run_until_complete(_main(coro_factory))
+    finally:
+        try:
+            _cancel_all(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
+
+
+async def _main(coro_factory: Callable[[], Awaitable[T]]) -> T:
+    return await coro_factory()
+
+
+def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
+    tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
