@@ -448,11 +448,11 @@ def test_memory_store_cut_off_holds_that_node_calls_until_reconnected() -> None:
         store.cut_off(N1, True)
         hung = asyncio.ensure_future(mine.directory.count())
         receiving = asyncio.ensure_future(mine.transport.receive(N1))
-        await other.transport.send([Envelope(N1, b"while away")])
         await asyncio.sleep(30)
         assert not hung.done(), "a call that names no node hangs too (the backend knows its node)"
         assert not receiving.done()
         assert (await other.members.beat(N2)).alive == frozenset({N2}), "N1 could not beat"
+        await other.transport.send([Envelope(N1, b"while away")])
         store.cut_off(N1, False)
         assert await hung == 0
         assert [delivery.header for delivery in await receiving] == [b"while away"]
@@ -490,7 +490,9 @@ def test_memory_store_forgets_what_expired() -> None:
         await backend.members.beat(N1)
         await backend.transport.send([Envelope(N2, b"h", b"body")])
         assert store.key_count() > 1
-        await asyncio.sleep(max(LIMITS.unanswered_retention_seconds, LIMITS.message_ttl_seconds) + 1)
+        await asyncio.sleep(
+            max(LIMITS.unanswered_retention_seconds, LIMITS.message_ttl_seconds) + 1
+        )
         assert store.key_count() == 1, "only the epoch is left"
 
     run_memory(check)

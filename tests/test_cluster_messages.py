@@ -13,22 +13,85 @@ from server.relay import InFlightWork, QueuedWork, SessionWork, TimeRange
 
 def test_a_message_goes_out_with_its_version_and_comes_back_the_same() -> None:
     sent = m.Enqueue(
-        sender="a", sent_ms=5, camera="cam", ref="a/1", start=1.5, end=None, pickup=0.8
+        sender="a~1",
+        dest="b~2",
+        sent_ms=5,
+        camera="cam",
+        ref="a~1/1",
+        start=1.5,
+        end=None,
+        pickup=0.8,
     )
     header = orjson.loads(m.encode(sent))
     assert header == {
-        "v": 2,
+        "v": 3,
         "t": "enqueue",
-        "from": "a",
+        "from": "a~1",
+        "dest": "b~2",
         "sent": 5,
         "camera": "cam",
-        "ref": "a/1",
+        "ref": "a~1/1",
         "start": 1.5,
         "end": None,
         "pickup": 0.8,
         "hops": 0,
     }
     assert m.decode(m.encode(sent)) == sent
+
+
+def test_every_message_says_whom_and_which_camera_it_is_for() -> None:
+    # v3: a result or an error names the camera (and a result its request), so that a
+    # node takes it only for a caller of that camera; every message names its dest.
+    outcome = m.Outcome(
+        sender="h~1", dest="c~2", camera="cam", request="req1", refs=("c~2/4", "c~2/5")
+    )
+    assert orjson.loads(m.encode(outcome)) == {
+        "v": 3,
+        "t": "outcome",
+        "from": "h~1",
+        "dest": "c~2",
+        "sent": 0,
+        "camera": "cam",
+        "request": "req1",
+        "refs": ["c~2/4", "c~2/5"],
+        "error": "",
+        "detail": "",
+    }
+    moved = m.Moved(dest="c~2", camera="cam", refs=("c~2/4",), home="n~3")
+    receipt = m.ResultReceipt(
+        dest="p~4",
+        camera="cam",
+        ref="p~4/1",
+        outcome="accepted",
+        request_id="req1",
+        callers=2,
+    )
+    assert orjson.loads(m.encode(receipt))["t"] == "receipt"  # the wire name stays
+    assert orjson.loads(m.encode(receipt))["requestId"] == "req1"
+    for message in (outcome, moved, receipt):
+        header = orjson.loads(m.encode(message))
+        assert (header["v"], header["dest"], header["camera"]) == (3, message.dest, "cam")
+        assert m.decode(m.encode(message)) == message
+    assert m.MESSAGE_TYPES["receipt"] is m.ResultReceipt
+    assert all(cls.__name__ != "Receipt" for cls in m.MESSAGE_TYPES.values())
+
+
+def test_a_message_of_the_release_before_has_no_dest_and_still_decodes() -> None:
+    # v2: no dest (taken as addressed to the node reading it), no camera on an outcome.
+    previous = (
+        b'{"v": 2, "t": "enqueue", "from": "a", "sent": 5, "camera": "cam", "ref": "a/7",'
+        b' "start": null, "end": 9, "pickup": 0.5, "hops": 1}'
+    )
+    assert m.decode(previous) == m.Enqueue(
+        sender="a", sent_ms=5, camera="cam", ref="a/7", end=9, pickup=0.5, hops=1
+    )
+    outcome = b'{"v": 2, "t": "outcome", "from": "h", "refs": ["a/7"], "error": "QueueFull"}'
+    decoded = m.decode(outcome)
+    assert decoded == m.Outcome(sender="h", refs=("a/7",), error="QueueFull")
+    assert isinstance(decoded, m.Outcome)
+    assert (decoded.dest, decoded.camera, decoded.request) == ("", "", "")
+    receipt = b'{"v": 2, "t": "receipt", "from": "h", "ref": "a/8", "outcome": "duplicate"}'
+    assert m.decode(receipt) == m.ResultReceipt(sender="h", ref="a/8", outcome="duplicate")
 
 
 def test_the_previous_form_is_read_with_defaults() -> None:
@@ -45,8 +108,15 @@ def test_a_takeover_of_the_release_before_has_no_claim_sequence() -> None:
 
 
 def test_fields_of_a_later_version_are_ignored() -> None:
-    later = b'{"v": 3, "t": "outcome", "refs": ["b/1", "b/2"], "priority": "high"}'
-    assert m.decode(later) == m.Outcome(refs=("b/1", "b/2"))
+    later = (
+        b'{"v": 4, "t": "outcome", "dest": "b~1", "camera": "cam", "request": "r",'
+        b' "refs": ["b~1/1", "b~1/2"], "priority": "high", "trace": {"id": 7}}'
+    )
+    assert m.decode(later) == m.Outcome(
+        dest="b~1", camera="cam", request="r", refs=("b~1/1", "b~1/2")
+    )
+    receipt = b'{"v": 9, "t": "receipt", "dest": "p~1", "camera": "cam", "shard": 3}'
+    assert m.decode(receipt) == m.ResultReceipt(dest="p~1", camera="cam")
 
 
 @pytest.mark.parametrize(
@@ -57,6 +127,7 @@ def test_fields_of_a_later_version_are_ignored() -> None:
         b'{"t": "teleport"}',
         b'{"v": 1}',
         b'{"t": "outcome", "refs": 5, "x": {}}',
+        b'{"v": 3, "t": "moved", "dest": 7, "camera": "cam"}',
     ],
 )
 def test_a_message_that_does_not_parse_is_logged_and_dropped(

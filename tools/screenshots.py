@@ -106,11 +106,11 @@ async def fleet(url: str, app: web.Application) -> AsyncIterator[None]:
         ]
         tasks = [asyncio.create_task(camera.run()) for camera in cameras]
         try:
-            await until(lambda: sum(s.polling for s in relay.cameras()) == len(cameras))
+            await until(lambda: relay.stats().polls_held == len(cameras))
             for camera in cameras:
                 if camera.camera_id in STOPPED_CAMERAS:
                     camera.stop()
-            await until(lambda: sum(s.online for s in relay.cameras()) == len(ONLINE_CAMERAS))
+            await until(lambda: relay.stats().online == len(ONLINE_CAMERAS))
             yield
         finally:
             for camera in cameras:

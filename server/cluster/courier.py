@@ -10,6 +10,7 @@ dropped: nothing sent to an earlier run reaches this one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Mapping
@@ -192,11 +193,9 @@ class Courier:
         marker: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._flushed.append(marker)
         self._wake_writer.set()
-        try:
+        with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(1.0):
                 await marker
-        except TimeoutError:
-            pass
 
     async def close(self) -> None:
         self._stopped = True
@@ -204,10 +203,8 @@ class Courier:
         for task in tasks:
             task.cancel()
         for task in tasks:
-            try:
+            with contextlib.suppress(asyncio.CancelledError, BackendError):
                 await task
-            except (asyncio.CancelledError, BackendError):
-                pass
         for item in self._outbox:
             if item.done is not None and not item.done.done():
                 item.done.set_exception(BackendError("the node stopped"))

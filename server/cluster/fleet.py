@@ -147,6 +147,9 @@ class Fleet:
         for camera_id, entry in zip(camera_ids, entries, strict=True):
             if entry is None or not entry.home:
                 ctx.mark_dirty(camera_id)
-            elif entry.home != ctx.incarnation and not self._homes.claiming(camera_id):
-                if entry.seq > self._homes.seq(camera_id):
-                    self._homes.give_up(camera_id, entry.home, entry.seq)
+            elif (
+                entry.home != ctx.incarnation
+                and not self._homes.claiming(camera_id)
+                and entry.seq > self._homes.seq(camera_id)
+            ):
+                self._homes.give_up(camera_id, entry.home, entry.seq)

@@ -83,11 +83,7 @@ class ResultForwarding:
         entry = await ctx.entry(camera_id)
         # ``polling``: a command just delivered may not be in the store yet; the home decides.
         expected = entry is not None and (entry.expect or entry.polling)
-        if (
-            entry is None
-            or not expected
-            or not await ctx.membership.confirm_alive(entry.home)
-        ):
+        if entry is None or not expected or not await ctx.membership.confirm_alive(entry.home):
             ctx.relay.observer.upload_refused(camera_id, body_read=False)
             ctx.relay.observer.result_received(camera_id, ResultOutcome.LATE)
             raise UnknownRequest(

@@ -166,9 +166,7 @@ class Homes:
             self._claiming[camera_id] = claiming
         return claiming
 
-    async def _claim_in_store(
-        self, camera_id: str, claims: TurnBatch[str, Claim]
-    ) -> Claim | None:
+    async def _claim_in_store(self, camera_id: str, claims: TurnBatch[str, Claim]) -> Claim | None:
         """Claim the camera (``None`` when the store failed); its seq is noted before the
         takeovers held back meanwhile are looked at."""
         claiming = self._claiming_now(camera_id)

@@ -85,7 +85,9 @@ class HostedCallers:
             self._hosted.pop(ref, None)
             by_node.setdefault(node_of(ref), []).append(ref)
         for node, node_refs in by_node.items():
-            self._ctx.courier.post(node, m.Moved(camera=camera_id, refs=tuple(node_refs), home=home))
+            self._ctx.courier.post(
+                node, m.Moved(camera=camera_id, refs=tuple(node_refs), home=home)
+            )
 
     def moved_away(self, camera_id: str, work: SessionWork, home: str) -> None:
         refs = (

@@ -95,7 +95,9 @@ class Membership:
         self._alive = alive
         new_epoch = self._epoch is not None and beat.epoch != self._epoch
         if new_epoch:
-            logger.warning("the cluster's store lost its data: registering this node's cameras again")
+            logger.warning(
+                "the cluster's store lost its data: registering this node's cameras again"
+            )
         self._epoch = beat.epoch
         return BeatOutcome(up=True, new_epoch=new_epoch, lapsed=lapsed)
 

@@ -158,7 +158,8 @@ class ResultReceipt(Message):
 
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
-    cls.TYPE: cls for cls in (
+    cls.TYPE: cls
+    for cls in (
         Enqueue,
         Forget,
         Outcome,

@@ -69,9 +69,7 @@ class Waiters:
             raise CameraOffline(f"camera {camera_id!r} has not connected; retry once it polls")
         alive = await ctx.membership.confirm_alive(entry.home)
         config = ctx.config
-        status = entry.status(
-            now, config.connect_timeout_seconds, config.poll_hold_seconds, alive
-        )
+        status = entry.status(now, config.connect_timeout_seconds, config.poll_hold_seconds, alive)
         if not status.online:
             raise CameraOffline(
                 f"camera {camera_id!r} is offline: last seen "

@@ -23,8 +23,8 @@ from .timerange import WIRE_MAX, TimeRange
 from .upload import ResultUpload
 
 __all__ = [
-    "FIRST_RESERVATION_BYTES",
     "CHUNK_BYTES",
+    "FIRST_RESERVATION_BYTES",
     "WIRE_MAX",
     "Caller",
     "CameraOffline",

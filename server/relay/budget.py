@@ -14,9 +14,9 @@ import asyncio
 import contextlib
 from collections import deque
 
-
 #: what an upload without ``Content-Length`` reserves at first; it grows as it is read
 FIRST_RESERVATION_BYTES = 64 * 1024
+
 
 class Reservation:
     """Bytes of the budget taken by one upload and then by the result it became."""

@@ -28,6 +28,7 @@ from .session import Caller, CameraSession, CameraStatus, Command, Receipt
 from .timerange import TimeRange
 from .upload import ResultUpload, lose_upload
 
+
 class Relay(RelayService):
     """Relays ``/logs`` work to cameras that only poll: the single-process ``RelayService``.
 
@@ -58,6 +59,12 @@ class Relay(RelayService):
     @property
     def closed(self) -> bool:
         return self._closed
+
+    async def start(self) -> None:
+        """Nothing to connect to: the state is this process's."""
+
+    async def stop(self) -> None:
+        """Nothing to let go of: ``close`` answered everyone."""
 
     @property
     def observer(self) -> RelayObserver:

@@ -111,9 +111,11 @@ class RelayService(abc.ABC):
     def close(self) -> None:
         """Begin a graceful stop: held polls get noop, waiting callers are answered."""
 
+    @abc.abstractmethod
     async def start(self) -> None:
         """Connect to whatever the state is shared through (nothing, in one process)."""
 
+    @abc.abstractmethod
     async def stop(self) -> None:
         """The end of a stop: let go of connections and background tasks."""
 

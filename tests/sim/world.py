@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -80,6 +80,8 @@ class SimConfig:
     #: ``/logs`` callers per virtual second during the traffic
     caller_rate: float = 2.0
     max_cameras: int = 64
+    #: each call to the store takes up to this long
+    store_latency: float = 0.005
 
     def relay(self) -> RelayConfig:
         return RelayConfig(
@@ -199,6 +201,7 @@ class World:
         self.rng = random.Random(seed)
         self.loop = asyncio.get_running_loop()
         self.store = MemoryStore(self.config.limits(), self.wall, random.Random(f"store-{seed}"))
+        self.store.set_latency(self.config.store_latency)
         self.slots = [NodeSlot(f"node-{index}") for index in range(self.config.nodes)]
         self.cameras = [f"cam-{index}" for index in range(self.config.cameras)]
         self.logs = {camera: camera_log(index) for index, camera in enumerate(self.cameras)}
@@ -213,6 +216,10 @@ class World:
         #: cameras do only well-behaved things (the quiet period, focused scenarios)
         self.steady = False
         self.stopping = False
+        #: scenarios: where each camera's requests go (else a random routable node)
+        self.route: Callable[[str], NodeSlot | None] | None = None
+        #: scenarios: how long a camera takes to answer (else up to 0.3 s)
+        self.answer_delay: float | None = None
         self._tasks: dict[asyncio.Task[Any], None] = {}
         self._node_fault = asyncio.Lock()
         self._store_fault = asyncio.Lock()
@@ -257,14 +264,16 @@ class World:
         return not any(s < end and start < e for s, e in self.turbulence)
 
     @contextlib.contextmanager
-    def fault(self, text: str) -> Any:
+    def fault(self, text: str, settle: float | None = None) -> Iterator[None]:
+        """A fault's window; no calm until ``settle`` (a hold and a node timeout) after it."""
         started = self.now()
         self.note(f"fault {text} begins")
         try:
             yield
         finally:
             self.note(f"fault {text} ends")
-            self.turbulence.append((started - 0.001, self.now() + self.config.settle))
+            after = self.config.settle if settle is None else settle
+            self.turbulence.append((started - 0.001, self.now() + after))
 
     # ------------------------------------------------------------------ nodes
 
@@ -297,7 +306,8 @@ class World:
         node.close()
         if slot.requests:
             await asyncio.wait(list(slot.requests), timeout=self.config.shutdown_timeout)
-        await node.detach()
+        detach = getattr(node, "detach", None) or node.stop  # the API names it either way
+        await detach()
         self.note(f"{slot.name} stopped, {len(slot.requests)} requests cut")
         slot.state = "down"
         await self._drop_requests(slot)
@@ -491,17 +501,20 @@ class World:
         """Polls a random node each time, answers what it is given (mostly well)."""
         rng = self.rng
         while not self.stopping:
-            slot = self.pick_slot()
+            slot = self.route(camera) if self.route else self.pick_slot()
             if slot is None:
                 await asyncio.sleep(0.5)
                 continue
             record, task = self.start_poll(camera, slot)
-            mischief = 0.0 if self.steady else rng.random()
-            if mischief < 0.15:  # gives up on this poll (or thinks so) after a while
-                done, _ = await asyncio.wait([task], timeout=rng.uniform(0.1, self.config.poll_hold))
+            mischief = 1.0 if self.steady else rng.random()
+            if mischief < 0.25:  # gives up on this poll (or thinks so) after a while
+                done, _ = await asyncio.wait(
+                    [task], timeout=rng.uniform(0.1, self.config.poll_hold)
+                )
                 if not done:
                     if mischief < 0.05:
                         task.cancel()  # its connection drops
+                        await asyncio.wait([task])
                     continue  # else it is left held at the node: the camera polls elsewhere
             await asyncio.wait([task])
             if record.command is not None:
@@ -513,9 +526,10 @@ class World:
 
     async def answer(self, camera: str, command: Command) -> None:
         rng = self.rng
-        await asyncio.sleep(rng.uniform(0.0, 0.3))
+        delay = self.answer_delay
+        await asyncio.sleep(rng.uniform(0.0, 0.3) if delay is None else delay)
         choice = 1.0 if self.steady else rng.random()
-        slot = self.pick_slot()
+        slot = self.route(camera) if self.route else self.pick_slot()
         if slot is None or choice < 0.03:
             self.note(f"{camera} never answers {command.request_id[:8]}")
             return
@@ -526,6 +540,15 @@ class World:
         await self.post(camera, slot, body)
         if 0.16 <= choice < 0.24 and (again := self.pick_slot()) is not None:
             await self.post(camera, again, body)  # the answer is sent twice
+
+    async def until(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
+        """Wait (virtual time) until ``condition()``; a violation if it takes too long."""
+        deadline = self.now() + timeout
+        while not condition():
+            if self.now() >= deadline:
+                self.violate(f"{what}: not within {timeout:g} s")
+                return
+            await asyncio.sleep(0.05)
 
     # ------------------------------------------------------------------ traffic and faults
 
@@ -558,7 +581,7 @@ class World:
             self._drop_messages,
         ]
         while True:
-            await asyncio.sleep(rng.uniform(3.0, 10.0))
+            await asyncio.sleep(rng.uniform(4.0, 14.0))
             if self.now() >= until:
                 return
             self.spawn(rng.choice(faults)())
@@ -600,11 +623,17 @@ class World:
         finally:
             self._node_fault.release()
 
-    async def _store_window(self, text: str, begin: Callable[[], None], end: Callable[[], None]) -> None:
+    async def _store_window(
+        self,
+        text: str,
+        begin: Callable[[], None],
+        end: Callable[[], None],
+        settle: float | None = None,
+    ) -> None:
         if self._store_fault.locked():
             return
         async with self._store_fault:
-            with self.fault(text):
+            with self.fault(text, settle):
                 begin()
                 await asyncio.sleep(self.rng.uniform(0.5, 4.0))
                 end()
@@ -632,6 +661,7 @@ class World:
             f"messages delayed up to {delay:.2f} s (and reordered)",
             lambda: store.delay_messages(delay),
             lambda: store.delay_messages(0.0),
+            settle=delay,
         )
 
     async def _drop_messages(self) -> None:
@@ -708,11 +738,14 @@ class World:
         for slot in self.slots:
             if slot.node is None:
                 continue
-            for name, size in slot.node.debug_sizes().items():
+            sizes = slot.node.debug_sizes()
+            self.note(f"{slot.name} holds {sizes}")
+            for name, size in sizes.items():
                 bound = limit(name)
                 if bound is not None and size > bound:
                     self.violate(f"(e) {slot.name}'s {name} holds {size} (> {bound})")
         keys = self.store.key_count()
+        self.note(f"the store holds {keys} keys")
         bound = store_key_bound(config)
         if keys > bound:
             self.violate(f"(e) the store holds {keys} keys (> {bound})")
@@ -740,17 +773,19 @@ class World:
         lines = [f"  {t:10.3f} {text}" for t, text in self.trace if at - before <= t <= at + 0.5]
         return "\n".join(lines[-limit:])
 
-    def report(self) -> str:
-        """Each violation, with the trace around the first one."""
+    def report(self, name: str | None = None) -> str:
+        """Each violation, with the trace around the first one (``name``: a scenario's,
+        else the seed and how to replay it)."""
         if not self.violations:
             return ""
         at, _ = self.violations[0]
         listed = "\n".join(f"  t={t:.3f} {text}" for t, text in self.violations[:20])
         more = len(self.violations) - 20
+        replay = f"\nreplay: SIM_SEED={self.seed} pytest tests/test_cluster_sim.py -k replay"
         return (
-            f"seed {self.seed}: {len(self.violations)} violation(s)\n{listed}"
+            f"{name or f'seed {self.seed}'}: {len(self.violations)} violation(s)\n{listed}"
             + (f"\n  ... and {more} more" if more > 0 else "")
-            + f"\nreplay: SIM_SEED={self.seed} pytest tests/test_cluster_sim.py -k replay"
+            + ("" if name else replay)
             + f"\ntrace before the first:\n{self.excerpt(at)}"
         )
 
@@ -775,14 +810,15 @@ def held_poll(node: ClusterNode | None, camera: str) -> bool:
 def size_limit(config: SimConfig) -> Callable[[str], int | None]:
     """(e): what a quiet node may still hold, by the name of the map.
 
-    Waiters and refs: none (every caller of the final round has been answered).
+    Waiters, refs, hosted callers, receipts awaited: none (every caller and upload of
+    the final round has ended).
     Tasks: the node's own loops (a handful), plus one per held poll's camera at most.
     Anything else: a map per camera, at most the fleet's size plus a node's few.
     """
 
     def limit(name: str) -> int | None:
         lowered = name.lower()
-        if "waiter" in lowered or "ref" in lowered:
+        if any(word in lowered for word in ("waiter", "ref", "hosted", "receipt")):
             return 0
         if "task" in lowered:
             return 8 + config.cameras
@@ -797,3 +833,27 @@ def store_key_bound(config: SimConfig) -> int:
     per node once quiet), a body per message, and the epoch."""
     cameras, nodes = config.cameras, config.nodes
     return 1 + 2 * cameras + 2 * (2 * nodes) + cameras * nodes
+
+
+def simulate(seed: int, config: SimConfig | None = None) -> World:
+    """One whole run of ``seed`` on its own virtual loop; raises ``Violation`` (its message
+    starts with ``seed N:``) if the run itself failed. Read ``World.report()`` for the rest."""
+    from tests.sim.loop import run_virtual
+
+    worlds: list[World] = []
+
+    async def main() -> None:
+        world = World(seed, config)
+        worlds.append(world)
+        await world.run()
+
+    try:
+        run_virtual(main, seed=seed)
+    except Exception as error:
+        trace = worlds[0].excerpt(worlds[0].trace[-1][0]) if worlds and worlds[0].trace else ""
+        raise Violation(
+            f"seed {seed}: the run raised {error!r}\n"
+            f"replay: SIM_SEED={seed} pytest tests/test_cluster_sim.py -k replay\n"
+            f"trace before it:\n{trace}"
+        ) from error
+    return worlds[0]
