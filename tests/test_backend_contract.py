@@ -56,7 +56,7 @@ class Store(abc.ABC):
         """The time the store's clock reads now (epoch seconds)."""
 
     async def close(self) -> None:
-        pass
+        return
 
 
 class MemoryStoreUnderTest(Store):

@@ -1,18 +1,29 @@
 """Cluster races: messages that arrive late, and nodes that stop while work moves to them.
 
 Nodes from ``create_app`` in one event loop, one real Redis (see ``test_cluster``).
+The tests see a node through its public surface (``ClusterNode``: ``incarnation``,
+``relay``, ``is_home``, ``debug_sizes``, ``budget``, ``close``); a late or stray
+message is injected as the transport sends one (``XADD`` of the encoded header into
+the node's inbox stream), and the store is read with a plain Redis client, by the key
+layout of ``server.cluster.redis.keys``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import time
 from typing import Any
 
 import aiohttp
 import pytest
+from redis.asyncio import Redis
 
 from server.cluster import messages as m
+from server.cluster.identity import name_of
+from server.cluster.redis.directory import CLAIM
+from server.cluster.redis.keys import Keys
 from tests.conftest import LiveServer
 from tests.helpers import wait_until
 from tests.test_cluster import (
@@ -26,21 +37,45 @@ from tests.test_cluster import (
     http,
     make_node,
     polling_at,
+    redis_client,
     spawn,
 )
+from tools.redis_server import RedisServer
 
 __all__ = ["http", "make_node", "spawn"]  # the fixtures of test_cluster
 
 
-async def claim_seq(node: LiveServer, camera_id: str = "cam") -> int:
-    redis = cluster(node).registry
-    seq = await cluster(node).bus.redis.hget(redis.camera_key(camera_id), "seq")
+def keys_of(node: LiveServer) -> Keys:
+    return Keys(cluster(node).cluster.prefix)
+
+
+async def stored_home(redis: Redis, node: LiveServer, camera_id: str = "cam") -> tuple[str, int]:
+    """The camera's home and latest claim ``seq`` as the store has them."""
+    home, seq = await redis.hmget(keys_of(node).camera(camera_id), ["home", "seq"])
     assert seq is not None
-    return int(seq)
+    return (home or b"").decode(), int(seq)
+
+
+async def wait_for_store(
+    redis: Redis, node: LiveServer, check: Any, camera_id: str = "cam", timeout: float = 3.0
+) -> tuple[str, int]:
+    """Read the camera's (home, seq) until ``check`` accepts it."""
+    async with asyncio.timeout(timeout):
+        while not check(found := await stored_home(redis, node, camera_id)):
+            await asyncio.sleep(0.005)
+    return found
+
+
+async def inject(redis: Redis, to: LiveServer, message: m.Message) -> None:
+    """Put ``message`` in the inbox of ``to``'s node name, as another node's transport does
+    (sender, dest and camera as the message says)."""
+    inbox = keys_of(to).inbox(name_of(cluster(to).incarnation))
+    await redis.xadd(inbox, {b"m": m.encode(message)})
 
 
 async def test_a_takeover_older_than_the_newest_poll_is_ignored(
     make_node: MakeNode,
+    redis_server: RedisServer,
     http: aiohttp.ClientSession,
     spawn: Spawn[Any],
     caplog: pytest.LogCaptureFixture,
@@ -49,21 +84,27 @@ async def test_a_takeover_older_than_the_newest_poll_is_ignored(
     # balancer bouncing it); d's takeover reaches a only after that newest poll.
     a, d, b = await make_node("a"), await make_node("d"), await make_node("b")
     camera = Camera(http, [a])
-    first = await held_poll(spawn, camera, a)
-    second = spawn(camera.poll(d))
-    assert (await first)[0] == 409
-    await wait_until(polling_at(d))
-    seq_of_d = await claim_seq(d)
-    third = spawn(camera.poll(a))
-    status, body = await second  # the older poll, at d, loses within a second
-    assert (status, body["type"]) == (409, "urn:camrelay:problem:poll-superseded")
-    await wait_until(polling_at(a))
-    assert await claim_seq(a) > seq_of_d
-    await late_takeover_is_ignored(http, spawn, caplog, camera, third, (a, d, b), seq_of_d)
+    async with redis_client(redis_server) as redis:
+        first = await held_poll(spawn, camera, a)
+        second = spawn(camera.poll(d))
+        assert (await first)[0] == 409
+        await wait_until(polling_at(d))
+        home, seq_of_d = await stored_home(redis, d)
+        assert home == cluster(d).incarnation
+        third = spawn(camera.poll(a))
+        status, body = await second  # the older poll, at d, loses within a second
+        assert (status, body["type"]) == (409, "urn:camrelay:problem:poll-superseded")
+        await wait_until(polling_at(a))
+        home, seq_of_a = await stored_home(redis, a)
+        assert (home, seq_of_a > seq_of_d) == (cluster(a).incarnation, True)
+        await late_takeover_is_ignored(
+            http, redis, spawn, caplog, camera, third, (a, d, b), seq_of_d
+        )
 
 
 async def late_takeover_is_ignored(
     http: aiohttp.ClientSession,
+    redis: Redis,
     spawn: Spawn[Any],
     caplog: pytest.LogCaptureFixture,
     camera: Camera,
@@ -75,9 +116,17 @@ async def late_takeover_is_ignored(
     stays held at a and serves a caller on b."""
     a, d, b = nodes
     caplog.set_level(logging.INFO, "camrelay.cluster")
-    cluster(d).bus.post("a", m.Takeover(camera="cam", to="d", seq=seq_of_d))
+    late = m.Takeover(
+        sender=cluster(d).incarnation,
+        dest=cluster(a).incarnation,
+        camera="cam",
+        to=cluster(d).incarnation,
+        seq=seq_of_d,
+    )
+    await inject(redis, a, late)
     await wait_until(lambda: "ignored a takeover" in caplog.text)
     assert not newest.done()
+    assert cluster(a).is_home("cam") and not cluster(d).is_home("cam")
     caller = spawn(get_logs(http, b, startTimestamp=1, endTimestamp=2))
     status, command = await newest
     assert (status, command["command"]) == (200, "send_logs")
@@ -88,30 +137,75 @@ async def late_takeover_is_ignored(
 
 async def test_a_newer_poll_at_the_home_outranks_a_claim_whose_takeover_is_late(
     make_node: MakeNode,
+    redis_server: RedisServer,
     http: aiohttp.ClientSession,
     spawn: Spawn[Any],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # The camera polls a (held), then d, then a again before d's takeover reaches a:
-    # d's claim is in Redis (made here directly, as d made it for that poll), its
-    # takeover still on the way.
+    # d's claim is in Redis (made here with the directory's own claim script, as d made
+    # it for that poll), its takeover still on the way.
     a, d, b = await make_node("a"), await make_node("d"), await make_node("b")
     camera = Camera(http, [a])
-    first = await held_poll(spawn, camera, a)
-    (claim_of_d,) = await cluster(d).registry.claim_each(["cam"])
-    third = spawn(camera.poll(a))
-    assert (await first)[0] == 409
-    await wait_until(lambda: claim_seq_of(a) > claim_of_d.seq)
-    await late_takeover_is_ignored(http, spawn, caplog, camera, third, (a, d, b), claim_of_d.seq)
+    async with redis_client(redis_server) as redis:
+        first = await held_poll(spawn, camera, a)
+        await wait_for_store(redis, a, lambda found: found[0] == cluster(a).incarnation)
+        keys = keys_of(d)
+        old, _parked, seq_of_d, refused = await redis.eval(  # type: ignore[misc]
+            CLAIM,
+            4,
+            keys.camera("cam"),
+            keys.cameras,
+            keys.expiry,
+            keys.parked("cam"),
+            cluster(d).incarnation,
+            int(time.time() * 1000),
+            "cam",
+            0,
+            1000,
+            60_000,
+            60_000,
+            16,
+        )
+        assert (old.decode(), refused) == (cluster(a).incarnation, 0)
+        seq_of_d = int(seq_of_d)
+        third = spawn(camera.poll(a))
+        assert (await first)[0] == 409
+        # a claims again for the newest poll: a later seq than d's, a the home in Redis.
+        await wait_for_store(
+            redis,
+            a,
+            lambda found: found == (cluster(a).incarnation, found[1]) and found[1] > seq_of_d,
+        )
+        await late_takeover_is_ignored(
+            http, redis, spawn, caplog, camera, third, (a, d, b), seq_of_d
+        )
 
 
-def claim_seq_of(node: LiveServer, camera_id: str = "cam") -> int:
-    """The latest claim of the camera that ``node`` knows of."""
-    return cluster(node)._claim_seqs.get(camera_id, 0)
+async def test_a_message_for_an_earlier_run_of_a_node_is_dropped(
+    make_node: MakeNode, redis_server: RedisServer, http: aiohttp.ClientSession, spawn: Spawn[Any]
+) -> None:
+    # The inbox is named by NODE_NAME: a message sent to an earlier incarnation of "a"
+    # lands in the same stream, and the running incarnation drops it.
+    a = await make_node("a")
+    camera = Camera(http, [a])
+    held = await held_poll(spawn, camera, a)
+    earlier = "a~" + "0" * 12
+    assert earlier != cluster(a).incarnation
+    takeover = m.Takeover(sender="x~1", camera="cam", to="x~1", seq=0)  # seq 0: always obeyed
+    async with redis_client(redis_server) as redis:
+        await inject(redis, a, dataclasses.replace(takeover, dest=earlier))
+        # The same takeover for the running incarnation, sent after it: once that one has
+        # taken effect, the first was read (one stream, in order) and changed nothing.
+        assert not held.done()
+        await inject(redis, a, dataclasses.replace(takeover, dest=cluster(a).incarnation))
+        status, body = await held
+    assert (status, body["type"]) == (409, "urn:camrelay:problem:poll-superseded")
+    assert not cluster(a).is_home("cam")
 
 
 async def test_work_handed_over_to_a_node_that_is_stopping_is_parked_for_the_next_home(
-    make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
+    make_node: MakeNode, redis_server: RedisServer, http: aiohttp.ClientSession, spawn: Spawn[Any]
 ) -> None:
     a, b, c = await make_node("a"), await make_node("b"), await make_node("c")
     camera = Camera(http, [c])
@@ -123,16 +217,28 @@ async def test_work_handed_over_to_a_node_that_is_stopping_is_parked_for_the_nex
     # a's handover reaches b after b stopped.
     polled_b = spawn(camera.poll(b))
     async with asyncio.timeout(3.0):
-        while "cam" not in cluster(b)._claims:
+        while not cluster(b).debug_sizes()["claims"]:
             await asyncio.sleep(0)
-    b.relay.close()
+    cluster(b).close()
     assert (await polled_b)[0] == 503
-    await wait_until(lambda: "cam" not in cluster(b)._parking)
+    # b parks the work for the camera's next home: the store holds it, nobody is home.
+    async with redis_client(redis_server) as redis:
+        parked = keys_of(b).parked("cam")
+        await wait_until_async(lambda: redis.exists(parked))
+        assert (await stored_home(redis, b))[0] == ""
+    await wait_until(lambda: cluster(b).debug_sizes()["parking"] == 0)
+    assert not cluster(a).is_home("cam") and not cluster(b).is_home("cam")
     # The camera polls c: the unanswered command is redelivered (same id), not lost.
     spawn(camera.run())
     status, body = await caller
     assert (status, body["logs"]) == (200, LOGS[4:7])
     assert [c["requestId"] for c in camera.commands] == [command["requestId"]]
+
+
+async def wait_until_async(check: Any, timeout: float = 3.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not await check():
+            await asyncio.sleep(0.005)
 
 
 async def test_a_caller_sent_to_a_node_that_is_stopping_waits_for_the_next_home(
@@ -144,15 +250,19 @@ async def test_a_caller_sent_to_a_node_that_is_stopping_waits_for_the_next_home(
     busy = spawn(get_logs(http, a, startTimestamp=8, endTimestamp=9))
     status, command = await first  # delivered at a, not answered yet
     assert (status, command["command"]) == (200, "send_logs")
-    # A caller on b is sent to a, which starts stopping (SIGTERM) before it arrives.
+    # A caller on b is sent to a, which starts stopping (SIGTERM) before it arrives:
+    # b's caller exists as soon as its request reached b, before its enqueue is sent.
     caller = spawn(get_logs(http, b, startTimestamp=4, endTimestamp=6))
     async with asyncio.timeout(3.0):
-        while not any(w.home == "a" for w in cluster(b)._waiters.values()):
+        while not cluster(b).debug_sizes()["waiters"]:
             await asyncio.sleep(0)
-    a.relay.close()
-    await wait_until(lambda: not cluster(a)._parking)
+    cluster(a).close()
+    assert cluster(a).debug_sizes()["hosted"] == 0  # its enqueue had not arrived
+    await wait_until(lambda: cluster(a).debug_sizes()["parking"] == 0)
     spawn(camera.run())
+    t0 = asyncio.get_running_loop().time()
     results = await asyncio.gather(busy, caller)
+    print("DEBUG", asyncio.get_running_loop().time() - t0, results, camera.commands)
     assert [(status, body["logs"]) for status, body in results] == [
         (200, LOGS[8:10]),
         (200, LOGS[4:7]),
@@ -202,7 +312,7 @@ async def test_a_result_forwarded_to_the_home_waits_for_room_in_its_budget(
 
 
 async def test_a_big_result_stays_in_redis_until_the_callers_node_has_room_for_it(
-    make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
+    make_node: MakeNode, redis_server: RedisServer, http: aiohttp.ClientSession, spawn: Spawn[Any]
 ) -> None:
     big = [{"timestamp": float(t), "description": "x" * 1000} for t in range(200)]
     a = await make_node("a")
@@ -213,12 +323,13 @@ async def test_a_big_result_stays_in_redis_until_the_callers_node_has_room_for_i
     full = await cluster(b).budget.reserve(BUDGET)
     caller = spawn(get_logs(http, b, startTimestamp=0, endTimestamp=199))
     await wait_until(lambda: cluster(b).budget.waiting == 1)
-    redis = cluster(b).bus.redis
-    assert [key async for key in redis.scan_iter(match=f"{cluster(b).bus.prefix}:blob:*")]
-    full.release()
-    status, body = await caller
-    assert (status, body["logs"]) == (200, big)
-    assert not [key async for key in redis.scan_iter(match=f"{cluster(b).bus.prefix}:blob:*")]
+    bodies = keys_of(b).body("*")
+    async with redis_client(redis_server) as redis:
+        assert [key async for key in redis.scan_iter(match=bodies)]
+        full.release()
+        status, body = await caller
+        assert (status, body["logs"]) == (200, big)
+        assert not [key async for key in redis.scan_iter(match=bodies)]
 
 
 async def test_of_two_polls_on_two_nodes_at_once_one_wins_everywhere(

@@ -58,3 +58,276 @@ def test_timers_fire_in_order_and_tokens_are_seeded() -> None:
     assert first[0] == [1, 2, 3]
     assert run_virtual(main, seed=7) == first
     assert run_virtual(main, seed=8)[1] != first[1]
+
+
+# ---------------------------------------------------------------- random seeds
+
+pytest.importorskip("server.cluster.node", reason="server.cluster.node is not written yet")
+
+from server.relay import TimeRange  # noqa: E402
+from tests.sim.world import CallerRecord, NodeSlot, SimConfig, World, simulate  # noqa: E402
+
+
+@pytest.mark.parametrize("seed", range(SIM_SEEDS))
+def test_seed(seed: int) -> None:
+    world = simulate(seed)
+    assert not world.violations, world.report()
+
+
+def test_replay() -> None:
+    """``SIM_SEED=N pytest tests/test_cluster_sim.py -k replay``: one seed, its whole trace
+    written to ``SIM_TRACE`` (a path) if set."""
+    seed = int(os.environ.get("SIM_SEED", "0"))
+    world = simulate(seed)
+    if path := os.environ.get("SIM_TRACE"):
+        with open(path, "w", encoding="utf-8") as out:
+            out.writelines(f"{t:10.3f} {text}\n" for t, text in world.trace)
+    assert not world.violations, world.report()
+
+
+def test_a_seed_replays_exactly() -> None:
+    config = SimConfig(traffic_seconds=40.0)
+    first = simulate(11, config)
+    second = simulate(11, config)
+    assert len(first.trace) > 100
+    for index, (one, other) in enumerate(zip(first.trace, second.trace, strict=False)):
+        assert one == other, f"seed 11: the runs part at event {index}: {one} != {other}"
+    assert len(first.trace) == len(second.trace)
+
+
+# ---------------------------------------------------------------- focused scenarios
+
+HOLD, NODE_TIMEOUT = SimConfig().poll_hold, SimConfig().node_timeout
+WHOLE = TimeRange()
+Scenario = Callable[[World], Awaitable[None]]
+
+
+def play(scenario: Scenario) -> World:
+    """Three nodes, four cameras that behave, and ``scenario`` driving them."""
+
+    async def main() -> World:
+        world = World(0)
+        world.steady = True
+        for slot in world.slots:
+            await world.start_node(slot)
+        try:
+            await scenario(world)
+        finally:
+            await world.shut_down()
+        return world
+
+    world = run_virtual(main)
+    assert not world.violations, world.report(scenario.__name__)
+    return world
+
+
+def prefer(world: World, index: int) -> Callable[[str], NodeSlot | None]:
+    """Every camera goes to node ``index`` while it takes requests, else the next one."""
+
+    def route(camera: str) -> NodeSlot | None:
+        slots = world.slots[index:] + world.slots[:index]
+        return next((slot for slot in slots if slot.routable), None)
+
+    return route
+
+
+def round_robin(world: World) -> Callable[[str], NodeSlot | None]:
+    """Each camera's requests go to the nodes in turn (no stickiness, no randomness)."""
+    turns: dict[str, int] = {}
+
+    def route(camera: str) -> NodeSlot | None:
+        slots = [slot for slot in world.slots if slot.routable]
+        turns[camera] = turns.get(camera, -1) + 1
+        return slots[turns[camera] % len(slots)] if slots else None
+
+    return route
+
+
+def start_cameras(world: World) -> None:
+    for camera in world.cameras:
+        world.spawn(world.run_camera(camera))
+
+
+def ranges() -> list[TimeRange]:
+    return [WHOLE, TimeRange(1003.0, 1007.0), TimeRange(None, 1002.0), TimeRange(1009.5, None)]
+
+
+async def everyone_served(world: World, what: str, within: float) -> list[CallerRecord]:
+    """A caller for every camera at every node; each must get 200 within ``within``."""
+    tasks = [
+        world.spawn(world.call(camera, slot, ranges()[index % 4]))
+        for index, camera in enumerate(world.cameras)
+        for slot in world.slots
+        if slot.routable
+    ]
+    await asyncio.wait(tasks)
+    records = [task.result() for task in tasks]
+    for record in records:
+        assert record.ended is not None
+        if record.outcome != "200" or record.ended - record.arrived > within:
+            world.violate(
+                f"{what}: {record} ended {record.outcome} after "
+                f"{record.ended - record.arrived:.3f} s (expected 200 within {within:g} s)"
+            )
+    return records
+
+
+def test_a_node_restarted_under_its_name_serves_none_of_the_old_runs_results() -> None:
+    async def scenario(world: World) -> None:
+        world.route = prefer(world, 1)  # the cameras' home is node-1
+        world.answer_delay = 1.0
+        start_cameras(world)
+        await asyncio.sleep(1.0)
+        node_0 = world.slots[0]
+        old = [
+            world.spawn(world.call(camera, node_0, ranges()[index % 4]))
+            for index, camera in enumerate(world.cameras)
+        ]
+        await asyncio.sleep(0.5)  # the commands are out; their results come in 0.5 s
+        await world.kill(node_0)
+        await world.start_node(node_0)
+        new = [
+            world.spawn(world.call(world.cameras[index % 4], node_0, ranges()[(index + 1) % 4]))
+            for index in range(30)
+        ]
+        await asyncio.wait(old + new)
+        assert [task.result().outcome for task in old] == ["dropped"] * 4
+        outcomes = [task.result().outcome for task in new]
+        assert outcomes == ["200"] * 30, outcomes  # and (a) checked each one's entries
+
+    play(scenario)
+
+
+def test_after_the_store_is_flushed_every_node_serves_every_camera() -> None:
+    async def scenario(world: World) -> None:
+        world.route = round_robin(world)
+        cameras = {camera: world.spawn(world.run_camera(camera)) for camera in world.cameras}
+        await asyncio.sleep(2.0)
+        await everyone_served(world, "before the flush", 3.0)
+        world.store.flush()
+        world.note("store flushed")
+        await asyncio.sleep(HOLD + NODE_TIMEOUT)
+        await everyone_served(world, "a hold and a node timeout after the flush", HOLD)
+        # Newest poll wins again, across nodes.
+        cameras["cam-0"].cancel()
+        await asyncio.wait([cameras["cam-0"]])
+        older, older_task = world.start_poll("cam-0", world.slots[0])
+        await asyncio.sleep(1.0)
+        newer, newer_task = world.start_poll("cam-0", world.slots[1])
+        await asyncio.wait([older_task], timeout=1.0)
+        assert older.outcome == "PollSuperseded", older
+        assert older.ended is not None
+        assert older.ended - newer.started <= 1.0
+        newer_task.cancel()
+
+    play(scenario)
+
+
+def test_a_paused_node_serves_its_callers_like_any_other_once_resumed() -> None:
+    async def scenario(world: World) -> None:
+        world.route = round_robin(world)
+        start_cameras(world)
+        await asyncio.sleep(2.0)
+        node_0 = world.slots[0]
+        before = [world.spawn(world.call(camera, node_0, WHOLE)) for camera in world.cameras]
+        await world.pause(node_0, NODE_TIMEOUT + 1.5)
+        resumed = world.now()
+        await everyone_served(world, "after the pause", HOLD + NODE_TIMEOUT)
+        await asyncio.wait(before)  # (b) checked each one's deadline
+        world.note(f"resumed at {resumed:.3f}")
+
+    play(scenario)
+
+
+def test_refused_writes_mean_503_never_504_when_the_camera_answered() -> None:
+    async def scenario(world: World) -> None:
+        world.route = prefer(world, 0)  # home: node-0; the callers are on node-1
+        world.answer_delay = 0.5
+        start_cameras(world)
+        await asyncio.sleep(1.0)
+        node_1 = world.slots[1]
+        world.store.set_refusing_writes(True)
+        refused = await world.call("cam-0", node_1, WHOLE)
+        assert refused.outcome == "503 ClusterUnavailable", refused.outcome
+        world.store.set_refusing_writes(False)
+        await asyncio.sleep(1.0)
+
+        waiting = world.spawn(world.call("cam-1", node_1, WHOLE))
+        arrived = world.now()
+        await world.until(
+            lambda: any(
+                p.camera == "cam-1"
+                and p.command
+                and p.started >= arrived - HOLD
+                and p.ended
+                and p.ended >= arrived
+                for p in world.polls
+            ),
+            3.0,
+            "the command reaches cam-1",
+        )
+        world.store.set_refusing_writes(True)  # the camera answers, its result cannot cross
+        caller = await waiting
+        assert any("cam-1 posts to node-0: accepted" in text for _, text in world.trace)
+        assert caller.outcome.startswith("503"), f"{caller} ended {caller.outcome}"
+        world.store.set_refusing_writes(False)
+
+    play(scenario)
+
+
+def test_with_the_store_down_the_node_holding_the_poll_still_serves() -> None:
+    async def scenario(world: World) -> None:
+        world.route = prefer(world, 0)
+        start_cameras(world)
+        await asyncio.sleep(1.0)
+        world.store.set_down(True)
+        at_home = world.spawn(world.call("cam-2", world.slots[0], TimeRange(1003.0, 1007.0)))
+        elsewhere = world.spawn(world.call("cam-2", world.slots[1], WHOLE))
+        assert (await at_home).outcome == "200"
+        assert (await elsewhere).outcome.startswith("503")
+        world.store.set_down(False)
+
+    play(scenario)
+
+
+def test_callers_on_a_surviving_node_are_served_after_the_home_dies() -> None:
+    async def scenario(world: World) -> None:
+        world.route = prefer(world, 0)
+        world.answer_delay = 0.5
+        start_cameras(world)
+        await asyncio.sleep(1.0)
+        callers = [
+            world.spawn(world.call("cam-3", world.slots[index], ranges()[index]))
+            for index in (1, 2)
+        ]
+        await asyncio.sleep(0.2)  # delivered to the camera, not answered yet
+        await world.kill(world.slots[0])
+        died = world.now()
+        await asyncio.wait(callers)
+        config = world.config
+        for task in callers:
+            record = task.result()
+            assert record.outcome == "200", f"{record} ended {record.outcome}"
+            assert record.ended is not None
+            assert record.ended - died <= config.node_timeout + config.connect + config.response + 1
+
+    play(scenario)
+
+
+def test_a_stopping_node_hands_its_work_to_the_next_home() -> None:
+    async def scenario(world: World) -> None:
+        world.route = prefer(world, 0)
+        world.answer_delay = 0.5
+        start_cameras(world)
+        await asyncio.sleep(1.0)
+        callers = [
+            world.spawn(world.call(camera, world.slots[1], ranges()[index]))
+            for index, camera in enumerate(world.cameras)
+        ]
+        await asyncio.sleep(0.2)
+        await world.stop(world.slots[0])
+        await asyncio.wait(callers)
+        outcomes = [task.result().outcome for task in callers]
+        assert outcomes == ["200"] * len(callers), outcomes
+
+    play(scenario)

@@ -7,17 +7,21 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import NoReturn
 
 from ..relay import (
     FIRST_RESERVATION_BYTES,
     LogResult,
     Receipt,
     RelayError,
+    RelayObserver,
     Reservation,
     ResultOutcome,
+    TooManyUploads,
     UnknownRequest,
     Upload,
 )
+from ..relay.upload import request_id_too_long
 from . import messages as m
 from .backend import BackendError, Body
 from .context import NodeContext
@@ -36,13 +40,22 @@ Forward = Callable[[str | None, bytes], Awaitable[Receipt]]
 class ForwardedUpload(Upload):
     """An upload for a camera homed elsewhere (the home checks the request id)."""
 
-    def __init__(self, forward: Forward, reservation: Reservation) -> None:
+    def __init__(
+        self, forward: Forward, reservation: Reservation, camera_id: str, observer: RelayObserver
+    ) -> None:
         self._forward = forward
+        self._camera_id = camera_id
+        self._observer = observer
         self._reservation = reservation
         self._result: LogResult | None = None
 
     def check_request_id(self, request_id: str) -> None:
         """Nothing to check here: the home knows which ids it awaits."""
+
+    def refuse_long_request_id(self) -> NoReturn:
+        self._observer.upload_refused(self._camera_id, body_read=True)
+        self._observer.result_received(self._camera_id, ResultOutcome.LATE)
+        raise request_id_too_long(self._camera_id)
 
     async def reserve(self, size: int) -> None:
         await self._reservation.grow_to(size)
@@ -71,9 +84,11 @@ class ResultForwarding:
         self._refs = refs
         #: results forwarded to other homes, waiting for their receipt, by ref
         self._receipts: dict[str, asyncio.Future[m.ResultReceipt]] = {}
+        #: uploads being read here, by camera
+        self._uploads: dict[str, int] = {}
 
     def __len__(self) -> int:
-        return len(self._receipts)
+        return len(self._receipts) + len(self._uploads)
 
     @contextlib.asynccontextmanager
     async def receive(self, camera_id: str, declared_bytes: int | None) -> AsyncIterator[Upload]:
@@ -90,16 +105,31 @@ class ResultForwarding:
                 f"camera {camera_id!r} has no command awaiting a result; poll first"
             )
         home = entry.home
-        reservation = await ctx.relay.budget.reserve(declared_bytes or FIRST_RESERVATION_BYTES)
-
-        async def forward(request_id: str | None, body: bytes) -> Receipt:
-            return await self._forward(camera_id, home, request_id, body)
-
-        upload = ForwardedUpload(forward, reservation)
+        # The home's count of unanswered commands may lag a delivery by a flush: one more.
+        unanswered = max(entry.in_flight, 1)
+        in_flight = self._uploads.get(camera_id, 0)
+        if in_flight >= unanswered + 1:
+            raise TooManyUploads(
+                f"camera {camera_id!r} already has {in_flight} results being uploaded here, "
+                f"the most it may have with {unanswered} unanswered command(s) (one per "
+                "command, plus one): let an upload finish or close its connection, then retry"
+            )
+        self._uploads[camera_id] = in_flight + 1
         try:
-            yield upload
+            reservation = await ctx.relay.budget.reserve(declared_bytes or FIRST_RESERVATION_BYTES)
+
+            async def forward(request_id: str | None, body: bytes) -> Receipt:
+                return await self._forward(camera_id, home, request_id, body)
+
+            upload = ForwardedUpload(forward, reservation, camera_id, ctx.relay.observer)
+            try:
+                yield upload
+            finally:
+                upload.close()
         finally:
-            upload.close()
+            left = self._uploads.pop(camera_id) - 1
+            if left:
+                self._uploads[camera_id] = left
 
     async def _forward(
         self, camera_id: str, home: str, request_id: str | None, body: bytes

@@ -12,13 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
-from typing import NoReturn
 
 from aiohttp import hdrs, web
 
 from ..relay import Receipt, RelayError, RelayService, Upload
 from ..relay.logscan import ResultBodyError, ResultScanner
-from ..relay.upload import request_id_too_long
 from ..settings import Settings
 from .error_map import relay_problem
 from .params import body_too_large, invalid_body
@@ -58,13 +56,10 @@ async def _receive(
     async with relay.receive_result(camera_id, declared) as upload:
         length = _decoded_length(request, declared)
 
-        def refuse_long_request_id() -> NoReturn:
-            raise request_id_too_long(camera_id)
-
         scanner = ResultScanner(
             on_request_id=upload.check_request_id,
             expected_size=length,
-            on_request_id_too_long=refuse_long_request_id,
+            on_request_id_too_long=upload.refuse_long_request_id,
         )
         try:
             await _read_body(request, scanner, upload, length, settings)

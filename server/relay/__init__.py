@@ -17,8 +17,9 @@ from .handover import InFlightWork, QueuedWork, SessionWork
 from .local import Relay
 from .logresult import CHUNK_BYTES, LogResult, LogSelection
 from .observer import FanOutObserver, RelayObserver, ResultOutcome
+from .records import CameraStatus, Command, Receipt
 from .service import RelayService, RelayStats, Upload
-from .session import Caller, CameraSession, CameraStatus, Command, Receipt, shown
+from .session import Caller, CameraSession, shown
 from .timerange import WIRE_MAX, TimeRange
 from .upload import ResultUpload
 

@@ -23,8 +23,9 @@ from .errors import (
 from .handover import SessionWork
 from .logresult import LogResult, LogSelection
 from .observer import RelayObserver, ResultOutcome
+from .records import CameraStatus, Command, Receipt
 from .service import RelayService, RelayStats
-from .session import Caller, CameraSession, CameraStatus, Command, Receipt
+from .session import Caller, CameraSession
 from .timerange import TimeRange
 from .upload import ResultUpload, lose_upload
 

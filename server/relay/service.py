@@ -10,11 +10,12 @@ from __future__ import annotations
 import abc
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from typing import NoReturn
 
 from .budget import ResultBudget
 from .config import RelayConfig
 from .logresult import LogResult, LogSelection
-from .session import CameraStatus, Command, Receipt
+from .records import CameraStatus, Command, Receipt
 from .timerange import TimeRange
 
 
@@ -35,6 +36,11 @@ class Upload(abc.ABC):
     @abc.abstractmethod
     def check_request_id(self, request_id: str) -> None:
         """Raises ``UnknownRequest`` at once if nothing could take ``request_id``."""
+
+    @abc.abstractmethod
+    def refuse_long_request_id(self) -> NoReturn:
+        """The ``requestId`` streaming in is already longer than any the server issues:
+        raises ``UnknownRequest`` (counted as a refused upload)."""
 
     @abc.abstractmethod
     async def reserve(self, size: int) -> None:

@@ -12,8 +12,6 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import NamedTuple
 
 from .config import RelayConfig
 from .errors import (
@@ -28,35 +26,8 @@ from .errors import (
 from .handover import InFlightWork, QueuedWork, SessionWork
 from .logresult import LogResult
 from .observer import RelayObserver, ResultOutcome
+from .records import CameraStatus, Command, Receipt
 from .timerange import TimeRange
-
-
-@dataclass(frozen=True, slots=True)
-class Command:
-    """``send_logs`` for ``time_range``; the camera echoes ``request_id`` with its result."""
-
-    request_id: str
-    time_range: TimeRange
-
-
-class CameraStatus(NamedTuple):
-    """A snapshot of one camera (a tuple: ``/cameras`` builds one per camera)."""
-
-    camera_id: str
-    online: bool
-    last_seen: float | None
-    polling: bool
-    waiting: int
-    in_flight: int
-
-
-@dataclass(frozen=True, slots=True)
-class Receipt:
-    """What became of a result the camera posted."""
-
-    outcome: ResultOutcome
-    request_id: str
-    callers: int
 
 
 class HeldPoll:

@@ -3,13 +3,16 @@ and a lost delivery if it breaks off."""
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 from .budget import Reservation
 from .errors import UnknownRequest
 from .logresult import LogResult
 from .logscan import MAX_REQUEST_ID_BYTES
 from .observer import RelayObserver, ResultOutcome
+from .records import Receipt
 from .service import Upload
-from .session import CameraSession, Receipt, shown
+from .session import CameraSession, shown
 
 
 def lose_upload(
@@ -59,6 +62,12 @@ class ResultUpload(Upload):
                 f"no command {shown(request_id)} is awaiting a result from camera "
                 f"{camera_id!r}: it is unknown, expired, or was issued to another camera"
             )
+
+    def refuse_long_request_id(self) -> NoReturn:
+        camera_id = self._session.camera_id
+        self._observer.upload_refused(camera_id, body_read=True)
+        self._observer.result_received(camera_id, ResultOutcome.LATE)
+        raise request_id_too_long(camera_id)
 
     async def reserve(self, size: int) -> None:
         """Hold ``size`` bytes of the budget (body and index so far), waiting for room."""

@@ -29,16 +29,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import orjson
 
+from server.cluster import ClusterConfig, ClusterNode, ClusterUnavailable
 from server.cluster.backend import StoreLimits
 from server.cluster.memory import MemoryStore
-from server.cluster.node import ClusterConfig, ClusterNode
-from server.cluster.unavailable import ClusterUnavailable
 from server.relay import (
     CameraOffline,
     CameraTimeout,
@@ -52,11 +51,7 @@ from server.relay import (
     TimeRange,
     UnknownRequest,
 )
-
-try:
-    from server.relay.logscan import ResultScanner
-except ImportError:  # before the move into the relay core
-    from server.logscan import ResultScanner  # type: ignore[no-redef]
+from server.relay.logscan import ResultScanner
 
 T = TypeVar("T")
 Entry = dict[str, Any]
@@ -421,9 +416,9 @@ class World:
             record.outcome = "dropped"
         elif (error := task.exception()) is not None:
             record.outcome = type(error).__name__
-            if not isinstance(error, PollSuperseded | ShuttingDown | ClusterUnavailable):
-                if not isinstance(error, RegistryFull):
-                    self.violate(f"a poll of {record.camera} at {record.node} raised {error!r}")
+            expected = PollSuperseded | ShuttingDown | ClusterUnavailable | RegistryFull
+            if not isinstance(error, expected):
+                self.violate(f"a poll of {record.camera} at {record.node} raised {error!r}")
         else:
             record.command = task.result()
             record.outcome = "noop" if record.command is None else "command"
@@ -570,7 +565,7 @@ class World:
 
     async def run_faults(self, until: float) -> None:
         rng = self.rng
-        faults: list[Callable[[], Awaitable[None]]] = [
+        faults: list[Callable[[], Coroutine[Any, Any, None]]] = [
             self._kill_and_restart,
             self._stop_and_restart,
             self._pause_one,
