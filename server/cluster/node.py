@@ -103,6 +103,7 @@ class ClusterNode(RelayService):
         self._last_beat_at = float("-inf")
         self._store_was_down = False
         self._leaving: asyncio.Task[None] | None = None
+        self._give_up_timer: asyncio.TimerHandle | None = None
         self._stopped = False
 
     def _handlers(self) -> Mapping[type[m.Message], Handler]:
@@ -194,7 +195,9 @@ class ClusterNode(RelayService):
         self._relay.close()
         loop = asyncio.get_running_loop()
         give_up = max(self.cluster.shutdown_timeout_seconds - 0.5, 0.0)
-        loop.call_later(give_up, self._waiters.fail_all, "the server is shutting down")
+        self._give_up_timer = loop.call_later(
+            give_up, self._waiters.fail_all, "the server is shutting down"
+        )
         if not self._stopped:
             self._leaving = loop.create_task(self._park_and_leave())
 
@@ -220,10 +223,13 @@ class ClusterNode(RelayService):
         if self._stopped:
             return
         self._stopped = True
-        loops, self._loops = self._loops, []
-        for task in [*loops, *([self._beating] if self._beating else [])]:
+        if self._give_up_timer is not None:
+            self._give_up_timer.cancel()
+        tasks = [*self._loops, *[t for t in (self._beating, self._leaving) if t is not None]]
+        self._loops = []
+        for task in tasks:
             task.cancel()
-        for task in loops:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._ctx.cancel_tasks()
