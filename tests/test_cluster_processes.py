@@ -1,17 +1,20 @@
 """Cluster mode with real node processes (``python -m server``) sharing one real Redis.
 
 What only processes can show: a node killed with SIGKILL (its sockets and its
-heartbeat simply stop), a node stopped with SIGTERM (a rolling deploy), Redis
-restarted empty under running nodes, and what the nodes write to their logs.
-Every node runs with timeouts of about a second, so each test waits on
-conditions for a few seconds at most.
+heartbeat simply stop), a node stopped with SIGTERM (a rolling deploy), a node
+restarted under the same NODE_NAME, a node paused with SIGSTOP, Redis restarted
+empty, flushed or refusing writes under running nodes, and what the nodes write
+to their logs. Every node runs with timeouts of about a second, so each test
+waits on conditions for a few seconds at most.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
+import re
 import secrets
 import signal
 import subprocess
@@ -22,18 +25,26 @@ from typing import Any
 
 import aiohttp
 import pytest
+from redis.asyncio import Redis
 
 from tests.helpers import LogEntries
 from tests.helpers import running as running_task
-from tests.processes import child_env, free_port, python, wait_healthy
-from tools.procs import Child, running, spawn
+from tests.processes import child_env, free_port, wait_healthy
+from tools.procs import Child, python, running, spawn
 from tools.redis_server import RedisServer, find_redis_server, server_args
 
 POLL_HOLD = 1.0
 CONNECT_TIMEOUT = 1.0
 RESPONSE_TIMEOUT = 1.5
 NODE_TIMEOUT = 1.0
-LOGS: LogEntries = [{"timestamp": float(t), "description": f"event {t}", "n": t} for t in range(10)]
+pytestmark = [pytest.mark.redis, pytest.mark.process]
+
+
+def logs_of(camera_id: str) -> LogEntries:
+    """A camera's log: its own entries, so that one crossing to another camera shows."""
+    return [
+        {"timestamp": float(t), "description": f"{camera_id} event {t}", "n": t} for t in range(10)
+    ]
 
 
 @dataclass(slots=True)
@@ -46,34 +57,57 @@ class Node:
         return "\n".join(self.child.stderr_lines())
 
 
+class Nodes(dict[str, Node]):
+    """The running nodes by name, sharing one Redis and prefix; ``start`` runs one more,
+    or a node again under its ``NODE_NAME`` (a new incarnation)."""
+
+    def __init__(
+        self, stack: contextlib.AsyncExitStack, workdir: Path, redis_url: str, env: dict[str, str]
+    ) -> None:
+        super().__init__()
+        self._stack, self._workdir, self._redis_url, self._env = stack, workdir, redis_url, env
+        self._prefix = f"proc-{secrets.token_hex(4)}"
+        self._runs = 0
+
+    async def start(self, name: str, port: int | None = None) -> Node:
+        """Spawn a node (not waiting for it to be healthy)."""
+        port = port or free_port()
+        settings = child_env(
+            **{"LOG_LEVEL": "INFO", "SHUTDOWN_TIMEOUT_SECONDS": "3", **self._env},
+            PORT=str(port),
+            REDIS_URL=self._redis_url,
+            REDIS_PREFIX=self._prefix,
+            NODE_NAME=name,
+            POLL_HOLD_SECONDS=str(POLL_HOLD),
+            CONNECT_TIMEOUT_SECONDS=str(CONNECT_TIMEOUT),
+            RESPONSE_TIMEOUT_SECONDS=str(RESPONSE_TIMEOUT),
+            NODE_TIMEOUT_SECONDS=str(NODE_TIMEOUT),
+        )
+        self._runs += 1
+        run = name if name not in self else f"{name}.{self._runs}"  # its own stderr file
+        child = await spawn(run, python("-m", "server"), settings, self._workdir)
+        await self._stack.enter_async_context(running(child))
+        self[name] = Node(name, f"http://127.0.0.1:{port}", child)
+        return self[name]
+
+    async def restart(self, name: str) -> Node:
+        """The node again under the same NODE_NAME and port, once the old process ended."""
+        old = self[name]
+        await old.child.process.wait()
+        node = await self.start(name, int(old.url.rsplit(":", 1)[1]))
+        await wait_healthy(node.url, node.child)
+        return node
+
+
 @contextlib.asynccontextmanager
 async def cluster_nodes(
     workdir: Path, redis_url: str, names: list[str], **env: str
-) -> AsyncIterator[dict[str, Node]]:
+) -> AsyncIterator[Nodes]:
     """``python -m server`` nodes on their own ports, one Redis; stopped when the block ends."""
-    prefix = f"proc-{secrets.token_hex(4)}"
     async with contextlib.AsyncExitStack() as stack:
-        nodes: dict[str, Node] = {}
+        nodes = Nodes(stack, workdir, redis_url, env)
         for name in names:
-            port = free_port()
-            settings = child_env(
-                **{
-                    "LOG_LEVEL": "INFO",
-                    "SHUTDOWN_TIMEOUT_SECONDS": "3",
-                    **env,
-                },
-                PORT=str(port),
-                REDIS_URL=redis_url,
-                REDIS_PREFIX=prefix,
-                NODE_NAME=name,
-                POLL_HOLD_SECONDS=str(POLL_HOLD),
-                CONNECT_TIMEOUT_SECONDS=str(CONNECT_TIMEOUT),
-                RESPONSE_TIMEOUT_SECONDS=str(RESPONSE_TIMEOUT),
-                NODE_TIMEOUT_SECONDS=str(NODE_TIMEOUT),
-            )
-            child = await spawn(name, python("-m", "server"), settings, workdir)
-            await stack.enter_async_context(running(child))
-            nodes[name] = Node(name, f"http://127.0.0.1:{port}", child)
+            await nodes.start(name)
         await asyncio.gather(*(wait_healthy(node.url, node.child) for node in nodes.values()))
         yield nodes
 
@@ -148,7 +182,7 @@ class Camera:
         start, end = command["startTimestamp"], command["endTimestamp"]
         body = {
             "requestId": command["requestId"],
-            "logs": [e for e in LOGS if start <= e["timestamp"] <= end],
+            "logs": [e for e in logs_of(self.camera_id) if start <= e["timestamp"] <= end],
         }
         target = self.post_to or self.node
         async with self.http.post(
@@ -182,8 +216,14 @@ async def camera_polling_seen_by(http: aiohttp.ClientSession, node: Node, camera
     )
 
 
+async def wait_seen(http: aiohttp.ClientSession, *held: tuple[Node, str]) -> None:
+    """Wait until each node lists its camera as polling (held there or elsewhere)."""
+    for node, camera_id in held:
+        await wait_for(functools.partial(camera_polling_seen_by, http, node, camera_id))
+
+
 def exact_answer(body: dict[str, Any], start: float, end: float, camera_id: str = "cam") -> None:
-    expected = [e for e in LOGS if start <= e["timestamp"] <= end]
+    expected = [e for e in logs_of(camera_id) if start <= e["timestamp"] <= end]
     assert body == {
         "cameraId": camera_id,
         "startTimestamp": start,
@@ -234,8 +274,7 @@ async def test_a_killed_node_loses_no_caller_on_the_others(
         back = Camera(http, [a, b], camera_id="cam", hold=True)
         gone = Camera(http, [a], camera_id="gone", hold=True)
         async with camera_running(back), camera_running(gone):
-            for camera in (back, gone):
-                await wait_for(lambda cid=camera.camera_id: camera_polling_seen_by(http, c, cid))
+            await wait_seen(http, (c, "cam"), (c, "gone"))
             served = asyncio.create_task(logs_at(http, c, "cam", 1, 3))
             refused = asyncio.create_task(logs_at(http, c, "gone", 1, 3))
             await asyncio.wait_for(back.got_command.wait(), 3)
@@ -255,7 +294,7 @@ async def test_a_killed_node_loses_no_caller_on_the_others(
         assert await back.posted(1) == [("b", 200)]
         assert a.child.process.returncode == -signal.SIGKILL
         no_tracebacks(b, c)
-        assert "node a stopped beating" in b.stderr() + c.stderr()
+        assert re.search(r"node a~\w+ stopped beating", b.stderr() + c.stderr())
 
 
 async def test_a_stopped_node_hands_its_work_over_and_exits_0(
@@ -268,8 +307,7 @@ async def test_a_stopped_node_hands_its_work_over_and_exits_0(
         idle = Camera(http, [a, b], camera_id="idle")
         busy = Camera(http, [a, b], camera_id="busy", hold=True)
         async with camera_running(idle), camera_running(busy):
-            for camera in (idle, busy):
-                await wait_for(lambda cid=camera.camera_id: camera_polling_seen_by(http, b, cid))
+            await wait_seen(http, (b, "idle"), (b, "busy"))
             on_b = asyncio.create_task(logs_at(http, b, "busy", 2, 4))
             await asyncio.wait_for(busy.got_command.wait(), 3)
             on_a = asyncio.create_task(logs_at(http, a, "busy", 5, 7))
@@ -410,3 +448,203 @@ async def test_three_nodes_serve_one_call_and_never_show_the_redis_password(
     assert wrong not in everything
     assert "cluster mode on redis://" in a.stderr()  # the URL is logged, redacted
     assert "Traceback" not in everything
+
+
+# ---------------------------------------------------------------- faults: restarts, pauses, Redis
+
+
+async def alone(http: aiohttp.ClientSession, node: Node) -> bool:
+    """``node`` counts no other node alive (``camrelay_cluster_nodes_alive`` is 1)."""
+    _, _, text = await get(http, node, "/metrics")
+    return re.search(r"^camrelay_cluster_nodes_alive 1\.0$", text, re.MULTILINE) is not None
+
+
+async def poll_status(http: aiohttp.ClientSession, node: Node, camera_id: str) -> int:
+    async with http.get(f"{node.url}/poll_for_command", params={"cameraId": camera_id}) as poll:
+        await poll.read()
+        return poll.status
+
+
+async def waiting_at(http: aiohttp.ClientSession, node: Node, camera_id: str) -> int:
+    _, _, body = await get(http, node, "/cameras", prefix=camera_id)
+    return sum(c["waiting"] for c in body["cameras"] if c["cameraId"] == camera_id)
+
+
+async def own_answer(
+    http: aiohttp.ClientSession, node: Node, camera_id: str, start: float, end: float
+) -> int:
+    """A caller's status (0: the node's connection broke); a 200 holds exactly its own
+    camera's entries in its range."""
+    try:
+        status, _, body = await logs_at(http, node, camera_id, start, end)
+    except aiohttp.ClientError:
+        return 0
+    if status == 200:
+        exact_answer(body, start, end, camera_id)
+    return status
+
+
+RANGES = [(float(i % 10), float(min(9, i % 10 + i % 4))) for i in range(30)]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+async def test_a_node_restarted_under_the_same_name_takes_nothing_of_its_earlier_run(
+    sig: signal.Signals, redis_server: RedisServer, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """Camera Y's command is in flight at node b for callers on node a. Node a ends and
+    runs again at once under the same NODE_NAME and port (one inbox for both runs); then
+    Y answers, and its result for the earlier run's callers reaches that inbox while 30
+    callers of camera X wait on the new run: each gets exactly X's entries in its range."""
+    env = {"SHUTDOWN_TIMEOUT_SECONDS": "0.5"}
+    async with cluster_nodes(tmp_path, redis_server.url, ["a", "b"], **env) as nodes:
+        a, b = nodes["a"], nodes["b"]
+        y = Camera(http, [b], camera_id="cam-y", hold=True)
+        x = Camera(http, [b], camera_id="cam-x")
+        async with camera_running(y), camera_running(x):
+            await wait_seen(http, (a, "cam-y"), (a, "cam-x"))
+            on_old_a = [asyncio.create_task(own_answer(http, a, "cam-y", *r)) for r in RANGES[:5]]
+            await asyncio.wait_for(y.got_command.wait(), 3)
+            await wait_for(lambda: waiting_at(http, b, "cam-y"))  # the rest queued at b
+            a.child.process.send_signal(sig)
+            a = await nodes.restart("a")
+            on_new_a = [asyncio.create_task(own_answer(http, a, "cam-x", *r)) for r in RANGES]
+            y.release.set()  # its result is for callers of a's earlier run
+            new = await asyncio.wait_for(asyncio.gather(*on_new_a), 10)
+            old = await asyncio.wait_for(asyncio.gather(*on_old_a), 10)
+            await wait_for(lambda: asyncio.sleep(0, len(y.posts) >= 1))
+        assert new == [200] * 30
+        if sig == signal.SIGKILL:
+            assert set(old) == {0}  # their connection broke with the process
+            assert y.posts[0][1] == 200  # accepted: its outcome went to a's earlier run
+        else:  # answered as a stops (504: Y held its command past the response timeout)
+            assert set(old) <= {200, 503, 504}, old
+        no_tracebacks(a, b)
+
+
+@pytest.mark.parametrize("fault", ["restart", "flushall"])
+async def test_every_node_serves_every_camera_again_after_redis_lost_its_data(
+    fault: str, redis_server: RedisServer, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """Within POLL_HOLD + NODE_TIMEOUT of Redis losing its data (restarted empty, or
+    FLUSHALL), callers at each node get every camera's exact entries, and a duplicated
+    camera's older poll gets 409 within a second, whichever node has it."""
+    async with cluster_nodes(tmp_path, redis_server.url, ["a", "b"]) as nodes:
+        a, b = nodes["a"], nodes["b"]
+        homes = {"cam-a": a, "cam-b": b}
+        cameras = [Camera(http, [node], camera_id=cid) for cid, node in homes.items()]
+        loop = asyncio.get_running_loop()
+        async with camera_running(cameras[0]), camera_running(cameras[1]):
+            await wait_seen(http, (b, "cam-a"), (a, "cam-b"))
+            if fault == "restart":
+                await redis_server.restart()
+            else:
+                async with contextlib.aclosing(Redis.from_url(redis_server.url)) as redis:
+                    await redis.flushall()
+            lost_at = loop.time()
+
+            async def served(node: Node, camera_id: str) -> float:
+                while True:
+                    status, _, body = await logs_at(http, node, camera_id, 2, 6)
+                    if status == 200:
+                        exact_answer(body, 2, 6, camera_id)
+                        return loop.time() - lost_at
+                    await asyncio.sleep(0.02)
+
+            pairs = [(node, cid) for node in (a, b) for cid in homes]
+            took = await asyncio.wait_for(
+                asyncio.gather(*(served(n, c) for n, c in pairs)), POLL_HOLD + NODE_TIMEOUT + 3
+            )
+        assert max(took) <= POLL_HOLD + NODE_TIMEOUT, took
+        for camera_id, older_at in homes.items():
+            newer_at = b if older_at is a else a
+            older = asyncio.create_task(poll_status(http, older_at, camera_id))
+            await wait_seen(http, (older_at, camera_id))  # held there
+            asked = loop.time()
+            async with running_task(asyncio.create_task(poll_status(http, newer_at, camera_id))):
+                assert await asyncio.wait_for(older, 1.0) == 409
+            assert loop.time() - asked <= 1.0
+        no_tracebacks(a, b)
+
+
+async def test_a_paused_node_finds_out_it_lost_its_camera_before_serving_it(
+    redis_server: RedisServer, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """SIGSTOP the camera's node for longer than NODE_TIMEOUT while the camera moves to
+    another node; after SIGCONT a caller at the resumed node gets the exact answer within
+    POLL_HOLD + NODE_TIMEOUT."""
+    async with cluster_nodes(tmp_path, redis_server.url, ["a", "b"]) as nodes:
+        a, b = nodes["a"], nodes["b"]
+        camera = Camera(http, [a, b])
+        loop = asyncio.get_running_loop()
+        try:
+            async with camera_running(camera):
+                await wait_seen(http, (b, "cam"))
+                a.child.process.send_signal(signal.SIGSTOP)
+                paused_at = loop.time()
+            camera.move_on()  # its poll at a hangs: it reconnects to b
+            async with camera_running(camera):
+                # The pause, as b sees it: a no longer alive, the camera polling at b.
+                await wait_for(functools.partial(alone, http, b), 3)
+                await wait_seen(http, (b, "cam"))
+                await asyncio.sleep(max(0.0, paused_at + NODE_TIMEOUT + 0.25 - loop.time()))
+                a.child.process.send_signal(signal.SIGCONT)
+                resumed_at = loop.time()
+                status, _, body = await asyncio.wait_for(
+                    logs_at(http, a, "cam", 2, 5), POLL_HOLD + NODE_TIMEOUT + 3
+                )
+                took = loop.time() - resumed_at
+        finally:
+            a.child.process.send_signal(signal.SIGCONT)
+        assert status == 200, body
+        exact_answer(body, 2, 5)
+        assert took <= POLL_HOLD + NODE_TIMEOUT
+        assert [name for name, _ in camera.commands] == ["b"]
+        no_tracebacks(a, b)
+
+
+async def test_redis_refusing_writes_means_503_never_504(
+    redis_server: RedisServer, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """Redis at maxmemory (noeviction) once the fleet registered: callers whose work must
+    cross nodes get 503 with Retry-After (problem+json) within C + R + N + 2 s, never a
+    504, also those whose camera answered but whose result could not cross."""
+    async with cluster_nodes(tmp_path, redis_server.url, ["a", "b"]) as nodes:
+        a, b = nodes["a"], nodes["b"]
+        held = Camera(http, [a], camera_id="cam-a", hold=True)
+        other = Camera(http, [b], camera_id="cam-b")
+        loop = asyncio.get_running_loop()
+
+        async def timed(
+            node: Node, camera_id: str
+        ) -> tuple[float, tuple[int, dict[str, str], Any]]:
+            started = loop.time()
+            outcome = await logs_at(http, node, camera_id, 1, 4)
+            return loop.time() - started, outcome
+
+        async with (
+            camera_running(held),
+            camera_running(other),
+            contextlib.aclosing(Redis.from_url(redis_server.url)) as redis,
+        ):
+            await wait_seen(http, (b, "cam-a"), (a, "cam-b"))
+            crossed = [asyncio.create_task(timed(b, "cam-a")) for _ in range(3)]
+            await asyncio.wait_for(held.got_command.wait(), 3)
+            await wait_for(lambda: waiting_at(http, a, "cam-a"))  # the others queued at a
+            try:
+                await redis.config_set("maxmemory-policy", "noeviction")
+                await redis.config_set("maxmemory", 1)
+                held.release.set()  # it answers at a; the result cannot cross to b
+                crossed += [
+                    asyncio.create_task(timed(node, cid))
+                    for node, cid in ((b, "cam-a"), (a, "cam-b"))
+                ]
+                answers = await asyncio.wait_for(asyncio.gather(*crossed), 10)
+            finally:
+                await redis.config_set("maxmemory", 0)
+        for took, (status, headers, body) in answers:
+            assert_problem(status, headers, body)
+            assert body["type"].endswith("cluster-unavailable"), body
+            assert took <= CONNECT_TIMEOUT + RESPONSE_TIMEOUT + NODE_TIMEOUT + 2
+        assert await held.posted(1) == [("a", 200)]  # the camera did answer
+        assert "> 'maxmemory'" in a.stderr() + b.stderr()  # Redis did refuse the writes
+        no_tracebacks(a, b)

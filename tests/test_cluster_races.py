@@ -54,7 +54,7 @@ async def stored_home(redis: Redis, node: LiveServer, camera_id: str = "cam") ->
     """The camera's home and latest claim ``seq`` as the store has them."""
     home, seq = await redis.hmget(keys_of(node).camera(camera_id), ["home", "seq"])
     assert seq is not None
-    return (home or b"").decode(), int(seq)
+    return (home.decode() if isinstance(home, bytes) else home or ""), int(seq)
 
 
 async def wait_for_store(
@@ -127,7 +127,8 @@ async def late_takeover_is_ignored(
     await inject(redis, a, late)
     await wait_until(lambda: "ignored a takeover" in caplog.text)
     assert not newest.done()
-    assert cluster(a).is_home("cam") and not cluster(d).is_home("cam")
+    assert cluster(a).is_home("cam")
+    assert not cluster(d).is_home("cam")
     caller = spawn(get_logs(http, b, startTimestamp=1, endTimestamp=2))
     status, command = await newest
     assert (status, command["command"]) == (200, "send_logs")
@@ -152,7 +153,7 @@ async def test_a_newer_poll_at_the_home_outranks_a_claim_whose_takeover_is_late(
         first = await held_poll(spawn, camera, a)
         await wait_for_store(redis, a, lambda found: found[0] == cluster(a).incarnation)
         keys = keys_of(d)
-        old, _parked, seq_of_d, refused = await redis.eval(  # type: ignore[misc]
+        old, _parked, seq_of_d, refused = await redis.eval(
             CLAIM,
             4,
             keys.camera("cam"),
@@ -228,7 +229,8 @@ async def test_work_handed_over_to_a_node_that_is_stopping_is_parked_for_the_nex
         await wait_until_async(lambda: redis.exists(parked))
         assert (await stored_home(redis, b))[0] == ""
     await wait_until(lambda: cluster(b).debug_sizes()["parking"] == 0)
-    assert not cluster(a).is_home("cam") and not cluster(b).is_home("cam")
+    assert not cluster(a).is_home("cam")
+    assert not cluster(b).is_home("cam")
     # The camera polls c: the unanswered command is redelivered (same id), not lost.
     spawn(camera.run())
     status, body = await caller

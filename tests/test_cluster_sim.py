@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from tests.sim.loop import Deadlock, run_virtual, wall_clock
+from tests.sim.loop import Deadlock, VirtualTimeLimit, run_virtual, wall_clock
 
 SIM_SEEDS = int(os.environ.get("SIM_SEEDS", "4"))
 
@@ -29,7 +29,7 @@ def test_virtual_time_costs_no_wall_time() -> None:
         return loop.time() - started, wall_clock()
 
     started = time.monotonic()
-    elapsed, wall = run_virtual(main)
+    elapsed, wall = run_virtual(main, limit=4000)
     assert elapsed == pytest.approx(3605)
     assert wall == pytest.approx(1_700_000_000 + 3605)
     assert time.monotonic() - started < 1.0
@@ -41,6 +41,15 @@ def test_a_deadlock_is_an_error() -> None:
 
     with pytest.raises(Deadlock, match="deadlock"):
         run_virtual(main)
+
+
+def test_a_run_that_never_ends_stops_at_its_limit() -> None:
+    async def main() -> None:
+        while True:
+            await asyncio.sleep(1)
+
+    with pytest.raises(VirtualTimeLimit, match="limit of 100 virtual seconds"):
+        run_virtual(main, limit=100)
 
 
 def test_timers_fire_in_order_and_tokens_are_seeded() -> None:
@@ -65,7 +74,14 @@ def test_timers_fire_in_order_and_tokens_are_seeded() -> None:
 pytest.importorskip("server.cluster.node", reason="server.cluster.node is not written yet")
 
 from server.relay import TimeRange  # noqa: E402
-from tests.sim.world import CallerRecord, NodeSlot, SimConfig, World, simulate  # noqa: E402
+from tests.sim.world import (  # noqa: E402
+    CallerRecord,
+    NodeSlot,
+    SimConfig,
+    TraceLog,
+    World,
+    simulate,
+)
 
 
 @pytest.mark.parametrize("seed", range(SIM_SEEDS))
@@ -99,6 +115,8 @@ def test_a_seed_replays_exactly() -> None:
 
 HOLD, NODE_TIMEOUT = SimConfig().poll_hold, SimConfig().node_timeout
 WHOLE = TimeRange()
+#: virtual seconds a focused scenario takes at most
+SCENARIO_LIMIT = 60.0
 Scenario = Callable[[World], Awaitable[None]]
 
 
@@ -108,12 +126,16 @@ def play(scenario: Scenario) -> World:
     async def main() -> World:
         world = World(0)
         world.steady = True
-        for slot in world.slots:
-            await world.start_node(slot)
-        try:
-            await scenario(world)
-        finally:
-            await world.shut_down()
+        with TraceLog(world).installed():
+            for slot in world.slots:
+                await world.start_node(slot)
+            try:
+                async with asyncio.timeout(SCENARIO_LIMIT):
+                    await scenario(world)
+            except TimeoutError:
+                world.violate(f"the scenario did not end within {SCENARIO_LIMIT:g} virtual s")
+            finally:
+                await world.shut_down()
         return world
 
     world = run_virtual(main)

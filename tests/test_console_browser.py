@@ -280,7 +280,7 @@ def utc_iso(seconds: float) -> str:
 
 def local_input(seconds: float) -> str:
     """What a person types into the page's date-time field, in the browser's time zone."""
-    return datetime.fromtimestamp(seconds, BROWSER_ZONE).strftime("%Y-%m-%dT%H:%M:%S")
+    return datetime.fromtimestamp(seconds, BROWSER_ZONE).strftime("%Y-%m-%d %H:%M:%S")
 
 
 async def descriptions(page: Page) -> list[str]:
@@ -361,6 +361,61 @@ async def test_log_view_shows_exactly_the_logs_answer_with_one_bar_per_bucket(
         await stop_all(cameras)
 
 
+#: The browser's "now" in the default-range test: mid-afternoon, so a 12-hour clock shows.
+AFTERNOON = datetime(2025, 11, 24, 15, 30, 45, tzinfo=BROWSER_ZONE).timestamp()
+TIME_24H = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+
+
+async def test_a_camera_opens_on_the_last_hour_in_24_hour_time(
+    make_live_server: MakeLiveServer, http: aiohttp.ClientSession, watched: Watched
+) -> None:
+    server = await make_live_server(**FAST)
+    log = [
+        {"timestamp": AFTERNOON + offset, "description": f"at {offset:+d} s"}
+        for offset in (-7200, -3700, -1800, -600, -60, 600)
+    ]
+    cameras = await start_cameras(server, http, ["cam-1"], logs=log)
+    try:
+        page = watched.page
+        await page.clock.set_fixed_time(AFTERNOON)
+        await page.goto(f"{server.url}/#/camera/cam-1")
+        # No range picked: the last hour is fetched on open.
+        await expect(page.locator("#logs-count")).to_have_text("3 entries from camera cam-1")
+        assert await descriptions(page) == ["at -1800 s", "at -600 s", "at -60 s"]
+        # The range reads as the table does: 24-hour local time, no AM/PM.
+        await expect(page.locator("#range-start")).to_have_value("2025-11-24 14:30:45")
+        await expect(page.locator("#range-end")).to_have_value("2025-11-24 15:30:45")
+        await expect(page.locator("#logs-rows td.time").first).to_have_text(
+            "2025-11-24 15:00:45.000"
+        )
+        for field in ("#range-start", "#range-end"):
+            assert TIME_24H.match(await page.locator(field).input_value())
+            assert await page.locator(field).get_attribute("type") == "text"
+        assert not re.search(r"\b[AP]M\b", await page.locator("#camera-view").inner_text())
+
+        # A range typed in 24-hour time; minutes alone will do.
+        await page.fill("#range-start", "2025-11-24 15:00")
+        await page.fill("#range-end", "2025-11-24 15:25:00")
+        await page.click("#range-fetch")
+        await expect(page.locator("#logs-count")).to_have_text("2 entries from camera cam-1")
+        assert await descriptions(page) == ["at -1800 s", "at -600 s"]
+        # A 12-hour time is refused, with the format to use.
+        await page.fill("#range-start", "2025-11-24 3:00 PM")
+        await page.click("#range-fetch")
+        await expect(page.locator("#logs-problem")).to_have_text(
+            "Start must be a local time as YYYY-MM-DD HH:MM:SS (24-hour), or empty."
+        )
+        await expect(page.locator("#range-start")).to_be_focused()
+        await page.fill("#range-start", "")
+        await page.fill("#range-end", "2025-11-24 25:00")
+        await page.click("#range-fetch")
+        await expect(page.locator("#logs-problem")).to_have_text(
+            "End must be a local time as YYYY-MM-DD HH:MM:SS (24-hour), or empty."
+        )
+    finally:
+        await stop_all(cameras)
+
+
 async def test_camera_text_is_shown_as_text_and_runs_nothing(
     make_live_server: MakeLiveServer, http: aiohttp.ClientSession, watched: Watched
 ) -> None:
@@ -398,12 +453,17 @@ async def test_offline_cameras_show_the_problem_with_retry_after(
     )
     await expect(problem.locator(".retry")).to_have_text("Retry after 5 s.")
     await expect(page.locator("#logs-waiting")).to_be_hidden()
-    # A camera that never connected reads differently.
+    # A camera that never connected reads differently: no retry, a way to the fleet.
     await page.goto(f"{server.url}/#/camera/never-seen")
-    await page.get_by_role("button", name="All").click()
     await expect(problem).to_contain_text(
-        ": camera 'never-seen' has not connected; retry once it polls"
+        ": camera 'never-seen' has not connected: no camera with that id has polled this "
+        "server recently; check the id against GET /cameras (ids are case-sensitive)"
     )
+    await expect(problem.locator(".retry")).to_have_text(
+        "No camera with this id has polled recently: find its id in the fleet."
+    )
+    await problem.get_by_role("link", name="find its id in the fleet").click()
+    await expect(page.locator("#fleet-view")).to_be_visible()
 
 
 async def test_a_waiting_call_shows_elapsed_seconds_and_can_be_cancelled(
@@ -419,8 +479,8 @@ async def test_a_waiting_call_shows_elapsed_seconds_and_can_be_cancelled(
     async with running(asyncio.create_task(camera.run())):
         await wait_until(camera_polling(server.relay, "slow"))
         page = watched.page
+        # The page opens on the last hour: its call waits for the camera at once.
         await page.goto(f"{server.url}/#/camera/slow")
-        await page.get_by_role("button", name="Last 5 minutes").click()
         await expect(page.locator("#logs-elapsed")).to_have_text(
             re.compile(r"^Waiting for camera slow: \d+ s$")
         )
@@ -450,7 +510,8 @@ async def test_the_token_is_asked_for_once_and_a_wrong_one_shows_the_401(
         await page.get_by_label("API token", exact=True).fill("wrong")
         await page.keyboard.press("Enter")
         await expect(page.locator("#token-problem")).to_have_text(
-            "401 Unauthorized: send 'Authorization: Bearer <API_TOKEN>' to use this endpoint"
+            "401 Unauthorized: the bearer token does not match this server's API_TOKEN: "
+            "check the token sent in 'Authorization: Bearer <API_TOKEN>'"
         )
         await page.get_by_label("API token", exact=True).fill("open-sesame")
         await page.get_by_role("button", name="Use this token").click()

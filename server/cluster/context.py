@@ -92,8 +92,10 @@ class NodeContext:
         return len(self._tasks)
 
     async def cancel_tasks(self) -> None:
+        """Cancel and await every task; one spawned meanwhile is cancelled too."""
         while self._tasks:
             tasks = list(self._tasks)
+            self._tasks.difference_update(tasks)
             for task in tasks:
                 task.cancel()
             for task in tasks:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ..relay import CameraOffline, LogResult, RelayError, ShuttingDown, TimeRange
+from ..relay import CameraOffline, CameraUnknown, LogResult, RelayError, ShuttingDown, TimeRange
 from . import messages as m
 from .backend import BackendError, Body
 from .context import NodeContext
@@ -66,7 +66,7 @@ class Waiters:
         entry = await ctx.entry(camera_id)
         now = ctx.wall_clock()
         if entry is None:
-            raise CameraOffline(f"camera {camera_id!r} has not connected; retry once it polls")
+            raise CameraUnknown.of(camera_id)
         alive = await ctx.membership.confirm_alive(entry.home)
         config = ctx.config
         status = entry.status(now, config.connect_timeout_seconds, config.poll_hold_seconds, alive)

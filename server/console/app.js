@@ -29,13 +29,16 @@ const el = (tag, text, className) => {
 
 // ------------------------------------------------------------------ talking to the server
 
+const CAMERA_UNKNOWN = "urn:camrelay:problem:camera-unknown";
+
 class Problem extends Error {
-  constructor(status, title, detail, retryAfter) {
+  constructor(status, title, detail, retryAfter, type) {
     super(detail);
     this.status = status;
     this.title = title;
     this.detail = detail;
     this.retryAfter = retryAfter;
+    this.type = type;
   }
 }
 
@@ -48,14 +51,17 @@ async function api(path, signal) {
   if (response.ok) return text;
   let title = response.statusText || `HTTP ${response.status}`;
   let detail = text.slice(0, 500);
+  let type = null;
   try {
     const problem = JSON.parse(text);
     if (typeof problem.title === "string") title = problem.title;
     if (typeof problem.detail === "string") detail = problem.detail;
+    if (typeof problem.type === "string") type = problem.type;
   } catch {
     // not problem+json (a proxy's page, say): show its first characters
   }
-  const problem = new Problem(response.status, title, detail, response.headers.get("Retry-After"));
+  const retryAfter = response.headers.get("Retry-After");
+  const problem = new Problem(response.status, title, detail, retryAfter, type);
   if (response.status === 401) askForToken(problem);
   throw problem;
 }
@@ -64,7 +70,16 @@ function showProblem(node, problem) {
   node.replaceChildren();
   if (problem instanceof Problem) {
     node.append(el("strong", `${problem.status} ${problem.title}`), el("span", `: ${problem.detail}`));
-    if (problem.retryAfter) node.append(el("p", `Retry after ${problem.retryAfter} s.`, "retry"));
+    if (problem.type === CAMERA_UNKNOWN) {
+      // A typo more likely than a camera about to start: point at the list, not at retrying.
+      const advice = el("p", "No camera with this id has polled recently: ", "retry");
+      const link = el("a", "find its id in the fleet");
+      link.href = "#/";
+      advice.append(link, ".");
+      node.append(advice);
+    } else if (problem.retryAfter) {
+      node.append(el("p", `Retry after ${problem.retryAfter} s.`, "retry"));
+    }
   } else {
     node.append(el("strong", "The server could not be reached"), el("span", `: ${problem.message}`));
   }
@@ -263,18 +278,36 @@ $("fleet-first").addEventListener("click", restartFleet);
 
 const logs = { cameraId: null, controller: null, ticker: null, raw: "", entries: [], shown: [], page: 0 };
 
+const DEFAULT_RANGE_SECONDS = 3600;
+// The range fields are text in the table's own format, 24-hour whatever the browser's
+// locale (a datetime-local field would show 12-hour AM/PM in an en-US browser).
+const LOCAL_INPUT = /^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2})(?::(\d{2}))?$/;
+
 function toLocalInput(seconds) {
-  const d = new Date(seconds * 1000);
-  return (
-    `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}` +
-    `T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`
-  );
+  return localTime(seconds).slice(0, 19); // YYYY-MM-DD HH:MM:SS, 24-hour
 }
 
+/** Epoch seconds for a field's local time; null when empty; undefined when not a time. */
 function fromLocalInput(value) {
-  if (!value) return null;
-  const millis = new Date(value).getTime(); // datetime-local values parse as local time
-  return Number.isNaN(millis) ? null : millis / 1000;
+  const text = value.trim();
+  if (!text) return null;
+  const match = LOCAL_INPUT.exec(text);
+  if (match === null) return undefined;
+  const [year, month, day, hours, minutes, seconds] = match.slice(1).map((part) => Number(part ?? 0));
+  const date = new Date(year, month - 1, day, hours, minutes, seconds);
+  const exact =
+    date.getFullYear() === year && date.getMonth() === month - 1 && date.getDate() === day &&
+    date.getHours() === hours && date.getMinutes() === minutes && date.getSeconds() === seconds;
+  // A time that does not exist (31 June, 24:00, a clock skipped forward) is no time.
+  return exact ? date.getTime() / 1000 : undefined;
+}
+
+function fetchRecent(seconds) {
+  const end = Math.floor(Date.now() / 1000);
+  const start = end - seconds;
+  $("range-start").value = toLocalInput(start);
+  $("range-end").value = toLocalInput(end);
+  fetchLogs(start, end);
 }
 
 function openCamera(cameraId) {
@@ -284,8 +317,8 @@ function openCamera(cameraId) {
     $("camera-name").textContent = cameraId;
     $("logs-result").hidden = true;
     $("logs-problem").hidden = true;
-    $("range-start").value = "";
-    $("range-end").value = "";
+    // Open on something to look at: the last hour.
+    fetchRecent(DEFAULT_RANGE_SECONDS);
   }
   document.title = `${cameraId} - camrelay console`;
 }
@@ -321,7 +354,9 @@ async function fetchLogs(start, end) {
       const note = $("logs-problem");
       note.replaceChildren(el("span", "Cancelled: nothing was fetched."));
       note.hidden = false;
-    } else if (!(error instanceof Problem && error.status === 401)) {
+    } else if (error instanceof Problem && error.status === 401) {
+      logs.cameraId = null; // fetch again once a token is given
+    } else {
       showProblem($("logs-problem"), error);
     }
   } finally {
@@ -414,17 +449,27 @@ document.querySelectorAll("[data-preset]").forEach((button) => {
       fetchLogs(null, null);
       return;
     }
-    const end = Math.floor(Date.now() / 1000);
-    const start = end - Number(preset);
-    $("range-start").value = toLocalInput(start);
-    $("range-end").value = toLocalInput(end);
-    fetchLogs(start, end);
+    fetchRecent(Number(preset));
   });
 });
 
 $("range-form").addEventListener("submit", (event) => {
   event.preventDefault();
-  fetchLogs(fromLocalInput($("range-start").value), fromLocalInput($("range-end").value));
+  const bounds = [];
+  for (const [id, name] of [["range-start", "Start"], ["range-end", "End"]]) {
+    const bound = fromLocalInput($(id).value);
+    if (bound === undefined) {
+      const note = $("logs-problem");
+      note.replaceChildren(
+        el("span", `${name} must be a local time as YYYY-MM-DD HH:MM:SS (24-hour), or empty.`)
+      );
+      note.hidden = false;
+      $(id).focus();
+      return;
+    }
+    bounds.push(bound);
+  }
+  fetchLogs(bounds[0], bounds[1]);
 });
 
 // ------------------------------------------------------------------ the timeline
@@ -523,6 +568,7 @@ function route() {
     openCamera(cameraId);
   } else {
     cancelLogs();
+    logs.cameraId = null; // a camera's page opens afresh, on the last hour
     $("camera-view").hidden = true;
     $("fleet-view").hidden = false;
     document.title = "camrelay console";

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
 import orjson
 from aiohttp import web
@@ -29,7 +30,11 @@ def answer_head(camera_id: str, time_range: TimeRange, count: int) -> bytes:
 
 
 async def stream_logs(
-    request: web.Request, camera_id: str, time_range: TimeRange, selection: LogSelection
+    request: web.Request,
+    camera_id: str,
+    time_range: TimeRange,
+    selection: LogSelection,
+    headers: Mapping[str, str] | None = None,
 ) -> web.StreamResponse:
     """Stream the answer. A caller is cut if a piece waits longer than
     ``WRITE_TIMEOUT_SECONDS``, or the whole answer longer than that plus its size at
@@ -38,9 +43,13 @@ async def stream_logs(
     size = selection.size(head, TAIL)
     if size <= CHUNK_BYTES:
         body = b"".join(selection.chunks(head, TAIL))
-        return web.Response(body=body, content_type="application/json")
+        return web.Response(body=body, content_type="application/json", headers=headers)
     response = web.StreamResponse(
-        headers={"Content-Type": "application/json", REQUEST_ID_HEADER: REQUEST_ID.get()}
+        headers={
+            **(headers or {}),
+            "Content-Type": "application/json",
+            REQUEST_ID_HEADER: REQUEST_ID.get(),
+        }
     )
     response.content_length = size
     settings = get_settings(request.app)

@@ -18,6 +18,7 @@ from ..cluster.unavailable import ClusterUnavailable
 from ..relay import (
     CameraOffline,
     CameraTimeout,
+    CameraUnknown,
     PollSuperseded,
     QueueFull,
     RegistryFull,
@@ -41,6 +42,9 @@ class ProblemKind:
 
 RELAY_PROBLEMS: Final[Mapping[type[RelayError], ProblemKind]] = {
     CameraOffline: ProblemKind(503, "camera-offline", retry_after=5),
+    # Its own type, so that a client can tell a typo from a camera that went away; the
+    # contract asks for Retry-After on every 503: a long one, since retrying fixes no typo.
+    CameraUnknown: ProblemKind(503, "camera-unknown", retry_after=30),
     QueueFull: ProblemKind(503, "queue-full", retry_after=1),
     ShuttingDown: ProblemKind(503, "shutting-down", retry_after=5),
     RegistryFull: ProblemKind(503, "registry-full", retry_after=30),

@@ -115,6 +115,41 @@ def time_range_params(request: web.Request) -> TimeRange:
     return TimeRange(start, end)
 
 
+#: The header a ``/logs`` answer carries when a bound looks like a finer unit than seconds.
+HINT_HEADER = "X-Camrelay-Hint"
+#: A bound this large (year 5138 in seconds) is no epoch second: milliseconds and finer
+#: units, from their lower end up, with what to divide them by.
+FINER_UNITS = (
+    (1e17, "nanoseconds", 10**9),
+    (1e14, "microseconds", 10**6),
+    (1e11, "milliseconds", 1000),
+)
+FINER_UNITS_END = 1e20
+
+
+def unit_hint(time_range: TimeRange) -> str | None:
+    """A sentence for each bound that looks like milliseconds (or a finer unit), else ``None``.
+
+    Timestamps are epoch seconds, as the camera's ``time.time()``: a bound of
+    ``1700000000000`` finds nothing, which is easy to miss in a 200.
+    """
+    hints = []
+    for name, value in (("startTimestamp", time_range.start), ("endTimestamp", time_range.end)):
+        if value is None or not FINER_UNITS[-1][0] <= abs(value) < FINER_UNITS_END:
+            continue
+        unit, divisor = next((u, d) for low, u, d in FINER_UNITS if abs(value) >= low)
+        hints.append(
+            f"{name}={_plain(value)} looks like {unit}, but timestamps are epoch seconds "
+            f"(if the camera's are too, use {name}={_plain(value / divisor)})"
+        )
+    return "; ".join(hints) or None
+
+
+def _plain(value: float) -> str:
+    """A number as digits, no exponent, no trailing zeros: ``1700000000.123``."""
+    return f"{value:.3f}".rstrip("0").rstrip(".")
+
+
 def invalid_body(detail: str) -> ProblemError:
     return ProblemError(400, detail, kind="invalid-body")
 

@@ -15,11 +15,13 @@ from .answers import stream_logs
 from .auth import require_camera, require_user
 from .body_reader import receive_result
 from .params import (
+    HINT_HEADER,
     camera_id_param,
     camera_query_params,
     declared_body_size,
     require_json_body,
     time_range_params,
+    unit_hint,
 )
 from .problems import json_response
 
@@ -71,9 +73,11 @@ async def get_logs(request: web.Request) -> web.StreamResponse:
     require_user(request, get_settings(request.app).api_token)
     camera_id = camera_id_param(request)
     time_range = time_range_params(request)
+    hint = unit_hint(time_range)
+    headers = {} if hint is None else {HINT_HEADER: hint}
     selection = await get_relay(request.app).fetch_logs(camera_id, time_range)
     try:
-        return await stream_logs(request, camera_id, time_range, selection)
+        return await stream_logs(request, camera_id, time_range, selection, headers)
     finally:
         selection.release()
 

@@ -5,6 +5,7 @@ from .config import RelayConfig
 from .errors import (
     CameraOffline,
     CameraTimeout,
+    CameraUnknown,
     PollSuperseded,
     QueueFull,
     RegistryFull,
@@ -32,6 +33,7 @@ __all__ = [
     "CameraSession",
     "CameraStatus",
     "CameraTimeout",
+    "CameraUnknown",
     "Command",
     "FanOutObserver",
     "InFlightWork",

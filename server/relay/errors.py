@@ -15,6 +15,18 @@ class CameraOffline(RelayError):
     """The camera has not been seen recently, or did not pick up the work in time."""
 
 
+class CameraUnknown(CameraOffline):
+    """No camera with this id has polled recently (a typo, or one not started yet):
+    a ``CameraOffline`` a client can tell apart from a camera that went away."""
+
+    @classmethod
+    def of(cls, camera_id: str) -> CameraUnknown:
+        return cls(
+            f"camera {camera_id!r} has not connected: no camera with that id has polled this "
+            "server recently; check the id against GET /cameras (ids are case-sensitive)"
+        )
+
+
 class QueueFull(RelayError):
     """Too many callers are already waiting for this camera."""
 

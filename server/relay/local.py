@@ -15,6 +15,7 @@ from .config import RelayConfig
 from .errors import (
     CameraOffline,
     CameraTimeout,
+    CameraUnknown,
     RegistryFull,
     ShuttingDown,
     TooManyUploads,
@@ -146,7 +147,7 @@ class Relay(RelayService):
             raise ShuttingDown("the server is shutting down; retry in a few seconds")
         session = self._sessions.get(camera_id)
         if session is None:
-            raise CameraOffline(f"camera {camera_id!r} has not connected; retry once it polls")
+            raise CameraUnknown.of(camera_id)
         caller = session.enqueue(time_range)
         result: LogResult | None = None
         try:

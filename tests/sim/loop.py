@@ -34,9 +34,24 @@ class Deadlock(RuntimeError):
     """Every task waits, and no timer is left that could wake one."""
 
 
+class Livelock(RuntimeError):
+    """The loop keeps running callbacks while its clock never moves (a busy loop)."""
+
+
+#: loop iterations in a row without the clock moving that make a livelock
+LIVELOCK_ITERATIONS = 2_000_000
+
+
+class VirtualTimeLimit(TimeoutError):
+    """The run would go on past its limit of virtual time (something waits forever while
+    timers keep the clock moving)."""
+
+
 class VirtualClock:
-    def __init__(self) -> None:
+    def __init__(self, limit: float = float("inf")) -> None:
         self.now = 0.0
+        #: the clock does not move past this
+        self.limit = limit
 
     def wall(self) -> float:
         """The wall-clock time: ``EPOCH`` plus the virtual time."""
@@ -50,6 +65,7 @@ class VirtualSelector(selectors.BaseSelector):
     def __init__(self, clock: VirtualClock) -> None:
         self._clock = clock
         self._real = selectors.DefaultSelector()
+        self._still = 0
 
     def register(
         self, fileobj: FileDescriptorLike, events: int, data: Any = None
@@ -67,11 +83,22 @@ class VirtualSelector(selectors.BaseSelector):
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         ready = self._real.select(0)
         if ready or timeout == 0:
+            self._still += 1
+            if self._still > LIVELOCK_ITERATIONS:
+                raise Livelock(
+                    f"livelock at virtual time {self._clock.now:.3f}: {self._still} loop "
+                    "iterations without the clock moving"
+                )
             return ready
+        self._still = 0
         if timeout is None:
             raise Deadlock(
                 f"deadlock at virtual time {self._clock.now:.3f}: every task waits "
                 "and no timer is left to wake one"
+            )
+        if self._clock.now + timeout > self._clock.limit:
+            raise VirtualTimeLimit(
+                f"still running at the limit of {self._clock.limit:g} virtual seconds"
             )
         self._clock.now += timeout
         return []
@@ -122,14 +149,20 @@ def seeded(seed: int) -> Iterator[None]:
         random.setstate(saved_state)
 
 
-def run_virtual(coro_factory: Callable[[], Awaitable[T]], seed: int = 0) -> T:
+def run_virtual(
+    coro_factory: Callable[[], Awaitable[T]], seed: int = 0, limit: float = 3600.0
+) -> T:
     """Run ``coro_factory()`` to completion on a new virtual loop, then close the loop
-    (tasks still running are cancelled and awaited first)."""
+    (tasks still running are cancelled and awaited first). ``VirtualTimeLimit`` if it
+    would run past ``limit`` virtual seconds (a task that waits forever while timers keep
+    the clock moving), ``Deadlock`` if every task waits and no timer is left."""
     loop = VirtualEventLoop()
+    loop.clock.limit = limit
     try:
         with seeded(seed):
             return loop.run_until_complete(_main(coro_factory))
     finally:
+        loop.clock.limit = float("inf")
         try:
             _cancel_all(loop)
             loop.run_until_complete(loop.shutdown_asyncgens())

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
@@ -186,6 +187,26 @@ class Violation(AssertionError):
     pass
 
 
+class TraceLog(logging.Handler):
+    """The nodes' warnings, in the trace at the virtual time they were logged."""
+
+    def __init__(self, world: World) -> None:
+        super().__init__(logging.WARNING)
+        self._world = world
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._world.note(f"log {record.levelname} {record.getMessage()}")
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        logger = logging.getLogger("camrelay")
+        logger.addHandler(self)
+        try:
+            yield
+        finally:
+            logger.removeHandler(self)
+
+
 # ---------------------------------------------------------------- the world
 
 
@@ -206,8 +227,9 @@ class World:
         self.polls: list[PollRecord] = []
         #: per camera, its polls not yet ended (oldest first)
         self.open_polls: dict[str, list[PollRecord]] = {camera: [] for camera in self.cameras}
-        #: (start, end) of each fault, its effects included: no calm inside
-        self.turbulence: list[tuple[float, float]] = []
+        #: [start, end] of each fault, its effects included (no calm inside; a fault under
+        #: way ends at infinity)
+        self.turbulence: list[list[float]] = []
         #: cameras do only well-behaved things (the quiet period, focused scenarios)
         self.steady = False
         self.stopping = False
@@ -261,14 +283,14 @@ class World:
     @contextlib.contextmanager
     def fault(self, text: str, settle: float | None = None) -> Iterator[None]:
         """A fault's window; no calm until ``settle`` (a hold and a node timeout) after it."""
-        started = self.now()
+        window = [self.now() - 0.001, float("inf")]
+        self.turbulence.append(window)
         self.note(f"fault {text} begins")
         try:
             yield
         finally:
             self.note(f"fault {text} ends")
-            after = self.config.settle if settle is None else settle
-            self.turbulence.append((started - 0.001, self.now() + after))
+            window[1] = self.now() + (self.config.settle if settle is None else settle)
 
     # ------------------------------------------------------------------ nodes
 
@@ -840,10 +862,12 @@ def simulate(seed: int, config: SimConfig | None = None) -> World:
     async def main() -> None:
         world = World(seed, config)
         worlds.append(world)
-        await world.run()
+        with TraceLog(world).installed():
+            await world.run()
 
+    limit = (config or SimConfig()).traffic_seconds + 300.0
     try:
-        run_virtual(main, seed=seed)
+        run_virtual(main, seed=seed, limit=limit)
     except Exception as error:
         trace = worlds[0].excerpt(worlds[0].trace[-1][0]) if worlds and worlds[0].trace else ""
         raise Violation(
