@@ -12,7 +12,7 @@ import pytest
 
 from tests.sim.loop import Deadlock, VirtualTimeLimit, run_virtual, wall_clock
 
-SIM_SEEDS = int(os.environ.get("SIM_SEEDS", "4"))
+SIM_SEEDS = int(os.environ.get("SIM_SEEDS", "8"))
 
 
 # ---------------------------------------------------------------- the loop itself

@@ -21,7 +21,7 @@ from tests.helpers import ScriptedCamera, camera_polling, running, wait_until
 from tests.test_cluster import node_maker
 from tools.redis_server import RedisServer
 
-LOGS = [
+LOGS: list[dict[str, Any]] = [
     {"timestamp": 1700000000, "description": "motion detected at (1, 2)"},
     {"timestamp": 1700000010.5, "description": "brightness adjusted 7", "zone": [1]},
 ]

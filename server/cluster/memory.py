@@ -140,14 +140,8 @@ class MemoryStore:
     def key_count(self) -> int:
         """The keys Redis would hold now (the epoch one included)."""
         self._expire()
-        return (
-            1
-            + len(self._entries)
-            + len(self._parked)
-            + len(self._beats)
-            + len(self._inboxes)
-            + len(self._bodies)
-        )
+        kept = (self._entries, self._parked, self._beats, self._inboxes, self._bodies)
+        return 1 + sum(map(len, kept))
 
     # ------------------------------------------------------------------ internals
 
@@ -274,19 +268,13 @@ class MemoryBackend(Backend, Directory, Members, Transport):
                 written.append(Written(held.entry.home, held.entry.seq))
                 continue
             seq = held.entry.seq if held is not None and held.entry.home else store._seq(held, now)
-            seen = now if status.last_seen is None else status.last_seen
+            seen = int((now if status.last_seen is None else status.last_seen) * 1000)
+            _, _, _, polling, waiting, in_flight = status
             entry = CameraEntry(
-                status.camera_id,
-                node,
-                int(seen * 1000),
-                status.polling,
-                status.waiting,
-                status.in_flight,
-                write.expect,
-                seq,
+                status.camera_id, node, seen, polling, waiting, in_flight, write.expect, seq
             )
-            retention = store._retention(write.answered)
-            store._entries[status.camera_id] = _Entry(entry, node, write.answered, now + retention)
+            expires = now + store._retention(write.answered)
+            store._entries[status.camera_id] = _Entry(entry, node, write.answered, expires)
             written.append(Written(node, seq))
         return written
 

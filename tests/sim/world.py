@@ -828,9 +828,8 @@ def size_limit(config: SimConfig) -> Callable[[str], int | None]:
     """(e): what a quiet node may still hold, by the name of the map.
 
     Waiters, refs, hosted callers, receipts awaited: none (every caller and upload of
-    the final round has ended).
-    Tasks: the node's own loops (a handful), plus one per held poll's camera at most.
-    Anything else: a map per camera, at most the fleet's size plus a node's few.
+    the final round has ended). Tasks: one per camera at most (a claim, a flush under
+    way) plus a few. Anything else is kept per camera (or per node): at most the fleet.
     """
 
     def limit(name: str) -> int | None:
@@ -838,8 +837,8 @@ def size_limit(config: SimConfig) -> Callable[[str], int | None]:
         if any(word in lowered for word in ("waiter", "ref", "hosted", "receipt")):
             return 0
         if "task" in lowered:
-            return 8 + config.cameras
-        return 2 * (config.cameras + config.nodes) + 8
+            return config.cameras + 4
+        return config.cameras + config.nodes
 
     return limit
 
