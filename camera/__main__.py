@@ -19,6 +19,7 @@ from camera.eventlog import EventLog
 from camera.settings import CameraSettings, ConfigError
 from common.cli import positive_int
 from common.fdlimit import raise_open_file_limit
+from common.version import version, version_line
 
 __all__ = ["build_fleet", "fleet_ids", "main", "run_cameras"]
 
@@ -42,6 +43,7 @@ def build_fleet(
             dataclasses.replace(settings, camera_id=camera_id),
             session=session,
             event_log=EventLog(),
+            lifecycle_level=logging.DEBUG,
         )
         for camera_id in fleet_ids(count, first)
     ]
@@ -57,16 +59,19 @@ async def run_cameras(settings: CameraSettings, fleet: int | None = None, first:
         else:
             cameras = build_fleet(settings, fleet, session, first)
             log.info(
-                "fleet of %d cameras (%s .. %s); CAMERA_ID is ignored",
+                "camrelay %s: a fleet of %d cameras (%s .. %s) polling %s; CAMERA_ID is "
+                "ignored (LOG_LEVEL=DEBUG shows each camera)",
+                version(),
                 fleet,
                 cameras[0].camera_id,
                 cameras[-1].camera_id,
+                settings.api_base_url,
             )
 
         loop = asyncio.get_running_loop()
 
         def stop_all(signame: str) -> None:
-            log.info("received %s: stopping", signame)
+            log.info("received %s: stopping %d camera(s)", signame, len(cameras))
             for camera in cameras:
                 camera.stop()
 
@@ -84,6 +89,8 @@ async def run_cameras(settings: CameraSettings, fleet: int | None = None, first:
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
+        if fleet is not None:
+            log.info("fleet of %d cameras stopped", len(cameras))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -95,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
             "POLL_TIMEOUT_SECONDS, CAMERA_TOKEN, LOG_LEVEL."
         ),
     )
+    parser.add_argument("--version", action="version", version=version_line())
     parser.add_argument(
         "--fleet",
         type=positive_int,

@@ -63,6 +63,8 @@ class Camera:
     paces polls answered ``noop`` faster than that, so a server that does not
     hold polls cannot make the camera spin.  ``on_outcome`` is called for
     every send_logs command whose result got an HTTP answer.
+    ``lifecycle_level``: the level of the "polling" and "stopped" lines (a fleet
+    logs them at DEBUG and one summary line at INFO).
 
     ``stop()`` is sticky: once called, ``run()`` returns (at once, if it has
     not started yet).
@@ -80,8 +82,10 @@ class Camera:
         conflict_delay: tuple[float, float] = (1.0, 2.0),
         min_noop_interval: float = 0.2,
         on_outcome: Callable[[CommandOutcome], None] | None = None,
+        lifecycle_level: int = logging.INFO,
     ) -> None:
         self.settings = settings
+        self._lifecycle_level = lifecycle_level
         self.event_log = event_log if event_log is not None else EventLog()
         self.stats = CameraStats()
         self._session = session
@@ -145,7 +149,9 @@ class Camera:
         tasks: list[asyncio.Task[Any]] = []
         try:
             self.event_log.record()
-            log.info(
+            # INFO for a single camera; a fleet's summary line stands for all of them.
+            log.log(
+                self._lifecycle_level,
                 "camera %s: polling %s (poll timeout %gs, a new event every %gs)",
                 self.camera_id,
                 self.settings.api_base_url,
@@ -165,7 +171,7 @@ class Camera:
                 self._running = False
                 if owns_session:
                     await session.close()
-                log.info("camera %s: stopped", self.camera_id)
+                log.log(self._lifecycle_level, "camera %s: stopped", self.camera_id)
         for task in tasks:  # only an escaped BaseException gets here
             if not task.cancelled() and (exc := task.exception()) is not None:
                 raise exc

@@ -16,7 +16,7 @@ UNKNOWN: Final = "unknown"
 
 @cache
 def version() -> str:
-    """``0.1.0``: from ``importlib.metadata``, falling back to setup.cfg's ``[metadata] version``."""
+    """``0.1.0``: from ``importlib.metadata``, else setup.cfg's ``[metadata] version``."""
     try:
         return metadata.version(DISTRIBUTION)
     except metadata.PackageNotFoundError:

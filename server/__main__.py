@@ -1,5 +1,5 @@
-"""``python -m server``: run the relay (``--workers N``: N nodes on one port under a
-supervisor); ``python -m server camera-token ID``: print a camera's token."""
+"""python -m server: run the relay (--workers N: N nodes on one port under a supervisor);
+python -m server camera-token ID: print a camera's token."""
 
 from __future__ import annotations
 
@@ -13,20 +13,28 @@ from collections.abc import Sequence
 from common.cli import positive_int
 from common.fdlimit import raise_open_file_limit
 from common.grammar import CAMERA_ID_RULE, is_camera_id
+from common.version import version, version_line
 
-from .app import create_app
+from .app import auth_warnings, create_app
 from .http.auth import camera_token
 from .observe.logging_setup import configure_logging
 from .serve.httpguard import UnsupportedAiohttp
 from .serve.runner import ListenError, serve
 from .serve.supervisor import run_workers, stop_with_supervisor
-from .settings import ConfigError, Settings
+from .settings import ConfigError, Settings, settings_help
 
 logger = logging.getLogger("camrelay")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m server", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m server",
+        description=__doc__,
+        epilog="settings (environment variables; unset or empty means the default):\n"
+        + settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=version_line())
     parser.add_argument(
         "--workers",
         type=positive_int,
@@ -58,13 +66,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level_number, settings.log_format, settings.node_name)
     workers = settings.workers if args.workers is None else args.workers
     if workers > 1:
+        logger.info("%s", startup_summary(settings, workers))
+        logger.debug("settings: %r", settings)
+        for warning in auth_warnings(settings):
+            logger.warning("%s", warning)
         return run_workers(workers, settings)
+    # A supervised worker: its supervisor logged the summary for all of them.
+    startup_level = logging.INFO if args.supervisor_pid is None else logging.DEBUG
     if args.supervisor_pid is not None:
         stop_with_supervisor(args.supervisor_pid)
-    logger.info("starting with %r", settings)
-    _raise_open_file_limit()
+    logger.log(startup_level, "%s", startup_summary(settings))
+    logger.debug("settings: %r", settings)
+    _raise_open_file_limit(startup_level)
     try:
-        asyncio.run(serve(create_app(settings), settings, reuse_port=args.reuse_port))
+        asyncio.run(
+            serve(
+                create_app(settings, startup_log_level=startup_level),
+                settings,
+                reuse_port=args.reuse_port,
+                startup_log_level=startup_level,
+            )
+        )
     except (ListenError, UnsupportedAiohttp) as error:
         print(f"camrelay: {error}", file=sys.stderr)
         return 2
@@ -72,7 +94,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _raise_open_file_limit() -> None:
+def startup_summary(settings: Settings, workers: int = 1) -> str:
+    """One short line: the version, where, single node or cluster, auth on or off."""
+    redis = settings.redis_url_redacted
+    mode = "single node" if redis is None else f"cluster on {redis}"
+    if workers > 1:
+        mode += f", {workers} workers"
+    users, cameras = settings.api_token is not None, settings.camera_secret is not None
+    if users == cameras:
+        auth = "auth on" if users else "auth off"
+    else:
+        auth = f"auth on for {'users' if users else 'cameras'} only"
+    return (
+        f"starting with camrelay {version()} on {settings.host}:{settings.port}, {mode}, "
+        f"{auth} (LOG_LEVEL=DEBUG shows every setting)"
+    )
+
+
+def _raise_open_file_limit(level: int = logging.INFO) -> None:
     """Every held poll is one socket: lift the soft fd limit to the hard one."""
     try:
         limit = raise_open_file_limit()
@@ -80,10 +119,10 @@ def _raise_open_file_limit() -> None:
         logger.warning("could not raise the open-file limit: %s", error)
         return
     if limit.raised:
-        logger.info("raised the open-file limit from %d to %d", limit.before, limit.now)
+        logger.log(level, "raised the open-file limit from %d to %d", limit.before, limit.now)
     else:
-        logger.info(
-            "open-file limit %d: about that many cameras can hold a poll at once", limit.now
+        logger.log(
+            level, "open-file limit %d: about that many cameras can hold a poll at once", limit.now
         )
 
 

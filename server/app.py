@@ -29,9 +29,14 @@ from .state import (
 
 logger = logging.getLogger("camrelay")
 SWEEP_INTERVAL_SECONDS = 5.0
+#: The level of this app's start-up lines: DEBUG in a supervised worker, whose supervisor
+#: logs one summary (and the auth warnings) for all of them.
+STARTUP_LOG_LEVEL_KEY = web.AppKey("startup_log_level", int)
 
 
-def create_app(settings: Settings | None = None) -> web.Application:
+def create_app(
+    settings: Settings | None = None, *, startup_log_level: int = logging.INFO
+) -> web.Application:
     settings = settings if settings is not None else Settings.from_env()
     app = web.Application(
         client_max_size=settings.max_upload_bytes,
@@ -50,6 +55,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app[RELAY_KEY] = relay
     app[METRICS_KEY] = metrics
     app[STARTED_AT_KEY] = time.monotonic()
+    app[STARTUP_LOG_LEVEL_KEY] = startup_log_level
     setup_routes(app)
     app.on_startup.append(_warn_when_auth_is_off)
     app.cleanup_ctx.append(_sweeper)
@@ -88,18 +94,32 @@ async def _relay_lifetime(app: web.Application) -> AsyncIterator[None]:
     relay = get_relay(app)
     if isinstance(relay, ClusterNode):
         redis_url = get_settings(app).redis_url_redacted
-        logger.info("node %s: cluster mode on %s", relay.incarnation, redis_url)
+        logger.log(
+            app[STARTUP_LOG_LEVEL_KEY],
+            "node %s: cluster mode on %s",
+            relay.incarnation,
+            redis_url,
+        )
     await relay.start()
     yield
     await relay.stop()
 
 
-async def _warn_when_auth_is_off(app: web.Application) -> None:
-    settings = get_settings(app)
+def auth_warnings(settings: Settings) -> list[str]:
+    """What start-up warns about when an auth switch is off."""
+    warnings = []
     if settings.api_token is None:
-        logger.warning("API_TOKEN is not set: /logs and /cameras are open to anyone")
+        warnings.append("API_TOKEN is not set: /logs and /cameras are open to anyone")
     if settings.camera_secret is None:
-        logger.warning("CAMERA_SECRET is not set: any client can act as any camera")
+        warnings.append("CAMERA_SECRET is not set: any client can act as any camera")
+    return warnings
+
+
+async def _warn_when_auth_is_off(app: web.Application) -> None:
+    # A supervised worker's supervisor has warned already, once for all its workers.
+    level = logging.WARNING if app[STARTUP_LOG_LEVEL_KEY] >= logging.INFO else logging.DEBUG
+    for warning in auth_warnings(get_settings(app)):
+        logger.log(level, "%s", warning)
 
 
 async def _sweeper(app: web.Application) -> AsyncIterator[None]:

@@ -9,6 +9,7 @@ import os
 import re
 import secrets
 import socket
+import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -48,6 +49,68 @@ def redact_redis_url(url: str) -> str:
         netloc = f"{user}:***@{netloc.rpartition('@')[2]}"
     query = re.sub(r"(?i)(password=)[^&]*", r"\1***", parts.query)
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    """One environment variable ``Settings.from_env`` reads: for ``--help`` and .env.example."""
+
+    name: str
+    default: str
+    description: str
+
+
+#: Every variable ``Settings.from_env`` reads, in the order ``python -m server --help`` lists
+#: them (tests/test_deploy.py checks this list, .env.example and from_env agree).
+ENVIRONMENT: tuple[EnvVar, ...] = (
+    EnvVar("HOST", "0.0.0.0", "address to listen on"),
+    EnvVar("PORT", "8080", "TCP port to listen on"),
+    EnvVar("API_TOKEN", "unset (auth off)", "bearer token /logs and /cameras require"),
+    EnvVar("CAMERA_SECRET", "unset (auth off)", "secret camera tokens derive from (camera-token)"),
+    EnvVar("POLL_HOLD_SECONDS", "30", "how long a camera's poll is held open"),
+    EnvVar(
+        "POLL_TIMEOUT_SECONDS", "60", "the cameras' client timeout: the hold must stay below it"
+    ),
+    EnvVar("CONNECT_TIMEOUT_SECONDS", "10", "how long /logs waits for a poll to take its work"),
+    EnvVar("RESPONSE_TIMEOUT_SECONDS", "30", "how long a delivered command's result may take"),
+    EnvVar("MAX_UPLOAD_BYTES", "67108864", "largest /send_logs body (64 MiB)"),
+    EnvVar("MAX_WAITING_PER_CAMERA", "10000", "/logs callers queued per camera; more get 503"),
+    EnvVar("MAX_CAMERAS", "100000", "camera ids held; a poll from one more new id gets 503"),
+    EnvVar(
+        "CAMERA_RETENTION_SECONDS", "3600", "an idle camera is forgotten once unseen this long"
+    ),
+    EnvVar(
+        "MAX_RESULT_BYTES_IN_FLIGHT",
+        "8 x MAX_UPLOAD_BYTES",
+        "bytes of results held or being read at once",
+    ),
+    EnvVar("BODY_TIMEOUT_SECONDS", "30", "longest pause between two chunks of an upload"),
+    EnvVar("WRITE_TIMEOUT_SECONDS", "30", "longest a /logs answer waits for a slow reader"),
+    EnvVar(
+        "MIN_TRANSFER_BYTES_PER_SECOND", "65536", "slowest average upload/download rate allowed"
+    ),
+    EnvVar("HEADER_TIMEOUT_SECONDS", "10", "a new connection's request head must be in by then"),
+    EnvVar("KEEPALIVE_TIMEOUT_SECONDS", "15", "an idle keep-alive connection is closed after"),
+    EnvVar("LOG_LEVEL", "INFO", "CRITICAL, ERROR, WARNING, INFO or DEBUG"),
+    EnvVar("LOG_FORMAT", "text", "text or json (one JSON object a line)"),
+    EnvVar("WORKERS", "1", "node processes on PORT under a supervisor (more than 1: REDIS_URL)"),
+    EnvVar("REDIS_URL", "unset (single node)", "cluster mode: redis://, rediss:// or unix://"),
+    EnvVar("REDIS_PREFIX", "camrelay", "prefix of every Redis key (one cluster per prefix)"),
+    EnvVar("NODE_NAME", "host-pid-random", "this node's name in Redis keys and log lines"),
+    EnvVar("NODE_TIMEOUT_SECONDS", "5", "a node silent this long is taken for dead"),
+)
+
+
+def settings_help(width: int = 79) -> str:
+    """The ``ENVIRONMENT`` table as plain text: each name, then its description and default."""
+    indent = 2 + max(len(var.name) for var in ENVIRONMENT) + 2
+    lines = []
+    for var in ENVIRONMENT:
+        text = f"  {var.name:<{indent - 2}}{var.description}; default {var.default}"
+        lines.append(
+            textwrap.fill(text, width, subsequent_indent=" " * indent, break_on_hyphens=False)
+        )
+    return "\n".join(lines)
 
 
 class ConfigError(ValueError):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from importlib import metadata
 
+from common.version import version
 from server.http.error_map import relay_problem
 from server.relay import RelayError
 from tests.conftest import Client, MakeClient, relay_of
@@ -41,6 +43,18 @@ async def test_healthz(client: Client) -> None:
         body = await response.json()
     assert body["status"] == "ok"
     assert body["uptimeSeconds"] >= 0
+    # The existing fields stay; the version says which build answers.
+    assert {"status", "uptimeSeconds", "node", "redis"} <= set(body)
+    assert body["version"] == version() == metadata.version("camrelay")
+
+
+async def test_metrics_name_the_build_and_the_process(client: Client) -> None:
+    samples = await scrape(client)
+    assert samples[f"camrelay_build_info{{version={version()}}}"] == 1
+    # prometheus-client's ProcessCollector, on the app's own registry (Linux /proc).
+    assert samples["process_resident_memory_bytes"] > 0
+    assert samples["process_open_fds"] > 0
+    assert samples["process_cpu_seconds_total"] >= 0
 
 
 async def test_unknown_path_and_method_are_problems(client: Client) -> None:

@@ -73,14 +73,18 @@ class Nodes(dict[str, Node]):
         """Spawn a node (not waiting for it to be healthy)."""
         port = port or free_port()
         settings = child_env(
-            **{"LOG_LEVEL": "INFO", "SHUTDOWN_TIMEOUT_SECONDS": "3", **self._env},
+            **{
+                "LOG_LEVEL": "INFO",
+                "SHUTDOWN_TIMEOUT_SECONDS": "3",
+                "RESPONSE_TIMEOUT_SECONDS": str(RESPONSE_TIMEOUT),
+                **self._env,
+            },
             PORT=str(port),
             REDIS_URL=self._redis_url,
             REDIS_PREFIX=self._prefix,
             NODE_NAME=name,
             POLL_HOLD_SECONDS=str(POLL_HOLD),
             CONNECT_TIMEOUT_SECONDS=str(CONNECT_TIMEOUT),
-            RESPONSE_TIMEOUT_SECONDS=str(RESPONSE_TIMEOUT),
             NODE_TIMEOUT_SECONDS=str(NODE_TIMEOUT),
         )
         self._runs += 1
@@ -465,6 +469,26 @@ async def poll_status(http: aiohttp.ClientSession, node: Node, camera_id: str) -
         return poll.status
 
 
+async def older_poll_loses(
+    http: aiohttp.ClientSession, older_at: Node, newer_at: Node, camera_id: str
+) -> float:
+    """Seconds from a second poll at ``newer_at`` to the 409 of the one held at ``older_at``
+    (tried again if the held poll's hold ran out first, as on a busy machine)."""
+    loop = asyncio.get_running_loop()
+    for _ in range(3):
+        started = loop.time()
+        older = asyncio.create_task(poll_status(http, older_at, camera_id))
+        await wait_seen(http, (older_at, camera_id))  # held there
+        asked = loop.time()
+        async with running_task(asyncio.create_task(poll_status(http, newer_at, camera_id))):
+            status = await asyncio.wait_for(older, POLL_HOLD + 1)
+        if status == 409:
+            return loop.time() - asked
+        assert status == 200
+        assert loop.time() - started >= POLL_HOLD  # a noop: its hold ran out first
+    raise AssertionError("the older poll was never superseded")
+
+
 async def waiting_at(http: aiohttp.ClientSession, node: Node, camera_id: str) -> int:
     _, _, body = await get(http, node, "/cameras", prefix=camera_id)
     return sum(c["waiting"] for c in body["cameras"] if c["cameraId"] == camera_id)
@@ -494,8 +518,9 @@ async def test_a_node_restarted_under_the_same_name_takes_nothing_of_its_earlier
     """Camera Y's command is in flight at node b for callers on node a. Node a ends and
     runs again at once under the same NODE_NAME and port (one inbox for both runs); then
     Y answers, and its result for the earlier run's callers reaches that inbox while 30
-    callers of camera X wait on the new run: each gets exactly X's entries in its range."""
-    env = {"SHUTDOWN_TIMEOUT_SECONDS": "0.5"}
+    callers of camera X wait on the new run: each gets exactly X's entries in its range.
+    (Y holds its command while a restarts: a response timeout that outlasts a restart.)"""
+    env = {"SHUTDOWN_TIMEOUT_SECONDS": "0.5", "RESPONSE_TIMEOUT_SECONDS": "5"}
     async with cluster_nodes(tmp_path, redis_server.url, ["a", "b"], **env) as nodes:
         a, b = nodes["a"], nodes["b"]
         y = Camera(http, [b], camera_id="cam-y", hold=True)
@@ -516,8 +541,8 @@ async def test_a_node_restarted_under_the_same_name_takes_nothing_of_its_earlier
         if sig == signal.SIGKILL:
             assert set(old) == {0}  # their connection broke with the process
             assert y.posts[0][1] == 200  # accepted: its outcome went to a's earlier run
-        else:  # answered as a stops (504: Y held its command past the response timeout)
-            assert set(old) <= {200, 503, 504}, old
+        else:  # answered as a stops
+            assert set(old) <= {200, 503}, old
         no_tracebacks(a, b)
 
 
@@ -557,12 +582,7 @@ async def test_every_node_serves_every_camera_again_after_redis_lost_its_data(
         assert max(took) <= POLL_HOLD + NODE_TIMEOUT, took
         for camera_id, older_at in homes.items():
             newer_at = b if older_at is a else a
-            older = asyncio.create_task(poll_status(http, older_at, camera_id))
-            await wait_seen(http, (older_at, camera_id))  # held there
-            asked = loop.time()
-            async with running_task(asyncio.create_task(poll_status(http, newer_at, camera_id))):
-                assert await asyncio.wait_for(older, 1.0) == 409
-            assert loop.time() - asked <= 1.0
+            assert await older_poll_loses(http, older_at, newer_at, camera_id) <= 1.0
         no_tracebacks(a, b)
 
 

@@ -26,7 +26,7 @@ import bisect
 import contextlib
 import itertools
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass, field, replace
 
 from .backend import (
@@ -140,7 +140,13 @@ class MemoryStore:
     def key_count(self) -> int:
         """The keys Redis would hold now (the epoch one included)."""
         self._expire()
-        kept = (self._entries, self._parked, self._beats, self._inboxes, self._bodies)
+        kept: tuple[Sized, ...] = (
+            self._entries,
+            self._parked,
+            self._beats,
+            self._inboxes,
+            self._bodies,
+        )
         return 1 + sum(map(len, kept))
 
     # ------------------------------------------------------------------ internals

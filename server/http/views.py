@@ -8,6 +8,8 @@ from importlib import resources
 
 from aiohttp import web
 
+from common.version import version
+
 from ..observe.metrics import METRICS_CONTENT_TYPE
 from ..relay import CameraStatus, Command, ResultOutcome
 from ..state import get_metrics, get_relay, get_settings, get_started_at
@@ -131,6 +133,7 @@ async def healthz(request: web.Request) -> web.Response:
             "uptimeSeconds": round(time.monotonic() - get_started_at(request.app), 3),
             "node": get_settings(request.app).node_name,
             "redis": relay.store_state(),
+            "version": version(),
         }
     )
 

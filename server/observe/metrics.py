@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from common.version import version
 
 from ..cluster.observer import ClusterObserver
 from ..relay import RelayObserver, RelayStats, ResultOutcome
@@ -55,6 +65,13 @@ class RelayMetrics(RelayObserver):
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # camrelay_build_info{version="0.1.0"} 1: which build answers, for dashboards.
+        Info("camrelay_build", "The camrelay build serving", registry=self.registry).info(
+            {"version": version()}
+        )
+        # process_resident_memory_bytes, process_open_fds, process_cpu_seconds_total, ...
+        # (Linux /proc; nothing on platforms without it).
+        ProcessCollector(registry=self.registry)
         self._read_stats: Callable[[], RelayStats] = lambda: RelayStats(0, 0, 0, 0, 0)
         self.registry.register(_RelayStateCollector(lambda: self._read_stats()))
         self.cameras_refused = Counter(

@@ -50,7 +50,13 @@ def make_runner(app: web.Application, settings: Settings) -> GuardedAppRunner:
     )
 
 
-async def serve(app: web.Application, settings: Settings, *, reuse_port: bool = False) -> None:
+async def serve(
+    app: web.Application,
+    settings: Settings,
+    *,
+    reuse_port: bool = False,
+    startup_log_level: int = logging.INFO,
+) -> None:
     """Serve until SIGINT or SIGTERM, then shut down gracefully.
 
     ``reuse_port``: bind with SO_REUSEPORT, so that several processes share PORT (each
@@ -77,7 +83,7 @@ async def serve(app: web.Application, settings: Settings, *, reuse_port: bool = 
             ) from None
         for sock in listeners:
             await web.SockSite(runner, sock, backlog=settings.listen_backlog).start()
-        logger.info("listening on %s:%d", settings.host, settings.port)
+        logger.log(startup_log_level, "listening on %s:%d", settings.host, settings.port)
         await stop.wait()
         left = await wait_drained(listeners, DRAIN_TIMEOUT_SECONDS)
         if left:

@@ -93,6 +93,7 @@ class Supervisor:
     shutdown_timeout_seconds: float
     _processes: dict[int, asyncio.subprocess.Process] = field(default_factory=dict)
     _final_codes: dict[int, int] = field(default_factory=dict)
+    _first_started: dict[int, int] = field(default_factory=dict)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _cannot_start: bool = False
 
@@ -149,7 +150,21 @@ class Supervisor:
             if self._stopping.is_set():  # a signal came while it was being spawned
                 process.send_signal(signal.SIGTERM)
             started = loop.time()
-            logger.info("worker %s started (pid %d)", name, process.pid)
+            # First starts: one line once all are up; a restart has a line of its own.
+            logger.log(
+                logging.INFO if restart else logging.DEBUG,
+                "worker %s started (pid %d)",
+                name,
+                process.pid,
+            )
+            if not restart:
+                self._first_started[index] = process.pid
+                if len(self._first_started) == self.count:
+                    logger.info(
+                        "%d workers started (pids %s)",
+                        self.count,
+                        ", ".join(str(pid) for _, pid in sorted(self._first_started.items())),
+                    )
             code = await process.wait()
             if self._stopping.is_set():
                 self._final_codes[index] = code
@@ -196,5 +211,5 @@ def run_workers(count: int, settings: Settings) -> int:
         argv=worker_argv(),
         shutdown_timeout_seconds=settings.shutdown_timeout_seconds,
     )
-    logger.info("starting %d workers on port %d", count, port)
+    logger.debug("starting %d workers on port %d", count, port)
     return asyncio.run(supervisor.run())

@@ -334,14 +334,15 @@ class World:
         """A stopped VM: cut off from the store, no requests reach it; then it resumes."""
         node = slot.node
         assert node is not None
-        slot.state = "paused"
-        self.store.cut_off(node.incarnation, True)
-        self.note(f"{slot.name} paused ({node.incarnation})")
-        await asyncio.sleep(seconds)
-        self.store.cut_off(node.incarnation, False)
-        if slot.node is node and slot.state == "paused":
-            slot.state = "up"
-        self.note(f"{slot.name} resumes")
+        with self.fault(f"pause {slot.name}"):
+            slot.state = "paused"
+            self.store.cut_off(node.incarnation, True)
+            self.note(f"{slot.name} paused ({node.incarnation})")
+            await asyncio.sleep(seconds)
+            self.store.cut_off(node.incarnation, False)
+            if slot.node is node and slot.state == "paused":
+                slot.state = "up"
+            self.note(f"{slot.name} resumes")
 
     async def _drop_requests(self, slot: NodeSlot) -> None:
         tasks = list(slot.requests)
@@ -635,8 +636,7 @@ class World:
         if (slot := await self._node_fault_slot()) is None:
             return
         try:
-            with self.fault(f"pause {slot.name}"):
-                await self.pause(slot, self.config.node_timeout + self.rng.uniform(0.5, 3.0))
+            await self.pause(slot, self.config.node_timeout + self.rng.uniform(0.5, 3.0))
         finally:
             self._node_fault.release()
 
