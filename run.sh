@@ -212,9 +212,9 @@ case "$MODE" in
         ;;
     dev)
         ensure_env dev
-        # devserver: adev in a process group of its own, stopped with one SIGINT on
-        # Ctrl-C (the terminal's SIGINT and adev's own one made the app print a traceback).
-        exec "$PYTHON" -m server.serve.devserver \
+        # devserver: adev in a process group of its own, stopped with one SIGINT once the app
+        # is up (the terminal's SIGINT plus adev's own made the app print a traceback).
+        exec "$PYTHON" -m common.devserver --ready "${HOST:-0.0.0.0}:${PORT:-8080}" \
             "$PYTHON" -m aiohttp_devtools runserver server --app-factory create_app \
             --host "${HOST:-0.0.0.0}" --port "${PORT:-8080}" "$@"
         ;;

@@ -565,4 +565,4 @@ async def test_a_big_result_crosses_as_a_key_and_every_key_has_a_ttl_and_the_pre
         for key in keys:
             assert await redis.pttl(key) > 0, key
     # the result's key was read and deleted by the node it was for
-    assert not [key for key in keys if ":blob:" in key]
+    assert not [key for key in keys if ":body:" in key]

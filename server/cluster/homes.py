@@ -16,6 +16,7 @@ node parks its cameras' work in the store for their next home.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 
 import orjson
@@ -25,8 +26,9 @@ from . import messages as m
 from .backend import BackendError, Claim
 from .batch import TurnBatch
 from .context import NodeContext
-from .hosted import HostedCallers
+from .hosted import MAX_HOPS, HostedCallers
 from .identity import node_of
+from .unavailable import ClusterUnavailable
 
 logger = logging.getLogger("camrelay.cluster")
 
@@ -237,18 +239,53 @@ class Homes:
         self._ctx.dirty.pop(camera_id, None)
         self._hosted.moved_away(camera_id, work, new_home)
         self._ctx.events.forwarded("handover")
-        self._ctx.courier.post(new_home, m.Handover(camera=camera_id, work=m.work_json(work)))
+        self._ctx.courier.post(
+            new_home, m.Handover(camera=camera_id, work=m.work_json(work), seq=seq)
+        )
 
     def on_handover(self, message: m.Handover, body: object) -> None:
+        camera_id = message.camera
+        if message.seq and message.seq < self.seq(camera_id):
+            # It answers a claim of this node's that a later claim replaced (a late answer
+            # to a takeover): the work belongs at the camera's home now.
+            self._ctx.spawn(self._pass_handover_on(message))
+            return
         try:
             work = m.work_from(message.work)
         except ValueError as error:
-            logger.warning("dropped the work handed over for %r: %s", message.camera, error)
+            logger.warning("dropped the work handed over for %r: %s", camera_id, error)
             work = SessionWork()
-        self._adopt(message.camera, work)
-        done = self._handovers.get(message.camera)
+        self._adopt(camera_id, work)
+        done = self._handovers.get(camera_id)
         if done is not None and not done.done():
             done.set_result(None)
+
+    async def _pass_handover_on(self, message: m.Handover) -> None:
+        ctx = self._ctx
+        try:
+            entry = await ctx.entry(message.camera)
+        except ClusterUnavailable:
+            entry = None
+        home = "" if entry is None else entry.home
+        if (
+            entry is not None
+            and message.hops < MAX_HOPS
+            and home != ctx.incarnation
+            and await ctx.membership.confirm_alive(home)
+        ):
+            ctx.courier.post(
+                home, dataclasses.replace(message, seq=entry.seq, hops=message.hops + 1)
+            )
+            return
+        if home == ctx.incarnation and ctx.relay.has_session(message.camera):
+            self.on_handover(dataclasses.replace(message, seq=0), None)
+            return
+        # No live home: the callers wait at their nodes for the camera's next poll.
+        try:
+            work = m.work_from(message.work)
+        except ValueError:
+            return
+        self._hosted.moved_away(message.camera, work, "")
 
     def _adopt_parked(self, camera_id: str, raw: bytes) -> None:
         try:

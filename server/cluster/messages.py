@@ -130,6 +130,10 @@ class Handover(Message):
     TYPE: ClassVar[str] = "handover"
     camera: str = ""
     work: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: the claim of the new home it answers (0: v2 senders): a node that claimed the
+    #: camera since, or gave it up to a later claim, passes the work on to the home
+    seq: int = 0
+    hops: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -147,11 +147,14 @@ class Waiters:
             waiter.future.set_result(result)
 
     def on_moved(self, message: m.Moved, body: Body | None) -> None:
+        """The callers' work now waits at ``home``; "" means it waits for the camera's next
+        home, where this node places it once the camera polls (``watch``)."""
+        now = asyncio.get_running_loop().time()
         for ref in message.refs:
             if self._mine(message.camera, ref):
                 waiter = self._waiters[ref]
                 waiter.home = message.home
-                waiter.orphaned_at = None
+                waiter.orphaned_at = None if message.home else now
 
     # ------------------------------------------------------------------ dead homes
 
