@@ -76,9 +76,7 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar("MAX_UPLOAD_BYTES", "67108864", "largest /send_logs body (64 MiB)"),
     EnvVar("MAX_WAITING_PER_CAMERA", "10000", "/logs callers queued per camera; more get 503"),
     EnvVar("MAX_CAMERAS", "100000", "camera ids held; a poll from one more new id gets 503"),
-    EnvVar(
-        "CAMERA_RETENTION_SECONDS", "3600", "an idle camera is forgotten once unseen this long"
-    ),
+    EnvVar("CAMERA_RETENTION_SECONDS", "3600", "an idle camera is forgotten once unseen this long"),
     EnvVar(
         "MAX_RESULT_BYTES_IN_FLIGHT",
         "8 x MAX_UPLOAD_BYTES",

@@ -131,9 +131,16 @@ async def test_run_sh_cluster_serves_its_fleet_and_stops_on_ctrl_c() -> None:
                         body = await response.json()
                     listed = {c["cameraId"] for c in body["cameras"] if c["polling"]}
                     answers_listing_all = answers_listing_all + 1 if listed == fleet else 0
+        # run.sh prints its hints once the fleet is polling: after its start-up lines.
+        async with asyncio.timeout(30):
+            while "Ctrl-C stops them all." not in cluster.stderr_lines():
+                await asyncio.sleep(0.05)
         cluster.process.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(cluster.process.wait(), 20) == 0
-        assert "Ctrl-C stops them all." in cluster.stderr_lines()
+        lines = cluster.stderr_lines()
+        # A stop on purpose says so, not "a process ended", which reads like a crash.
+        assert lines[-1] == "run.sh: stopped", lines[-5:]
+        assert not [line for line in lines if "exited by itself" in line]
     for stopped in (port, redis_port):
         try:
             _, writer = await asyncio.open_connection("127.0.0.1", stopped)
@@ -141,6 +148,23 @@ async def test_run_sh_cluster_serves_its_fleet_and_stops_on_ctrl_c() -> None:
             continue
         writer.close()
         raise AssertionError(f"something still listens on {stopped}")
+
+
+@pytest.mark.process
+async def test_run_sh_demo_stops_quietly_on_ctrl_c() -> None:
+    port = free_port()
+    env = child_env(PORT=str(port), LOG_LEVEL="WARNING")
+    base_url = f"http://127.0.0.1:{port}"
+    async with spawned([str(REPO / "run.sh"), "demo"], env) as demo:
+        await wait_healthy(base_url, demo)
+        async with asyncio.timeout(30):
+            while "Ctrl-C stops both." not in demo.stderr_lines():
+                await asyncio.sleep(0.05)
+        demo.process.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(demo.process.wait(), 20) == 0
+        lines = demo.stderr_lines()
+    assert lines[-1] == "run.sh: stopped", lines[-5:]
+    assert not [line for line in lines if "exited by itself" in line or "Traceback" in line]
 
 
 @pytest.mark.process

@@ -240,6 +240,10 @@ class World:
         self._tasks: dict[asyncio.Task[Any], None] = {}
         self._node_fault = asyncio.Lock()
         self._store_fault = asyncio.Lock()
+        #: store faults' windows, with their settling time
+        self.store_turbulence: list[list[float]] = []
+        #: cameras that posted a result without ``requestId`` in such a window, and when
+        self.ambiguous_results: dict[str, float] = {}
 
     # ------------------------------------------------------------------ basics
 
@@ -402,10 +406,30 @@ class World:
         elif log is None:
             self.violate(f"(a) {record} got 200 for a camera that never polled: {entries[:3]}")
         elif entries != (expected := inside(log, record.time_range)):
+            if self._ambiguous(record, entries, log):
+                self.note(f"{record} got another command's slice of its camera: tolerated")
+                return
             self.violate(
                 f"(a) {record} got {len(entries)} entries, expected {len(expected)}: "
                 f"{[e['description'] for e in entries]} != {[e['description'] for e in expected]}"
             )
+
+    def store_troubled(self, when: float) -> bool:
+        """``when`` falls in a store fault's window (or the settling after it)."""
+        return any(start <= when <= end for start, end in self.store_turbulence)
+
+    def _ambiguous(self, record: CallerRecord, entries: list[Entry], log: list[Entry]) -> bool:
+        """The one case where a caller may get a slice of another command of its own
+        camera: a result without ``requestId`` posted while the store failed. Nodes that
+        cannot reach the store cannot tell which of them handed the camera the command it
+        answered (``docs/CLUSTER.md``, "When things fail"); entries of another camera, or
+        entries the camera never sent, are never tolerated."""
+        posted_at = self.ambiguous_results.get(record.camera)
+        return (
+            posted_at is not None
+            and posted_at >= record.arrived
+            and all(entry in log for entry in entries)
+        )
 
     def random_range(self) -> TimeRange:
         rng = self.rng
@@ -472,6 +496,8 @@ class World:
         """A ``/send_logs`` at ``slot``; ``cut_after``: the camera hangs up mid-body."""
         node = slot.node
         assert node is not None
+        if b'"requestId"' not in body and self.store_troubled(self.now()):
+            self.ambiguous_results[camera] = self.now()
         task = self.request(slot, self._upload(node, camera, body, stall=cut_after is not None))
         if cut_after is not None:
             done, _ = await asyncio.wait([task], timeout=cut_after)
@@ -651,9 +677,12 @@ class World:
             return
         async with self._store_fault:
             with self.fault(text, settle):
+                window = [self.now() - 0.001, float("inf")]
+                self.store_turbulence.append(window)
                 begin()
                 await asyncio.sleep(self.rng.uniform(0.5, 4.0))
                 end()
+                window[1] = self.now() + self.config.settle
 
     async def _flush(self) -> None:
         await self._store_window("store flushed", self.store.flush, lambda: None)
