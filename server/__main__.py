@@ -66,11 +66,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level_number, settings.log_format, settings.node_name)
     workers = settings.workers if args.workers is None else args.workers
     if workers > 1:
-        logger.info("%s", startup_summary(settings, workers))
-        logger.debug("settings: %r", settings)
-        for warning in auth_warnings(settings):
-            logger.warning("%s", warning)
-        return run_workers(workers, settings)
+
+        def announce() -> None:
+            logger.info("%s", startup_summary(settings, workers))
+            logger.debug("settings: %r", settings)
+            for warning in auth_warnings(settings):
+                logger.warning("%s", warning)
+
+        return run_workers(workers, settings, announce)
     # A supervised worker: its supervisor logged the summary for all of them.
     startup_level = logging.INFO if args.supervisor_pid is None else logging.DEBUG
     if args.supervisor_pid is not None:

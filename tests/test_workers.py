@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 
 import pytest
@@ -114,8 +115,11 @@ async def test_two_workers_share_a_port_are_restarted_and_stop_on_sigterm(
         assert await asyncio.wait_for(supervisor.process.wait(), 20) == 0
         lines = supervisor.stderr_lines()
     assert [pid for pid in survivors if alive(pid)] == [], "workers outlived the supervisor"
-    started = sorted(line.split(" worker ")[1] for line in lines if "started (pid" in line)
-    names = [entry.split()[0] for entry in started]
+    # One line for the first starts (each worker's own line is DEBUG), one per restart.
+    [first] = [line for line in lines if " workers started: " in line]
+    restarted = [line.split(" worker ")[1] for line in lines if "started (pid" in line]
+    names = re.findall(r"(\S+) \(pid \d+\)", first.split(" workers started: ")[1])
+    names += [entry.split()[0] for entry in restarted]
     base = names[0].rsplit("-w", 1)[0]
     assert set(names) >= {f"{base}-w1", f"{base}-w2"}
     assert len(names) == 3

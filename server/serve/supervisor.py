@@ -36,7 +36,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -93,7 +93,7 @@ class Supervisor:
     shutdown_timeout_seconds: float
     _processes: dict[int, asyncio.subprocess.Process] = field(default_factory=dict)
     _final_codes: dict[int, int] = field(default_factory=dict)
-    _first_started: dict[int, int] = field(default_factory=dict)
+    _first_started: dict[int, str] = field(default_factory=dict)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _cannot_start: bool = False
 
@@ -158,12 +158,12 @@ class Supervisor:
                 process.pid,
             )
             if not restart:
-                self._first_started[index] = process.pid
+                self._first_started[index] = f"{name} (pid {process.pid})"
                 if len(self._first_started) == self.count:
                     logger.info(
-                        "%d workers started (pids %s)",
+                        "%d workers started: %s",
                         self.count,
-                        ", ".join(str(pid) for _, pid in sorted(self._first_started.items())),
+                        ", ".join(started for _, started in sorted(self._first_started.items())),
                     )
             code = await process.wait()
             if self._stopping.is_set():
@@ -190,8 +190,9 @@ class Supervisor:
             restart += 1
 
 
-def run_workers(count: int, settings: Settings) -> int:
-    """``python -m server --workers count``: supervise until stopped; the exit status."""
+def run_workers(count: int, settings: Settings, announce: Callable[[], None] | None = None) -> int:
+    """``python -m server --workers count``: supervise until stopped; the exit status.
+    ``announce`` logs the start-up summary, once the settings are known to allow workers."""
     environ = dict(os.environ)
     port = settings.port
     if settings.redis_url is None:
@@ -211,5 +212,7 @@ def run_workers(count: int, settings: Settings) -> int:
         argv=worker_argv(),
         shutdown_timeout_seconds=settings.shutdown_timeout_seconds,
     )
+    if announce is not None:
+        announce()
     logger.debug("starting %d workers on port %d", count, port)
     return asyncio.run(supervisor.run())
