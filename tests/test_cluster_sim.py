@@ -84,7 +84,14 @@ from tests.sim.world import (  # noqa: E402
 )
 
 
-@pytest.mark.parametrize("seed", range(SIM_SEEDS))
+#: seeds that found a fault once (a late handover: 8, 80; a result without requestId
+#: while the store failed: 47, 50; a forwarded result taken after its sender gave up: 243)
+REGRESSION_SEEDS = (8, 47, 50, 80, 243)
+
+
+@pytest.mark.parametrize(
+    "seed", sorted({*range(SIM_SEEDS), *REGRESSION_SEEDS}), ids=lambda seed: str(seed)
+)
 def test_seed(seed: int) -> None:
     world = simulate(seed)
     assert not world.violations, world.report()

@@ -114,6 +114,8 @@ class Courier:
             async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
                 await done
         except (TimeoutError, BackendError):
+            # Given up on: not written later, when its sender has answered otherwise.
+            done.cancel()
             raise ClusterUnavailable(
                 "the cluster's Redis did not take the message, so the server holding the "
                 "camera cannot be reached; retry in a few seconds"
@@ -131,7 +133,8 @@ class Courier:
         while not self._stopped:
             await self._wake_writer.wait()
             self._wake_writer.clear()
-            batch, self._outbox = self._outbox, []
+            batch = [item for item in self._outbox if not _given_up(item)]
+            self._outbox = []
             if not batch:
                 continue
             self._writing = True
@@ -209,3 +212,7 @@ class Courier:
             if item.done is not None and not item.done.done():
                 item.done.set_exception(BackendError("the node stopped"))
         self._outbox.clear()
+
+
+def _given_up(item: _Outgoing) -> bool:
+    return item.done is not None and item.done.cancelled()

@@ -25,6 +25,7 @@ from ..relay.upload import request_id_too_long
 from . import messages as m
 from .backend import BackendError, Body
 from .context import NodeContext
+from .courier import SEND_TIMEOUT_SECONDS
 from .identity import Refs
 from .payload import result_bytes, take_result
 from .unavailable import ClusterUnavailable
@@ -167,6 +168,12 @@ class ResultForwarding:
 
     async def _take_posted(self, message: m.Posted, body: Body | None) -> None:
         ctx = self._ctx
+        age = ctx.wall_clock() - message.sent_ms / 1000
+        if message.sent_ms and age > SEND_TIMEOUT_SECONDS + RECEIPT_WAIT_SECONDS:
+            # Its sender stopped waiting and told the camera to post again: taking it now
+            # could answer a later command with an older result.
+            logger.warning("dropped a result forwarded %.1f s ago, past its sender's wait", age)
+            return
         reply: m.ResultReceipt
         try:
             if not ctx.relay.has_session(message.camera):
