@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from server.cluster import messages as m
+from server.cluster.backend import Envelope
 from tests.sim.loop import Deadlock, VirtualTimeLimit, run_virtual, wall_clock
 
 SIM_SEEDS = int(os.environ.get("SIM_SEEDS", "8"))
@@ -71,10 +73,8 @@ def test_timers_fire_in_order_and_tokens_are_seeded() -> None:
 
 # ---------------------------------------------------------------- random seeds
 
-pytest.importorskip("server.cluster.node", reason="server.cluster.node is not written yet")
-
-from server.relay import TimeRange  # noqa: E402
-from tests.sim.world import (  # noqa: E402
+from server.relay import TimeRange
+from tests.sim.world import (
     CallerRecord,
     NodeSlot,
     SimConfig,
@@ -82,7 +82,6 @@ from tests.sim.world import (  # noqa: E402
     World,
     simulate,
 )
-
 
 #: seeds that found a fault once (a late handover: 8, 80; a result without requestId
 #: while the store failed: 47, 50; a forwarded result taken after its sender gave up: 243)
@@ -384,5 +383,40 @@ def test_a_late_handover_does_not_make_a_former_home_serve_again() -> None:
         await everyone_served(world, "after the paused home resumed", HOLD, ["cam-0"])
         homes = [slot.name for slot in world.slots if slot.node and slot.node.is_home("cam-0")]
         assert homes == ["node-2"], f"nodes with a session of cam-0: {homes}"
+
+    play(scenario)
+
+
+def test_a_forwarded_result_is_not_taken_after_its_sender_gave_up() -> None:
+    """A result forwarded while the store hung reaches the home only after its sender told
+    the camera to post again: it must not answer the command the camera holds now."""
+
+    async def scenario(world: World) -> None:
+        node_0, node_1, _ = world.slots
+        home, other = node_0.node, node_1.node
+        assert home is not None
+        assert other is not None
+        _, poll = world.start_poll("cam-0", node_0)
+        await asyncio.sleep(0.5)
+        caller = world.spawn(world.call("cam-0", node_0, TimeRange(1005.0, None)))
+        assert await poll is not None  # the caller's command is with the camera
+        # What node-1 sent 5 s ago, when the camera's post of an older answer (no
+        # requestId, no entries) reached it and the store hung: it arrives only now.
+        late = m.Posted(
+            camera="cam-0",
+            ref=f"{other.incarnation}/1",
+            request_id=None,
+            sender=other.incarnation,
+            dest=home.incarnation,
+            sent_ms=int((world.wall() - 5.0) * 1000),
+        )
+        backend = world.store.backend()
+        await backend.transport.send([Envelope(node_0.name, m.encode(late), b'{"logs":[]}')])
+        await asyncio.sleep(0.5)
+        assert any("dropped a result forwarded" in text for _, text in world.trace)
+        answer = world.spawn(world.run_camera("cam-0"))
+        record = await caller
+        answer.cancel()
+        assert record.outcome == "200", f"{record} ended {record.outcome}"
 
     play(scenario)
