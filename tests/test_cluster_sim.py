@@ -12,7 +12,16 @@ import pytest
 
 from server.cluster import messages as m
 from server.cluster.backend import Envelope
+from server.relay import TimeRange
 from tests.sim.loop import Deadlock, VirtualTimeLimit, run_virtual, wall_clock
+from tests.sim.world import (
+    CallerRecord,
+    NodeSlot,
+    SimConfig,
+    TraceLog,
+    World,
+    simulate,
+)
 
 SIM_SEEDS = int(os.environ.get("SIM_SEEDS", "8"))
 
@@ -73,15 +82,6 @@ def test_timers_fire_in_order_and_tokens_are_seeded() -> None:
 
 # ---------------------------------------------------------------- random seeds
 
-from server.relay import TimeRange
-from tests.sim.world import (
-    CallerRecord,
-    NodeSlot,
-    SimConfig,
-    TraceLog,
-    World,
-    simulate,
-)
 
 #: seeds that found a fault once (a late handover: 8, 80; a result without requestId
 #: while the store failed: 47, 50; a forwarded result taken after its sender gave up: 243)
