@@ -165,8 +165,9 @@ class ClusterNode(RelayService):
             self._homes.forget_claim_order()
             self._fleet.mark_all()
         if outcome.lapsed or self._store_was_down:
+            # Others may have claimed cameras meanwhile; entries the store lost are
+            # written again (a store that lost everything shows a new epoch, above).
             await self._fleet.check_homes()
-            self._fleet.mark_all()
         self._store_was_down = False
 
     async def _current(self) -> None:
