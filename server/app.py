@@ -81,7 +81,9 @@ def cluster_node(
         unanswered_retention_seconds=config.unanswered_retention_seconds,
         message_ttl_seconds=max(config.longest_logs_wait * 2, 60.0),
     )
-    backend = RedisBackend.from_url(settings.redis_url, settings.redis_prefix, limits)
+    backend = RedisBackend.from_url(
+        settings.redis_url, settings.redis_prefix, limits, cluster=settings.redis_cluster
+    )
     cluster_metrics = ClusterMetrics(metrics.registry)
     node = ClusterNode(config, cluster, backend, observer=observer, events=cluster_metrics)
     cluster_metrics.read_nodes_alive_from(node.nodes_alive)

@@ -93,6 +93,7 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar("LOG_FORMAT", "text", "text or json (one JSON object a line)"),
     EnvVar("WORKERS", "1", "node processes on PORT under a supervisor (more than 1: REDIS_URL)"),
     EnvVar("REDIS_URL", "unset (single node)", "cluster mode: redis://, rediss:// or unix://"),
+    EnvVar("REDIS_CLUSTER", "0", "1: REDIS_URL names any node of a Redis Cluster"),
     EnvVar("REDIS_PREFIX", "camrelay", "prefix of every Redis key (one cluster per prefix)"),
     EnvVar("NODE_NAME", "host-pid-random", "this node's name in Redis keys and log lines"),
     EnvVar("NODE_TIMEOUT_SECONDS", "5", "a node silent this long is taken for dead"),
@@ -160,6 +161,8 @@ class Settings:
     camera_refusal_delay_seconds: float = 1.0
     #: cluster mode when set; may hold a password, so it never goes into the repr
     redis_url: str | None = field(default=None, repr=False)
+    #: REDIS_URL names a node of a Redis Cluster (the fleet is spread over its shards)
+    redis_cluster: bool = False
     redis_prefix: str = "camrelay"
     node_name: str = field(default_factory=default_node_name)
     node_timeout_seconds: float = 5.0
@@ -189,6 +192,11 @@ class Settings:
             )
         if self.redis_url is not None:
             _check_redis_url(self.redis_url)
+            if self.redis_cluster and self.redis_url.startswith("unix:"):
+                raise ConfigError(
+                    "REDIS_CLUSTER=1 needs a redis:// or rediss:// REDIS_URL (a node of the "
+                    "Redis Cluster), not a unix socket"
+                )
         if not NODE_NAME_PATTERN.fullmatch(self.node_name):
             raise ConfigError(
                 f"NODE_NAME must be 1-100 characters of A-Z a-z 0-9 . _ -, got {self.node_name!r}"
@@ -270,6 +278,7 @@ class Settings:
                 "POLL_TIMEOUT_SECONDS", float, cls.camera_poll_timeout_seconds
             ),
             redis_url=reader.secret("REDIS_URL"),
+            redis_cluster=reader.flag("REDIS_CLUSTER", cls.redis_cluster),
             redis_prefix=reader.text("REDIS_PREFIX", cls.redis_prefix),
             node_name=reader.text("NODE_NAME", "") or default_node_name(),
             node_timeout_seconds=reader.number(
@@ -334,6 +343,16 @@ class _EnvReader:
 
     def secret(self, name: str) -> str | None:
         return self._raw(name)
+
+    def flag(self, name: str, default: bool) -> bool:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
 
     def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
         raw = self._raw(name)

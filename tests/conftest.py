@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import dataclasses
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -18,7 +19,14 @@ from server.cluster import ClusterNode
 from server.relay import CameraStatus, Relay, RelayService
 from server.serve.runner import make_runner
 from server.state import get_relay
-from tools.redis_server import RedisServer, RedisServerNotFound, find_redis_server
+from tools.redis_server import (
+    LocalRedisCluster,
+    RedisServer,
+    RedisServerNotFound,
+    find_redis_cli,
+    find_redis_server,
+)
+from tools.redis_server import redis_cluster as start_redis_cluster
 from tools.redis_server import redis_server as start_redis_server
 
 #: Short, distinct timeouts so that tests finish fast and a mix-up shows.
@@ -162,3 +170,29 @@ async def redis_server() -> AsyncIterator[RedisServer]:
         pytest.fail(f"the cluster tests need a real redis-server: {error}", pytrace=False)
     async with start_redis_server(binary) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalRedisCluster]:
+    """A real Redis Cluster of three primaries, started once for the session (its
+    processes are managed by a loop of their own, in a thread). Tests keep apart by
+    their key prefix; ``flush()`` empties every primary."""
+    try:
+        binary = find_redis_server()
+        find_redis_cli(binary)
+    except RedisServerNotFound as error:
+        pytest.fail(f"the Redis Cluster tests need redis-server and redis-cli: {error}")
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="redis-cluster", daemon=True)
+    thread.start()
+    running = start_redis_cluster(3, 0, binary)
+    try:
+        cluster = asyncio.run_coroutine_threadsafe(running.__aenter__(), loop).result(60)
+        try:
+            yield cluster
+        finally:
+            asyncio.run_coroutine_threadsafe(running.__aexit__(None, None, None), loop).result(60)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()

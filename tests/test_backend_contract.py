@@ -29,6 +29,7 @@ from server.cluster.backend import (
 from server.cluster.memory import MemoryStore
 from server.relay import CameraStatus
 from tests.sim.loop import run_virtual, wall_clock
+from tools.redis_server import LocalRedisCluster
 
 LIMITS = StoreLimits(
     node_timeout_seconds=1.0,
@@ -74,21 +75,27 @@ class MemoryStoreUnderTest(Store):
 
 
 class RedisStoreUnderTest(Store):
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, cluster: LocalRedisCluster | None = None) -> None:
         self.url = url
+        self.cluster = cluster
         self.prefix = f"contract-{secrets.token_hex(4)}"
         self.backends: list[Backend] = []
 
     def backend(self) -> Backend:
         from server.cluster.redis import RedisBackend
 
-        backend = RedisBackend.from_url(self.url, self.prefix, LIMITS)
+        backend = RedisBackend.from_url(
+            self.url, self.prefix, LIMITS, cluster=self.cluster is not None
+        )
         self.backends.append(backend)
         return backend
 
     async def flush(self) -> None:
         from redis.asyncio import Redis
 
+        if self.cluster is not None:
+            await self.cluster.flush()
+            return
         client = Redis.from_url(self.url)
         try:
             await client.flushall()
@@ -106,7 +113,13 @@ class RedisStoreUnderTest(Store):
 Check = Callable[[Store], Awaitable[None]]
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("redis-cluster", marks=pytest.mark.redis),
+    ]
+)
 def run_check(request: pytest.FixtureRequest) -> Callable[[Check], None]:
     """Runs a check against the backend of this parameter."""
     if request.param == "memory":
@@ -120,11 +133,16 @@ def run_check(request: pytest.FixtureRequest) -> Callable[[Check], None]:
         return run_memory
 
     pytest.importorskip("server.cluster.redis", reason="server.cluster.redis is not written yet")
-    url: str = request.getfixturevalue("redis_server").url
+    cluster: LocalRedisCluster | None = None
+    if request.param == "redis-cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+        url = cluster.url
+    else:
+        url = request.getfixturevalue("redis_server").url
 
     def run_redis(check: Check) -> None:
         async def main() -> None:
-            store = RedisStoreUnderTest(url)
+            store = RedisStoreUnderTest(url, cluster)
             try:
                 await check(store)
             finally:

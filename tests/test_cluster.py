@@ -23,7 +23,8 @@ from server.cluster import ClusterNode
 from server.cluster.redis.transport import INLINE_BODY_BYTES
 from tests.conftest import LiveServer, MakeLiveServer
 from tests.helpers import LogEntries, wait_until
-from tools.redis_server import RedisServer
+from tools.redis_server import LocalRedisCluster, RedisServer
+from tools.redis_server import redis_cluster as start_redis_cluster
 
 LOGS: LogEntries = [{"timestamp": float(t), "description": f"event {t}"} for t in range(10)]
 MakeNode = Callable[..., Awaitable[LiveServer]]
@@ -31,12 +32,15 @@ T = TypeVar("T")
 Spawn = Callable[[Awaitable[T]], "asyncio.Future[T]"]
 
 
-def node_maker(make_live_server: MakeLiveServer, redis: RedisServer) -> MakeNode:
+def node_maker(
+    make_live_server: MakeLiveServer, redis: RedisServer | LocalRedisCluster
+) -> MakeNode:
     prefix = f"test-{secrets.token_hex(4)}"
 
     async def make(name: str, **overrides: Any) -> LiveServer:
         settings: dict[str, Any] = {
             "redis_url": redis.url,
+            "redis_cluster": isinstance(redis, LocalRedisCluster),
             "redis_prefix": prefix,
             "node_name": name,
             "node_timeout_seconds": 1.0,
@@ -50,9 +54,12 @@ def node_maker(make_live_server: MakeLiveServer, redis: RedisServer) -> MakeNode
     return make
 
 
-@pytest.fixture
-def make_node(make_live_server: MakeLiveServer, redis_server: RedisServer) -> MakeNode:
-    return node_maker(make_live_server, redis_server)
+@pytest.fixture(params=["redis", pytest.param("redis-cluster", marks=pytest.mark.redis)])
+def make_node(make_live_server: MakeLiveServer, request: pytest.FixtureRequest) -> MakeNode:
+    """Nodes on one Redis, and (the same tests) on a Redis Cluster of three primaries."""
+    if request.param == "redis-cluster":
+        return node_maker(make_live_server, request.getfixturevalue("redis_cluster"))
+    return node_maker(make_live_server, request.getfixturevalue("redis_server"))
 
 
 @pytest.fixture
@@ -547,8 +554,12 @@ async def test_a_node_stopping_hands_its_work_over(
 
 
 async def test_a_big_result_crosses_as_a_key_and_every_key_has_a_ttl_and_the_prefix(
-    make_node: MakeNode, redis_server: RedisServer, http: aiohttp.ClientSession, spawn: Spawn[Any]
+    make_live_server: MakeLiveServer,
+    redis_server: RedisServer,
+    http: aiohttp.ClientSession,
+    spawn: Spawn[Any],
 ) -> None:
+    make_node = node_maker(make_live_server, redis_server)  # one Redis: its keys scanned
     big = [{"timestamp": float(t), "description": "x" * 1000} for t in range(200)]
     assert len(orjson.dumps(big)) > 3 * INLINE_BODY_BYTES  # too big to travel in the message
     a, b = await make_node("a"), await make_node("b")
@@ -561,8 +572,59 @@ async def test_a_big_result_crosses_as_a_key_and_every_key_has_a_ttl_and_the_pre
     async with redis_client(redis_server) as redis:
         keys = [key.decode() async for key in redis.scan_iter(count=1000)]
         assert keys
-        assert all(key.startswith(f"{prefix}:") for key in keys)
+        assert all(key.startswith((f"{prefix}:", f"{{{prefix}:")) for key in keys)
         for key in keys:
             assert await redis.pttl(key) > 0, key
     # the result's key was read and deleted by the node it was for
     assert not [key for key in keys if ":body:" in key]
+
+
+@pytest.fixture
+async def redis_cluster_with_replicas() -> AsyncIterator[LocalRedisCluster]:
+    """Three primaries, each with a replica (its own, for a failover)."""
+    async with start_redis_cluster(3, 1) as redis:
+        yield redis
+
+
+@pytest.mark.redis
+async def test_a_redis_cluster_primary_fails_over_and_then_loses_its_data(
+    redis_cluster_with_replicas: LocalRedisCluster,
+    make_live_server: MakeLiveServer,
+    http: aiohttp.ClientSession,
+    spawn: Spawn[Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    redis = redis_cluster_with_replicas
+    make_node = node_maker(make_live_server, redis)
+    a, b = await make_node("a"), await make_node("b")
+    cameras = [Camera(http, [a], camera_id=f"cam-{n}") for n in range(4)]
+    for camera in cameras:
+        spawn(camera.run())
+    for camera in cameras:
+        await wait_until(polling_at(a, camera.camera_id))
+    loop = asyncio.get_running_loop()
+
+    async def all_served_from_b() -> bool:
+        for camera in cameras:
+            status, _ = await get_logs(
+                http, b, camera_id=camera.camera_id, startTimestamp=2, endTimestamp=2
+            )
+            if status != 200:
+                return False
+        return True
+
+    assert await all_served_from_b()
+    for event in ("failover", "flush"):
+        if event == "failover":
+            await redis.failover()
+        else:
+            await redis.flush()  # every primary restarted empty, as far as the nodes see
+        since = loop.time()
+        async with asyncio.timeout(1.0 + 1.0 + 1.0):  # POLL_HOLD + NODE_TIMEOUT (+1 s)
+            while not await all_served_from_b():
+                await asyncio.sleep(0.05)
+        assert loop.time() - since <= 3.0, event
+        async with http.get(f"{b.url}/cameras") as response:
+            listed = [c["cameraId"] for c in (await response.json())["cameras"]]
+        assert listed == [camera.camera_id for camera in cameras], event
+    assert problem_lines(caplog) == []

@@ -23,9 +23,9 @@ from redis.asyncio import Redis
 from server.cluster import messages as m
 from server.cluster.identity import name_of
 from server.cluster.redis.directory import CLAIM
-from server.cluster.redis.keys import Keys
+from server.cluster.redis.keys import Keys, shard_of
 from server.state import get_metrics
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, MakeLiveServer
 from tests.helpers import wait_until
 from tests.test_cluster import (
     LOGS,
@@ -36,14 +36,20 @@ from tests.test_cluster import (
     get_logs,
     held_poll,
     http,
-    make_node,
+    node_maker,
     polling_at,
     redis_client,
     spawn,
 )
 from tools.redis_server import RedisServer
 
-__all__ = ["http", "make_node", "spawn"]  # the fixtures of test_cluster
+__all__ = ["http", "spawn"]  # the fixtures of test_cluster
+
+
+@pytest.fixture
+def make_node(make_live_server: MakeLiveServer, redis_server: RedisServer) -> MakeNode:
+    """One Redis only: these tests read and write its keys directly."""
+    return node_maker(make_live_server, redis_server)
 
 
 def keys_of(node: LiveServer) -> Keys:
@@ -153,12 +159,13 @@ async def test_a_newer_poll_at_the_home_outranks_a_claim_whose_takeover_is_late(
         first = await held_poll(spawn, camera, a)
         await wait_for_store(redis, a, lambda found: found[0] == cluster(a).incarnation)
         keys = keys_of(d)
-        old, _parked, seq_of_d, refused = await redis.eval(
-            CLAIM,
+        shard = shard_of("cam")
+        old, _parked, seq_of_d, refused, _live = await redis.eval(
+            CLAIM.text,
             4,
             keys.camera("cam"),
-            keys.cameras,
-            keys.expiry,
+            keys.cameras(shard),
+            keys.expiry(shard),
             keys.parked("cam"),
             cluster(d).incarnation,
             int(time.time() * 1000),
@@ -168,6 +175,7 @@ async def test_a_newer_poll_at_the_home_outranks_a_claim_whose_takeover_is_late(
             60_000,
             60_000,
             16,
+            10,
         )
         assert (old.decode(), refused) == (cluster(a).incarnation, 0)
         seq_of_d = int(seq_of_d)

@@ -29,6 +29,7 @@ from server.cluster.backend import (
 )
 from server.cluster.redis import RedisBackend
 from server.cluster.redis.connection import MESSAGE_CHARS, execute, one_line
+from server.cluster.redis.keys import SHARDS, Keys
 from server.cluster.redis.transport import INLINE_BODY_BYTES, InlineBody, StoredBody
 from server.relay import CameraStatus
 from tools.redis_server import RedisServer
@@ -43,6 +44,22 @@ LIMITS = StoreLimits(
     message_ttl_seconds=30.0,
 )
 MakeBackend = Callable[..., RedisBackend]
+
+
+async def indexed(raw: Redis, shard_key: Callable[[int], str]) -> list[bytes]:
+    """The ids the fleet index's sorted sets hold over all shards, in order."""
+    found: list[bytes] = []
+    for shard in range(SHARDS):
+        found.extend(await raw.zrange(shard_key(shard), 0, -1))
+    return sorted(found)
+
+
+def kind_of(key: str) -> str:
+    """``cam`` of ``{p:s:3}:cam:x``, ``inbox`` of ``{p:inbox:n}``, ``body`` of ``p:body:t``."""
+    if not key.startswith("{"):
+        return key.split(":")[1]
+    tag, _, rest = key[1:].partition("}")
+    return rest.removeprefix(":").split(":")[0] if rest else tag.split(":")[1]
 
 
 @pytest.fixture
@@ -123,7 +140,7 @@ async def test_claim_makes_the_node_home_with_a_clock_seq(
     assert claim.parked == b""
     assert not claim.refused
     assert before_us <= claim.seq <= after_us
-    stored = await raw.hgetall(f"{prefix}:cam:cam-a")
+    stored = await raw.hgetall(Keys(prefix).camera("cam-a"))
     assert stored[b"home"] == b"A~1"
     assert stored[b"polling"] == b"1"
     assert int(stored[b"seq"]) == claim.seq
@@ -170,7 +187,7 @@ async def test_claim_again_bumps_only_seq_seen_and_polling(
         "A~1", [write("cam", polling=False, waiting=3, in_flight=1, expect=True)]
     )
     [claim] = await backend.directory.claim(["cam"], "A~1", again=True)
-    stored = await raw.hgetall(f"{prefix}:cam:cam")
+    stored = await raw.hgetall(Keys(prefix).camera("cam"))
     assert claim.old_home == "A~1"
     assert stored[b"polling"] == b"1"
     assert (stored[b"waiting"], stored[b"inflight"], stored[b"expect"]) == (b"3", b"1", b"1")
@@ -199,7 +216,7 @@ async def test_seq_is_one_more_than_a_stored_seq_ahead_of_the_clock(
 ) -> None:
     await backend.directory.claim(["cam"], "A~1", again=False)
     ahead = await redis_time_us(raw) + 10**12
-    await raw.hset(f"{prefix}:cam:cam", "seq", str(ahead))
+    await raw.hset(Keys(prefix).camera("cam"), "seq", str(ahead))
     [claim] = await backend.directory.claim(["cam"], "B~1", again=False)
     assert claim.seq == ahead + 1
 
@@ -214,8 +231,8 @@ async def test_a_new_camera_past_max_cameras_is_refused_and_nothing_written(
     claims = await backend.directory.claim(["a", "b", "c"], "A~1", again=False)
     assert [claim.refused for claim in claims] == [False, False, True]
     assert claims[2] == Claim("", b"", 0, refused=True)
-    assert await raw.exists(f"{prefix}:cam:c") == 0
-    assert await raw.zrange(f"{prefix}:cams", 0, -1) == [b"a", b"b"]
+    assert await raw.exists(Keys(prefix).camera("c")) == 0
+    assert await indexed(raw, Keys(prefix).cameras) == [b"a", b"b"]
     assert await backend.directory.count() == 2
     # Known cameras are still claimed, by anyone.
     [known] = await backend.directory.claim(["a"], "B~1", again=False)
@@ -229,18 +246,18 @@ async def test_never_answered_ids_expire_and_make_room(
 ) -> None:
     backend = make_backend(max_cameras=2, unanswered_retention_seconds=0.3)
     await backend.directory.claim(["a", "b"], "A~1", again=False)
-    assert 0 < await raw.pttl(f"{prefix}:cam:a") <= 300
+    assert 0 < await raw.pttl(Keys(prefix).camera("a")) <= 300
     [refused] = await backend.directory.claim(["c"], "A~1", again=False)
     assert refused.refused
 
     async def gone() -> bool:
-        return await raw.exists(f"{prefix}:cam:a", f"{prefix}:cam:b") == 0
+        return await raw.exists(Keys(prefix).camera("a"), Keys(prefix).camera("b")) == 0
 
     await eventually(gone)
     assert await backend.directory.count() == 0
     # ``count`` forgot them from both sorted sets.
-    assert await raw.zcard(f"{prefix}:cams") == 0
-    assert await raw.zcard(f"{prefix}:expiry") == 0
+    assert len(await indexed(raw, Keys(prefix).cameras)) == 0
+    assert len(await indexed(raw, Keys(prefix).expiry)) == 0
     [claim] = await backend.directory.claim(["c"], "A~1", again=False)
     assert not claim.refused
 
@@ -252,12 +269,12 @@ async def test_claim_forgets_expired_ids(
     await backend.directory.claim([f"old-{n}" for n in range(5)], "A~1", again=False)
 
     async def gone() -> bool:
-        return await raw.exists(*[f"{prefix}:cam:old-{n}" for n in range(5)]) == 0
+        return await raw.exists(*[Keys(prefix).camera(f"old-{n}") for n in range(5)]) == 0
 
     await eventually(gone)
     await make_backend().directory.claim(["new"], "A~1", again=False)
-    assert await raw.zrange(f"{prefix}:cams", 0, -1) == [b"new"]
-    assert await raw.zrange(f"{prefix}:expiry", 0, -1) == [b"new"]
+    assert await indexed(raw, Keys(prefix).cameras) == [b"new"]
+    assert await indexed(raw, Keys(prefix).expiry) == [b"new"]
 
 
 async def test_an_answered_camera_keeps_the_long_retention(
@@ -266,12 +283,12 @@ async def test_an_answered_camera_keeps_the_long_retention(
     backend = make_backend(unanswered_retention_seconds=0.3, answered_retention_seconds=60.0)
     await backend.directory.claim(["cam"], "A~1", again=False)
     await backend.directory.write_status("A~1", [write("cam", answered=True)])
-    assert 30_000 < await raw.pttl(f"{prefix}:cam:cam") <= 60_000
+    assert 30_000 < await raw.pttl(Keys(prefix).camera("cam")) <= 60_000
     # It sticks: a later write (a new home that does not know) and claims keep it.
     await backend.directory.write_status("A~1", [write("cam", answered=False)])
     await backend.directory.claim(["cam"], "B~1", again=False)
-    assert 30_000 < await raw.pttl(f"{prefix}:cam:cam") <= 60_000
-    assert await raw.hget(f"{prefix}:cam:cam", "answered") == b"1"
+    assert 30_000 < await raw.pttl(Keys(prefix).camera("cam")) <= 60_000
+    assert await raw.hget(Keys(prefix).camera("cam"), "answered") == b"1"
 
 
 # ---------------------------------------------------------------- directory: status
@@ -296,7 +313,11 @@ async def test_write_status_lands_for_the_home(
         ],
     )
     assert written == [Written("A~1", claim.seq)]
-    stored = await raw.hgetall(f"{prefix}:cam:cam")
+    stored = await raw.hgetall(Keys(prefix).camera("cam"))
+    expires_at = int(stored.pop(b"exp"))
+    assert expires_at == await raw.pexpiretime(Keys(prefix).camera("cam")), (
+        "the hash expires when its 'exp' says"
+    )
     assert stored == {
         b"home": b"A~1",
         b"seen": b"1700000123456",
@@ -323,11 +344,11 @@ async def test_write_status_is_dropped_when_another_node_is_home(
 ) -> None:
     [mine] = await backend.directory.claim(["cam"], "A~1", again=False)
     [theirs] = await backend.directory.claim(["cam"], "B~1", again=False)
-    before = await raw.hgetall(f"{prefix}:cam:cam")
+    before = await raw.hgetall(Keys(prefix).camera("cam"))
     written = await backend.directory.write_status("A~1", [write("cam", seq=mine.seq, waiting=9)])
     assert written == [Written("B~1", theirs.seq)]
     assert written[0].lost_to("A~1")
-    assert await raw.hgetall(f"{prefix}:cam:cam") == before
+    assert await raw.hgetall(Keys(prefix).camera("cam")) == before
 
 
 async def test_write_status_recreates_a_lost_entry_with_a_fresh_seq(
@@ -340,7 +361,7 @@ async def test_write_status_recreates_a_lost_entry_with_a_fresh_seq(
     assert written.home == "A~1"
     assert written.seq > claim.seq
     assert written.seq >= start
-    assert await raw.hget(f"{prefix}:cam:cam", "home") == b"A~1"
+    assert await raw.hget(Keys(prefix).camera("cam"), "home") == b"A~1"
     assert await backend.directory.page("", None, 10) == ["cam"]
     assert await backend.directory.count() == 1
 
@@ -378,18 +399,18 @@ async def test_park_leaves_work_for_the_next_home(
 ) -> None:
     await backend.directory.claim(["cam"], "A~1", again=False)
     assert not await backend.directory.park("cam", "B~1", b"not home")
-    assert await raw.exists(f"{prefix}:parked:cam") == 0
+    assert await raw.exists(Keys(prefix).parked("cam")) == 0
     assert await backend.directory.park("cam", "A~1", b"\x00work\xff")
     [entry] = await backend.directory.read(["cam"])
     assert entry is not None
     assert entry.home == ""
     assert not entry.polling
-    assert 0 < await raw.pttl(f"{prefix}:parked:cam") <= 30_000
+    assert 0 < await raw.pttl(Keys(prefix).parked("cam")) <= 30_000
     # Parked twice is not possible: nobody is home now.
     assert not await backend.directory.park("cam", "A~1", b"again")
     [claim] = await backend.directory.claim(["cam"], "B~1", again=False)
     assert (claim.old_home, claim.parked) == ("", b"\x00work\xff")
-    assert await raw.exists(f"{prefix}:parked:cam") == 0
+    assert await raw.exists(Keys(prefix).parked("cam")) == 0
 
 
 async def test_parked_work_is_left_alone_while_someone_is_home(
@@ -401,14 +422,14 @@ async def test_parked_work_is_left_alone_while_someone_is_home(
     assert written.home == "A~1"
     [claim] = await backend.directory.claim(["cam"], "B~1", again=False)
     assert (claim.old_home, claim.parked) == ("A~1", b"")
-    assert await raw.get(f"{prefix}:parked:cam") == b"work"
+    assert await raw.get(Keys(prefix).parked("cam")) == b"work"
 
 
 async def test_park_of_an_unknown_camera_writes_nothing(
     backend: RedisBackend, raw: Redis, prefix: str
 ) -> None:
     assert not await backend.directory.park("ghost", "A~1", b"work")
-    assert await raw.keys(f"{prefix}:*") == []
+    assert await raw.keys(f"*{prefix}:*") == []
 
 
 # ---------------------------------------------------------------- directory: read, page
@@ -418,7 +439,7 @@ async def test_read_gives_none_for_unknown_and_drops_them_from_the_index(
     backend: RedisBackend, raw: Redis, prefix: str
 ) -> None:
     await backend.directory.claim(["a", "b"], "A~1", again=False)
-    await raw.delete(f"{prefix}:cam:a")
+    await raw.delete(Keys(prefix).camera("a"))
     entries = await backend.directory.read(["a", "b", "nope"])
     assert entries[0] is None
     assert entries[2] is None
@@ -469,14 +490,14 @@ async def test_beat_alive_and_leave(make_backend: MakeBackend, raw: Redis, prefi
     beat_b = await b.beat("B~1")
     assert beat_b.alive == frozenset({"A~1", "B~1"})
     assert beat_b.epoch == beat_a.epoch
-    assert 0 < await raw.pttl(f"{prefix}:node:A~1") <= 5000
+    assert 0 < await raw.pttl(Keys(prefix).node("A~1")) <= 5000
     assert await a.is_alive("B~1")
     assert await b.is_alive("A~1")
     assert not await a.is_alive("C~1")
     assert not await a.is_alive("")
     await a.leave("A~1")
     assert not await b.is_alive("A~1")
-    assert await raw.exists(f"{prefix}:node:A~1") == 0
+    assert await raw.exists(Keys(prefix).node("A~1")) == 0
     assert (await b.beat("B~1")).alive == frozenset({"B~1"})
 
 
@@ -550,13 +571,13 @@ async def test_messages_arrive_in_order_with_inline_bodies(
     assert empty is not None
     assert empty.size == 0
     assert await empty.read() == b""
-    inbox = f"{prefix}:inbox:B~1"
+    inbox = Keys(prefix).inbox("B~1")
 
     async def deleted() -> bool:
         return await raw.xlen(inbox) == 0
 
     await eventually(deleted)
-    assert await raw.xlen(f"{prefix}:inbox:C~1") == 1
+    assert await raw.xlen(Keys(prefix).inbox("C~1")) == 1
     await sender.send([Envelope("B~1", b"h4")])
     assert [d.header for d in await receiver.receive("B~1")] == [b"h4"]
 
@@ -614,7 +635,7 @@ async def test_receive_wakes_when_a_message_comes(make_backend: MakeBackend) -> 
 async def test_an_inbox_made_anew_with_lower_ids_is_read_from_the_start(
     backend: RedisBackend, raw: Redis, prefix: str
 ) -> None:
-    inbox = f"{prefix}:inbox:B~1"
+    inbox = Keys(prefix).inbox("B~1")
     await backend.transport.send([Envelope("B~1", b"first")])
     assert [d.header for d in await backend.transport.receive("B~1")] == [b"first"]
     await eventually(lambda: _xlen_is(raw, inbox, 0))
@@ -637,7 +658,7 @@ async def _xlen_is(raw: Redis, key: str, length: int) -> bool:
 
 async def test_send_of_nothing_is_a_no_op(backend: RedisBackend, raw: Redis, prefix: str) -> None:
     await backend.transport.send([])
-    assert await raw.keys(f"{prefix}:*") == []
+    assert await raw.keys(f"*{prefix}:*") == []
 
 
 # ---------------------------------------------------------------- every key expires
@@ -655,8 +676,8 @@ async def test_every_key_has_a_ttl(make_backend: MakeBackend, raw: Redis, prefix
         [Envelope("B~1", b"small", b"body"), Envelope("B~1", b"big", b"z" * 100_000)]
     )
     await b.directory.read(["cam-1", "gone"])
-    keys = [key async for key in raw.scan_iter(match=f"{prefix}:*")]
-    kinds = {key.decode().split(":")[1] for key in keys}
+    keys = [key async for key in raw.scan_iter(match=f"*{prefix}:*")]
+    kinds = {kind_of(key.decode()) for key in keys}
     assert kinds == {"cam", "cams", "expiry", "parked", "node", "nodes", "epoch", "inbox", "body"}
     ttls = {key: await raw.pttl(key) for key in keys}
     assert all(ttl > 0 for ttl in ttls.values()), ttls
@@ -696,7 +717,7 @@ async def test_a_refused_write_raises_without_the_payload(
     marker = "PAYLOAD-MARKER-" + secrets.token_hex(8)
     # What redis-py itself says quotes the payload: the reason for the sanitising.
     pipe = raw.pipeline(transaction=False)
-    pipe.xadd(f"{prefix}:inbox:B~1", {"m": b"h", "b": marker.encode()})
+    pipe.xadd(Keys(prefix).inbox("B~1"), {"m": b"h", "b": marker.encode()})
     with pytest.raises(OutOfMemoryError) as raw_error:
         await execute(pipe)
     assert marker in str(raw_error.value)

@@ -1,7 +1,8 @@
 """The cluster's shared store on Redis: ``RedisBackend`` (``RedisBackend.from_url``).
 
 One concept per module: ``keys`` (every key name under the prefix),
-``connection`` (the pools and how a failure becomes a one-line ``BackendError``),
+``connection`` (the pools, of one Redis or of a Redis Cluster, and how a failure
+becomes a one-line ``BackendError``),
 ``directory`` (homes, claims, status, parked work), ``members`` (heartbeats
 and the epoch), ``transport`` (inboxes and bodies). Every key has a TTL.
 """
@@ -34,10 +35,17 @@ class RedisBackend(Backend):
         self.transport = RedisTransport(store, keys, limits)
 
     @classmethod
-    def from_url(cls, url: str, prefix: str, limits: StoreLimits) -> RedisBackend:
+    def from_url(
+        cls, url: str, prefix: str, limits: StoreLimits, *, cluster: bool = False
+    ) -> RedisBackend:
         """Connect lazily (no round trip here); raises ``BackendError`` for a bad URL,
-        without the URL's password."""
-        return cls(Store(url), prefix, limits)
+        without the URL's password. ``cluster``: ``url`` names a node of a Redis Cluster."""
+        return cls(Store(url, cluster=cluster), prefix, limits)
+
+    @property
+    def commands_sent(self) -> int:
+        """Commands this node sent to Redis (a script call counts one)."""
+        return self._store.commands_sent
 
     @property
     def closed(self) -> bool:

@@ -1,17 +1,38 @@
-"""Where each thing lives in Redis: every key name under one prefix.
+"""Where each thing lives in Redis: every key name under one prefix, hash-tagged so that
+each Lua script touches one slot of a Redis Cluster.
 
-``{prefix}:cam:{id}`` a camera's hash, ``{prefix}:parked:{id}`` work a stopping
-home left for it, ``{prefix}:cams`` the ids for paging (a sorted set, all scores
-0, so ``ZRANGEBYLEX`` pages by prefix and cursor), ``{prefix}:expiry`` the same
-ids scored by the epoch ms at which their hash expires (what counts as live,
-and which ids to forget), ``{prefix}:node:{incarnation}`` and ``{prefix}:nodes``
-the heartbeats, ``{prefix}:epoch`` the store's epoch, ``{prefix}:inbox:{incarnation}``
-each node's stream and ``{prefix}:body:{token}`` a big message body.
+The fleet is spread over ``SHARDS`` shards, a camera's shard being a hash of its id.
+Shard ``k``'s keys share the tag ``{prefix:s:k}`` (one slot): ``{prefix:s:k}:cam:{id}``
+a camera's hash, ``{prefix:s:k}:parked:{id}`` work a stopping home left for it,
+``{prefix:s:k}:cams`` the shard's ids for paging (a sorted set, all scores 0, so
+``ZRANGEBYLEX`` pages by prefix and cursor), ``{prefix:s:k}:expiry`` the same ids
+scored by the epoch ms at which their hash expires (what counts as live, and which
+ids to forget) and ``{prefix:s:k}:epoch`` the shard's epoch (a token that changes when
+the shard's primary loses its data). A camera's hash, its parked work and its
+shard's two sorted sets are one slot: each script about a camera is atomic there.
+No key is written by every camera: each shard's sorted sets hold about 1/SHARDS of
+the fleet.
+
+``{prefix:m}:node:{incarnation}`` and ``{prefix:m}:nodes`` the heartbeats (one slot:
+a beat is one round trip), ``{prefix:inbox:{incarnation}}`` each node's stream (a
+slot of its own: the reader's blocking ``XREAD`` goes to the primary holding it) and
+``{prefix}:body:{token}`` a big message body.
+
+The same layout serves a single Redis (where the tags mean nothing): one code path.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
+
+#: shards of the fleet index: enough to spread over the primaries of a big cluster,
+#: few enough that a ``/cameras`` page merges them cheaply
+SHARDS = 16
+
+
+def shard_of(camera_id: str) -> int:
+    return zlib.crc32(camera_id.encode()) % SHARDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,33 +42,37 @@ class Keys:
     def _key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
 
+    def shard_tag(self, shard: int) -> str:
+        return f"{{{self.prefix}:s:{shard}}}"
+
     def camera(self, camera_id: str) -> str:
-        return self._key("cam", camera_id)
+        return f"{self.shard_tag(shard_of(camera_id))}:cam:{camera_id}"
 
     def parked(self, camera_id: str) -> str:
-        return self._key("parked", camera_id)
+        return f"{self.shard_tag(shard_of(camera_id))}:parked:{camera_id}"
+
+    def cameras(self, shard: int) -> str:
+        return f"{self.shard_tag(shard)}:cams"
+
+    def expiry(self, shard: int) -> str:
+        return f"{self.shard_tag(shard)}:expiry"
+
+    def epoch(self, shard: int) -> str:
+        return f"{self.shard_tag(shard)}:epoch"
 
     @property
-    def cameras(self) -> str:
-        return self._key("cams")
-
-    @property
-    def expiry(self) -> str:
-        return self._key("expiry")
+    def _members(self) -> str:
+        return f"{{{self.prefix}:m}}"
 
     def node(self, node: str) -> str:
-        return self._key("node", node)
+        return f"{self._members}:node:{node}"
 
     @property
     def nodes(self) -> str:
-        return self._key("nodes")
-
-    @property
-    def epoch(self) -> str:
-        return self._key("epoch")
+        return f"{self._members}:nodes"
 
     def inbox(self, node: str) -> str:
-        return self._key("inbox", node)
+        return f"{{{self.prefix}:inbox:{node}}}"
 
     def body(self, token: str) -> str:
         return self._key("body", token)

@@ -5,22 +5,34 @@ timeout) and its score (epoch ms) in ``{prefix}:nodes``, and reads back those
 that beat within half the timeout: a node that stops beating is seen dead
 within three quarters of the timeout when it beats four times per timeout.
 
-The epoch is a random token, set only if absent and then read, in the same
-pipeline as the beat: a store that lost its data (a restart, a failover, a
-FLUSHALL) gets a new one from the first node that beats, and every other node
-reads that one. It lives while nodes beat; the same holds for the beats' set.
+The epoch is made of one random token per shard of the fleet (``{prefix:s:k}:epoch``,
+in the shard's slot), each set only if absent and then read by a script: a shard
+that lost its data (a restart, a failover, a FLUSHALL; on a Redis Cluster, of the
+primary that holds it) gets a new one from the first node that beats, and every
+other node reads that one. The epoch changes when any shard's token does. It
+lives while nodes beat; the same holds for the beats' set.
 
 The local wall clock stamps beats (all nodes compare them with their own).
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 
 from ..backend import Beat, Members, StoreLimits
-from .connection import Store, execute
-from .keys import Keys
+from .connection import Script, ScriptCall, Store
+from .keys import SHARDS, Keys
+
+#: KEYS: a shard's epoch. ARGV: a new token, ttl ms. Returns the shard's token.
+EPOCH = Script(
+    """
+redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return redis.call('GET', KEYS[1])
+"""
+)
 
 #: the beats' set and the epoch outlive the last beat by this many node timeouts
 KEEP_TIMEOUTS = 10
@@ -37,30 +49,33 @@ class RedisMembers(Members):
     async def beat(self, node: str) -> Beat:
         now_ms = int(time.time() * 1000)
         with self._store.guard():
-            pipe = self._store.beat.pipeline(transaction=False)
+            pipe = self._store.pipeline(self._store.beat)
             pipe.set(self._keys.node(node), now_ms, px=self._timeout_ms)
             pipe.zadd(self._keys.nodes, {node: now_ms})
             pipe.pexpire(self._keys.nodes, self._keep_ms)
             pipe.zremrangebyscore(self._keys.nodes, "-inf", now_ms - self._keep_ms)
             pipe.zrangebyscore(self._keys.nodes, now_ms - self._timeout_ms // 2, "+inf")
-            pipe.set(self._keys.epoch, secrets.token_hex(16), nx=True, px=self._keep_ms)
-            pipe.pexpire(self._keys.epoch, self._keep_ms)
-            pipe.get(self._keys.epoch)
-            results = await execute(pipe)
+            results = await self._store.run(pipe)
+            calls = [
+                ScriptCall(EPOCH, [self._keys.epoch(k)], [secrets.token_hex(8), self._keep_ms])
+                for k in range(SHARDS)
+            ]
+            tokens = await self._store.scripts(calls, self._store.beat)
         alive = frozenset(name.decode() for name in results[4]) | {node}
-        epoch: bytes = results[7]
-        return Beat(alive, epoch.decode())
+        epoch = hashlib.sha1(b":".join(tokens)).hexdigest()
+        return Beat(alive, epoch)
 
     async def is_alive(self, node: str) -> bool:
         if not node:
             return False
         with self._store.guard():
+            self._store.commands_sent += 1
             last_beat = await self._store.shared.zscore(self._keys.nodes, node)
         return last_beat is not None and last_beat >= time.time() * 1000 - self._timeout_ms / 2
 
     async def leave(self, node: str) -> None:
         with self._store.guard():
-            pipe = self._store.shared.pipeline(transaction=False)
+            pipe = self._store.pipeline()
             pipe.delete(self._keys.node(node))
             pipe.zrem(self._keys.nodes, node)
-            await execute(pipe)
+            await self._store.run(pipe)

@@ -1,4 +1,5 @@
-"""Messages between nodes in Redis: one stream per incarnation, ``{prefix}:inbox:{incarnation}``.
+"""Messages between nodes in Redis: one stream per incarnation, ``{prefix:inbox:{incarnation}}``
+(a slot of its own: on a Redis Cluster the blocking read goes to its primary).
 
 ``send`` is one pipeline of ``XADD`` (field ``m`` the header; ``b`` the body
 when it is small, else ``k`` the key of the body and ``n`` its size), each
@@ -25,7 +26,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from ..backend import BackendError, Body, Delivery, Envelope, StoreLimits, Transport
-from .connection import Store, execute
+from .connection import Store
 from .keys import Keys
 
 #: bodies up to this size travel inside the stream entry
@@ -65,10 +66,10 @@ class StoredBody(Body):
             return None
         try:
             with self._store.guard():
-                pipe = self._store.shared.pipeline(transaction=False)
+                pipe = self._store.pipeline()
                 pipe.get(key)
                 pipe.delete(key)
-                data, _ = await execute(pipe)
+                data, _ = await self._store.run(pipe)
         except BackendError:
             return None
         return data if isinstance(data, bytes) else None
@@ -89,7 +90,7 @@ class RedisTransport(Transport):
         if not envelopes:
             return
         with self._store.guard():
-            pipe = self._store.shared.pipeline(transaction=False)
+            pipe = self._store.pipeline()
             for envelope in envelopes:
                 fields: dict[bytes, bytes] = {b"m": envelope.header}
                 body = envelope.body
@@ -104,12 +105,13 @@ class RedisTransport(Transport):
                 inbox = self._keys.inbox(envelope.to)
                 pipe.xadd(inbox, fields, maxlen=INBOX_MAX_ENTRIES, approximate=True)  # type: ignore[arg-type]
                 pipe.pexpire(inbox, self._ttl_ms)
-            await execute(pipe)
+            await self._store.run(pipe)
 
     async def receive(self, node: str) -> list[Delivery]:
         inbox = self._keys.inbox(node)
         last_id = self._last_ids.get(node, START)
         with self._store.guard():
+            self._store.commands_sent += 1
             try:
                 async with asyncio.timeout(READ_DEADLINE_SECONDS):
                     answer: Any = await self._store.reader.xread(
@@ -149,6 +151,7 @@ class RedisTransport(Transport):
         if last_id == START:
             return
         with self._store.guard():
+            self._store.commands_sent += 1
             first = await self._store.shared.xrange(inbox, "-", last_id, count=1)
         undeleted = self._undeleted.get(node, set())
         if not first:
@@ -169,6 +172,7 @@ class RedisTransport(Transport):
 
     async def _delete(self, node: str, inbox: str, entry_ids: list[bytes]) -> None:
         with contextlib.suppress(RedisError, OSError):
+            self._store.commands_sent += 1
             await self._store.shared.xdel(inbox, *entry_ids)
             self._undeleted.get(node, set()).difference_update(entry_ids)
 
