@@ -164,7 +164,8 @@ async def _style(ctx: Context, params: Params, result: ScenarioResult, *, spaced
         # The camera's 404s come from callers wrk cut at the end of each run: expected.
         result.errors_from("camera", camera.errors)
         result.figure(f"{style}: camera round trips", camera.commands)
-        result.errors_from("server", server.problems())
+        # ... and the server's warnings for them.
+        result.errors_from("server", server.problems(f"result from camera {CAMERA_ID}: late"))
     for name, load in (("healthz", healthz), ("logs", logs)):
         if load.failures:
             result.error(f"{style}: {load.failures} failed {name} requests")

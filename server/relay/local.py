@@ -57,6 +57,9 @@ class Relay(RelayService):
         self._sorted_ids: list[str] | None = None
         self._closed = False
         self.budget = ResultBudget(config.max_result_bytes_in_flight)
+        #: ``fetch_logs`` callers with the loop time past which they get ``CameraTimeout``
+        self._watched: dict[Caller, tuple[float, str]] = {}
+        self._watchdog: asyncio.TimerHandle | None = None
 
     @property
     def closed(self) -> bool:
@@ -150,13 +153,12 @@ class Relay(RelayService):
             raise CameraUnknown.of(camera_id)
         caller = session.enqueue(time_range)
         result: LogResult | None = None
+        # The session's timers end every wait; this ceiling only guards against a bug.
+        self._watch(caller, camera_id)
         try:
-            # The session's timers end every wait; this ceiling only guards against a bug.
-            async with asyncio.timeout(self.config.longest_logs_wait):
-                result = await caller.future
-        except TimeoutError:
-            raise CameraTimeout(f"camera {camera_id!r} sent no result in time") from None
+            result = await caller.future
         finally:
+            self._watched.pop(caller, None)
             session.forget(caller)
             future = caller.future
             came = future.done() and not future.cancelled() and future.exception() is None
@@ -167,6 +169,32 @@ class Relay(RelayService):
             return result.select(time_range)
         finally:
             result.release()
+
+    def _watch(self, caller: Caller, camera_id: str) -> None:
+        """``CameraTimeout`` for ``caller`` past ``config.longest_logs_wait``, should no
+        session timer end its wait (a bug). One timer for every caller: the ceiling is the
+        same for all, so the callers' deadlines come in the order they arrived."""
+        deadline = asyncio.get_running_loop().time() + self.config.longest_logs_wait
+        self._watched[caller] = (deadline, camera_id)
+        if self._watchdog is None:
+            self._watchdog = asyncio.get_running_loop().call_at(deadline, self._end_overdue)
+
+    def _end_overdue(self) -> None:
+        self._watchdog = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        watched = self._watched
+        while watched:
+            caller = next(iter(watched))
+            deadline, camera_id = watched[caller]
+            if deadline > now:
+                self._watchdog = loop.call_at(deadline, self._end_overdue)
+                return
+            del watched[caller]
+            if not caller.future.done():
+                caller.future.set_exception(
+                    CameraTimeout(f"camera {camera_id!r} sent no result in time")
+                )
 
     @contextlib.asynccontextmanager
     async def receive_result(

@@ -8,7 +8,8 @@ moment work arrives, or a result racing a timeout, has one well-defined end.
 from __future__ import annotations
 
 import asyncio
-import secrets
+import heapq
+import itertools
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from .errors import (
     UnknownRequest,
 )
 from .handover import InFlightWork, QueuedWork, SessionWork
+from .ids import random_hex
 from .logresult import LogResult
 from .observer import RelayObserver, ResultOutcome
 from .records import CameraStatus, Command, Receipt
@@ -48,7 +50,7 @@ class Caller:
     ``ref`` names a caller whose owner resolves it elsewhere (see ``handover``).
     """
 
-    __slots__ = ("command", "future", "ref", "time_range", "timer")
+    __slots__ = ("command", "deadline", "future", "ref", "time_range")
 
     def __init__(
         self,
@@ -59,7 +61,8 @@ class Caller:
         self.time_range = time_range
         self.future = future
         self.ref = ref
-        self.timer: asyncio.TimerHandle | None = None
+        #: while queued: the loop time by which a poll must pick its work up
+        self.deadline: float | None = None
         self.command: PendingCommand | None = None
 
 
@@ -79,8 +82,12 @@ class PendingCommand:
         self.timer: asyncio.TimerHandle | None = None
 
 
+#: ties between equal deadlines keep the callers' order
+_caller_serials = itertools.count()
+
+
 def new_request_id() -> str:
-    return secrets.token_hex(16)
+    return random_hex(32)
 
 
 def shown(value: str, limit: int = 80) -> str:
@@ -105,6 +112,11 @@ class CameraSession:
         self._loop = asyncio.get_running_loop()
         self._polls: set[HeldPoll] = set()
         self._queue: dict[Caller, None] = {}
+        #: the queued callers' pick-up deadlines, earliest first (entries of callers no
+        #: longer queued are skipped when reached); one timer for all, at the earliest
+        self._deadlines: list[tuple[float, int, Caller]] = []
+        self._pickup_timer: asyncio.TimerHandle | None = None
+        self._pickup_at = 0.0
         self._in_flight: dict[str, PendingCommand] = {}
         #: request ids accepted recently (to recognise a repeat), with the loop time of each
         self._accepted: OrderedDict[str, float] = OrderedDict()
@@ -288,15 +300,13 @@ class CameraSession:
         caller = Caller(time_range, self._loop.create_future(), ref)
         self._queue[caller] = None
         wait = self._config.connect_timeout_seconds if pickup_within is None else pickup_within
-        caller.timer = self._loop.call_later(max(wait, 0.0), self._end_wait_for_pickup, caller)
+        self._await_pickup(caller, self._loop.time() + max(wait, 0.0))
         self._dispatch()
         return caller
 
     def forget(self, caller: Caller) -> None:
         """Called once the caller's request ends, however it ended."""
-        if caller.timer is not None:
-            caller.timer.cancel()
-            caller.timer = None
+        caller.deadline = None
         if caller in self._queue:
             del self._queue[caller]
             return
@@ -336,6 +346,7 @@ class CameraSession:
         now = self._loop.time()
         queued = self._export_callers(self._queue, now)
         self._queue.clear()
+        self._clear_pickups()
         in_flight: list[InFlightWork] = []
         for pending in self._in_flight.values():
             due = now if pending.timer is None else pending.timer.when()
@@ -363,10 +374,8 @@ class CameraSession:
     def _export_callers(self, callers: dict[Caller, None], now: float) -> tuple[QueuedWork, ...]:
         exported: list[QueuedWork] = []
         for caller in callers:
-            due = now if caller.timer is None else caller.timer.when()
-            if caller.timer is not None:
-                caller.timer.cancel()
-                caller.timer = None
+            due = now if caller.deadline is None else caller.deadline
+            caller.deadline = None
             caller.command = None
             if caller.ref is not None:
                 exported.append(QueuedWork(caller.ref, caller.time_range, max(due - now, 0.0)))
@@ -386,11 +395,10 @@ class CameraSession:
             raise ShuttingDown("the server is shutting down; retry in a few seconds")
         created: list[Caller] = []
         queue: dict[Caller, None] = {}
+        now = self._loop.time()
         for item in work.queued:
             caller = Caller(item.time_range, self._loop.create_future(), item.ref)
-            caller.timer = self._loop.call_later(
-                item.pickup_within, self._end_wait_for_pickup, caller
-            )
+            self._await_pickup(caller, now + max(item.pickup_within, 0.0))
             queue[caller] = None
             created.append(caller)
         queue.update(self._queue)
@@ -432,15 +440,14 @@ class CameraSession:
         self._polls.clear()
         callers = list(self._queue)
         self._queue.clear()
+        self._clear_pickups()
         for pending in self._in_flight.values():
             if pending.timer is not None:
                 pending.timer.cancel()
             callers.extend(pending.callers)
         self._in_flight.clear()
         for caller in callers:
-            if caller.timer is not None:
-                caller.timer.cancel()
-                caller.timer = None
+            caller.deadline = None
             if not caller.future.done():
                 caller.future.set_exception(
                     ShuttingDown("the server is shutting down; retry in a few seconds")
@@ -497,12 +504,11 @@ class CameraSession:
         if not self._queue:
             return
         callers, self._queue = self._queue, {}
+        self._clear_pickups()
         command = Command(new_request_id(), TimeRange.union(c.time_range for c in callers))
         pending = PendingCommand(command, callers)
         for caller in callers:
-            if caller.timer is not None:
-                caller.timer.cancel()
-                caller.timer = None
+            caller.deadline = None
             caller.command = pending
         self._in_flight[command.request_id] = pending
         self._deliver(poll, pending, redelivery=False)
@@ -548,10 +554,41 @@ class CameraSession:
         if not poll.future.done():
             poll.future.set_result(None)
 
+    def _await_pickup(self, caller: Caller, deadline: float) -> None:
+        """The caller gets ``CameraOffline`` at ``deadline`` unless a poll takes it first."""
+        caller.deadline = deadline
+        heapq.heappush(self._deadlines, (deadline, next(_caller_serials), caller))
+        if self._pickup_timer is None or deadline < self._pickup_at:
+            self._arm_pickup_timer(deadline)
+
+    def _arm_pickup_timer(self, when: float) -> None:
+        if self._pickup_timer is not None:
+            self._pickup_timer.cancel()
+        self._pickup_at = when
+        self._pickup_timer = self._loop.call_at(when, self._end_waits_for_pickup)
+
+    def _clear_pickups(self) -> None:
+        """No caller is queued any more: nobody's deadline is watched."""
+        self._deadlines.clear()
+        if self._pickup_timer is not None:
+            self._pickup_timer.cancel()
+            self._pickup_timer = None
+
+    def _end_waits_for_pickup(self) -> None:
+        """Every queued caller whose deadline came gets ``CameraOffline``."""
+        self._pickup_timer = None
+        # The timer may run a clock tick early: what it was set for is due.
+        now = max(self._loop.time(), self._pickup_at)
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            deadline, _, caller = heapq.heappop(deadlines)
+            if caller.deadline == deadline and caller in self._queue:
+                self._end_wait_for_pickup(caller)
+        if deadlines:
+            self._arm_pickup_timer(deadlines[0][0])
+
     def _end_wait_for_pickup(self, caller: Caller) -> None:
-        caller.timer = None
-        if caller not in self._queue:
-            return
+        caller.deadline = None
         del self._queue[caller]
         if not caller.future.done():
             caller.future.set_exception(
