@@ -8,11 +8,13 @@ moment work arrives, or a result racing a timeout, has one well-defined end.
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import itertools
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Concatenate, ParamSpec, TypeVar
 
 from .config import RelayConfig
 from .errors import (
@@ -29,6 +31,7 @@ from .ids import random_hex
 from .logresult import LogResult
 from .observer import RelayObserver, ResultOutcome
 from .records import CameraStatus, Command, Receipt
+from .tally import FleetTally
 from .timerange import TimeRange
 
 
@@ -82,6 +85,25 @@ class PendingCommand:
         self.timer: asyncio.TimerHandle | None = None
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _syncs(
+    method: Callable[Concatenate[CameraSession, P], R],
+) -> Callable[Concatenate[CameraSession, P], R]:
+    """The session reports its numbers to the registry's totals after ``method``."""
+
+    @functools.wraps(method)
+    def synced(self: CameraSession, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._sync()
+
+    return synced
+
+
 #: ties between equal deadlines keep the callers' order
 _caller_serials = itertools.count()
 
@@ -104,12 +126,19 @@ class CameraSession:
         config: RelayConfig,
         observer: RelayObserver,
         wall_clock: Callable[[], float] = time.time,
+        tally: FleetTally | None = None,
     ) -> None:
         self.camera_id = camera_id
         self._config = config
         self._observer = observer
         self._wall_clock = wall_clock
         self._loop = asyncio.get_running_loop()
+        #: the registry's totals this session reports its numbers to (see ``_sync``)
+        self._tally = tally or FleetTally(config.connect_timeout_seconds, self._loop.time)
+        self._counted_polling = False
+        self._counted_waiting = 0
+        self._counted_in_flight = 0
+        self._counted_active = False
         self._polls: set[HeldPoll] = set()
         self._queue: dict[Caller, None] = {}
         #: the queued callers' pick-up deadlines, earliest first (entries of callers no
@@ -131,6 +160,7 @@ class CameraSession:
 
     # ---------------------------------------------------------------- camera side
 
+    @_syncs
     def open_poll(self) -> HeldPoll:
         """Register a poll; it is answered at once if work is waiting, else held."""
         if self._closed:
@@ -156,6 +186,7 @@ class CameraSession:
             poll.timer = self._loop.call_later(self._config.poll_hold_seconds, self._end_hold, poll)
         return poll
 
+    @_syncs
     def close_poll(self, poll: HeldPoll) -> None:
         """Called once the poll's request ends, however it ended."""
         self._polls.discard(poll)
@@ -205,6 +236,7 @@ class CameraSession:
         """Another upload stays within ``upload_limit``."""
         return self._uploads < self.upload_limit
 
+    @_syncs
     def upload_started(self) -> int:
         """A ``/send_logs`` body is being read: the camera counts as seen until it ends.
 
@@ -214,6 +246,7 @@ class CameraSession:
         self._mark_seen()
         return self._deliveries_made
 
+    @_syncs
     def upload_ended(self) -> None:
         self._uploads -= 1
         self._mark_seen()
@@ -241,6 +274,7 @@ class CameraSession:
         )
         pending.timer = self._loop.call_later(wait, self._end_wait_for_redelivery, pending)
 
+    @_syncs
     def submit_result(self, request_id: str | None, result: LogResult) -> Receipt:
         """Hand a posted result to the callers of the command it answers (a hold each)."""
         if self._closed:
@@ -280,6 +314,7 @@ class CameraSession:
 
     # ------------------------------------------------------------------ user side
 
+    @_syncs
     def enqueue(
         self, time_range: TimeRange, *, ref: str | None = None, pickup_within: float | None = None
     ) -> Caller:
@@ -304,6 +339,7 @@ class CameraSession:
         self._dispatch()
         return caller
 
+    @_syncs
     def forget(self, caller: Caller) -> None:
         """Called once the caller's request ends, however it ended."""
         caller.deadline = None
@@ -321,6 +357,7 @@ class CameraSession:
 
     # ------------------------------------------------------------------ handover
 
+    @_syncs
     def export_work(self, *, superseded: bool) -> SessionWork:
         """Take the work out of this session, for another owner to ``import_work`` it.
 
@@ -385,6 +422,7 @@ class CameraSession:
                 )
         return tuple(exported)
 
+    @_syncs
     def import_work(self, work: SessionWork) -> list[Caller]:
         """Install work exported elsewhere; returns the callers created for it.
 
@@ -425,11 +463,13 @@ class CameraSession:
         ):
             self._last_seen_wall = work.last_seen
             self._last_seen_at = self._loop.time() - max(self._wall_clock() - work.last_seen, 0.0)
+            self._tally.seen(self, in_order=False)
         self._dispatch()
         return created
 
     # ------------------------------------------------------------------ lifecycle
 
+    @_syncs
     def close(self) -> None:
         """Answer everyone: held polls get noop, callers get ShuttingDown."""
         self._closed = True
@@ -490,6 +530,48 @@ class CameraSession:
             len(self._in_flight),
         )
 
+    @property
+    def last_seen_at(self) -> float | None:
+        """Loop time of the last request seen from the camera."""
+        return self._last_seen_at
+
+    def leave_tally(self) -> None:
+        """This session leaves the registry: its numbers come off the totals."""
+        self._sync(polling=False, waiting=0, in_flight=0, active=False)
+        self._tally.forget(self)
+        self._tally = FleetTally(self._config.connect_timeout_seconds, self._loop.time)
+
+    def _sync(
+        self,
+        *,
+        polling: bool | None = None,
+        waiting: int | None = None,
+        in_flight: int | None = None,
+        active: bool | None = None,
+    ) -> None:
+        """Report this session's numbers that changed to the registry's totals."""
+        tally = self._tally
+        if polling is None:
+            polling = bool(self._polls)
+        if polling is not self._counted_polling:
+            tally.polls += 1 if polling else -1
+            self._counted_polling = polling
+        if waiting is None:
+            waiting = len(self._queue)
+        if waiting != self._counted_waiting:
+            tally.waiting += waiting - self._counted_waiting
+            self._counted_waiting = waiting
+        if in_flight is None:
+            in_flight = len(self._in_flight)
+        if in_flight != self._counted_in_flight:
+            tally.in_flight += in_flight - self._counted_in_flight
+            self._counted_in_flight = in_flight
+        if active is None:
+            active = polling or self._uploads > 0
+        if active is not self._counted_active:
+            tally.set_active(self, active)
+            self._counted_active = active
+
     # ------------------------------------------------------------------ internals
 
     def _dispatch(self) -> None:
@@ -546,6 +628,7 @@ class CameraSession:
             pending.timer.cancel()
             pending.timer = None
 
+    @_syncs
     def _end_hold(self, poll: HeldPoll) -> None:
         poll.timer = None
         if poll in self._polls:
@@ -574,6 +657,7 @@ class CameraSession:
             self._pickup_timer.cancel()
             self._pickup_timer = None
 
+    @_syncs
     def _end_waits_for_pickup(self) -> None:
         """Every queued caller whose deadline came gets ``CameraOffline``."""
         self._pickup_timer = None
@@ -618,6 +702,7 @@ class CameraSession:
             ),
         )
 
+    @_syncs
     def _fail_pending(self, pending: PendingCommand, error: Callable[[], RelayError]) -> None:
         """A pending command's timer ran out: its callers get ``error()``, it is dropped."""
         pending.timer = None
@@ -646,6 +731,7 @@ class CameraSession:
     def _mark_seen(self) -> None:
         self._last_seen_at = self._loop.time()
         self._last_seen_wall = self._wall_clock()
+        self._tally.seen(self)
 
     def _seconds_since_seen(self) -> float:
         if self._last_seen_at is None:
