@@ -233,15 +233,22 @@ async def _read_events(camera: BenchCamera) -> None:
 
 @contextlib.asynccontextmanager
 async def log_camera(
-    ctx: Context, server: RelayServer, entries: int, camera_id: str = "bench"
+    ctx: Context,
+    server: RelayServer,
+    entries: int,
+    camera_id: str = "bench",
+    *,
+    spaced: bool = False,
 ) -> AsyncIterator[BenchCamera]:
-    """A bench camera serving ``entries`` deterministic entries, polling once we return."""
+    """A bench camera serving ``entries`` deterministic entries, polling once we return;
+    ``spaced``: its bodies as ``json.dumps`` writes them by default (``", "``)."""
     argv = python(
         "-m",
         "bench.logcam",
         f"--base-url={server.url}",
         f"--camera-id={camera_id}",
         f"--entries={entries}",
+        *(["--spaced"] if spaced else []),
     )
     child = await spawn(
         f"logcam-{camera_id}", argv, child_env({}), ctx.workdir, capture_stdout=True

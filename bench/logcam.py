@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import bisect
 import contextlib
+import json
 import signal
 import sys
 from collections.abc import Sequence
@@ -52,12 +53,17 @@ async def flush_forever() -> None:
 class LogCamera:
     """One camera id polling ``base_url`` and answering from ``entries`` (timestamp order)."""
 
-    def __init__(self, base_url: str, camera_id: str, entries: list[Entry]) -> None:
+    def __init__(
+        self, base_url: str, camera_id: str, entries: list[Entry], *, spaced: bool = False
+    ) -> None:
         # Built once: yarl URLs with the query, so no request re-encodes it.
         self._poll_url = URL(f"{base_url}/poll_for_command").with_query(cameraId=camera_id)
         self._send_url = URL(f"{base_url}/send_logs").with_query(cameraId=camera_id)
         self._entries = entries
         self._timestamps = [float(entry["timestamp"]) for entry in entries]
+        #: the body as the standard library writes it by default (``", "`` and ``": "``),
+        #: as the exercise's original camera sends it; else compact (orjson)
+        self._spaced = spaced
 
     def select(self, start: float, end: float) -> Sequence[Entry]:
         low = bisect.bisect_left(self._timestamps, start)
@@ -89,7 +95,8 @@ class LogCamera:
             return 0.0
         request_id = command["requestId"]
         logs = self.select(float(command["startTimestamp"]), float(command["endTimestamp"]))
-        data = orjson.dumps({"requestId": request_id, "logs": list(logs)})
+        document = {"requestId": request_id, "logs": list(logs)}
+        data = json.dumps(document).encode() if self._spaced else orjson.dumps(document)
         async with session.post(
             self._send_url,
             data=data,
@@ -109,8 +116,10 @@ class LogCamera:
         return 0.0
 
 
-async def serve(base_url: str, camera_id: str, entries: list[Entry]) -> None:
-    camera = LogCamera(base_url, camera_id, entries)
+async def serve(
+    base_url: str, camera_id: str, entries: list[Entry], *, spaced: bool = False
+) -> None:
+    camera = LogCamera(base_url, camera_id, entries, spaced=spaced)
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
@@ -130,9 +139,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--camera-id", default="bench")
     parser.add_argument("--entries", type=int, default=100, help="log entries to serve")
     parser.add_argument("--description-chars", type=int, default=DESCRIPTION_CHARS)
+    parser.add_argument(
+        "--spaced",
+        action="store_true",
+        help="write bodies as json.dumps does by default (', ' and ': '), not compact",
+    )
     args = parser.parse_args(argv)
     entries = make_log(args.entries, args.description_chars)
-    asyncio.run(serve(args.base_url, args.camera_id, entries))
+    asyncio.run(serve(args.base_url, args.camera_id, entries, spaced=args.spaced))
     return 0
 
 

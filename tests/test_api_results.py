@@ -140,9 +140,10 @@ async def test_entries_reach_the_user_byte_for_byte(make_live_server: MakeLiveSe
         assert await post_result(http, server, body) == 200
         status, answer = await caller
     assert status == 200
+    # A run of consecutive entries is sent as the camera wrote it, whitespace included.
     assert answer == (
         b'{"cameraId":"default","startTimestamp":null,"endTimestamp":null,"count":3,"logs":['
-        + b",".join(entries)
+        + b" ,\n  ".join(entries)
         + b"]}"
     )
     assert server.relay.budget.in_use == 0

@@ -430,3 +430,74 @@ def test_request_id_limit_counts_the_bytes_as_sent(
         assert reference(body) is None
         return
     assert scanned.request_id == request_id
+
+
+_TEMPLATES = (
+    b'{"timestamp": %d}',
+    b'{ "description" : "a, b ]" , "timestamp":%d }',
+    b'{"timestamp":%d,"k":[1.50, -0, {"z": null}]}',
+)
+_GAPS = st.sampled_from([b"", b" ", b"\n  ", b"\t", b"\r\n", b"  \n"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    parts=st.lists(
+        st.tuples(
+            st.integers(min_value=-5, max_value=5), st.sampled_from(_TEMPLATES), _GAPS, _GAPS
+        ),
+        max_size=10,
+    ),
+    edges=st.tuples(_GAPS, _GAPS),
+    low=st.none() | st.integers(min_value=-6, max_value=6),
+    high=st.none() | st.integers(min_value=-6, max_value=6),
+    chunk_bytes=st.sampled_from([1, 7, 64 * 1024]),
+)
+def test_non_compact_entries_come_back_byte_for_byte(
+    parts: list[tuple[int, bytes, bytes, bytes]],
+    edges: tuple[bytes, bytes],
+    low: int | None,
+    high: int | None,
+    chunk_bytes: int,
+) -> None:
+    """Whatever whitespace the camera put between entries: each selected entry comes
+    back as its own bytes, a run of consecutive ones as the camera's bytes between
+    them, runs joined by a comma, in the camera's order; whole or in pieces alike."""
+    if low is not None and high is not None and low > high:
+        low, high = high, low
+    body = bytearray(b'{"logs": [' + edges[0])
+    spans: list[tuple[int, int]] = []
+    for index, (stamp, template, before, after) in enumerate(parts):
+        if index:
+            body += before + b"," + after
+        entry = template % stamp
+        spans.append((len(body), len(body) + len(entry)))
+        body += entry
+    body += edges[1] + b"]}"
+    inside = [
+        (low is None or low <= stamp) and (high is None or stamp <= high) for stamp, *_ in parts
+    ]
+    runs: list[bytes] = []
+    for index, selected in enumerate(inside):
+        if not selected:
+            continue
+        if index and inside[index - 1]:  # the run goes on: the camera's bytes up to here
+            runs[-1] += bytes(body[spans[index - 1][1] : spans[index][1]])
+        else:
+            runs.append(bytes(body[spans[index][0] : spans[index][1]]))
+    expected = b"[" + b",".join(runs) + b"]"
+    result: LogResult = scan(bytes(body), []).result
+    selection = result.select(TimeRange(low, high))
+    assert selection.count == sum(inside)
+    assert selection.size(b"[", b"]") == len(expected)
+    assert b"".join(selection.chunks(b"[", b"]", chunk_bytes=chunk_bytes)) == expected
+    assert selection.render(b"[", b"]") == expected
+    assert selection.render(b"[", b"]") == expected  # the second time from the shared copy
+    assert orjson.loads(expected) == [
+        orjson.loads(body[start:end])
+        for (start, end), keep in zip(spans, inside, strict=True)
+        if keep
+    ]
+    selection.release()
+    result.release()
+    assert result.released

@@ -28,6 +28,7 @@ from bench.scenarios import (
     idle,
     latency,
     soak,
+    throughput,
 )
 
 __all__ = ["SCENARIOS"]
@@ -36,6 +37,7 @@ SCENARIOS: Final[dict[str, Scenario[Any]]] = {
     scenario.name: scenario
     for scenario in (
         latency.SCENARIO,
+        throughput.SCENARIO,
         burst.SCENARIO,
         fleet.SCENARIO,
         console.SCENARIO,

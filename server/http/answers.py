@@ -42,7 +42,7 @@ async def stream_logs(
     head = answer_head(camera_id, time_range, selection.count)
     size = selection.size(head, TAIL)
     if size <= CHUNK_BYTES:
-        body = b"".join(selection.chunks(head, TAIL))
+        body = selection.render(head, TAIL)
         return web.Response(body=body, content_type="application/json", headers=headers)
     response = web.StreamResponse(
         headers={

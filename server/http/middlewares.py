@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import secrets
 import time
 
 from aiohttp import web
@@ -13,6 +12,7 @@ from aiohttp.typedefs import Handler
 
 from ..observe.logging_setup import REQUEST_ID
 from ..relay import RelayError
+from ..relay.ids import random_hex
 from ..state import get_metrics
 from .error_map import problem_for
 from .problems import ProblemError, problem_response
@@ -27,7 +27,7 @@ LOGS_ROUTE = "logs"
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Tag the request's log lines and response with a request id (the client's, if sane)."""
     given = request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = given if REQUEST_ID_PATTERN.fullmatch(given) else secrets.token_hex(8)
+    request_id = given if REQUEST_ID_PATTERN.fullmatch(given) else random_hex(16)
     token = REQUEST_ID.set(request_id)
     try:
         response = await handler(request)

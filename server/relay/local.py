@@ -27,6 +27,7 @@ from .observer import RelayObserver, ResultOutcome
 from .records import CameraStatus, Command, Receipt
 from .service import RelayService, RelayStats
 from .session import Caller, CameraSession
+from .tally import FleetTally
 from .timerange import TimeRange
 from .upload import ResultUpload, lose_upload
 
@@ -57,6 +58,10 @@ class Relay(RelayService):
         self._sorted_ids: list[str] | None = None
         self._closed = False
         self.budget = ResultBudget(config.max_result_bytes_in_flight)
+        #: ``fetch_logs`` callers with the loop time past which they get ``CameraTimeout``
+        self._watched: dict[Caller, tuple[float, str]] = {}
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._tally: FleetTally | None = None
 
     @property
     def closed(self) -> bool:
@@ -108,9 +113,7 @@ class Relay(RelayService):
         if session is None:
             if len(self._sessions) >= self.config.max_cameras:
                 await self._refuse(camera_id)
-            session = CameraSession(camera_id, self.config, self._observer, self._wall_clock)
-            self._sessions[camera_id] = session
-            self._sorted_ids = None
+            session = self._new_session(camera_id)
         poll = session.open_poll()
         try:
             return await poll.future
@@ -125,6 +128,17 @@ class Relay(RelayService):
             raise
         finally:
             session.close_poll(poll)
+
+    def _new_session(self, camera_id: str) -> CameraSession:
+        if self._tally is None:  # made here: it reads the running loop's clock
+            loop = asyncio.get_running_loop()
+            self._tally = FleetTally(self.config.connect_timeout_seconds, loop.time)
+        session = CameraSession(
+            camera_id, self.config, self._observer, self._wall_clock, self._tally
+        )
+        self._sessions[camera_id] = session
+        self._sorted_ids = None
+        return session
 
     async def _refuse(self, camera_id: str) -> NoReturn:
         """A new id past ``max_cameras``: refused, after a delay (a camera retries at once)."""
@@ -150,13 +164,12 @@ class Relay(RelayService):
             raise CameraUnknown.of(camera_id)
         caller = session.enqueue(time_range)
         result: LogResult | None = None
+        # The session's timers end every wait; this ceiling only guards against a bug.
+        self._watch(caller, camera_id)
         try:
-            # The session's timers end every wait; this ceiling only guards against a bug.
-            async with asyncio.timeout(self.config.longest_logs_wait):
-                result = await caller.future
-        except TimeoutError:
-            raise CameraTimeout(f"camera {camera_id!r} sent no result in time") from None
+            result = await caller.future
         finally:
+            self._watched.pop(caller, None)
             session.forget(caller)
             future = caller.future
             came = future.done() and not future.cancelled() and future.exception() is None
@@ -167,6 +180,32 @@ class Relay(RelayService):
             return result.select(time_range)
         finally:
             result.release()
+
+    def _watch(self, caller: Caller, camera_id: str) -> None:
+        """``CameraTimeout`` for ``caller`` past ``config.longest_logs_wait``, should no
+        session timer end its wait (a bug). One timer for every caller: the ceiling is the
+        same for all, so the callers' deadlines come in the order they arrived."""
+        deadline = asyncio.get_running_loop().time() + self.config.longest_logs_wait
+        self._watched[caller] = (deadline, camera_id)
+        if self._watchdog is None:
+            self._watchdog = asyncio.get_running_loop().call_at(deadline, self._end_overdue)
+
+    def _end_overdue(self) -> None:
+        self._watchdog = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        watched = self._watched
+        while watched:
+            caller = next(iter(watched))
+            deadline, camera_id = watched[caller]
+            if deadline > now:
+                self._watchdog = loop.call_at(deadline, self._end_overdue)
+                return
+            del watched[caller]
+            if not caller.future.done():
+                caller.future.set_exception(
+                    CameraTimeout(f"camera {camera_id!r} sent no result in time")
+                )
 
     @contextlib.asynccontextmanager
     async def receive_result(
@@ -231,7 +270,9 @@ class Relay(RelayService):
         if session is None:
             return None
         self._sorted_ids = None
-        return session.export_work(superseded=superseded)
+        work = session.export_work(superseded=superseded)
+        session.leave_tally()
+        return work
 
     def take_over(self, camera_id: str, work: SessionWork) -> list[Caller]:
         """Install work handed over from elsewhere; returns the callers created for it."""
@@ -239,9 +280,7 @@ class Relay(RelayService):
             raise ShuttingDown("the server is shutting down; retry in a few seconds")
         session = self._sessions.get(camera_id)
         if session is None:
-            session = CameraSession(camera_id, self.config, self._observer, self._wall_clock)
-            self._sessions[camera_id] = session
-            self._sorted_ids = None
+            session = self._new_session(camera_id)
         return session.import_work(work)
 
     async def list_cameras(
@@ -300,6 +339,22 @@ class Relay(RelayService):
         return self._sessions.get(camera_id)
 
     def stats(self) -> RelayStats:
+        """Fleet totals in O(1) (amortised): kept as the sessions change (``FleetTally``)."""
+        tally = self._tally
+        if tally is None:
+            return RelayStats(0, 0, 0, 0, 0, self.budget.in_use, self.budget.waiting)
+        return RelayStats(
+            len(self._sessions),
+            tally.online(),
+            tally.polls,
+            tally.waiting,
+            tally.in_flight,
+            self.budget.in_use,
+            self.budget.waiting,
+        )
+
+    def walked_stats(self) -> RelayStats:
+        """``stats`` counted by walking every session (O(fleet)): for tests to compare."""
         online = polls = waiting = in_flight = 0
         for session in self._sessions.values():
             status = session.status()
@@ -352,6 +407,7 @@ class Relay(RelayService):
             retention = answered_retention if session.has_answered() else unanswered_retention
             if session.seconds_since_seen() > retention:
                 del sessions[camera_id]
+                session.leave_tally()
                 forgotten += 1
         if forgotten:
             self._sorted_ids = None

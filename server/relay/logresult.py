@@ -10,7 +10,6 @@ from __future__ import annotations
 import bisect
 import math
 import mmap
-import operator
 from array import array
 from collections.abc import Callable, Iterator
 
@@ -18,6 +17,10 @@ from .timerange import TimeRange
 
 #: what one write of an answer carries at most
 CHUNK_BYTES = 64 * 1024
+#: distinct answers (head and range) of a result kept rendered, each at most CHUNK_BYTES
+RENDERED_KEPT = 16
+#: a piece size no answer rendered whole reaches
+_NO_CUT = 2**63
 
 Run = tuple[int, int]
 
@@ -34,11 +37,11 @@ class LogResult:
 
     __slots__ = (
         "_body",
-        "_compact",
         "_ends",
         "_exact",
         "_holds",
         "_on_release",
+        "_rendered",
         "_starts",
         "_timestamps",
         "ordered",
@@ -62,8 +65,8 @@ class LogResult:
         self._exact = exact
         #: timestamps are non-decreasing in the camera's order: ranges slice by bisection
         self.ordered = ordered
-        #: every entry is followed by a bare comma: a range of entries is one slice
-        self._compact = set(map(operator.sub, starts[1:], ends[:-1])) <= {1}
+        #: small answers rendered whole, by head, tail and runs (see ``_render``)
+        self._rendered: dict[tuple[object, ...], bytes] = {}
         self._holds = 1
         self._on_release = on_release
 
@@ -88,6 +91,7 @@ class LogResult:
         self._holds -= 1
         if self._holds == 0:
             self._body = b""
+            self._rendered.clear()
             on_release, self._on_release = self._on_release, None
             if on_release is not None:
                 on_release()
@@ -144,41 +148,28 @@ class LogResult:
     # ------------------------------------------------------------------ bytes out
 
     def _joined_size(self, runs: list[Run]) -> int:
-        """The length of the selected entries joined by commas."""
-        starts, ends = self._starts, self._ends
-        if self._compact:
-            spans = sum(ends[last - 1] - starts[first] for first, last in runs)
-            return spans + max(len(runs) - 1, 0)
-        total = sum(sum(ends[first:last]) - sum(starts[first:last]) for first, last in runs)
-        return total + max(sum(last - first for first, last in runs) - 1, 0)
+        """The length of the selected runs joined by commas.
 
-    def _spans(self, runs: list[Run], chunk_bytes: int) -> Iterator[Run]:
-        """Byte ranges of the body that, joined by commas, are the selected entries."""
+        A run of consecutive entries is one byte range of the body, whatever
+        whitespace the camera put between them (JSON allows any): it is sent as
+        the camera wrote it, so only the commas between runs are added.
+        """
         starts, ends = self._starts, self._ends
-        if self._compact:  # entries apart by a bare comma: a run is one range
-            for first, last in runs:
-                yield starts[first], ends[last - 1]
-            return
-        for first, last in runs:
-            index = first
-            while index < last:
-                start, end = starts[index], ends[index]
-                index += 1
-                while index < last and starts[index] == end + 1 and end - start < chunk_bytes:
-                    end = ends[index]
-                    index += 1
-                yield start, end
+        spans = sum(ends[last - 1] - starts[first] for first, last in runs)
+        return spans + max(len(runs) - 1, 0)
 
     def _chunks(
         self, runs: list[Run], head: bytes, tail: bytes, chunk_bytes: int
     ) -> Iterator[bytes]:
-        """``head``, the selected entries' bytes joined by commas, ``tail``: in pieces of
+        """``head``, the selected runs' bytes joined by commas, ``tail``: in pieces of
         about ``chunk_bytes`` (a small answer is one piece)."""
         body = memoryview(self._body)
+        starts, ends = self._starts, self._ends
         pieces: list[bytes | memoryview] = [head]
         size = len(head)
         separator = b""
-        for start, end in self._spans(runs, chunk_bytes):
+        for first, last in runs:
+            start, end = starts[first], ends[last - 1]
             pieces.append(separator)
             separator = b","
             while size + end - start >= chunk_bytes:
@@ -190,6 +181,17 @@ class LogResult:
             size += end - start + 1
         pieces.append(tail)
         yield b"".join(pieces)
+
+    def _render(self, runs: list[Run], head: bytes, tail: bytes) -> bytes:
+        """The whole answer in one piece, rendered once for every caller that asks
+        the same (callers of one command mostly ask the same range)."""
+        key = (head, tail, *runs)
+        rendered = self._rendered.get(key)
+        if rendered is None:
+            rendered = b"".join(self._chunks(runs, head, tail, _NO_CUT))
+            if len(self._rendered) < RENDERED_KEPT:
+                self._rendered[key] = rendered
+        return rendered
 
 
 class LogSelection:
@@ -210,6 +212,14 @@ class LogSelection:
     def size(self, head: bytes, tail: bytes) -> int:
         """The length of ``head + entries joined by commas + tail``."""
         return len(head) + self.result._joined_size(self._runs) + len(tail)
+
+    def render(self, head: bytes, tail: bytes) -> bytes:
+        """``head``, the entries' own bytes joined by commas, ``tail``, whole: for an
+        answer of at most ``CHUNK_BYTES`` (``size``); shared by the callers of one
+        result that ask the same range."""
+        if self._released:
+            raise RuntimeError("the selection was already released")
+        return self.result._render(self._runs, head, tail)
 
     def chunks(self, head: bytes, tail: bytes, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
         """``head``, the entries' own bytes joined by commas, ``tail``: in bounded pieces."""

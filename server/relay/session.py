@@ -8,10 +8,13 @@ moment work arrives, or a result racing a timeout, has one well-defined end.
 from __future__ import annotations
 
 import asyncio
-import secrets
+import functools
+import heapq
+import itertools
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Concatenate, ParamSpec, TypeVar
 
 from .config import RelayConfig
 from .errors import (
@@ -24,9 +27,11 @@ from .errors import (
     UnknownRequest,
 )
 from .handover import InFlightWork, QueuedWork, SessionWork
+from .ids import random_hex
 from .logresult import LogResult
 from .observer import RelayObserver, ResultOutcome
 from .records import CameraStatus, Command, Receipt
+from .tally import FleetTally
 from .timerange import TimeRange
 
 
@@ -48,7 +53,7 @@ class Caller:
     ``ref`` names a caller whose owner resolves it elsewhere (see ``handover``).
     """
 
-    __slots__ = ("command", "future", "ref", "time_range", "timer")
+    __slots__ = ("command", "deadline", "future", "ref", "time_range")
 
     def __init__(
         self,
@@ -59,7 +64,8 @@ class Caller:
         self.time_range = time_range
         self.future = future
         self.ref = ref
-        self.timer: asyncio.TimerHandle | None = None
+        #: while queued: the loop time by which a poll must pick its work up
+        self.deadline: float | None = None
         self.command: PendingCommand | None = None
 
 
@@ -79,8 +85,31 @@ class PendingCommand:
         self.timer: asyncio.TimerHandle | None = None
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _syncs(
+    method: Callable[Concatenate[CameraSession, P], R],
+) -> Callable[Concatenate[CameraSession, P], R]:
+    """The session reports its numbers to the registry's totals after ``method``."""
+
+    @functools.wraps(method)
+    def synced(self: CameraSession, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._sync()
+
+    return synced
+
+
+#: ties between equal deadlines keep the callers' order
+_caller_serials = itertools.count()
+
+
 def new_request_id() -> str:
-    return secrets.token_hex(16)
+    return random_hex(32)
 
 
 def shown(value: str, limit: int = 80) -> str:
@@ -97,14 +126,26 @@ class CameraSession:
         config: RelayConfig,
         observer: RelayObserver,
         wall_clock: Callable[[], float] = time.time,
+        tally: FleetTally | None = None,
     ) -> None:
         self.camera_id = camera_id
         self._config = config
         self._observer = observer
         self._wall_clock = wall_clock
         self._loop = asyncio.get_running_loop()
+        #: the registry's totals this session reports its numbers to (see ``_sync``)
+        self._tally = tally or FleetTally(config.connect_timeout_seconds, self._loop.time)
+        self._counted_polling = False
+        self._counted_waiting = 0
+        self._counted_in_flight = 0
+        self._counted_active = False
         self._polls: set[HeldPoll] = set()
         self._queue: dict[Caller, None] = {}
+        #: the queued callers' pick-up deadlines, earliest first (entries of callers no
+        #: longer queued are skipped when reached); one timer for all, at the earliest
+        self._deadlines: list[tuple[float, int, Caller]] = []
+        self._pickup_timer: asyncio.TimerHandle | None = None
+        self._pickup_at = 0.0
         self._in_flight: dict[str, PendingCommand] = {}
         #: request ids accepted recently (to recognise a repeat), with the loop time of each
         self._accepted: OrderedDict[str, float] = OrderedDict()
@@ -119,6 +160,7 @@ class CameraSession:
 
     # ---------------------------------------------------------------- camera side
 
+    @_syncs
     def open_poll(self) -> HeldPoll:
         """Register a poll; it is answered at once if work is waiting, else held."""
         if self._closed:
@@ -144,6 +186,7 @@ class CameraSession:
             poll.timer = self._loop.call_later(self._config.poll_hold_seconds, self._end_hold, poll)
         return poll
 
+    @_syncs
     def close_poll(self, poll: HeldPoll) -> None:
         """Called once the poll's request ends, however it ended."""
         self._polls.discard(poll)
@@ -193,6 +236,7 @@ class CameraSession:
         """Another upload stays within ``upload_limit``."""
         return self._uploads < self.upload_limit
 
+    @_syncs
     def upload_started(self) -> int:
         """A ``/send_logs`` body is being read: the camera counts as seen until it ends.
 
@@ -202,6 +246,7 @@ class CameraSession:
         self._mark_seen()
         return self._deliveries_made
 
+    @_syncs
     def upload_ended(self) -> None:
         self._uploads -= 1
         self._mark_seen()
@@ -229,6 +274,7 @@ class CameraSession:
         )
         pending.timer = self._loop.call_later(wait, self._end_wait_for_redelivery, pending)
 
+    @_syncs
     def submit_result(self, request_id: str | None, result: LogResult) -> Receipt:
         """Hand a posted result to the callers of the command it answers (a hold each)."""
         if self._closed:
@@ -268,6 +314,7 @@ class CameraSession:
 
     # ------------------------------------------------------------------ user side
 
+    @_syncs
     def enqueue(
         self, time_range: TimeRange, *, ref: str | None = None, pickup_within: float | None = None
     ) -> Caller:
@@ -288,15 +335,14 @@ class CameraSession:
         caller = Caller(time_range, self._loop.create_future(), ref)
         self._queue[caller] = None
         wait = self._config.connect_timeout_seconds if pickup_within is None else pickup_within
-        caller.timer = self._loop.call_later(max(wait, 0.0), self._end_wait_for_pickup, caller)
+        self._await_pickup(caller, self._loop.time() + max(wait, 0.0))
         self._dispatch()
         return caller
 
+    @_syncs
     def forget(self, caller: Caller) -> None:
         """Called once the caller's request ends, however it ended."""
-        if caller.timer is not None:
-            caller.timer.cancel()
-            caller.timer = None
+        caller.deadline = None
         if caller in self._queue:
             del self._queue[caller]
             return
@@ -311,6 +357,7 @@ class CameraSession:
 
     # ------------------------------------------------------------------ handover
 
+    @_syncs
     def export_work(self, *, superseded: bool) -> SessionWork:
         """Take the work out of this session, for another owner to ``import_work`` it.
 
@@ -336,6 +383,7 @@ class CameraSession:
         now = self._loop.time()
         queued = self._export_callers(self._queue, now)
         self._queue.clear()
+        self._clear_pickups()
         in_flight: list[InFlightWork] = []
         for pending in self._in_flight.values():
             due = now if pending.timer is None else pending.timer.when()
@@ -363,10 +411,8 @@ class CameraSession:
     def _export_callers(self, callers: dict[Caller, None], now: float) -> tuple[QueuedWork, ...]:
         exported: list[QueuedWork] = []
         for caller in callers:
-            due = now if caller.timer is None else caller.timer.when()
-            if caller.timer is not None:
-                caller.timer.cancel()
-                caller.timer = None
+            due = now if caller.deadline is None else caller.deadline
+            caller.deadline = None
             caller.command = None
             if caller.ref is not None:
                 exported.append(QueuedWork(caller.ref, caller.time_range, max(due - now, 0.0)))
@@ -376,6 +422,7 @@ class CameraSession:
                 )
         return tuple(exported)
 
+    @_syncs
     def import_work(self, work: SessionWork) -> list[Caller]:
         """Install work exported elsewhere; returns the callers created for it.
 
@@ -386,11 +433,10 @@ class CameraSession:
             raise ShuttingDown("the server is shutting down; retry in a few seconds")
         created: list[Caller] = []
         queue: dict[Caller, None] = {}
+        now = self._loop.time()
         for item in work.queued:
             caller = Caller(item.time_range, self._loop.create_future(), item.ref)
-            caller.timer = self._loop.call_later(
-                item.pickup_within, self._end_wait_for_pickup, caller
-            )
+            self._await_pickup(caller, now + max(item.pickup_within, 0.0))
             queue[caller] = None
             created.append(caller)
         queue.update(self._queue)
@@ -417,11 +463,13 @@ class CameraSession:
         ):
             self._last_seen_wall = work.last_seen
             self._last_seen_at = self._loop.time() - max(self._wall_clock() - work.last_seen, 0.0)
+            self._tally.seen(self, in_order=False)
         self._dispatch()
         return created
 
     # ------------------------------------------------------------------ lifecycle
 
+    @_syncs
     def close(self) -> None:
         """Answer everyone: held polls get noop, callers get ShuttingDown."""
         self._closed = True
@@ -432,15 +480,14 @@ class CameraSession:
         self._polls.clear()
         callers = list(self._queue)
         self._queue.clear()
+        self._clear_pickups()
         for pending in self._in_flight.values():
             if pending.timer is not None:
                 pending.timer.cancel()
             callers.extend(pending.callers)
         self._in_flight.clear()
         for caller in callers:
-            if caller.timer is not None:
-                caller.timer.cancel()
-                caller.timer = None
+            caller.deadline = None
             if not caller.future.done():
                 caller.future.set_exception(
                     ShuttingDown("the server is shutting down; retry in a few seconds")
@@ -483,6 +530,48 @@ class CameraSession:
             len(self._in_flight),
         )
 
+    @property
+    def last_seen_at(self) -> float | None:
+        """Loop time of the last request seen from the camera."""
+        return self._last_seen_at
+
+    def leave_tally(self) -> None:
+        """This session leaves the registry: its numbers come off the totals."""
+        self._sync(polling=False, waiting=0, in_flight=0, active=False)
+        self._tally.forget(self)
+        self._tally = FleetTally(self._config.connect_timeout_seconds, self._loop.time)
+
+    def _sync(
+        self,
+        *,
+        polling: bool | None = None,
+        waiting: int | None = None,
+        in_flight: int | None = None,
+        active: bool | None = None,
+    ) -> None:
+        """Report this session's numbers that changed to the registry's totals."""
+        tally = self._tally
+        if polling is None:
+            polling = bool(self._polls)
+        if polling is not self._counted_polling:
+            tally.polls += 1 if polling else -1
+            self._counted_polling = polling
+        if waiting is None:
+            waiting = len(self._queue)
+        if waiting != self._counted_waiting:
+            tally.waiting += waiting - self._counted_waiting
+            self._counted_waiting = waiting
+        if in_flight is None:
+            in_flight = len(self._in_flight)
+        if in_flight != self._counted_in_flight:
+            tally.in_flight += in_flight - self._counted_in_flight
+            self._counted_in_flight = in_flight
+        if active is None:
+            active = polling or self._uploads > 0
+        if active is not self._counted_active:
+            tally.set_active(self, active)
+            self._counted_active = active
+
     # ------------------------------------------------------------------ internals
 
     def _dispatch(self) -> None:
@@ -497,12 +586,11 @@ class CameraSession:
         if not self._queue:
             return
         callers, self._queue = self._queue, {}
+        self._clear_pickups()
         command = Command(new_request_id(), TimeRange.union(c.time_range for c in callers))
         pending = PendingCommand(command, callers)
         for caller in callers:
-            if caller.timer is not None:
-                caller.timer.cancel()
-                caller.timer = None
+            caller.deadline = None
             caller.command = pending
         self._in_flight[command.request_id] = pending
         self._deliver(poll, pending, redelivery=False)
@@ -540,6 +628,7 @@ class CameraSession:
             pending.timer.cancel()
             pending.timer = None
 
+    @_syncs
     def _end_hold(self, poll: HeldPoll) -> None:
         poll.timer = None
         if poll in self._polls:
@@ -548,10 +637,42 @@ class CameraSession:
         if not poll.future.done():
             poll.future.set_result(None)
 
+    def _await_pickup(self, caller: Caller, deadline: float) -> None:
+        """The caller gets ``CameraOffline`` at ``deadline`` unless a poll takes it first."""
+        caller.deadline = deadline
+        heapq.heappush(self._deadlines, (deadline, next(_caller_serials), caller))
+        if self._pickup_timer is None or deadline < self._pickup_at:
+            self._arm_pickup_timer(deadline)
+
+    def _arm_pickup_timer(self, when: float) -> None:
+        if self._pickup_timer is not None:
+            self._pickup_timer.cancel()
+        self._pickup_at = when
+        self._pickup_timer = self._loop.call_at(when, self._end_waits_for_pickup)
+
+    def _clear_pickups(self) -> None:
+        """No caller is queued any more: nobody's deadline is watched."""
+        self._deadlines.clear()
+        if self._pickup_timer is not None:
+            self._pickup_timer.cancel()
+            self._pickup_timer = None
+
+    @_syncs
+    def _end_waits_for_pickup(self) -> None:
+        """Every queued caller whose deadline came gets ``CameraOffline``."""
+        self._pickup_timer = None
+        # The timer may run a clock tick early: what it was set for is due.
+        now = max(self._loop.time(), self._pickup_at)
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            deadline, _, caller = heapq.heappop(deadlines)
+            if caller.deadline == deadline and caller in self._queue:
+                self._end_wait_for_pickup(caller)
+        if deadlines:
+            self._arm_pickup_timer(deadlines[0][0])
+
     def _end_wait_for_pickup(self, caller: Caller) -> None:
-        caller.timer = None
-        if caller not in self._queue:
-            return
+        caller.deadline = None
         del self._queue[caller]
         if not caller.future.done():
             caller.future.set_exception(
@@ -581,6 +702,7 @@ class CameraSession:
             ),
         )
 
+    @_syncs
     def _fail_pending(self, pending: PendingCommand, error: Callable[[], RelayError]) -> None:
         """A pending command's timer ran out: its callers get ``error()``, it is dropped."""
         pending.timer = None
@@ -609,6 +731,7 @@ class CameraSession:
     def _mark_seen(self) -> None:
         self._last_seen_at = self._loop.time()
         self._last_seen_wall = self._wall_clock()
+        self._tally.seen(self)
 
     def _seconds_since_seen(self) -> float:
         if self._last_seen_at is None:

@@ -21,6 +21,8 @@ import selectors
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from server.relay import ids
+
 if TYPE_CHECKING:
     from _typeshed import FileDescriptorLike
 
@@ -132,7 +134,8 @@ def wall_clock() -> float:
 
 @contextlib.contextmanager
 def seeded(seed: int) -> Iterator[None]:
-    """Module ``random`` and ``secrets.token_hex`` draw from ``seed`` for the duration."""
+    """Module ``random``, ``secrets.token_hex`` and the relay's ids (``server.relay.ids``)
+    draw from ``seed`` for the duration."""
     tokens = random.Random(f"tokens-{seed}")
     saved_state = random.getstate()
     saved_token_hex = secrets.token_hex
@@ -142,9 +145,11 @@ def seeded(seed: int) -> Iterator[None]:
 
     random.seed(seed)
     secrets.token_hex = token_hex
+    saved_source = ids.use_source(tokens.randbytes)
     try:
         yield
     finally:
+        ids.use_source(saved_source)
         secrets.token_hex = saved_token_hex
         random.setstate(saved_state)
 
