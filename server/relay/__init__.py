@@ -20,9 +20,10 @@ from .logresult import CHUNK_BYTES, LogResult, LogSelection
 from .observer import FanOutObserver, RelayObserver, ResultOutcome
 from .records import CameraStatus, Command, Receipt
 from .service import RelayService, RelayStats, Upload
-from .session import Caller, CameraSession, shown
+from .session import CameraSession
 from .timerange import WIRE_MAX, TimeRange
 from .upload import ResultUpload
+from .waiting import Caller, shown
 
 __all__ = [
     "CHUNK_BYTES",

@@ -26,10 +26,11 @@ from .logresult import LogResult, LogSelection
 from .observer import RelayObserver, ResultOutcome
 from .records import CameraStatus, Command, Receipt
 from .service import RelayService, RelayStats
-from .session import Caller, CameraSession
+from .session import CameraSession
 from .tally import FleetTally
 from .timerange import TimeRange
 from .upload import ResultUpload, lose_upload
+from .waiting import Caller
 
 
 class Relay(RelayService):

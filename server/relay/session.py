@@ -8,13 +8,11 @@ moment work arrives, or a result racing a timeout, has one well-defined end.
 from __future__ import annotations
 
 import asyncio
-import functools
 import heapq
 import itertools
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Concatenate, ParamSpec, TypeVar
 
 from .config import RelayConfig
 from .errors import (
@@ -27,94 +25,15 @@ from .errors import (
     UnknownRequest,
 )
 from .handover import InFlightWork, QueuedWork, SessionWork
-from .ids import random_hex
 from .logresult import LogResult
 from .observer import RelayObserver, ResultOutcome
 from .records import CameraStatus, Command, Receipt
-from .tally import FleetTally
+from .tally import FleetTally, Reported, reports_after
 from .timerange import TimeRange
-
-
-class HeldPoll:
-    """A camera's open ``/poll_for_command``: resolves to a command, or ``None`` for noop."""
-
-    __slots__ = ("future", "timer")
-
-    def __init__(self, future: asyncio.Future[Command | None]) -> None:
-        self.future = future
-        self.timer: asyncio.TimerHandle | None = None
-
-
-class Caller:
-    """A user's ``/logs`` call: resolves to the whole result of the command serving it.
-
-    The result comes with a hold on it that the caller must release.
-
-    ``ref`` names a caller whose owner resolves it elsewhere (see ``handover``).
-    """
-
-    __slots__ = ("command", "deadline", "future", "ref", "time_range")
-
-    def __init__(
-        self,
-        time_range: TimeRange,
-        future: asyncio.Future[LogResult],
-        ref: str | None = None,
-    ) -> None:
-        self.time_range = time_range
-        self.future = future
-        self.ref = ref
-        #: while queued: the loop time by which a poll must pick its work up
-        self.deadline: float | None = None
-        self.command: PendingCommand | None = None
-
-
-class PendingCommand:
-    """A command handed to a poll and not yet answered, with the callers it serves."""
-
-    __slots__ = ("callers", "command", "deliveries", "last_delivery", "result_due", "timer")
-
-    def __init__(self, command: Command, callers: dict[Caller, None]) -> None:
-        self.command = command
-        self.callers = callers
-        self.deliveries = 0
-        #: the session's delivery serial of this command's latest delivery
-        self.last_delivery = 0
-        #: loop time by which the result must come (the response timeout from delivery)
-        self.result_due = 0.0
-        self.timer: asyncio.TimerHandle | None = None
-
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _syncs(
-    method: Callable[Concatenate[CameraSession, P], R],
-) -> Callable[Concatenate[CameraSession, P], R]:
-    """The session reports its numbers to the registry's totals after ``method``."""
-
-    @functools.wraps(method)
-    def synced(self: CameraSession, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return method(self, *args, **kwargs)
-        finally:
-            self._sync()
-
-    return synced
-
+from .waiting import Caller, HeldPoll, PendingCommand, new_request_id, shown
 
 #: ties between equal deadlines keep the callers' order
 _caller_serials = itertools.count()
-
-
-def new_request_id() -> str:
-    return random_hex(32)
-
-
-def shown(value: str, limit: int = 80) -> str:
-    """A client's value quoted and cut short, for an error detail."""
-    return repr(value if len(value) <= limit else value[:limit] + "...")
 
 
 class CameraSession:
@@ -135,10 +54,7 @@ class CameraSession:
         self._loop = asyncio.get_running_loop()
         #: the registry's totals this session reports its numbers to (see ``_sync``)
         self._tally = tally or FleetTally(config.connect_timeout_seconds, self._loop.time)
-        self._counted_polling = False
-        self._counted_waiting = 0
-        self._counted_in_flight = 0
-        self._counted_active = False
+        self._counted = Reported()
         self._polls: set[HeldPoll] = set()
         self._queue: dict[Caller, None] = {}
         #: the queued callers' pick-up deadlines, earliest first (entries of callers no
@@ -160,7 +76,7 @@ class CameraSession:
 
     # ---------------------------------------------------------------- camera side
 
-    @_syncs
+    @reports_after
     def open_poll(self) -> HeldPoll:
         """Register a poll; it is answered at once if work is waiting, else held."""
         if self._closed:
@@ -186,7 +102,7 @@ class CameraSession:
             poll.timer = self._loop.call_later(self._config.poll_hold_seconds, self._end_hold, poll)
         return poll
 
-    @_syncs
+    @reports_after
     def close_poll(self, poll: HeldPoll) -> None:
         """Called once the poll's request ends, however it ended."""
         self._polls.discard(poll)
@@ -236,7 +152,7 @@ class CameraSession:
         """Another upload stays within ``upload_limit``."""
         return self._uploads < self.upload_limit
 
-    @_syncs
+    @reports_after
     def upload_started(self) -> int:
         """A ``/send_logs`` body is being read: the camera counts as seen until it ends.
 
@@ -246,7 +162,7 @@ class CameraSession:
         self._mark_seen()
         return self._deliveries_made
 
-    @_syncs
+    @reports_after
     def upload_ended(self) -> None:
         self._uploads -= 1
         self._mark_seen()
@@ -274,7 +190,7 @@ class CameraSession:
         )
         pending.timer = self._loop.call_later(wait, self._end_wait_for_redelivery, pending)
 
-    @_syncs
+    @reports_after
     def submit_result(self, request_id: str | None, result: LogResult) -> Receipt:
         """Hand a posted result to the callers of the command it answers (a hold each)."""
         if self._closed:
@@ -314,7 +230,7 @@ class CameraSession:
 
     # ------------------------------------------------------------------ user side
 
-    @_syncs
+    @reports_after
     def enqueue(
         self, time_range: TimeRange, *, ref: str | None = None, pickup_within: float | None = None
     ) -> Caller:
@@ -339,7 +255,7 @@ class CameraSession:
         self._dispatch()
         return caller
 
-    @_syncs
+    @reports_after
     def forget(self, caller: Caller) -> None:
         """Called once the caller's request ends, however it ended."""
         caller.deadline = None
@@ -357,7 +273,7 @@ class CameraSession:
 
     # ------------------------------------------------------------------ handover
 
-    @_syncs
+    @reports_after
     def export_work(self, *, superseded: bool) -> SessionWork:
         """Take the work out of this session, for another owner to ``import_work`` it.
 
@@ -422,7 +338,7 @@ class CameraSession:
                 )
         return tuple(exported)
 
-    @_syncs
+    @reports_after
     def import_work(self, work: SessionWork) -> list[Caller]:
         """Install work exported elsewhere; returns the callers created for it.
 
@@ -469,7 +385,7 @@ class CameraSession:
 
     # ------------------------------------------------------------------ lifecycle
 
-    @_syncs
+    @reports_after
     def close(self) -> None:
         """Answer everyone: held polls get noop, callers get ShuttingDown."""
         self._closed = True
@@ -550,27 +466,15 @@ class CameraSession:
         active: bool | None = None,
     ) -> None:
         """Report this session's numbers that changed to the registry's totals."""
-        tally = self._tally
-        if polling is None:
-            polling = bool(self._polls)
-        if polling is not self._counted_polling:
-            tally.polls += 1 if polling else -1
-            self._counted_polling = polling
-        if waiting is None:
-            waiting = len(self._queue)
-        if waiting != self._counted_waiting:
-            tally.waiting += waiting - self._counted_waiting
-            self._counted_waiting = waiting
-        if in_flight is None:
-            in_flight = len(self._in_flight)
-        if in_flight != self._counted_in_flight:
-            tally.in_flight += in_flight - self._counted_in_flight
-            self._counted_in_flight = in_flight
-        if active is None:
-            active = polling or self._uploads > 0
-        if active is not self._counted_active:
-            tally.set_active(self, active)
-            self._counted_active = active
+        polling = bool(self._polls) if polling is None else polling
+        self._counted.report(
+            self._tally,
+            self,
+            polling=polling,
+            waiting=len(self._queue) if waiting is None else waiting,
+            in_flight=len(self._in_flight) if in_flight is None else in_flight,
+            active=(polling or self._uploads > 0) if active is None else active,
+        )
 
     # ------------------------------------------------------------------ internals
 
@@ -628,7 +532,7 @@ class CameraSession:
             pending.timer.cancel()
             pending.timer = None
 
-    @_syncs
+    @reports_after
     def _end_hold(self, poll: HeldPoll) -> None:
         poll.timer = None
         if poll in self._polls:
@@ -657,7 +561,7 @@ class CameraSession:
             self._pickup_timer.cancel()
             self._pickup_timer = None
 
-    @_syncs
+    @reports_after
     def _end_waits_for_pickup(self) -> None:
         """Every queued caller whose deadline came gets ``CameraOffline``."""
         self._pickup_timer = None
@@ -702,7 +606,7 @@ class CameraSession:
             ),
         )
 
-    @_syncs
+    @reports_after
     def _fail_pending(self, pending: PendingCommand, error: Callable[[], RelayError]) -> None:
         """A pending command's timer ran out: its callers get ``error()``, it is dropped."""
         pending.timer = None

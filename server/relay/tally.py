@@ -9,9 +9,10 @@ session is let go at most once per time it is seen, so a read costs O(1) amortis
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Protocol
+from typing import Concatenate, ParamSpec, Protocol, TypeVar
 
 
 class Counted(Protocol):
@@ -104,3 +105,60 @@ class FleetTally:
         self._stray.discard(session)
         if session in self.active:
             self._both -= 1
+
+
+class Reported:
+    """What one session last reported to the totals, so that it reports only changes."""
+
+    __slots__ = ("active", "in_flight", "polling", "waiting")
+
+    def __init__(self) -> None:
+        self.polling = False
+        self.waiting = 0
+        self.in_flight = 0
+        self.active = False
+
+    def report(
+        self,
+        tally: FleetTally,
+        session: Counted,
+        *,
+        polling: bool,
+        waiting: int,
+        in_flight: int,
+        active: bool,
+    ) -> None:
+        if polling is not self.polling:
+            tally.polls += 1 if polling else -1
+            self.polling = polling
+        if waiting != self.waiting:
+            tally.waiting += waiting - self.waiting
+            self.waiting = waiting
+        if in_flight != self.in_flight:
+            tally.in_flight += in_flight - self.in_flight
+            self.in_flight = in_flight
+        if active is not self.active:
+            tally.set_active(session, active)
+            self.active = active
+
+
+class Reporting(Protocol):
+    def _sync(self) -> None: ...
+
+
+S = TypeVar("S", bound=Reporting)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def reports_after(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], R]:
+    """A session's method after which it reports its numbers that changed to the totals."""
+
+    @functools.wraps(method)
+    def reported(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._sync()
+
+    return reported

@@ -12,7 +12,8 @@ from .logscan import MAX_REQUEST_ID_BYTES
 from .observer import RelayObserver, ResultOutcome
 from .records import Receipt
 from .service import Upload
-from .session import CameraSession, shown
+from .session import CameraSession
+from .waiting import shown
 
 
 def lose_upload(
