@@ -49,6 +49,7 @@ from server.relay import (
 )
 from tests.conftest import assert_relay_idle
 from tests.helpers import fetch, log_result
+from tests.sim.loop import run_virtual
 
 CONFIG = RelayConfig(
     poll_hold_seconds=0.03,
@@ -570,8 +571,8 @@ def covers(outer: TimeRange, inner: TimeRange) -> bool:
 
 
 @settings(
-    # Each example waits on real timers (its Wait steps): 30 keep the suite's time in bounds.
-    max_examples=30,
+    # Each example runs in virtual time (tests/sim/loop.py): its waits cost no wall time.
+    max_examples=120,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -581,7 +582,7 @@ def covers(outer: TimeRange, inner: TimeRange) -> bool:
     close_at_end=st.sampled_from([False, False, False, True]),
 )
 def test_relay_properties(operations: list[Any], close_at_end: bool) -> None:
-    asyncio.run(play(operations, close_at_end))
+    run_virtual(lambda: play(operations, close_at_end))
 
 
 @pytest.mark.parametrize("close_at_end", [False, True])
@@ -619,7 +620,7 @@ def test_a_busy_fixed_scenario(close_at_end: bool) -> None:
         Burst((Call("a", 3, 3),), hang_up=True),
         Wait(0.12),  # lost, and no poll within the connect timeout: CameraOffline
     ]
-    asyncio.run(play(operations, close_at_end))
+    run_virtual(lambda: play(operations, close_at_end))
 
 
 def test_a_superseded_poll_that_hangs_up_ends_cancelled() -> None:
@@ -638,4 +639,4 @@ def test_a_superseded_poll_that_hangs_up_ends_cancelled() -> None:
         assert_relay_idle(relay)
         assert older.cancelled(), f"the cancellation became {older.exception()!r}"
 
-    asyncio.run(scenario())
+    run_virtual(scenario)

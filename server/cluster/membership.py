@@ -5,9 +5,12 @@ A node beats four times per ``NODE_TIMEOUT_SECONDS``; another node counts it
 alive while its last beat is less than half the timeout old, so a node that
 stops beating is seen dead within three quarters of the timeout. This node's
 *lease* (its belief that the others still count it alive) lasts half the
-timeout from the start of its last beat that succeeded; a node whose lease
-lapsed (it was paused, or cut off from the store) may have lost its cameras
-to other nodes, and checks before it serves them again (``ClusterNode``).
+timeout from the start of its last beat that succeeded. A node whose lease
+lapsed beats before it serves again; one that went a whole node timeout
+without a successful beat (it was paused, or cut off from the store) has
+been taken for dead and may have lost its cameras to other nodes, so it
+checks them first (``ClusterNode``). A shorter lapse is caught by the next
+status write of a camera that moved (``Fleet.flush``).
 The epoch changes when the store lost its data; a node that sees a new one
 stops trusting what it remembers of the store (claim order, its cameras'
 entries).
@@ -31,7 +34,8 @@ class BeatOutcome:
     up: bool
     #: the store's epoch differs from the one seen before (not on the first beat)
     new_epoch: bool = False
-    #: the lease had lapsed before this beat (paused, or cut off from the store)
+    #: the previous successful beat began more than a node timeout before this one: the
+    #: others have taken this node for dead meanwhile (it was paused, or cut off)
     lapsed: bool = False
 
 
@@ -49,6 +53,8 @@ class Membership:
         self._epoch: str | None = None
         #: loop time until which the others count this node alive
         self._lease_until = float("-inf")
+        #: loop time at which the last successful beat began
+        self._last_beat_started = float("-inf")
 
     @property
     def alive(self) -> list[str]:
@@ -79,13 +85,14 @@ class Membership:
     async def beat(self) -> BeatOutcome:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        lapsed = started >= self._lease_until
         try:
             beat = await self._members.beat(self.incarnation)
         except BackendError as error:
             self._health.failed(error)
-            return BeatOutcome(up=False, lapsed=lapsed)
+            return BeatOutcome(up=False)
         self._health.succeeded()
+        lapsed = started - self._last_beat_started > self.timeout
+        self._last_beat_started = started
         self._lease_until = started + self.timeout / 2
         alive = dict.fromkeys(sorted(beat.alive))
         alive[self.incarnation] = None

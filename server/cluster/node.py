@@ -101,7 +101,6 @@ class ClusterNode(RelayService):
         self._loops: list[asyncio.Task[None]] = []
         self._beating: asyncio.Task[None] | None = None
         self._last_beat_at = float("-inf")
-        self._store_was_down = False
         self._leaving: asyncio.Task[None] | None = None
         self._give_up_timer: asyncio.TimerHandle | None = None
         self._stopped = False
@@ -159,16 +158,15 @@ class ClusterNode(RelayService):
         outcome = await self._membership.beat()
         self._waiters.store_failing(not outcome.up)
         if not outcome.up:
-            self._store_was_down = True
             return
         if outcome.new_epoch:
             self._homes.forget_claim_order()
             self._fleet.mark_all()
-        if outcome.lapsed or self._store_was_down:
-            # Others may have claimed cameras meanwhile; entries the store lost are
-            # written again (a store that lost everything shows a new epoch, above).
+        if outcome.lapsed:
+            # Others took this node for dead and may have claimed its cameras; entries
+            # the store lost are written again (a store that lost everything shows a new
+            # epoch, above).
             await self._fleet.check_homes()
-        self._store_was_down = False
 
     async def _current(self) -> None:
         """Before serving: if this node's lease lapsed (it was paused or cut off), beat and
