@@ -26,6 +26,9 @@ from tests.helpers import LogEntries, wait_until
 from tools.redis_server import LocalRedisCluster, RedisServer
 from tools.redis_server import redis_cluster as start_redis_cluster
 
+#: every test here runs its nodes on a real redis-server
+pytestmark = pytest.mark.redis
+
 LOGS: LogEntries = [{"timestamp": float(t), "description": f"event {t}"} for t in range(10)]
 MakeNode = Callable[..., Awaitable[LiveServer]]
 T = TypeVar("T")
@@ -54,7 +57,7 @@ def node_maker(
     return make
 
 
-@pytest.fixture(params=["redis", pytest.param("redis-cluster", marks=pytest.mark.redis)])
+@pytest.fixture(params=["redis", "redis-cluster"])
 def make_node(make_live_server: MakeLiveServer, request: pytest.FixtureRequest) -> MakeNode:
     """Nodes on one Redis, and (the same tests) on a Redis Cluster of three primaries."""
     if request.param == "redis-cluster":

@@ -45,6 +45,9 @@ from tools.redis_server import RedisServer
 
 __all__ = ["http", "spawn"]  # the fixtures of test_cluster
 
+#: every test here runs its nodes on a real redis-server
+pytestmark = pytest.mark.redis
+
 
 @pytest.fixture
 def make_node(make_live_server: MakeLiveServer, redis_server: RedisServer) -> MakeNode:

@@ -23,7 +23,7 @@ from tests.sim.world import (
     simulate,
 )
 
-SIM_SEEDS = int(os.environ.get("SIM_SEEDS", "8"))
+SIM_SEEDS = int(os.environ.get("SIM_SEEDS", "6"))
 
 
 # ---------------------------------------------------------------- the loop itself

