@@ -16,7 +16,7 @@ UNKNOWN: Final = "unknown"
 
 @cache
 def version() -> str:
-    """``0.1.0``: from ``importlib.metadata``, else setup.cfg's ``[metadata] version``."""
+    """``0.2.0``: from ``importlib.metadata``, else setup.cfg's ``[metadata] version``."""
     try:
         return metadata.version(DISTRIBUTION)
     except metadata.PackageNotFoundError:
@@ -33,5 +33,5 @@ def setup_cfg_version(path: Path = SETUP_CFG) -> str:
 
 
 def version_line() -> str:
-    """What ``--version`` prints: ``camrelay 0.1.0``."""
+    """What ``--version`` prints: ``camrelay 0.2.0``."""
     return f"{DISTRIBUTION} {version()}"

@@ -65,7 +65,7 @@ class RelayMetrics(RelayObserver):
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        # camrelay_build_info{version="0.1.0"} 1: which build answers, for dashboards.
+        # camrelay_build_info{version="0.2.0"} 1: which build answers, for dashboards.
         Info("camrelay_build", "The camrelay build serving", registry=self.registry).info(
             {"version": version()}
         )
