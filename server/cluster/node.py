@@ -297,26 +297,30 @@ class ClusterNode(RelayService):
         """The caller's result; its deadline is the contract's, plus a node timeout for a
         caller whose camera's home died. Past it, its outcome was lost between nodes."""
         loop = asyncio.get_running_loop()
-        config = self.config
-        deadline = loop.time() + config.longest_logs_wait + 1.0
-        if self._relay.has_session(waiter.camera_id):
-            self._hosted.enqueue(waiter.camera_id, waiter.ref, waiter.time_range, None)
-            waiter.home = self.incarnation
-        else:
-            await self._waiters.place(waiter)
-        extended = False
-        while True:
-            done, _ = await asyncio.wait((waiter.future,), timeout=deadline - loop.time())
-            if done:
-                return waiter.future.result()
-            if waiter.orphaned_at is not None and not extended:
-                extended = True
-                deadline += self._membership.timeout
-                continue
-            raise ClusterUnavailable(
+        waiter.timer = loop.call_later(self.config.longest_logs_wait + 1.0, self._expire, waiter)
+        try:
+            if self._relay.has_session(waiter.camera_id):
+                self._hosted.enqueue(waiter.camera_id, waiter.ref, waiter.time_range, None)
+                waiter.home = self.incarnation
+            else:
+                await self._waiters.place(waiter)
+            return await waiter.future
+        finally:
+            waiter.timer.cancel()
+
+    def _expire(self, waiter: Waiter, extended: bool = False) -> None:
+        if waiter.future.done():
+            return
+        if waiter.orphaned_at is not None and not extended:
+            loop = asyncio.get_running_loop()
+            waiter.timer = loop.call_later(self._membership.timeout, self._expire, waiter, True)
+            return
+        waiter.future.set_exception(
+            ClusterUnavailable(
                 f"no answer for camera {waiter.camera_id!r} reached this server in time "
                 "(a message between servers was lost); retry"
             )
+        )
 
     def _withdraw(self, waiter: Waiter) -> None:
         """The caller left: its work is dropped where it sits."""

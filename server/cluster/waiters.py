@@ -25,7 +25,7 @@ from .unavailable import ClusterUnavailable
 class Waiter:
     """A ``/logs`` caller whose HTTP request is on this node."""
 
-    __slots__ = ("camera_id", "future", "home", "orphaned_at", "ref", "time_range")
+    __slots__ = ("camera_id", "future", "home", "orphaned_at", "ref", "time_range", "timer")
 
     def __init__(
         self, ref: str, camera_id: str, time_range: TimeRange, future: asyncio.Future[LogResult]
@@ -39,6 +39,8 @@ class Waiter:
         self.home = ""
         #: loop time its home was found gone, if it was
         self.orphaned_at: float | None = None
+        #: its deadline (``ClusterNode``)
+        self.timer: asyncio.TimerHandle | None = None
 
 
 class Waiters:
