@@ -420,3 +420,25 @@ def test_a_forwarded_result_is_not_taken_after_its_sender_gave_up() -> None:
         assert record.outcome == "200", f"{record} ended {record.outcome}"
 
     play(scenario)
+
+
+def test_a_poll_is_held_no_longer_than_the_hold_when_the_old_home_never_hands_over() -> None:
+    async def scenario(world: World) -> None:
+        node_0, node_1, _ = world.slots
+        _, first = world.start_poll("cam-0", node_0)
+        await asyncio.sleep(0.5)  # node-0 is home
+        old_home = node_0.node
+        assert old_home is not None
+        with world.fault("node-0 cut off from the store"):
+            world.store.cut_off(old_home.incarnation, True)  # still counted alive a moment
+            record, second = world.start_poll("cam-0", node_1)
+            await asyncio.wait([second])
+            world.store.cut_off(old_home.incarnation, False)
+        first.cancel()
+        assert record.ended is not None
+        held = record.ended - record.started
+        # The claim waited for a handover that never came; the hold counts from arrival.
+        assert any("did not hand camera 'cam-0' over" in text for _, text in world.trace)
+        assert held <= HOLD + 0.05, f"held {held:.3f} s"
+
+    play(scenario)

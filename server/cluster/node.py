@@ -240,11 +240,15 @@ class ClusterNode(RelayService):
     async def poll(self, camera_id: str) -> Command | None:
         if self._ctx.closing:
             raise ShuttingDown("the server is shutting down; poll again in a few seconds")
+        arrived = asyncio.get_running_loop().time()
         await self._current()
         await self._homes.before_poll(camera_id)
         self._ctx.mark_dirty(camera_id)
+        # The hold counts from the poll's arrival: a claim that waited for the old home's
+        # handover does not make the camera wait longer than POLL_HOLD_SECONDS.
+        waited = asyncio.get_running_loop().time() - arrived
         try:
-            command = await self._relay.poll(camera_id)
+            command = await self._relay.poll(camera_id, self.config.poll_hold_seconds - waited)
         finally:
             self._ctx.mark_dirty(camera_id)
         if command is not None:

@@ -106,8 +106,9 @@ class Relay(RelayService):
         if session is not None:
             session.forget(caller)
 
-    async def poll(self, camera_id: str) -> Command | None:
-        """Wait for work for this camera: a command, or ``None`` (noop) after the hold."""
+    async def poll(self, camera_id: str, hold_seconds: float | None = None) -> Command | None:
+        """Wait for work for this camera: a command, or ``None`` (noop) after the hold
+        (``hold_seconds``: what is left of it, when the request already waited)."""
         if self._closed:
             raise ShuttingDown("the server is shutting down; poll again in a few seconds")
         session = self._sessions.get(camera_id)
@@ -115,7 +116,7 @@ class Relay(RelayService):
             if len(self._sessions) >= self.config.max_cameras:
                 await self._refuse(camera_id)
             session = self._new_session(camera_id)
-        poll = session.open_poll()
+        poll = session.open_poll(hold_seconds)
         try:
             return await poll.future
         except asyncio.CancelledError:

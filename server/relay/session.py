@@ -77,8 +77,8 @@ class CameraSession:
     # ---------------------------------------------------------------- camera side
 
     @reports_after
-    def open_poll(self) -> HeldPoll:
-        """Register a poll; it is answered at once if work is waiting, else held."""
+    def open_poll(self, hold_seconds: float | None = None) -> HeldPoll:
+        """Register a poll: answered at once if work waits, else held (``hold_seconds``)."""
         if self._closed:
             raise ShuttingDown("the server is shutting down; poll again in a few seconds")
         if not self._announced_online:
@@ -99,7 +99,8 @@ class CameraSession:
         self._polls.add(poll)
         self._dispatch()
         if not poll.future.done():
-            poll.timer = self._loop.call_later(self._config.poll_hold_seconds, self._end_hold, poll)
+            hold = self._config.poll_hold_seconds if hold_seconds is None else hold_seconds
+            poll.timer = self._loop.call_later(max(hold, 0.0), self._end_hold, poll)
         return poll
 
     @reports_after
