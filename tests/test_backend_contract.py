@@ -37,7 +37,10 @@ LIMITS = StoreLimits(
     answered_retention_seconds=1.2,
     unanswered_retention_seconds=0.4,
     message_ttl_seconds=0.6,
+    status_refresh_seconds=0.3,
 )
+#: an entry that says polling lives this much longer
+POLLING_EXTRA = LIMITS.status_refresh_seconds
 #: more than any retention above is stretched by the store's clock or TTL rounding
 MARGIN = 0.15
 N1, N2, N3 = "n1~aaaa", "n2~bbbb", "n3~cccc"
@@ -224,7 +227,7 @@ async def check_a_new_camera_past_max_cameras_is_refused(store: Store) -> None:
     (known,) = await directory.claim(["cam-0"], N2, again=False)
     assert not known.refused, "a known camera is never refused"
     assert known.old_home == N1
-    await asyncio.sleep(LIMITS.unanswered_retention_seconds + MARGIN)
+    await asyncio.sleep(LIMITS.unanswered_retention_seconds + POLLING_EXTRA + MARGIN)
     (now_in,) = await directory.claim(["one-more"], N1, again=False)
     assert not now_in.refused, "expired cameras are forgotten before counting"
     assert await directory.count() == 1
@@ -235,16 +238,26 @@ async def check_a_camera_that_never_answered_expires(store: Store) -> None:
     directory = backend.directory
     (claim,) = await directory.claim(["quiet"], N1, again=False)
     (answered,) = await directory.claim(["talker"], N1, again=False)
-    landed = await directory.write_status(N1, [write("talker", answered.seq, answered=True)])
-    assert landed == [Written(N1, answered.seq)]
+    (brief,) = await directory.claim(["brief"], N1, again=False)
+    landed = await directory.write_status(
+        N1,
+        [
+            write("talker", answered.seq, answered=True),
+            write("brief", brief.seq, polling=False),
+        ],
+    )
+    assert landed == [Written(N1, answered.seq), Written(N1, brief.seq)]
     await asyncio.sleep(LIMITS.unanswered_retention_seconds + MARGIN)
+    assert await entry_of(backend, "brief") is None, "a poll that ended is forgotten on time"
+    assert await entry_of(backend, "quiet") is not None, "a polling camera lives a refresh longer"
+    await asyncio.sleep(POLLING_EXTRA)
     assert await entry_of(backend, "quiet") is None
     assert await entry_of(backend, "talker") is not None, "an answering camera is kept longer"
     assert await directory.count() == 1
     (again,) = await directory.claim(["quiet"], N2, again=False)
     assert again.old_home == ""
     assert again.seq > claim.seq
-    await asyncio.sleep(LIMITS.answered_retention_seconds + MARGIN)
+    await asyncio.sleep(LIMITS.answered_retention_seconds + POLLING_EXTRA + MARGIN)
     assert await directory.read(["quiet", "talker"]) == [None, None]
     assert await directory.count() == 0
 
@@ -509,7 +522,7 @@ def test_memory_store_forgets_what_expired() -> None:
         await backend.transport.send([Envelope(N2, b"h", b"body")])
         assert store.key_count() > 1
         await asyncio.sleep(
-            max(LIMITS.unanswered_retention_seconds, LIMITS.message_ttl_seconds) + 1
+            max(LIMITS.unanswered_retention_seconds + POLLING_EXTRA, LIMITS.message_ttl_seconds) + 1
         )
         assert store.key_count() == 1, "only the epoch is left"
 

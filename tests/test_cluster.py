@@ -123,12 +123,16 @@ class Camera:
         self.logs = logs
         self.commands: list[dict[str, Any]] = []
         self.post_answers: list[tuple[int, dict[str, Any]]] = []
+        #: polls answered so far
+        self.polls = 0
 
     async def poll(self, node: LiveServer) -> tuple[int, dict[str, Any]]:
         async with self.http.get(
             f"{node.url}/poll_for_command", params={"cameraId": self.camera_id}
         ) as response:
-            return response.status, await response.json(content_type=None)
+            answer = response.status, await response.json(content_type=None)
+            self.polls += 1
+            return answer
 
     async def post(self, node: LiveServer, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         async with self.http.post(

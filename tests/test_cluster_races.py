@@ -11,9 +11,11 @@ layout of ``server.cluster.redis.keys``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -57,6 +59,19 @@ def make_node(make_live_server: MakeLiveServer, redis_server: RedisServer) -> Ma
 
 def keys_of(node: LiveServer) -> Keys:
     return Keys(cluster(node).cluster.prefix)
+
+
+@contextlib.asynccontextmanager
+async def camera_polling(camera: Camera, node: LiveServer) -> AsyncIterator[None]:
+    """The camera keeps polling ``node`` (nothing else to do) meanwhile."""
+    task = asyncio.ensure_future(camera.run())
+    try:
+        await wait_until(polling_at(node, camera.camera_id))
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def stored_home(redis: Redis, node: LiveServer, camera_id: str = "cam") -> tuple[str, int]:
@@ -121,9 +136,12 @@ async def late_takeover_is_ignored(
     newest: asyncio.Future[tuple[int, dict[str, Any]]],
     nodes: tuple[LiveServer, LiveServer, LiveServer],
     seq_of_d: int,
+    *,
+    claimed_back: bool = False,
 ) -> None:
     """d's takeover for its older poll reaches a late: a ignores it, and the newest poll
-    stays held at a and serves a caller on b."""
+    stays held at a and serves a caller on b. ``claimed_back``: d's claim is later than
+    a's (a's newest poll is at its home, which wrote nothing): a claims the camera back."""
     a, d, b = nodes
     caplog.set_level(logging.INFO, "camrelay.cluster")
     late = m.Takeover(
@@ -134,7 +152,15 @@ async def late_takeover_is_ignored(
         seq=seq_of_d,
     )
     await inject(redis, a, late)
-    await wait_until(lambda: "ignored a takeover" in caplog.text)
+    if claimed_back:
+        await wait_until(lambda: "a poll held here is newer" in caplog.text)
+        await wait_for_store(
+            redis,
+            a,
+            lambda found: found == (cluster(a).incarnation, found[1]) and found[1] > seq_of_d,
+        )
+    else:
+        await wait_until(lambda: "ignored a takeover" in caplog.text)
     assert not newest.done()
     assert cluster(a).is_home("cam")
     assert not cluster(d).is_home("cam")
@@ -155,7 +181,8 @@ async def test_a_newer_poll_at_the_home_outranks_a_claim_whose_takeover_is_late(
 ) -> None:
     # The camera polls a (held), then d, then a again before d's takeover reaches a:
     # d's claim is in Redis (made here with the directory's own claim script, as d made
-    # it for that poll), its takeover still on the way.
+    # it for that poll), its takeover still on the way. a's newest poll arrived after d's
+    # claim: a keeps it and claims the camera back when the takeover comes.
     a, d, b = await make_node("a"), await make_node("d"), await make_node("b")
     camera = Camera(http, [a])
     async with redis_client(redis_server) as redis:
@@ -179,19 +206,17 @@ async def test_a_newer_poll_at_the_home_outranks_a_claim_whose_takeover_is_late(
             60_000,
             16,
             10,
+            300_000,
         )
         assert (old.decode(), refused) == (cluster(a).incarnation, 0)
         seq_of_d = int(seq_of_d)
         third = spawn(camera.poll(a))
         assert (await first)[0] == 409
-        # a claims again for the newest poll: a later seq than d's, a the home in Redis.
-        await wait_for_store(
-            redis,
-            a,
-            lambda found: found == (cluster(a).incarnation, found[1]) and found[1] > seq_of_d,
-        )
+        # A poll at its home costs Redis nothing: d is still the home there.
+        await wait_until(polling_at(a))
+        assert await stored_home(redis, a) == (cluster(d).incarnation, seq_of_d)
         await late_takeover_is_ignored(
-            http, redis, spawn, caplog, camera, third, (a, d, b), seq_of_d
+            http, redis, spawn, caplog, camera, third, (a, d, b), seq_of_d, claimed_back=True
         )
 
 
@@ -371,3 +396,27 @@ async def test_of_two_polls_on_two_nodes_at_once_one_wins_everywhere(
     home = d if polls[0] is winner else a
     await camera.post(home, {"requestId": command["requestId"], "logs": LOGS[0:1]})
     assert (await caller)[1]["logs"] == LOGS[0:1]
+
+
+async def test_an_idle_camera_polling_its_home_writes_nothing_to_redis(
+    make_node: MakeNode, redis_server: RedisServer, http: aiohttp.ClientSession
+) -> None:
+    a = await make_node("a", poll_hold_seconds=0.3)
+    b = await make_node("b", poll_hold_seconds=0.3)
+    camera = Camera(http, [a])
+    key = keys_of(a).camera("cam")
+    async with redis_client(redis_server) as redis, camera_polling(camera, a):
+        # The claim, then the first status write (what the home knows) land.
+        async with asyncio.timeout(3.0):
+            while b"waiting" not in (stored := await redis.hgetall(key)):
+                await asyncio.sleep(0.005)
+        assert (stored[b"home"].decode(), stored[b"polling"]) == (cluster(a).incarnation, b"1")
+        polls = camera.polls
+        await wait_until(lambda: camera.polls >= polls + 4)  # four polls end, four come
+        assert await redis.hgetall(key) == stored, "nothing written for the idle polls"
+        async with http.get(f"{b.url}/cameras") as response:
+            [listed] = (await response.json())["cameras"]
+    # Seen throughout its held poll: no older than a's last heartbeat as b knows it.
+    assert (listed["online"], listed["polling"]) == (True, True)
+    assert time.time() - listed["lastSeen"] <= 1.0 + 0.5
+    assert listed["lastSeen"] > int(stored[b"seen"]) / 1000

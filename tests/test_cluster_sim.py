@@ -442,3 +442,33 @@ def test_a_poll_is_held_no_longer_than_the_hold_when_the_old_home_never_hands_ov
         assert held <= HOLD + 0.05, f"held {held:.3f} s"
 
     play(scenario)
+
+
+def test_an_idle_camera_at_its_home_costs_the_store_nothing() -> None:
+    async def scenario(world: World) -> None:
+        world.route = prefer(world, 1)
+        camera = world.cameras[0]
+        polling = world.spawn(world.run_camera(camera))
+        await asyncio.sleep(1.0)
+        other = world.slots[0].node
+        assert other is not None
+        writes = world.store.camera_writes
+        assert writes == 2  # the claim, then the status with what the home knows
+        await asyncio.sleep(5 * HOLD)  # five polls end, five come
+        assert world.store.camera_writes == writes, "an idle poll at the home writes nothing"
+        [status] = await other.list_cameras(prefix=camera)
+        assert (status.online, status.polling, status.waiting) == (True, True, 0)
+        assert status.last_seen is not None
+        # Seen throughout the held poll: no older than the home's last beat.
+        assert world.now() - status.last_seen <= NODE_TIMEOUT
+        record = await world.call(camera, world.slots[0], WHOLE)
+        assert record.outcome == "200"
+        changed = world.store.camera_writes
+        assert changed > writes  # a caller waiting, a command in flight: written at once
+        polling.cancel()  # the camera stops polling: its last poll's end is written 0.3 s on
+        await asyncio.wait([polling])
+        await asyncio.sleep(HOLD + 0.5)
+        [status] = await other.list_cameras(prefix=camera)
+        assert (status.polling, status.online) == (False, True)
+
+    play(scenario)

@@ -21,8 +21,9 @@ its poll, which runs the camera's session unchanged: queue, coalescing,
 in-flight commands, redelivery and timers. A poll elsewhere claims the camera
 in the store; claims are numbered in an order that survives the store losing
 its data, the old home hands the session's work over (``Takeover`` then
-``Handover``), and a takeover older than a node's latest claim is ignored, so
-the newest poll wins.
+``Handover``), and a takeover older than a node's latest claim, or than the
+poll it holds, is ignored, so the newest poll wins. A poll at the camera's
+home costs the store nothing.
 
 **Callers stay where they are** (``waiters``): a ``/logs`` request lives on
 the node its connection reached; its work goes to the camera's home
@@ -36,7 +37,8 @@ read and checked there, forwarded to the home (``Posted``), and the home's
 ``ResultReceipt`` is the camera's answer.
 
 **The fleet** (``fleet``): a home writes its cameras' status to the store in
-batches every 100 ms; ``/cameras`` reads it from there.
+batches every 100 ms, only what changed (``written``), and refreshes each
+entry every few minutes; ``/cameras`` reads it from there.
 
 **Faults.** Nodes beat four times per ``NODE_TIMEOUT_SECONDS``
 (``membership``). Callers whose work sat at a node that stopped beating are

@@ -31,6 +31,12 @@ class BackendError(Exception):
     """The shared store failed or refused; ``str()`` is one line without payload."""
 
 
+#: a home writes each of its cameras' status at least this often, so an entry that
+#: says polling lives this much longer than an idle one (its home died: it is forgotten
+#: that much later)
+STATUS_REFRESH_SECONDS = 300.0
+
+
 @dataclass(frozen=True, slots=True)
 class StoreLimits:
     """How long the store keeps what, and how much of it."""
@@ -44,6 +50,9 @@ class StoreLimits:
     unanswered_retention_seconds: float
     #: inboxes, bodies and parked work expire unread after this long
     message_ttl_seconds: float
+    #: an entry that says polling lives this much longer than its retention (its home
+    #: refreshes it at least this often)
+    status_refresh_seconds: float = STATUS_REFRESH_SECONDS
 
 
 # ---------------------------------------------------------------- directory
@@ -83,15 +92,17 @@ class CameraEntry:
     def seconds_since_seen(self, now: float) -> float:
         return float("inf") if self.seen_ms is None else now - self.seen_ms / 1000
 
-    def status(
-        self, now: float, connect_timeout: float, poll_hold: float, home_alive: bool
-    ) -> CameraStatus:
-        """The camera's status; a poll counts as held only while its home is alive and
-        the camera was seen within a hold (a poll that ended unnoticed is not shown)."""
-        since = self.seconds_since_seen(now)
-        polling = self.polling and home_alive and since <= poll_hold + 1.0
-        online = polling or since <= connect_timeout
+    def status(self, now: float, connect_timeout: float, home_seen: float | None) -> CameraStatus:
+        """The camera's status. ``home_seen``: a wall-clock time at which its home was
+        known alive (``None``: it is not). A poll counts as held only while its home is
+        alive (the home writes a poll's end within half a second); the camera counts as
+        seen throughout a held poll, so at ``home_seen`` at least."""
+        polling = self.polling and home_seen is not None
         last_seen = None if self.seen_ms is None else self.seen_ms / 1000
+        if polling and home_seen is not None:
+            last_seen = home_seen if last_seen is None else max(last_seen, home_seen)
+        since = float("inf") if last_seen is None else now - last_seen
+        online = polling or since <= connect_timeout
         return CameraStatus(
             self.camera_id, online, last_seen, polling, self.waiting, self.in_flight
         )

@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..relay import Relay
-from .backend import BackendError, CameraEntry, Directory
+from .backend import STATUS_REFRESH_SECONDS, BackendError, CameraEntry, Directory
 from .batch import TurnBatch
 from .courier import Courier
 from .health import StoreHealth
 from .membership import Membership
 from .observer import ClusterObserver
 from .unavailable import ClusterUnavailable
+from .written import WrittenStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +28,8 @@ class ClusterConfig:
     node: str
     node_timeout_seconds: float
     shutdown_timeout_seconds: float
+    #: an idle camera's status is written at least this often (``StoreLimits``' own)
+    status_refresh_seconds: float = STATUS_REFRESH_SECONDS
 
 
 class NodeContext:
@@ -54,8 +57,10 @@ class NodeContext:
         self.events = events
         self.wall_clock = wall_clock
         self.closing = False
-        #: cameras homed here whose status changed since the last write to the store
-        self.dirty: dict[str, None] = {}
+        #: cameras homed here whose status may have changed since the last write to the
+        #: store, with the loop time from which to write it
+        self.dirty: dict[str, float] = {}
+        self.written = WrittenStatus(cluster.status_refresh_seconds)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._entries: TurnBatch[str, CameraEntry | None] = TurnBatch(
             self._read_entries, self.spawn
@@ -64,8 +69,15 @@ class NodeContext:
     async def _read_entries(self, camera_ids: list[str]) -> list[CameraEntry | None]:
         return await self.directory.read(camera_ids)
 
-    def mark_dirty(self, camera_id: str) -> None:
-        self.dirty[camera_id] = None
+    def mark_dirty(self, camera_id: str, delay: float = 0.0) -> None:
+        """Write the camera's status in the next batch (``delay``: not before that long)."""
+        due = asyncio.get_running_loop().time() + delay
+        self.dirty[camera_id] = min(due, self.dirty.get(camera_id, due))
+
+    def forget_status(self, camera_id: str) -> None:
+        """The camera is no longer homed here: nothing of it is written."""
+        self.dirty.pop(camera_id, None)
+        self.written.forget(camera_id)
 
     async def entry(self, camera_id: str) -> CameraEntry | None:
         """The camera's entry in the store (read with those asked for in this loop turn);

@@ -8,6 +8,7 @@ entry and the camera polled elsewhere): the camera is given up to that home.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -16,6 +17,7 @@ from .backend import BackendError, StatusWrite
 from .context import NodeContext
 from .homes import Homes
 from .unavailable import ClusterUnavailable
+from .written import snapshot
 
 T = TypeVar("T")
 
@@ -29,27 +31,30 @@ class Fleet:
         self._homes = homes
 
     async def flush(self) -> None:
-        """Write the status of the cameras homed here that changed (one round trip)."""
+        """Write the status of the cameras homed here that changed, or whose last write is
+        a refresh interval old (one round trip)."""
         ctx = self._ctx
-        if not ctx.dirty:
-            return
-        dirty, ctx.dirty = ctx.dirty, {}
+        now = asyncio.get_running_loop().time()
+        book = ctx.written
+        ready = [camera_id for camera_id, due in ctx.dirty.items() if due <= now]
+        for camera_id in ready:
+            del ctx.dirty[camera_id]
+        ready.extend(c for c in book.due(now) if c not in ctx.dirty)
         writes: list[StatusWrite] = []
-        for camera_id in dirty:
+        for camera_id in dict.fromkeys(ready):
             session = ctx.relay.session(camera_id)
             if session is None or self._homes.claiming(camera_id):
                 if session is not None:
                     ctx.mark_dirty(camera_id)  # written once the claim is done
+                else:
+                    book.forget(camera_id)
                 continue
             status = session.status()
-            writes.append(
-                StatusWrite(
-                    status,
-                    expect=bool(status.in_flight) or session.has_answered(),
-                    answered=session.has_answered(),
-                    seq=self._homes.seq(camera_id),
-                )
-            )
+            answered = session.has_answered()
+            expect = bool(status.in_flight) or answered
+            if not book.needs_write(camera_id, snapshot(status, expect, answered), now):
+                continue
+            writes.append(StatusWrite(status, expect, answered, seq=self._homes.seq(camera_id)))
         if not writes:
             return
         try:
@@ -64,10 +69,15 @@ class Fleet:
             camera_id = write.status.camera_id
             if not outcome.lost_to(ctx.incarnation):
                 self._homes.note_seq(camera_id, outcome.seq)
-            elif outcome.seq > self._homes.seq(camera_id) and not self._homes.claiming(camera_id):
-                self._homes.give_up(camera_id, outcome.home, outcome.seq)
+                book.wrote(camera_id, snapshot(write.status, write.expect, write.answered), now)
+            elif outcome.seq >= self._homes.seq(camera_id) and not self._homes.claiming(camera_id):
+                # Equal: this node learnt of that claim and gave the camera up, and polls
+                # here since could not claim it (the store failed).
+                self._homes.claimed_elsewhere(camera_id, outcome.home, outcome.seq)
 
     def mark_all(self) -> None:
+        """Write every camera homed here again (the store lost what was written)."""
+        self._ctx.written.clear()
         for camera_id in self._ctx.relay.camera_ids():
             self._ctx.mark_dirty(camera_id)
 
@@ -98,10 +108,8 @@ class Fleet:
                 if session is not None and entry is not None and entry.home == ctx.incarnation:
                     status = session.status()  # homed here: the freshest status is local
                 elif entry is not None:
-                    alive = ctx.membership.is_alive(entry.home)
-                    status = entry.status(
-                        now, config.connect_timeout_seconds, config.poll_hold_seconds, alive
-                    )
+                    home_seen = ctx.membership.seen_alive_at(entry.home, now)
+                    status = entry.status(now, config.connect_timeout_seconds, home_seen)
                 else:
                     continue
                 if online is None or status.online is online:
@@ -146,10 +154,11 @@ class Fleet:
             return
         for camera_id, entry in zip(camera_ids, entries, strict=True):
             if entry is None or not entry.home:
+                ctx.written.forget(camera_id)
                 ctx.mark_dirty(camera_id)
             elif (
                 entry.home != ctx.incarnation
                 and not self._homes.claiming(camera_id)
-                and entry.seq > self._homes.seq(camera_id)
+                and entry.seq >= self._homes.seq(camera_id)
             ):
-                self._homes.give_up(camera_id, entry.home, entry.seq)
+                self._homes.claimed_elsewhere(camera_id, entry.home, entry.seq)

@@ -6,11 +6,16 @@ claim (``Claim.seq``, ordered also across the store losing its data); the new
 home sends the old one a ``Takeover``, whose answer is a ``Handover`` of the
 session's work (queued callers, unanswered commands, recently accepted ids),
 imported before the poll is served so that an unanswered command is
-redelivered with its request id. A takeover older than this node's latest
-claim of the camera is ignored: the newest poll wins however late messages
-travel. A node that finds out another holds a later claim (a status write, or
-a check after a pause) gives the camera up the same way, unasked. A stopping
-node parks its cameras' work in the store for their next home.
+redelivered with its request id. A poll at the camera's home costs the store
+nothing: the home is still the home. A takeover older than this node's latest
+claim of the camera is ignored, and so is one older than the poll this node
+holds (that poll arrived after the other node's claim, by the wall clock: the
+claim's ``seq`` is the store's clock in microseconds): this node then claims
+the camera again, which sends the other node a takeover in turn. The newest
+poll wins however late messages travel. A node that finds out another holds a
+later claim (a status write, or a check after a pause) decides the same way,
+unasked. A stopping node parks its cameras' work in the store for their next
+home.
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ class Homes:
         self._parking: dict[str, SessionWork] = {}
         #: cameras homed here whose claim could not be written (the store was down)
         self._unclaimed: dict[str, None] = {}
+        #: the wall-clock time at which each camera's latest poll here arrived
+        self._arrived: dict[str, float] = {}
         self._first_claims: TurnBatch[str, Claim] = TurnBatch(self._claim_each, ctx.spawn)
         self._claims_again: TurnBatch[str, Claim] = TurnBatch(self._claim_each_again, ctx.spawn)
 
@@ -69,6 +76,7 @@ class Homes:
             "handovers": len(self._handovers),
             "parking": len(self._parking),
             "unclaimed": len(self._unclaimed),
+            "arrived": len(self._arrived),
         }
 
     def seq(self, camera_id: str) -> int:
@@ -94,20 +102,19 @@ class Homes:
                 del self._seqs[camera_id]
         for camera_id in [c for c in self._unclaimed if not relay.has_session(c)]:
             del self._unclaimed[camera_id]
+        for camera_id in [c for c in self._arrived if not relay.has_session(c)]:
+            del self._arrived[camera_id]
 
     # ------------------------------------------------------------------ polls
 
     async def before_poll(self, camera_id: str) -> None:
-        """Make this node the camera's home before its poll is held here.
+        """Make this node the camera's home before its poll is held here (at its home:
+        nothing to do).
 
         Raises ``PollSuperseded`` when a later claim (a newer poll elsewhere) came
         first, ``RegistryFull`` for a new camera past ``MAX_CAMERAS``."""
         relay = self._ctx.relay
         if relay.has_session(camera_id) and camera_id not in self._unclaimed:
-            # Claimed again in the background: a takeover sent by a node the camera polled
-            # a moment ago is then older than this poll and ignored (``on_takeover``).
-            self._claiming_now(camera_id)
-            self._ctx.spawn(self._claim_again(camera_id))
             return
         claimed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._claims.setdefault(camera_id, claimed)
@@ -118,6 +125,10 @@ class Homes:
                 del self._claims[camera_id]
             # Messages held back for the claim run after the session exists.
             claimed.set_result(None)
+
+    def poll_held(self, camera_id: str, arrived: float) -> None:
+        """The camera's poll that arrived at wall-clock time ``arrived`` is held here."""
+        self._arrived[camera_id] = arrived
 
     async def _claim(self, camera_id: str) -> None:
         claim = await self._claim_in_store(camera_id, self._first_claims)
@@ -155,8 +166,8 @@ class Homes:
         )
 
     async def _claim_again(self, camera_id: str) -> None:
-        """A poll at the camera's home claims it again; a node that claimed it since (an
-        older poll there) is sent a takeover, which answers that poll 409."""
+        """The poll held here is newer than another node's claim: claim the camera back;
+        that node is sent a takeover, which answers its (older) poll 409."""
         claim = await self._claim_in_store(camera_id, self._claims_again)
         if claim is not None and not claim.refused:
             await self._take_work(camera_id, claim)
@@ -221,7 +232,25 @@ class Homes:
             # Sent for a poll older than this node's latest claim: the newer poll stays.
             logger.info("ignored a takeover of camera %r older than the latest poll", camera_id)
             return
-        self.give_up(camera_id, message.to or message.sender, message.seq)
+        self.claimed_elsewhere(camera_id, message.to or message.sender, message.seq)
+
+    def claimed_elsewhere(self, camera_id: str, new_home: str, seq: int) -> None:
+        """Another incarnation claimed the camera after this node's latest claim: it wins
+        unless the poll held here arrived after that claim (then claimed back)."""
+        session = self._ctx.relay.session(camera_id)
+        arrived = self._arrived.get(camera_id)
+        if (
+            seq
+            and arrived is not None
+            and arrived * 1e6 > seq
+            and session is not None
+            and session.status().polling
+        ):
+            logger.info("a poll held here is newer than another node's claim of %r", camera_id)
+            self._claiming_now(camera_id)
+            self._ctx.spawn(self._claim_again(camera_id))
+            return
+        self.give_up(camera_id, new_home, seq)
 
     def give_up(self, camera_id: str, new_home: str, seq: int) -> None:
         """Another incarnation holds a later claim: its held poll here gets 409, and the
@@ -236,7 +265,8 @@ class Homes:
             work = self._parking.pop(camera_id, None)
         work = work or SessionWork()
         self._unclaimed.pop(camera_id, None)
-        self._ctx.dirty.pop(camera_id, None)
+        self._arrived.pop(camera_id, None)
+        self._ctx.forget_status(camera_id)
         self._hosted.moved_away(camera_id, work, new_home)
         self._ctx.events.forwarded("handover")
         self._ctx.courier.post(

@@ -63,6 +63,19 @@ class Membership:
     def is_alive(self, node: str) -> bool:
         return node == self.incarnation or node in self._alive
 
+    def seen_alive_at(self, node: str, now: float) -> float | None:
+        """A wall-clock time (``now`` being the wall clock now) at which ``node`` was
+        alive for sure (``None``: not alive): it beat within half a timeout of this
+        node's last successful beat."""
+        if node == self.incarnation:
+            return now
+        if node not in self._alive:
+            return None
+        since_beat = asyncio.get_running_loop().time() - self._last_beat_started
+        if since_beat > self.timeout:
+            return None  # not heard of it for a node timeout: it counts as alive no longer
+        return now - since_beat - self.timeout / 2
+
     def lease_valid(self) -> bool:
         return asyncio.get_running_loop().time() < self._lease_until
 

@@ -91,6 +91,8 @@ class MemoryStore:
         self._clock = wall_clock
         self._rng = rng or random.Random(0)
         self._faults = _Faults()
+        #: the directory's writes so far, one per camera a claim or status write names
+        self.camera_writes = 0
         self._epochs = itertools.count(1)
         self._keys = itertools.count(1)
         self._clear()
@@ -189,11 +191,12 @@ class MemoryStore:
     def _seq(self, held: _Entry | None, now: float) -> int:
         return max(0 if held is None else held.entry.seq + 1, int(now * 1e6))
 
-    def _retention(self, answered: bool) -> float:
+    def _retention(self, answered: bool, polling: bool) -> float:
         limits = self.limits
-        return (
+        kept = (
             limits.answered_retention_seconds if answered else limits.unanswered_retention_seconds
         )
+        return kept + limits.status_refresh_seconds if polling else kept
 
 
 class _MemoryBody(Body):
@@ -236,6 +239,7 @@ class MemoryBackend(Backend, Directory, Members, Transport):
     async def claim(self, camera_ids: Sequence[str], node: str, *, again: bool) -> list[Claim]:
         now = await self._io(node, write=True)
         store = self.store
+        store.camera_writes += len(camera_ids)
         claims: list[Claim] = []
         for camera_id in camera_ids:
             held = store._entries.get(camera_id)
@@ -256,12 +260,13 @@ class MemoryBackend(Backend, Directory, Members, Transport):
                 held = _Entry(entry, node, held is not None and held.answered, 0.0)
                 store._entries[camera_id] = held
                 claims.append(Claim(old, parked, seq))
-            held.expires = now + store._retention(held.answered)
+            held.expires = now + store._retention(held.answered, polling=True)
         return claims
 
     async def write_status(self, node: str, writes: Sequence[StatusWrite]) -> list[Written]:
         now = await self._io(node, write=True)
         store = self.store
+        store.camera_writes += len(writes)
         written: list[Written] = []
         for write in writes:
             status = write.status
@@ -279,7 +284,7 @@ class MemoryBackend(Backend, Directory, Members, Transport):
             entry = CameraEntry(
                 status.camera_id, node, seen, polling, waiting, in_flight, write.expect, seq
             )
-            expires = now + store._retention(write.answered)
+            expires = now + store._retention(write.answered, polling)
             store._entries[status.camera_id] = _Entry(entry, node, write.answered, expires)
             written.append(Written(node, seq))
         return written

@@ -49,6 +49,8 @@ logger = logging.getLogger("camrelay.cluster")
 
 #: a home's status changes reach the store this often (a poll counts everywhere within 0.5 s)
 FLUSH_INTERVAL_SECONDS = 0.1
+#: a poll's end reaches the store this long after it, unless the camera polled again
+POLL_END_GRACE_SECONDS = 0.3
 #: how often callers whose camera's home died look for its new home
 ORPHAN_CHECK_SECONDS = 0.25
 
@@ -241,16 +243,24 @@ class ClusterNode(RelayService):
         if self._ctx.closing:
             raise ShuttingDown("the server is shutting down; poll again in a few seconds")
         arrived = asyncio.get_running_loop().time()
+        arrived_wall = self._ctx.wall_clock()
         await self._current()
         await self._homes.before_poll(camera_id)
+        self._homes.poll_held(camera_id, arrived_wall)
         self._ctx.mark_dirty(camera_id)
         # The hold counts from the poll's arrival: a claim that waited for the old home's
         # handover does not make the camera wait longer than POLL_HOLD_SECONDS.
         waited = asyncio.get_running_loop().time() - arrived
+        command: Command | None = None
         try:
             command = await self._relay.poll(camera_id, self.config.poll_hold_seconds - waited)
         finally:
-            self._ctx.mark_dirty(camera_id)
+            if command is None:
+                # A camera polls again at once after a noop: the store hears of the poll's
+                # end only if the next one does not come first.
+                self._ctx.mark_dirty(camera_id, delay=POLL_END_GRACE_SECONDS)
+            else:
+                self._ctx.mark_dirty(camera_id)
         if command is not None:
             # Other nodes learn at once that a result is due (not in the next batch).
             self._ctx.spawn(self._fleet.flush())

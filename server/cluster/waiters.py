@@ -70,8 +70,8 @@ class Waiters:
         if entry is None:
             raise CameraUnknown.of(camera_id)
         alive = await ctx.membership.confirm_alive(entry.home)
-        config = ctx.config
-        status = entry.status(now, config.connect_timeout_seconds, config.poll_hold_seconds, alive)
+        home_seen = ctx.membership.seen_alive_at(entry.home, now) if alive else None
+        status = entry.status(now, ctx.config.connect_timeout_seconds, home_seen)
         if not status.online:
             raise CameraOffline(
                 f"camera {camera_id!r} is offline: last seen "

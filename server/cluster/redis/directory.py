@@ -8,12 +8,15 @@ orders after every claim before (Redis' clock moved on).
 
 A camera's hash expires after the retention its answers earned (long once it
 answered a command, short while it never did), so a flood of ids that never
-answer leaves Redis on its own. The expiry is moved on in steps (when less than
-``1 - 1/RETAIN_STEPS`` of the retention is left), not at every poll: a re-poll
-then only reads and writes the camera's hash. The shard's ``expiry`` sorted set
-mirrors those expiry times exactly (the hash expires at its score): counting
-its live members is the shard's size, and its past ones are forgotten from both
-sorted sets a bounded number at a time, inside ``claim`` and ``count``.
+answer leaves Redis on its own; while it says polling, a status refresh
+interval longer (its home writes it at least that often, not at every poll).
+The expiry is moved on in steps (when less than ``1 - 1/RETAIN_STEPS`` of the
+retention is left, or more than all of it), not at every write. The shard's
+``expiry`` sorted set mirrors those expiry times exactly (the hash expires at
+its score): counting its live members is the shard's size, and its past ones
+are forgotten from both sorted sets a bounded number at a time, inside
+``claim`` and ``count``. Both sorted sets expire twice the longest retention
+after the last time one of their ids moved on.
 
 ``MAX_CAMERAS`` without a key that every camera writes: each node keeps the
 shards' live counts (read at most ``COUNT_REFRESH_SECONDS`` before, and updated
@@ -59,30 +62,40 @@ local function forget(cams, expiry, now_ms, limit)
     redis.call('ZREM', cams, unpack(gone))
   end
 end
-local function keep(key, ttl)
-  if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
-end
--- The hash expires at its 'exp' field, mirrored in the expiry set; moved on only when
--- less than (1 - 1/steps) of the retention is left (or the hash is new).
-local function retain(cam, cams, expiry, id, answered, exp, now_ms, a_ttl, u_ttl, steps)
+-- The entry's expiry ('exp', mirrored in the expiry set) for its retention: the same
+-- unless less than (1 - 1/steps) of the retention is left, or more than all of it.
+-- A polling camera's home refreshes it at least every refresh ms: kept that much longer.
+local function expiry_of(exp, now_ms, answered, polling, a_ttl, u_ttl, refresh, steps)
   local ttl = tonumber(u_ttl)
   if answered == '1' then ttl = tonumber(a_ttl) end
+  if polling == '1' then ttl = ttl + tonumber(refresh) end
   exp = tonumber(exp or '0') or 0
-  if exp - now_ms >= ttl - ttl / tonumber(steps) then return end
-  exp = now_ms + ttl
-  redis.call('HSET', cam, 'exp', int(exp))
+  local left = exp - now_ms
+  if left >= ttl - ttl / tonumber(steps) and left <= ttl then return nil end
+  return now_ms + ttl, ttl
+end
+-- Writes the entry's fields; with a new expiry (exp, its ttl), the entry expires then,
+-- and so does its place in the shard's index.
+local function store(cam, cams, expiry, id, fields, exp, ttl)
+  if exp then
+    table.insert(fields, 'exp')
+    table.insert(fields, int(exp))
+  end
+  redis.call('HSET', cam, unpack(fields))
+  if not exp then return end
   redis.call('PEXPIREAT', cam, int(exp))
-  redis.call('ZADD', cams, 0, id)
-  redis.call('ZADD', expiry, int(exp), id)
-  keep(cams, ttl)
-  keep(expiry, ttl)
+  if redis.call('ZADD', expiry, int(exp), id) == 1 then redis.call('ZADD', cams, 0, id) end
+  if redis.call('PTTL', expiry) < ttl then
+    redis.call('PEXPIRE', expiry, 2 * ttl)
+    redis.call('PEXPIRE', cams, 2 * ttl)
+  end
 end
 """
 
 #: KEYS: cam, cams, expiry, parked. ARGV: node, seen ms, id, again, room (a new camera is
 #: refused when the shard holds this many), answered ttl ms, unanswered ttl ms, forget
-#: limit, retain steps. Returns {old home, parked work, seq, refused, live in the shard
-#: (-1: not counted)}.
+#: limit, retain steps, refresh ms. Returns {old home, parked work, seq, refused, live in
+#: the shard (-1: not counted)}.
 CLAIM = Script(
     _COMMON
     + """
@@ -99,25 +112,27 @@ if not stored[2] then
 end
 local old = stored[1] or ''
 local seq = int(math.max((tonumber(stored[2] or '0') or 0) + 1, now_us))
+local exp, ttl = expiry_of(stored[4], now_ms, stored[3], '1', ARGV[6], ARGV[7], ARGV[10], ARGV[9])
 local parked = ''
-if ARGV[4] == '1' and old == ARGV[1] then
-  redis.call('HSET', KEYS[1], 'seq', seq, 'seen', ARGV[2], 'polling', '1')
-else
-  redis.call('HSET', KEYS[1], 'home', ARGV[1], 'seen', ARGV[2], 'polling', '1', 'seq', seq)
+local fields = {'seq', seq, 'seen', ARGV[2], 'polling', '1'}
+if not (ARGV[4] == '1' and old == ARGV[1]) then
+  table.insert(fields, 'home')
+  table.insert(fields, ARGV[1])
   if old == '' then
     parked = redis.call('GET', KEYS[4]) or ''
     if parked ~= '' then redis.call('DEL', KEYS[4]) end
   end
 end
-retain(KEYS[1], KEYS[2], KEYS[3], ARGV[3], stored[3], stored[4], now_ms, ARGV[6], ARGV[7], ARGV[9])
+store(KEYS[1], KEYS[2], KEYS[3], ARGV[3], fields, exp, ttl)
 return {old, parked, seq, 0, live}
 """
 )
 
 #: KEYS: cam, cams, expiry. ARGV: node, seen ms, polling, waiting, inflight, expect,
-#: answered, id, answered ttl ms, unanswered ttl ms, the writer's claim seq, retain steps.
-#: Returns {home, seq}. Nobody home but a claim later than the writer's (another node
-#: claimed and parked it since): nothing is written. ``answered`` sticks once set.
+#: answered, id, answered ttl ms, unanswered ttl ms, the writer's claim seq, retain steps,
+#: refresh ms, the writer's clock ms. Returns {home, seq}. Nobody home but a claim later
+#: than the writer's (another node claimed and parked it since): nothing is written.
+#: ``answered`` sticks once set. Redis' clock is read only to number a new claim.
 WRITE_STATUS = Script(
     _COMMON
     + """
@@ -126,16 +141,18 @@ local home = stored[1] or ''
 local seq = stored[2] or '0'
 if home ~= '' and home ~= ARGV[1] then return {home, seq} end
 if home == '' and (tonumber(seq) or 0) > tonumber(ARGV[11]) then return {'', seq} end
-local now_ms, now_us = now()
-if home == '' then seq = int(math.max((tonumber(seq) or 0) + 1, now_us)) end
+if home == '' then
+  local _, now_us = now()
+  seq = int(math.max((tonumber(seq) or 0) + 1, now_us))
+end
+local now_ms = tonumber(ARGV[14])
 local answered = '0'
 if ARGV[7] == '1' or stored[3] == '1' then answered = '1' end
-local exp = stored[4]
-if answered ~= stored[3] then exp = '0' end
-redis.call('HSET', KEYS[1], 'home', ARGV[1], 'seen', ARGV[2], 'polling', ARGV[3],
-           'waiting', ARGV[4], 'inflight', ARGV[5], 'expect', ARGV[6], 'answered', answered,
-           'seq', seq)
-retain(KEYS[1], KEYS[2], KEYS[3], ARGV[8], answered, exp, now_ms, ARGV[9], ARGV[10], ARGV[12])
+local exp, ttl = expiry_of(stored[4], now_ms, answered, ARGV[3], ARGV[9], ARGV[10], ARGV[13],
+                           ARGV[12])
+local fields = {'home', ARGV[1], 'seen', ARGV[2], 'polling', ARGV[3], 'waiting', ARGV[4],
+                'inflight', ARGV[5], 'expect', ARGV[6], 'answered', answered, 'seq', seq}
+store(KEYS[1], KEYS[2], KEYS[3], ARGV[8], fields, exp, ttl)
 return {ARGV[1], seq}
 """
 )
@@ -209,6 +226,7 @@ class RedisDirectory(Directory):
         self._limits = limits
         self._answered_ms = _ms(limits.answered_retention_seconds)
         self._unanswered_ms = _ms(limits.unanswered_retention_seconds)
+        self._refresh_ms = _ms(limits.status_refresh_seconds)
         #: each shard's live cameras as last read or claimed here, and when read
         self._live = [0] * SHARDS
         self._live_read_at = -math.inf
@@ -264,6 +282,7 @@ class RedisDirectory(Directory):
                         self._unanswered_ms,
                         FORGET_PER_CLAIM,
                         RETAIN_STEPS,
+                        self._refresh_ms,
                     ],
                 )
             )
@@ -315,6 +334,8 @@ class RedisDirectory(Directory):
                             self._unanswered_ms,
                             write.seq,
                             RETAIN_STEPS,
+                            self._refresh_ms,
+                            now_ms,
                         ],
                     )
                 )
