@@ -465,9 +465,15 @@ def test_an_idle_camera_at_its_home_costs_the_store_nothing() -> None:
         assert record.outcome == "200"
         changed = world.store.camera_writes
         assert changed > writes  # a caller waiting, a command in flight: written at once
-        polling.cancel()  # the camera stops polling: its last poll's end is written 0.3 s on
+        polling.cancel()  # the camera stops polling after its last poll
         await asyncio.wait([polling])
-        await asyncio.sleep(HOLD + 0.5)
+        [last] = [p for p in world.polls if p.camera == camera and p.ended is None]
+        while last.ended is None:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.8)
+        [status] = await other.list_cameras(prefix=camera)
+        assert status.polling, "a camera may poll again within a second: nothing written yet"
+        await asyncio.sleep(0.4)
         [status] = await other.list_cameras(prefix=camera)
         assert (status.polling, status.online) == (False, True)
 

@@ -50,7 +50,7 @@ logger = logging.getLogger("camrelay.cluster")
 #: a home's status changes reach the store this often (a poll counts everywhere within 0.5 s)
 FLUSH_INTERVAL_SECONDS = 0.1
 #: a poll's end reaches the store this long after it, unless the camera polled again
-POLL_END_GRACE_SECONDS = 0.3
+POLL_END_GRACE_SECONDS = 1.0
 #: how often callers whose camera's home died look for its new home
 ORPHAN_CHECK_SECONDS = 0.25
 
