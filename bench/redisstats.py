@@ -109,16 +109,21 @@ class MonitorCounts:
 
     sent: Counter[str] = field(default_factory=Counter)
     in_scripts: Counter[str] = field(default_factory=Counter)
+    #: ``EVALSHA`` calls by the script's SHA1
+    scripts: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
 
     def note(self, line: bytes) -> None:
         # b'+1700000000.123456 [0 127.0.0.1:5678] "evalsha" "..." ...'
         _, _, rest = line.partition(b" [")
         source, _, command = rest.partition(b"] ")
-        name = command.split(b" ", 1)[0].strip(b'"\r\n').decode(errors="replace").lower()
+        words = command.split(b" ", 2)
+        name = words[0].strip(b'"\r\n').decode(errors="replace").lower()
         if not name or _own(name):
             return
         (self.in_scripts if source.endswith(b" lua") else self.sent)[name] += 1
+        if name == "evalsha" and len(words) > 1:
+            self.scripts[words[1].strip(b'"\r\n').decode(errors="replace")] += 1
 
 
 async def monitor(server: RedisServer, seconds: float) -> MonitorCounts:

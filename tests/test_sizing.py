@@ -87,3 +87,10 @@ def test_commandstats_and_monitor_lines() -> None:
     counts.note(b'+1796533312.384522 [0 lua] "HSET" "a" "1"\r\n')
     counts.note(b'+1796533312.384522 [0 127.0.0.1:1] "info" "stats"\r\n')
     assert (dict(counts.sent), dict(counts.in_scripts)) == ({"evalsha": 1}, {"hset": 1})
+    assert dict(counts.scripts) == {"abc": 1}
+
+
+def test_the_nodes_scripts_are_named() -> None:
+    from server.cluster.redis.directory import CLAIM
+
+    assert sizing.script_names()[CLAIM.sha] == "directory.CLAIM"

@@ -42,6 +42,8 @@ from bench.procstat import tcp_bytes
 from bench.redisstats import MonitorCounts, RedisSample, monitor, sample
 from bench.result import ScenarioResult
 from common.fdlimit import hard_open_file_limit
+from server.cluster.redis import directory, members
+from server.cluster.redis.connection import Script
 from server.settings import Settings
 from tools.redis_server import RedisServer
 
@@ -172,6 +174,16 @@ def _per_poll(step: Step, base: Step, value: float, base_value: float, hold: flo
     return (value - base_value * step.window / base.window) / step.polls(hold)
 
 
+def script_names() -> dict[str, str]:
+    """The SHA1 of each Lua script the nodes run, to its name in ``server.cluster.redis``."""
+    names = {}
+    for module in (directory, members):
+        for name, value in vars(module).items():
+            if isinstance(value, Script):
+                names[value.sha] = f"{module.__name__.rpartition('.')[2]}.{name}"
+    return names
+
+
 def _sent(counts: MonitorCounts) -> int:
     return sum(counts.sent.values())
 
@@ -298,6 +310,9 @@ def report(result: ScenarioResult, params: Params, base: Step, steps: list[Step]
     for name, _ in (last.sent + last.in_scripts).most_common(12):
         source = f"{last.sent[name]} sent, {last.in_scripts[name]} in scripts"
         result.figure(f"MONITOR @ {sizes[-1]:,}: {name}", source)
+    names = script_names()
+    for sha, count in last.scripts.most_common():
+        result.figure(f"MONITOR @ {sizes[-1]:,}: EVALSHA {names.get(sha, sha[:12])}", count)
 
     for cost, line in lines.items():
         result.figure(f"fit r2: {cost.removeprefix('cost: ')}", round(line.r2, 4))
