@@ -32,8 +32,11 @@ from server.relay import CameraStatus
 __all__ = ["camera_id", "idle_repoll", "main", "register"]
 
 #: long enough that no registered camera expires during a run (a real one re-polls
-#: within a hold, which renews it)
-RETENTION_SECONDS: Final = 7200.0
+#: within a hold, which renews it), short enough that a re-poll after the first 90 s
+#: renews its expiry (less than 9/10 of it left: ``directory.RETAIN_STEPS``), as every
+#: re-poll of a real idle camera does (retention 40 s at the defaults, renewed in 4 s
+#: steps, polled every 30 s)
+RETENTION_SECONDS: Final = 900.0
 #: directory calls per re-poll of ``idle_repoll``
 CALLS_PER_REPOLL: Final = 2
 

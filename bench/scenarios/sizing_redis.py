@@ -17,8 +17,9 @@ camera claimed and its status written as a node does at a first poll):
   second per Redis core (what one busy core would take, when the client processes
   on this 2-core machine are what limits the rate).
 
-The cameras are registered with a long retention (``bench.repolls.RETENTION_SECONDS``)
-so that none expires during the run; a real idle camera stays by re-polling.
+The cameras are registered with a retention of 15 minutes
+(``bench.repolls.RETENTION_SECONDS``), so that none expires during the run and a
+re-poll renews its expiry as a real idle camera's re-poll does.
 """
 
 from __future__ import annotations
