@@ -55,9 +55,16 @@ class Scenario(Generic[P]):
     run: Callable[[Context, P], Awaitable[ScenarioResult]]
     full: P
     quick: P
+    #: the full run's time limit when it needs more than the plan's
+    full_timeout_seconds: float | None = None
 
     def params(self, plan: Plan) -> P:
         return self.quick if plan.quick else self.full
+
+    def timeout(self, plan: Plan) -> float:
+        if plan.quick or self.full_timeout_seconds is None:
+            return plan.scenario_timeout_seconds
+        return self.full_timeout_seconds
 
     async def __call__(self, ctx: Context) -> ScenarioResult:
         return await self.run(ctx, self.params(ctx.plan))

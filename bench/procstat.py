@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +19,7 @@ __all__ = [
     "open_fds",
     "reset_peak_rss",
     "socket_inodes",
+    "tcp_bytes",
     "tcp_socket_inodes",
 ]
 
@@ -118,3 +121,31 @@ def reset_peak_rss(pid: int) -> bool:
     except OSError:
         return False
     return True
+
+
+_TCP_BYTES = re.compile(rb"bytes_(sent|received):(\d+)")
+
+
+async def tcp_bytes(local_port: int) -> tuple[int, int] | None:
+    """Bytes sent and received so far over the established TCP connections on
+    ``local_port`` (``ss -ti``, the kernel's per-connection counters), or ``None``
+    without ``ss``."""
+    try:
+        process = await asyncio.create_subprocess_exec(
+            "ss",
+            "-tinH",
+            "state",
+            "established",
+            f"( sport = :{local_port} )",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+    except OSError:
+        return None
+    output, _ = await process.communicate()
+    if process.returncode != 0:
+        return None
+    totals = {b"sent": 0, b"received": 0}
+    for kind, count in _TCP_BYTES.findall(output):
+        totals[kind] += int(count)
+    return totals[b"sent"], totals[b"received"]

@@ -16,12 +16,14 @@ __all__ = ["run_all"]
 
 async def run_one(ctx: Context, name: str) -> ScenarioResult:
     started = time.perf_counter()
+    scenario = SCENARIOS[name]
+    limit = scenario.timeout(ctx.plan)
     try:
-        async with asyncio.timeout(ctx.plan.scenario_timeout_seconds):
-            result = await SCENARIOS[name](ctx)
+        async with asyncio.timeout(limit):
+            result = await scenario(ctx)
     except TimeoutError:
         result = ScenarioResult(name)
-        result.error(f"did not finish within {ctx.plan.scenario_timeout_seconds:g} s")
+        result.error(f"did not finish within {limit:g} s")
     except Exception as error:
         result = ScenarioResult(name)
         result.error(f"crashed: {type(error).__name__}: {error}")

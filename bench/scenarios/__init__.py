@@ -27,6 +27,8 @@ from bench.scenarios import (
     flood,
     idle,
     latency,
+    sizing,
+    sizing_redis,
     soak,
     throughput,
 )
@@ -52,5 +54,7 @@ SCENARIOS: Final[dict[str, Scenario[Any]]] = {
         cluster_burst.SCENARIO,
         cluster_fleet.SCENARIO,
         cluster_kill.SCENARIO,
+        sizing.SCENARIO,
+        sizing_redis.SCENARIO,
     )
 }

@@ -13,24 +13,21 @@ a single process without Redis, for the CPU ratio per camera.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Final
 
-from bench.fixtures import (
-    RelayServer,
-    camera_fleet,
-    polls_held,
-    redis_server,
-    relay_nodes,
-    relay_server,
+from bench.fixtures import RelayServer, redis_server, relay_nodes, relay_server
+from bench.idlefleet import (
+    FD_RESERVE,
+    SLOW_FLEET_SETTINGS,
+    fleets_on,
+    split,
+    wait_held,
 )
-from bench.http import client_session, wait_for
 from bench.plan import Context, Scenario
 from bench.result import ScenarioResult
-from bench.scenarios.fleet import FD_RESERVE, FLEET_CONNECTION_TIMEOUT, FLEET_POLL_TIMEOUT, KB
+from bench.scenarios.fleet import KB
 from common.fdlimit import hard_open_file_limit
 from tools.redis_server import RedisServer
 
@@ -52,35 +49,6 @@ class Params:
 
 FULL: Final = Params(cameras=20_000, window_seconds=20.0, hold_seconds=10.0)
 QUICK: Final = Params(cameras=100, window_seconds=0.5, hold_seconds=0.5)
-
-
-def split(count: int, parts: int, most: int) -> list[int]:
-    """``count`` as ``parts`` (or a multiple of it) near-equal shares of at most ``most``."""
-    fleets = parts
-    while -(-count // fleets) > most:
-        fleets += parts
-    return [count // fleets + (1 if i < count % fleets else 0) for i in range(fleets)]
-
-
-@contextlib.asynccontextmanager
-async def fleets_on(
-    ctx: Context, servers: list[RelayServer], shares: list[int]
-) -> AsyncIterator[None]:
-    """Fleets of ``shares`` cameras (distinct ids), spread over ``servers`` in turn."""
-    env = {"POLL_TIMEOUT_SECONDS": FLEET_POLL_TIMEOUT}
-    async with contextlib.AsyncExitStack() as stack:
-        first = 1
-        for index, share in enumerate(shares):
-            server = servers[index % len(servers)]
-            await stack.enter_async_context(camera_fleet(ctx, server, share, env, first))
-            first += share
-        yield None
-
-
-async def held(servers: list[RelayServer]) -> int:
-    async with client_session() as http:
-        counts = await asyncio.gather(*(polls_held(http, server) for server in servers))
-    return sum(counts)
 
 
 async def idle_window(
@@ -110,13 +78,7 @@ async def run(ctx: Context, params: Params) -> ScenarioResult:
     window = params.window_seconds
     result = ScenarioResult(NAME)
     most = hard_open_file_limit() - FD_RESERVE
-    settings = {
-        "POLL_HOLD_SECONDS": str(params.hold_seconds),
-        # As in the fleet scenario: a slow-starting fleet must not be cut before its first poll.
-        "HEADER_TIMEOUT_SECONDS": FLEET_CONNECTION_TIMEOUT,
-        "KEEPALIVE_TIMEOUT_SECONDS": FLEET_CONNECTION_TIMEOUT,
-    }
-    ramp_limit = 60.0 + count / 100
+    settings = {"POLL_HOLD_SECONDS": str(params.hold_seconds), **SLOW_FLEET_SETTINGS}
     #: let RSS settle after start-up and after the ramp (short in --quick)
     settle = min(1.0, window)
 
@@ -125,8 +87,8 @@ async def run(ctx: Context, params: Params) -> ScenarioResult:
         rss_before = [node.memory().rss for node in nodes]
         redis_before = await used_memory(redis)
         async with fleets_on(ctx, nodes, split(count, NODES, most)):
-            if not await wait_for(lambda: _at_least(nodes, count), ramp_limit, interval=0.5):
-                result.error(f"cluster: only {await held(nodes)} of {count} polls held")
+            if problem := await wait_held(nodes, count):
+                result.error(f"cluster: {problem}")
             await asyncio.sleep(settle)
             rss_after = [node.memory().rss for node in nodes]
             redis_after = await used_memory(redis)
@@ -146,8 +108,8 @@ async def run(ctx: Context, params: Params) -> ScenarioResult:
         KEEPALIVE_TIMEOUT_SECONDS=settings["KEEPALIVE_TIMEOUT_SECONDS"],
     ) as single:
         async with fleets_on(ctx, [single], split(single_count, 1, most)):
-            if not await wait_for(lambda: _at_least([single], single_count), ramp_limit, 0.5):
-                result.error(f"single: only {await held([single])} of {single_count} polls held")
+            if problem := await wait_held([single], single_count):
+                result.error(f"single: {problem}")
             await asyncio.sleep(settle)
             single_cpu, _ = await idle_window([single], window, None)
         result.errors_from("single", single.problems())
@@ -178,10 +140,6 @@ async def run(ctx: Context, params: Params) -> ScenarioResult:
         "x",
     )
     return result
-
-
-async def _at_least(servers: list[RelayServer], count: int) -> bool:
-    return await held(servers) >= count
 
 
 SCENARIO: Final = Scenario(NAME, run, FULL, QUICK)

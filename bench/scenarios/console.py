@@ -29,11 +29,10 @@ from playwright.async_api import Page, Request, async_playwright
 
 from bench.fixtures import RelayServer, camera_fleet, log_camera, wait_all_held
 from bench.http import client_session
+from bench.idlefleet import FD_RESERVE, FLEET_POLL_TIMEOUT
 from bench.plan import Context, Scenario
 from bench.result import ScenarioResult
 from bench.scenarios.fleet import (
-    FD_RESERVE,
-    FLEET_POLL_TIMEOUT,
     KB,
     fleet_server,
     time_cameras,

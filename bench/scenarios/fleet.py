@@ -20,6 +20,7 @@ import aiohttp
 
 from bench.fixtures import RelayServer, camera_fleet, polls_held, relay_server, wait_all_held
 from bench.http import client_session, fetch
+from bench.idlefleet import FD_RESERVE, FLEET_CONNECTION_TIMEOUT, FLEET_POLL_TIMEOUT
 from bench.plan import Context, Scenario
 from bench.procstat import cpu_seconds, memory
 from bench.result import ScenarioResult
@@ -31,20 +32,6 @@ __all__ = ["FULL", "NAME", "QUICK", "SCENARIO", "Params", "run"]
 
 NAME: Final = "fleet"
 HOLD_SECONDS: Final = "50"
-#: fds kept free in each process beyond one socket per camera: stdio, epoll, the
-#: listener, and sockets a moment away from closing.
-FD_RESERVE: Final = 500
-#: The fleet's client timeout. Its own start-up is CPU-bound (all cameras start
-#: at once in one loop): ~20,000 take over a minute to send their first polls,
-#: and at the default 60 s the first ones would time out and reconnect while the
-#: server still holds the old sockets, running both processes out of fds.
-FLEET_POLL_TIMEOUT: Final = "120"
-#: For the same reason, a fleet camera may connect well over 10 s before its first
-#: poll's headers go out: the server would cut such a connection at
-#: HEADER_TIMEOUT_SECONDS (10 s by default: some 13,000 of 19,500 cut) and, as
-#: aiohttp's keep-alive timer also runs from a connection's opening, at
-#: KEEPALIVE_TIMEOUT_SECONDS (15 s by default: some 5,700 of 19,500 cut).
-FLEET_CONNECTION_TIMEOUT: Final = FLEET_POLL_TIMEOUT
 KB: Final = 1024
 MB: Final = 1024 * 1024
 #: "idle CPU near zero": at most this share of one core, in percent.
