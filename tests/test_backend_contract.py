@@ -363,6 +363,17 @@ async def check_beats_liveness_and_epoch(store: Store) -> None:
     assert (await members.beat(N1)).epoch == flushed.epoch
 
 
+async def check_a_beat_carries_the_nodes_note(store: Store) -> None:
+    members = store.backend().members
+    await members.beat(N1, b"[1,2,3,4]")
+    await members.beat(N2, b"two")
+    assert await members.notes([N2, N3, N1]) == [b"two", None, b"[1,2,3,4]"]
+    await members.beat(N1, b"[5,6,7,8]")
+    await members.leave(N2)
+    assert await members.notes([N1, N2]) == [b"[5,6,7,8]", None], "a node that left says nothing"
+    assert await members.notes([]) == []
+
+
 # ---------------------------------------------------------------- transport
 
 
@@ -425,6 +436,7 @@ CHECKS = [
     check_parked_work_is_taken_once,
     check_read_page_and_count,
     check_beats_liveness_and_epoch,
+    check_a_beat_carries_the_nodes_note,
     check_messages_and_bodies,
     check_a_closed_backend_fails,
 ]

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from server.cluster import fleet
 from server.cluster import messages as m
 from server.cluster.backend import Envelope
 from server.relay import TimeRange
@@ -476,5 +477,23 @@ def test_an_idle_camera_at_its_home_costs_the_store_nothing() -> None:
         await asyncio.sleep(0.4)
         [status] = await other.list_cameras(prefix=camera)
         assert (status.polling, status.online) == (False, True)
+
+    play(scenario)
+
+
+def test_past_a_few_thousand_cameras_the_totals_are_summed_from_each_nodes_note(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def scenario(world: World) -> None:
+        world.route = prefer(world, 1)
+        start_cameras(world)
+        await asyncio.sleep(NODE_TIMEOUT)  # polls held at node-1, which beat since
+        node = world.slots[0].node
+        assert node is not None
+        exact = await node.fleet_stats()
+        monkeypatch.setattr(fleet, "EXACT_TOTALS_UP_TO", 0)
+        summed = await node.fleet_stats()
+        assert (exact.cameras, exact.online, exact.polls_held) == (4, 4, 4)
+        assert (summed.cameras, summed.online, summed.polls_held) == (4, 4, 4)
 
     play(scenario)

@@ -190,8 +190,13 @@ class Beat:
 
 class Members(abc.ABC):
     @abc.abstractmethod
-    async def beat(self, node: str) -> Beat:
-        """Note that ``node`` is alive (for a node timeout); the nodes alive; the epoch."""
+    async def beat(self, node: str, note: bytes = b"") -> Beat:
+        """Note that ``node`` is alive (for a node timeout), with ``note`` (what it says
+        of itself, read by ``notes``); the nodes alive; the epoch."""
+
+    @abc.abstractmethod
+    async def notes(self, nodes: Sequence[str]) -> list[bytes | None]:
+        """Each node's note from its last beat, in one round trip (``None``: gone)."""
 
     @abc.abstractmethod
     async def is_alive(self, node: str) -> bool:

@@ -12,6 +12,8 @@ import asyncio
 from collections.abc import Awaitable
 from typing import TypeVar
 
+import orjson
+
 from ..relay import CameraStatus, RelayStats
 from .backend import BackendError, StatusWrite
 from .context import NodeContext
@@ -23,6 +25,29 @@ T = TypeVar("T")
 
 #: ids read from the store at a time while listing the whole fleet
 PAGE_SIZE = 500
+#: up to this many cameras, ``/cameras`` totals are read camera by camera (exact)
+EXACT_TOTALS_UP_TO = 5_000
+
+
+def counts_note(stats: RelayStats) -> bytes:
+    """What a node says of its own cameras with each heartbeat, for the fleet's totals."""
+    return orjson.dumps(
+        [stats.online, stats.polls_held, stats.callers_waiting, stats.commands_in_flight]
+    )
+
+
+def _counts_from(note: bytes) -> list[int] | None:
+    try:
+        counts = orjson.loads(note)
+    except orjson.JSONDecodeError:
+        return None
+    if not (
+        isinstance(counts, list)
+        and len(counts) == 4
+        and all(isinstance(c, int) and c >= 0 for c in counts)
+    ):
+        return None  # an older release's beat (its time) or garbage: not counted
+    return counts
 
 
 class Fleet:
@@ -131,14 +156,28 @@ class Fleet:
         return result
 
     async def stats(self) -> RelayStats:
-        statuses = await self.list_cameras()
-        return RelayStats(
-            len(statuses),
-            sum(s.online for s in statuses),
-            sum(s.polling for s in statuses),
-            sum(s.waiting for s in statuses),
-            sum(s.in_flight for s in statuses),
-        )
+        """The fleet's totals: read camera by camera up to ``EXACT_TOTALS_UP_TO`` cameras;
+        past it, in O(nodes): the cameras the store holds, and the counts each live node
+        gave of its own cameras with its last heartbeat (a beat old at most; cameras whose
+        home died are not among them)."""
+        ctx = self._ctx
+        known = await self._listed(ctx.directory.count())
+        if known <= EXACT_TOTALS_UP_TO:
+            statuses = await self.list_cameras()
+            return RelayStats(
+                len(statuses),
+                sum(s.online for s in statuses),
+                sum(s.polling for s in statuses),
+                sum(s.waiting for s in statuses),
+                sum(s.in_flight for s in statuses),
+            )
+        own = ctx.relay.stats()
+        totals = [own.online, own.polls_held, own.callers_waiting, own.commands_in_flight]
+        for note in await self._listed(ctx.membership.notes_of_others()):
+            counts = _counts_from(note)
+            if counts is not None:
+                totals = [total + count for total, count in zip(totals, counts, strict=True)]
+        return RelayStats(known, *totals)
 
     async def check_homes(self) -> None:
         """After this node's lease lapsed: give up every camera another incarnation claimed

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .backend import BackendError, Members
@@ -41,9 +42,16 @@ class BeatOutcome:
 
 class Membership:
     def __init__(
-        self, members: Members, incarnation: str, timeout: float, health: StoreHealth
+        self,
+        members: Members,
+        incarnation: str,
+        timeout: float,
+        health: StoreHealth,
+        note: Callable[[], bytes] = bytes,
     ) -> None:
         self._members = members
+        #: what this node says of itself with each beat (``notes_of_others`` reads them)
+        self._note = note
         self.incarnation = incarnation
         self.timeout = timeout
         self.interval = timeout / 4
@@ -62,6 +70,12 @@ class Membership:
 
     def is_alive(self, node: str) -> bool:
         return node == self.incarnation or node in self._alive
+
+    async def notes_of_others(self) -> list[bytes]:
+        """What the other live nodes said of themselves with their last beat (raises
+        ``BackendError``)."""
+        others = [node for node in self._alive if node != self.incarnation]
+        return [note for note in await self._members.notes(others) if note is not None]
 
     def seen_alive_at(self, node: str, now: float) -> float | None:
         """A wall-clock time (``now`` being the wall clock now) at which ``node`` was
@@ -99,7 +113,7 @@ class Membership:
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
-            beat = await self._members.beat(self.incarnation)
+            beat = await self._members.beat(self.incarnation, self._note())
         except BackendError as error:
             self._health.failed(error)
             return BeatOutcome(up=False)

@@ -102,6 +102,7 @@ class MemoryStore:
         self._entries: dict[str, _Entry] = {}
         self._parked: dict[str, tuple[bytes, float]] = {}
         self._beats: dict[str, float] = {}
+        self._notes: dict[str, bytes] = {}
         self._inboxes: dict[str, list[_Message]] = {}
         self._bodies: dict[int, tuple[bytes, float]] = {}
         self.epoch = f"epoch-{next(self._epochs)}"
@@ -177,6 +178,7 @@ class MemoryStore:
         timeout = self.limits.node_timeout_seconds
         for node in [n for n, beat in self._beats.items() if beat + timeout <= now]:
             del self._beats[node]
+            self._notes.pop(node, None)
         for key in [k for k, (_, expires) in self._bodies.items() if expires <= now]:
             del self._bodies[key]
         for node, inbox in list(self._inboxes.items()):
@@ -319,10 +321,11 @@ class MemoryBackend(Backend, Directory, Members, Transport):
 
     # ------------------------------------------------------------------ members
 
-    async def beat(self, node: str) -> Beat:
+    async def beat(self, node: str, note: bytes = b"") -> Beat:
         now = await self._io(node, write=True)
         store = self.store
         store._beats[node] = now
+        store._notes[node] = note
         half = store.limits.node_timeout_seconds / 2
         alive = frozenset(n for n, beat in store._beats.items() if now - beat <= half)
         return Beat(alive, store.epoch)
@@ -332,9 +335,15 @@ class MemoryBackend(Backend, Directory, Members, Transport):
         beat = self.store._beats.get(node)
         return beat is not None and now - beat <= self.store.limits.node_timeout_seconds / 2
 
+    async def notes(self, nodes: Sequence[str]) -> list[bytes | None]:
+        await self._io()
+        store = self.store
+        return [store._notes.get(node) if node in store._beats else None for node in nodes]
+
     async def leave(self, node: str) -> None:
         await self._io(node)
         self.store._beats.pop(node, None)
+        self.store._notes.pop(node, None)
 
     # ------------------------------------------------------------------ transport
 

@@ -34,7 +34,7 @@ from . import messages as m
 from .backend import Backend, Body
 from .context import ClusterConfig, NodeContext
 from .courier import Courier, Handler
-from .fleet import Fleet
+from .fleet import Fleet, counts_note
 from .forwarding import ResultForwarding
 from .health import StoreHealth
 from .homes import Homes
@@ -76,7 +76,11 @@ class ClusterNode(RelayService):
         health = StoreHealth(events.redis_error)
         self._health = health
         self._membership = Membership(
-            backend.members, self.incarnation, cluster.node_timeout_seconds, health
+            backend.members,
+            self.incarnation,
+            cluster.node_timeout_seconds,
+            health,
+            note=lambda: counts_note(self._relay.stats()),
         )
         courier = Courier(
             backend.transport, self.incarnation, health, wall_clock, events.hop_latency

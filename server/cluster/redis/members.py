@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Sequence
 
 from ..backend import Beat, Members, StoreLimits
 from .connection import Script, ScriptCall, Store
@@ -46,11 +47,11 @@ class RedisMembers(Members):
         self._timeout_ms = max(1, int(limits.node_timeout_seconds * 1000))
         self._keep_ms = max(self._timeout_ms * KEEP_TIMEOUTS, KEEP_AT_LEAST_MS)
 
-    async def beat(self, node: str) -> Beat:
+    async def beat(self, node: str, note: bytes = b"") -> Beat:
         now_ms = int(time.time() * 1000)
         with self._store.guard():
             pipe = self._store.pipeline(self._store.beat)
-            pipe.set(self._keys.node(node), now_ms, px=self._timeout_ms)
+            pipe.set(self._keys.node(node), note or str(now_ms), px=self._timeout_ms)
             pipe.zadd(self._keys.nodes, {node: now_ms})
             pipe.pexpire(self._keys.nodes, self._keep_ms)
             pipe.zremrangebyscore(self._keys.nodes, "-inf", now_ms - self._keep_ms)
@@ -72,6 +73,14 @@ class RedisMembers(Members):
             self._store.commands_sent += 1
             last_beat = await self._store.shared.zscore(self._keys.nodes, node)
         return last_beat is not None and last_beat >= time.time() * 1000 - self._timeout_ms / 2
+
+    async def notes(self, nodes: Sequence[str]) -> list[bytes | None]:
+        if not nodes:
+            return []
+        with self._store.guard():
+            self._store.commands_sent += 1
+            found = await self._store.shared.mget([self._keys.node(node) for node in nodes])
+        return [note.encode() if isinstance(note, str) else note for note in found]
 
     async def leave(self, node: str) -> None:
         with self._store.guard():
