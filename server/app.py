@@ -12,7 +12,7 @@ from aiohttp import web
 
 from .cluster import ClusterConfig, ClusterNode, StoreLimits
 from .cluster.redis import RedisBackend
-from .http.middlewares import logs_outcomes, problem_errors, request_context
+from .http.middlewares import serve_request
 from .http.routes import setup_routes
 from .observe.events import EventLogger
 from .observe.metrics import ClusterMetrics, RelayMetrics
@@ -40,7 +40,7 @@ def create_app(
     settings = settings if settings is not None else Settings.from_env()
     app = web.Application(
         client_max_size=settings.max_upload_bytes,
-        middlewares=[request_context, logs_outcomes, problem_errors],
+        middlewares=[serve_request],
     )
     metrics = RelayMetrics()
     observer = FanOutObserver(metrics, EventLogger())

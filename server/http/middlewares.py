@@ -1,4 +1,9 @@
-"""Request id, /logs outcome metrics, and problem+json for every error."""
+"""The one middleware every request passes: a request id, problem+json for every error,
+and the ``/logs`` outcomes counted by status.
+
+One middleware rather than one per concern: aiohttp wraps each middleware in a
+coroutine of its own, so every request paid for each one it passed.
+"""
 
 from __future__ import annotations
 
@@ -24,52 +29,38 @@ LOGS_ROUTE = "logs"
 
 
 @web.middleware
-async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Tag the request's log lines and response with a request id (the client's, if sane)."""
-    given = request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = given if REQUEST_ID_PATTERN.fullmatch(given) else random_hex(16)
+async def serve_request(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Tag the request's log lines and response with a request id (the client's, if
+    sane); every error, ours or the framework's, leaves as application/problem+json;
+    ``/logs`` outcomes are counted by status and the successful ones timed."""
+    given = request.headers.get(REQUEST_ID_HEADER)
+    request_id = given if given and REQUEST_ID_PATTERN.fullmatch(given) else random_hex(16)
     token = REQUEST_ID.set(request_id)
+    logs = request.match_info.route.name == LOGS_ROUTE
+    started = time.perf_counter() if logs else 0.0
     try:
-        response = await handler(request)
+        try:
+            response = await handler(request)
+        except (ProblemError, RelayError) as error:
+            response = problem_for(request, error).to_response()
+        except web.HTTPException as error:
+            if error.status < 400:
+                raise
+            response = problem_for(request, error).to_response()
+        except asyncio.CancelledError:
+            if logs:
+                get_metrics(request.app).logs_cancelled()
+            raise
+        except Exception:
+            logger.exception("unhandled error on %s %s", request.method, request.path)
+            response = problem_response(
+                500,
+                f"the server failed on this request; report request id {request_id}",
+                kind="internal-error",
+            )
     finally:
         REQUEST_ID.reset(token)
+    if logs:
+        get_metrics(request.app).logs_answered(response.status, time.perf_counter() - started)
     response.headers[REQUEST_ID_HEADER] = request_id
     return response
-
-
-@web.middleware
-async def logs_outcomes(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Count /logs outcomes by status and time the successful ones."""
-    if request.match_info.route.name != LOGS_ROUTE:
-        return await handler(request)
-    metrics = get_metrics(request.app)
-    started = time.perf_counter()
-    try:
-        response = await handler(request)
-    except asyncio.CancelledError:
-        metrics.logs_requests.labels("cancelled").inc()
-        raise
-    metrics.logs_requests.labels(str(response.status)).inc()
-    if response.status == 200:
-        metrics.relay_latency.observe(time.perf_counter() - started)
-    return response
-
-
-@web.middleware
-async def problem_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error, ours or the framework's, leaves as application/problem+json."""
-    try:
-        return await handler(request)
-    except (ProblemError, RelayError) as error:
-        return problem_for(request, error).to_response()
-    except web.HTTPException as error:
-        if error.status < 400:
-            raise
-        return problem_for(request, error).to_response()
-    except Exception:
-        logger.exception("unhandled error on %s %s", request.method, request.path)
-        return problem_response(
-            500,
-            f"the server failed on this request; report request id {REQUEST_ID.get()}",
-            kind="internal-error",
-        )

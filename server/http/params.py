@@ -105,7 +105,14 @@ def _page_size(raw: str | None) -> int | None:
     return int(raw)
 
 
+#: a ``/logs`` call with neither bound (most of them): one shared range
+UNBOUNDED = TimeRange()
+
+
 def time_range_params(request: web.Request) -> TimeRange:
+    query = request.query
+    if "startTimestamp" not in query and "endTimestamp" not in query:
+        return UNBOUNDED
     start = timestamp_param(request, "startTimestamp")
     end = timestamp_param(request, "endTimestamp")
     if start is not None and end is not None and start > end:
@@ -133,6 +140,8 @@ def unit_hint(time_range: TimeRange) -> str | None:
     Timestamps are epoch seconds, as the camera's ``time.time()``: a bound of
     ``1700000000000`` finds nothing, which is easy to miss in a 200.
     """
+    if time_range.start is None and time_range.end is None:
+        return None
     hints = []
     for name, value in (("startTimestamp", time_range.start), ("endTimestamp", time_range.end)):
         if value is None or not FINER_UNITS[-1][0] <= abs(value) < FINER_UNITS_END:

@@ -113,6 +113,8 @@ class RelayMetrics(RelayObserver):
             ["status"],
             registry=self.registry,
         )
+        #: the counter of each status seen, looked up once (``labels`` takes a lock)
+        self._logs_by_status: dict[int, Counter] = {}
         self.relay_latency = Histogram(
             "camrelay_relay_latency_seconds",
             "Time from a /logs request to its logs (200 only)",
@@ -160,6 +162,19 @@ class RelayMetrics(RelayObserver):
             "Times accepting paused for a second because file descriptors ran out",
             registry=self.registry,
         )
+
+    def logs_answered(self, status: int, seconds: float) -> None:
+        """A ``/logs`` request answered with ``status`` after ``seconds`` (timed if 200)."""
+        counter = self._logs_by_status.get(status)
+        if counter is None:
+            counter = self._logs_by_status[status] = self.logs_requests.labels(str(status))
+        counter.inc()
+        if status == 200:
+            self.relay_latency.observe(seconds)
+
+    def logs_cancelled(self) -> None:
+        """A ``/logs`` request whose caller left before its answer."""
+        self.logs_requests.labels("cancelled").inc()
 
     def read_state_from(self, read_stats: Callable[[], RelayStats]) -> None:
         self._read_stats = read_stats
