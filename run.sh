@@ -194,6 +194,10 @@ case "$MODE" in
         ;;
     test)
         ensure_env dev
+        # pytest keeps the modules it rewrites (the tests, and whole plugin packages such as
+        # hypothesis and schemathesis) as bytecode under __pycache__ (ignored by git); where
+        # PYTHONDONTWRITEBYTECODE is set it would rewrite them all again on every run.
+        unset PYTHONDONTWRITEBYTECODE
         exec "$PYTHON" -m pytest "$@"
         ;;
     lint)

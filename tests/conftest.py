@@ -145,8 +145,10 @@ async def serve_on_loopback(
     return runner, f"http://{host}:{port}"
 
 
-@pytest.fixture
-async def make_live_server() -> AsyncIterator[MakeLiveServer]:
+@contextlib.asynccontextmanager
+async def live_servers() -> AsyncIterator[MakeLiveServer]:
+    """``make(**overrides)`` serves ``create_app(settings_for(**overrides))`` on loopback;
+    every server made is checked for leaks and stopped when the block ends."""
     runners: list[web.AppRunner] = []
 
     async def make(send_buffer_bytes: int | None = None, **overrides: Any) -> LiveServer:
@@ -158,6 +160,12 @@ async def make_live_server() -> AsyncIterator[MakeLiveServer]:
     for runner in runners:
         await wait_for_relay_idle(local_relay(get_relay(runner.app)))
         await runner.cleanup()
+
+
+@pytest.fixture
+async def make_live_server() -> AsyncIterator[MakeLiveServer]:
+    async with live_servers() as make:
+        yield make
 
 
 @pytest.fixture

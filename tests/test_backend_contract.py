@@ -31,18 +31,20 @@ from server.relay import CameraStatus
 from tests.sim.loop import run_virtual, wall_clock
 from tools.redis_server import LocalRedisCluster
 
+#: Short, so that the Redis checks' waits for real expiry stay short; each check leaves
+#: at least 0.3 s between what must still be there and when it expires.
 LIMITS = StoreLimits(
-    node_timeout_seconds=1.0,
+    node_timeout_seconds=0.6,
     max_cameras=4,
-    answered_retention_seconds=1.2,
-    unanswered_retention_seconds=0.4,
+    answered_retention_seconds=0.8,
+    unanswered_retention_seconds=0.3,
     message_ttl_seconds=0.6,
     status_refresh_seconds=0.3,
 )
 #: an entry that says polling lives this much longer
 POLLING_EXTRA = LIMITS.status_refresh_seconds
 #: more than any retention above is stretched by the store's clock or TTL rounding
-MARGIN = 0.15
+MARGIN = 0.1
 N1, N2, N3 = "n1~aaaa", "n2~bbbb", "n3~cccc"
 
 

@@ -57,12 +57,33 @@ def node_maker(
     return make
 
 
-@pytest.fixture(params=["redis", "redis-cluster"])
+@pytest.fixture(params=["redis"])
 def make_node(make_live_server: MakeLiveServer, request: pytest.FixtureRequest) -> MakeNode:
-    """Nodes on one Redis, and (the same tests) on a Redis Cluster of three primaries."""
+    """Nodes on one Redis; with ``ALSO_ON_A_REDIS_CLUSTER``, the same test also on a Redis
+    Cluster of three primaries."""
     if request.param == "redis-cluster":
         return node_maker(make_live_server, request.getfixturevalue("redis_cluster"))
     return node_maker(make_live_server, request.getfixturevalue("redis_server"))
+
+
+#: Every test here runs its nodes on one Redis. These run on a Redis Cluster of three
+#: primaries as well, for what depends there on where keys lie (hash slots) and on the
+#: cluster client routing each command to its slot's primary:
+#: - a caller's work crossing to the camera's home and its result coming back: each
+#:   node's inbox is a slot of its own, read blocking at its primary (one node to
+#:   another; and three nodes' inboxes, spread over the primaries, with redelivery);
+#: - ``/cameras`` merging the pages and counts of the fleet's 16 shards, on every primary;
+#: - heartbeats, nodes alive and the epoch (a script per shard, on every primary);
+#: - a killed node's camera claimed by another node (liveness read from the members' slot);
+#: - a stopping node parking its work (one script over a camera's hash and its parked
+#:   work: they must share a slot);
+#: - (cluster only) a primary failing over, then every primary losing its data.
+#: The other tests check the nodes' own rules (coalescing, newest poll wins, results
+#: without requestId, timeouts, offline, queue limits) over the same backend calls,
+#: which tests/test_backend_contract.py checks call by call on the Redis Cluster too.
+ALSO_ON_A_REDIS_CLUSTER = pytest.mark.parametrize(
+    "make_node", ["redis", "redis-cluster"], indirect=True
+)
 
 
 @pytest.fixture
@@ -201,6 +222,7 @@ async def background(coro: Awaitable[Any]) -> AsyncIterator[asyncio.Task[Any]]:
             await task
 
 
+@ALSO_ON_A_REDIS_CLUSTER
 async def test_a_poll_on_one_node_serves_a_caller_on_another(
     make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
 ) -> None:
@@ -262,6 +284,7 @@ async def test_callers_on_two_nodes_share_one_command(
     assert (camera.commands[0]["startTimestamp"], camera.commands[0]["endTimestamp"]) == (1, 7)
 
 
+@ALSO_ON_A_REDIS_CLUSTER
 async def test_poll_result_and_caller_on_three_nodes_with_redelivery(
     make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
 ) -> None:
@@ -330,6 +353,7 @@ async def test_offline_and_timeouts_hold_across_nodes(
     assert loop.time() - started < 0.5
 
 
+@ALSO_ON_A_REDIS_CLUSTER
 async def test_cameras_lists_the_whole_fleet_from_any_node(
     make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
 ) -> None:
@@ -401,6 +425,7 @@ async def test_max_waiting_counts_callers_on_all_nodes(
         assert [s for s, _ in await asyncio.gather(busy, *queued)] == [200, 200, 200]
 
 
+@ALSO_ON_A_REDIS_CLUSTER
 async def test_healthz_and_metrics_of_a_node(
     make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
 ) -> None:
@@ -486,6 +511,7 @@ async def test_redis_down_then_back(
     assert all("\n" not in line for line in warnings)
 
 
+@ALSO_ON_A_REDIS_CLUSTER
 async def test_a_killed_node_loses_no_caller_on_a_surviving_node(
     make_node: MakeNode,
     http: aiohttp.ClientSession,
@@ -534,6 +560,7 @@ async def test_a_killed_node_whose_camera_never_returns_means_503(
     assert loop.time() - detected_at <= 1.0 + 1.0
 
 
+@ALSO_ON_A_REDIS_CLUSTER
 async def test_a_node_stopping_hands_its_work_over(
     make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
 ) -> None:

@@ -3,6 +3,10 @@
 The server is the real app on a loopback port (``make_live_server``) with
 scripted cameras polling it over HTTP; the page talks to it as an operator's
 browser would. Without Chromium these tests skip (and fail under ``CI=true``).
+
+One Chromium serves the whole module (starting Playwright's driver and the browser
+takes a second or two): the tests share the module's event loop, and each gets a
+browser context of its own (its own cookies, storage and cache) and its own servers.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import orjson
 import pytest
+import pytest_asyncio
 from playwright.async_api import (
     Browser,
     ConsoleMessage,
@@ -30,11 +35,11 @@ from playwright.async_api import (
     expect,
 )
 
-from tests.conftest import LiveServer, MakeLiveServer
+from tests.conftest import LiveServer, MakeLiveServer, live_servers
 from tests.helpers import LogEntries, ScriptedCamera, camera_polling, running, wait_until
 from tools.browser import chromium_path, launch, missing_browser_reason
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
 #: Short server timeouts: a stopped camera is offline within a second of its last poll.
 FAST = {"poll_hold_seconds": 0.5, "connect_timeout_seconds": 0.5}
@@ -91,9 +96,10 @@ class Watched:
         return unexpected
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def browser(browser_type_launch_args: dict[str, Any]) -> AsyncIterator[Browser]:
-    """pytest-playwright's launch options (``--headed``, ``--slowmo``) on the system Chromium."""
+    """pytest-playwright's launch options (``--headed``, ``--slowmo``) on the system Chromium,
+    launched once for the module."""
     if chromium_path() is None:
         if os.environ.get("CI") == "true":
             pytest.fail(missing_browser_reason())
@@ -104,7 +110,14 @@ async def browser(browser_type_launch_args: dict[str, Any]) -> AsyncIterator[Bro
         await launched.close()
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="module")
+async def make_live_server() -> AsyncIterator[MakeLiveServer]:
+    """conftest's ``make_live_server``, in the module's event loop (the browser's)."""
+    async with live_servers() as make:
+        yield make
+
+
+@pytest_asyncio.fixture(loop_scope="module")
 async def watched(browser: Browser) -> AsyncIterator[Watched]:
     context = await browser.new_context(
         viewport={"width": 1280, "height": 800}, timezone_id=BROWSER_ZONE.key
@@ -132,7 +145,7 @@ async def watched(browser: Browser) -> AsyncIterator[Watched]:
     assert state.dialogs == [], "the page opened a dialog"
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="module")
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session

@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -24,11 +25,13 @@ pytestmark = pytest.mark.process
 
 
 def alive(pid: int) -> bool:
+    """``pid`` has not exited. A zombie has (it only waits to be reaped, by init for an
+    orphan, which may take a second or two)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
         return False
-    return True
+    return not stat.rpartition(") ")[2].startswith("Z")
 
 
 def listening_workers(supervisor_pid: int, port: int) -> set[int]:
