@@ -4,11 +4,11 @@
 - ``register``: cameras ``cam-<first>`` .. as a node registers a new camera's first
   poll: a claim, then the status write that follows it. With ``--seqs FILE``, the
   claims' ``seq`` are saved there (what the home remembers of each camera).
-- ``refresh``: for ``--seconds``, ``--tasks`` concurrent loops each refresh a batch of
-  ``--batch`` random cameras among ``cam-1`` .. ``cam-<count>`` at a time, with the one
-  directory call an idle polling camera's home makes per refresh interval
-  (``refresh``: a status write, ``seq`` the registration's claim's, from the
-  ``--seqs`` files of the ``register`` runs).
+- ``refresh``: for ``--seconds`` (or until each is done once), ``--tasks`` concurrent
+  loops refresh cameras ``cam-<first>`` .. ``cam-<first + count - 1>`` in order, each
+  once, ``--batch`` a call, with the one directory call an idle polling camera's home
+  makes per refresh interval (``refresh``: a status write, ``seq`` the registration's
+  claim's, from the ``--seqs`` files of the ``register`` runs).
 
 Prints one JSON line: cameras done, seconds, and the directory calls made. The
 sizing-redis scenario runs several at once (processes: the client's CPU, not
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import random
 import sys
 import time
 from collections.abc import Sequence
@@ -35,11 +34,12 @@ from server.relay import CameraStatus
 
 __all__ = ["camera_id", "main", "refresh", "register"]
 
-#: long enough that no registered camera expires during a run, short enough that a
-#: refresh after the first 90 s renews its expiry (less than 9/10 of it left:
-#: ``directory.RETAIN_STEPS``), as every refresh of a real idle camera does (its entry
-#: says polling: it lives ``STATUS_REFRESH_SECONDS`` longer than its retention, and each
-#: refresh comes that long after the last write)
+#: a registered camera's retention: long enough that none expires during a run
+REGISTER_RETENTION_SECONDS: Final = 600.0
+#: a refresh's: long enough that a registered entry has less than 9/10 of the refresh's
+#: expiry left (``directory.RETAIN_STEPS``), so that each refresh renews it, as every
+#: real refresh does (it comes ``STATUS_REFRESH_SECONDS`` after the last write, when
+#: the entry has its retention left: 40 s at the defaults)
 RETENTION_SECONDS: Final = 900.0
 
 
@@ -48,12 +48,12 @@ def camera_id(number: int) -> str:
     return f"cam-{number:07d}"
 
 
-def limits(max_cameras: int) -> StoreLimits:
+def limits(max_cameras: int, retention_seconds: float) -> StoreLimits:
     return StoreLimits(
         node_timeout_seconds=10.0,
         max_cameras=max_cameras,
-        answered_retention_seconds=RETENTION_SECONDS,
-        unanswered_retention_seconds=RETENTION_SECONDS,
+        answered_retention_seconds=retention_seconds,
+        unanswered_retention_seconds=retention_seconds,
         message_ttl_seconds=60.0,
     )
 
@@ -107,47 +107,54 @@ async def _register(
     return seqs
 
 
-def _load_seqs(paths: Sequence[Path], count: int) -> list[int]:
-    """By camera number (index 0 unused): the seqs the ``register`` runs saved."""
-    seqs = [0] * (count + 1)
+def _load_seqs(paths: Sequence[Path], first: int, count: int) -> list[int]:
+    """The seqs the ``register`` runs saved of cameras ``first`` .. ``first + count - 1``."""
+    seqs: dict[int, int] = {}
     for path in paths:
         saved = orjson.loads(path.read_bytes())
-        first = saved["first"]
-        seqs[first : first + len(saved["seqs"])] = saved["seqs"]
-    if not all(seqs[1:]):
-        raise RuntimeError(f"--seqs hold no seq for {seqs[1:].count(0)} of {count} cameras")
-    return seqs
+        start = saved["first"]
+        numbers = range(max(first, start), min(first + count, start + len(saved["seqs"])))
+        seqs.update((n, saved["seqs"][n - start]) for n in numbers)
+    missing = count - len(seqs)
+    if missing:
+        raise RuntimeError(f"--seqs hold no seq for {missing} of {count} cameras")
+    return [seqs[n] for n in range(first, first + count)]
 
 
 async def _refresh(
     directory: Directory,
     node: str,
+    first: int,
     seqs: Sequence[int],
     seconds: float,
     tasks: int,
     batch: int,
 ) -> int:
+    """Cameras ``first`` .. in order (a home refreshes its oldest writes first), each
+    once, ``batch`` a call, until ``seconds`` pass or none is left."""
     done = 0
-    count = len(seqs) - 1
+    starts = iter(range(0, len(seqs), batch))
     deadline = time.monotonic() + seconds
 
-    async def loop(rng: random.Random) -> None:
+    async def loop() -> None:
         nonlocal done
-        while time.monotonic() < deadline:
-            numbers = [rng.randint(1, count) for _ in range(batch)]
-            await refresh(
-                directory, node, [camera_id(n) for n in numbers], [seqs[n] for n in numbers]
-            )
-            done += batch
+        for start in starts:
+            if time.monotonic() >= deadline:
+                return
+            ids = [camera_id(first + k) for k in range(start, min(start + batch, len(seqs)))]
+            await refresh(directory, node, ids, seqs[start : start + len(ids)])
+            done += len(ids)
 
-    await asyncio.gather(*(loop(random.Random(seed)) for seed in range(tasks)))
+    await asyncio.gather(*(loop() for _ in range(tasks)))
     return done
 
 
 async def _main(args: argparse.Namespace) -> dict[str, object]:
-    seqs = _load_seqs(args.seqs, args.count) if args.action == "refresh" else []
+    refreshing = args.action == "refresh"
+    seqs = _load_seqs(args.seqs, args.first, args.count) if refreshing else []
+    retention = RETENTION_SECONDS if refreshing else REGISTER_RETENTION_SECONDS
     backend = RedisBackend.from_url(
-        args.url, args.prefix, limits(args.max_cameras), cluster=args.cluster
+        args.url, args.prefix, limits(args.max_cameras, retention), cluster=args.cluster
     )
     started = time.perf_counter()
     try:
@@ -156,7 +163,13 @@ async def _main(args: argparse.Namespace) -> dict[str, object]:
             done = len(seqs)
         else:
             done = await _refresh(
-                backend.directory, args.node, seqs, args.seconds, args.tasks, args.batch
+                backend.directory,
+                args.node,
+                args.first,
+                seqs,
+                args.seconds,
+                args.tasks,
+                args.batch,
             )
         seconds = time.perf_counter() - started
     finally:

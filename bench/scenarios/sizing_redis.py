@@ -12,18 +12,20 @@ camera claimed and its status written as a node does at a first poll; the claims
   more than the limit) from the start and from the middle of the fleet; p50 of
   ``page_repeats`` each; and once the fleet totals the view adds (``fleet_stats``);
 - the refresh rate: ``python -m bench.repolls refresh`` processes, each with many
-  concurrent loops, refresh random cameras with the one directory call an idle
-  polling camera's home makes per ``STATUS_REFRESH_SECONDS`` (a status write:
-  ``bench.repolls.refresh``) for ``refresh_seconds``: refreshes per second, Redis's
+  concurrent loops, refresh their share of the cameras (each once, in order) with the
+  one directory call an idle polling camera's home makes per
+  ``STATUS_REFRESH_SECONDS`` (a status write: ``bench.repolls.refresh``) for
+  ``refresh_seconds``: refreshes per second, Redis's
   CPU meanwhile (summed over primaries), commands per refresh (sent, and executed
   with those the script runs), and so refreshes per second per Redis core (what one
   busy core would take, when the client processes on this 2-core machine are what
   limits the rate); times ``STATUS_REFRESH_SECONDS``, the idle cameras one busy
   Redis core sustains (a poll at the camera's home costs Redis nothing).
 
-The cameras are registered with a retention of 15 minutes
-(``bench.repolls.RETENTION_SECONDS``), so that none expires during the run and a
-refresh renews its expiry as a real idle camera's refresh does.
+The cameras are registered with a retention of 10 minutes
+(``bench.repolls.REGISTER_RETENTION_SECONDS``), so that none expires during the run,
+and refreshed with one of 15 (``RETENTION_SECONDS``), so that each refresh renews the
+entry's expiry as a real idle camera's refresh does.
 """
 
 from __future__ import annotations
@@ -230,13 +232,14 @@ async def measure(
                     "refresh",
                     *common,
                     *home,
-                    f"--count={cameras}",
+                    f"--first={first}",
+                    f"--count={count}",
                     f"--seconds={params.refresh_seconds}",
                     f"--tasks={params.tasks}",
                     f"--batch={params.batch}",
                     *(f"--seqs={path}" for path in seqs),
                 ]
-                for _ in range(params.processes)
+                for first, count in shares
             ],
         )
         spent = (await sample(servers)).minus(before)
