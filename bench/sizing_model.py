@@ -2,9 +2,11 @@
 
 The ``sizing`` scenario measures what an idle camera costs nodes and Redis (per camera
 and per completed poll, at 5k, 10k and 20k cameras) and ``sizing-redis`` what Redis
-does with a million; ``Inputs.from_results`` takes those figures out of the bench's
-JSON, ``render`` turns them into the model's tables (fleets of 10k to 10M at the
-default hold and the stated call rate), with the arithmetic shown.
+does with a million, and what one refresh of an idle camera's entry costs it (the
+status write its home makes every ``STATUS_REFRESH_SECONDS``); ``Inputs.from_results``
+takes those figures out of the bench's JSON, ``render`` turns them into the model's
+tables (fleets of 10k to 10M at the default hold and the stated call rate), with the
+arithmetic shown.
 
 - ``python -m bench.sizing_model --sizing S.json --redis R.json --write``: takes
   the costs from the two runs' JSON, stores them in ``docs/sizing-inputs.json`` and
@@ -28,6 +30,7 @@ import orjson
 
 from bench.scenarios import sizing as s
 from bench.scenarios import sizing_redis as r
+from server.cluster.backend import STATUS_REFRESH_SECONDS
 from server.settings import Settings
 from tools.procs import REPO
 
@@ -45,6 +48,14 @@ HOLD_SECONDS: Final = Settings.poll_hold_seconds
 CALLS_PER_CAMERA_HOUR: Final = 1.0
 #: node CPU per /logs in cluster mode (cluster-fanout, docs/BENCHMARKS.md#cluster)
 NODE_CPU_US_PER_CALL: Final = 1245.0
+#: a home writes each idle camera's status this often (``Fleet.flush``); nothing else
+#: an idle camera does at its home reaches Redis
+REFRESH_SECONDS: Final = STATUS_REFRESH_SECONDS
+#: status writes per /logs at the camera's home, counted from the code (not measured):
+#: a caller waiting, the command in flight, the result taken (flushes 0.1 s apart
+#: merge changes that come closer); each costs what a refresh does. Work and results
+#: that cross Redis between nodes come on top (not measured).
+STATUS_WRITES_PER_CALL: Final = 3
 #: cameras a node process holds at most in this plan (one fd each, RSS, one event loop)
 CAMERAS_PER_NODE: Final = 20_000
 #: the share of a core a node process, and a Redis primary, may be busy in this plan
@@ -79,8 +90,13 @@ class Inputs:
     page_first_ms: float
     page_middle_ms: float
     totals_ms: float
-    repolls_per_core_single: float
-    repolls_per_core_cluster: float
+    refresh_commands: float
+    refresh_sent: float
+    refresh_cpu_us: float
+    refresh_in: float
+    refresh_out: float
+    refreshes_per_core_single: float
+    refreshes_per_core_cluster: float
 
     @classmethod
     def from_results(cls, sizing: dict[str, Any], redis: dict[str, Any]) -> Inputs:
@@ -101,8 +117,13 @@ class Inputs:
             page_first_ms=one(f"first {r.PAGE_P50}"),
             page_middle_ms=one(f"middle {r.PAGE_P50}"),
             totals_ms=one(r.TOTALS_MS),
-            repolls_per_core_single=one(r.REPOLLS_PER_CORE),
-            repolls_per_core_cluster=float(g[f"{r.CLUSTER}: {r.REPOLLS_PER_CORE}"]),
+            refresh_commands=one(r.REFRESH_COMMANDS),
+            refresh_sent=one(r.REFRESH_SENT),
+            refresh_cpu_us=one(r.REFRESH_CPU),
+            refresh_in=one(r.REFRESH_NET_IN),
+            refresh_out=one(r.REFRESH_NET_OUT),
+            refreshes_per_core_single=one(r.REFRESHES_PER_CORE),
+            refreshes_per_core_cluster=float(g[f"{r.CLUSTER}: {r.REFRESHES_PER_CORE}"]),
         )
 
 
@@ -131,6 +152,7 @@ class Plan:
 
     cameras: int
     polls_per_s: float
+    refreshes_per_s: float
     calls_per_s: float
     node_cpu_cores: float
     nodes: int
@@ -160,20 +182,30 @@ def plan(i: Inputs, cameras: int) -> Plan:
     nodes = max(math.ceil(cameras / CAMERAS_PER_NODE), 1)
     nodes = max(nodes, math.ceil(busy / (NODE_CPU_BUDGET - i.node_idle_cpu_percent / 100)))
     node_cpu = busy + nodes * i.node_idle_cpu_percent / 100
-    redis_cpu = polls * i.redis_cpu_us_per_poll / 1e6
+    refreshes = cameras / REFRESH_SECONDS
+    #: status writes/s: the refreshes, and those the calls cause
+    writes = refreshes + calls * STATUS_WRITES_PER_CALL
+    redis_cpu = (polls * i.redis_cpu_us_per_poll + writes * i.refresh_cpu_us) / 1e6
     return Plan(
         cameras=cameras,
         polls_per_s=polls,
+        refreshes_per_s=refreshes,
         calls_per_s=calls,
         node_cpu_cores=node_cpu,
         nodes=nodes,
         node_ram_gb=(nodes * i.node_base_rss_mb * 2**20 + cameras * i.node_rss_per_camera) / 1e9,
         redis_commands_per_s=polls * i.redis_commands_per_poll
+        + writes * i.refresh_commands
         + nodes * i.redis_idle_commands_per_node,
         redis_cpu_cores=redis_cpu,
         primaries=primaries(redis_cpu),
         redis_memory_gb=cameras * i.redis_memory_per_camera_1m / 1e9,
-        redis_mbit_s=polls * (i.redis_in_per_poll + i.redis_out_per_poll) * 8 / 1e6,
+        redis_mbit_s=(
+            polls * (i.redis_in_per_poll + i.redis_out_per_poll)
+            + writes * (i.refresh_in + i.refresh_out)
+        )
+        * 8
+        / 1e6,
         camera_mbit_s=polls * (i.camera_in_per_poll + i.camera_out_per_poll) * 8 / 1e6,
     )
 
@@ -223,8 +255,16 @@ def render(i: Inputs) -> str:
         f"{_n(i.redis_out_per_poll)} B | sizing |",
         f"| camera to node, node to camera per poll | {_n(i.camera_in_per_poll)} B, "
         f"{_n(i.camera_out_per_poll)} B | sizing |",
-        f"| re-polls/s per busy Redis core: one primary, 3-primary cluster | "
-        f"{_n(i.repolls_per_core_single)}, {_n(i.repolls_per_core_cluster)} | sizing-redis |",
+        f"| Redis commands per refresh (a status write), executed, sent | "
+        f"{_n(i.refresh_commands, 2)}, {_n(i.refresh_sent, 2)} | sizing-redis |",
+        f"| Redis CPU per refresh | {_n(i.refresh_cpu_us, 1)} µs | sizing-redis |",
+        f"| client to Redis, Redis to client per refresh | {_n(i.refresh_in)} B, "
+        f"{_n(i.refresh_out)} B | sizing-redis |",
+        f"| refreshes/s per busy Redis core: one primary, 3-primary cluster | "
+        f"{_n(i.refreshes_per_core_single)}, {_n(i.refreshes_per_core_cluster)} | sizing-redis |",
+        f"| idle cameras one busy Redis core sustains (x {REFRESH_SECONDS:g} s): one primary, "
+        f"3-primary cluster | {_n(i.refreshes_per_core_single * REFRESH_SECONDS)}, "
+        f"{_n(i.refreshes_per_core_cluster * REFRESH_SECONDS)} | sizing-redis |",
         f"| `/cameras?limit=100` p50, first and middle page ({_count(i.cameras_1m)}) | "
         f"{_n(i.page_first_ms, 1)} ms, {_n(i.page_middle_ms, 1)} ms | sizing-redis |",
         f"| `/cameras` totals, whole fleet ({_count(i.cameras_1m)}) | {_n(i.totals_ms)} ms "
@@ -234,6 +274,7 @@ def render(i: Inputs) -> str:
         head,
         rule,
         row("polls/s", [_n(p.polls_per_s) for p in plans]),
+        row("refreshes/s (status writes)", [_n(p.refreshes_per_s, 1) for p in plans]),
         row("`/logs` calls/s", [_n(p.calls_per_s, 1) for p in plans]),
         row("node CPU, busy cores", [_n(p.node_cpu_cores, 2) for p in plans]),
         row("node processes (one core each)", [_n(p.nodes) for p in plans]),
@@ -247,6 +288,7 @@ def render(i: Inputs) -> str:
         row("open connections (cameras)", [_n(p.cameras) for p in plans]),
     ]
     m = plans[2]
+    w = m.refreshes_per_s + m.calls_per_s * STATUS_WRITES_PER_CALL
     arithmetic = [
         f"For {_count(m.cameras)} cameras:",
         "",
@@ -259,24 +301,32 @@ def render(i: Inputs) -> str:
         f"cores over {NODE_CPU_BUDGET:g} core each (less what a node costs alone) = {m.nodes}",
         f"- node RAM = {m.nodes} x {_n(i.node_base_rss_mb, 1)} MB + {m.cameras:,} x "
         f"{_n(i.node_rss_per_camera)} B = {_n(m.node_ram_gb, 2)} GB",
-        f"- Redis commands/s = {_n(m.polls_per_s)} x {_n(i.redis_commands_per_poll, 2)} + "
-        f"{m.nodes} x {_n(i.redis_idle_commands_per_node, 1)} = {_n(m.redis_commands_per_s)}",
-        f"- Redis CPU = {_n(m.polls_per_s)} x {_n(i.redis_cpu_us_per_poll, 1)} µs = "
+        f"- refreshes/s = {m.cameras:,} / {REFRESH_SECONDS:g} s = {_n(m.refreshes_per_s, 1)}; "
+        f"status writes/s = {_n(m.refreshes_per_s, 1)} + {_n(m.calls_per_s, 1)} calls/s x "
+        f"{STATUS_WRITES_PER_CALL} = {_n(w, 1)}",
+        f"- Redis commands/s = {_n(m.polls_per_s)} polls/s x "
+        f"{_n(i.redis_commands_per_poll, 2)} + {_n(w, 1)} writes/s x "
+        f"{_n(i.refresh_commands, 2)} + {m.nodes} x {_n(i.redis_idle_commands_per_node, 1)} "
+        f"= {_n(m.redis_commands_per_s)}",
+        f"- Redis CPU = {_n(m.polls_per_s)} x {_n(i.redis_cpu_us_per_poll, 1)} µs + "
+        f"{_n(w, 1)} x {_n(i.refresh_cpu_us, 1)} µs = "
         f"{_n(m.redis_cpu_cores, 2)} cores; primaries = the fewest P for which the busiest "
         f"(ceil({SHARDS} / P) of the {SHARDS} shards) is within {REDIS_CPU_BUDGET:g} core: "
         f"{m.primaries}, its share {_n(m.redis_cpu_cores * _busiest(m.primaries), 2)} core",
         f"- Redis memory = {m.cameras:,} x {_n(i.redis_memory_per_camera_1m)} B = "
         f"{_n(m.redis_memory_gb, 3)} GB",
-        f"- node↔Redis = {_n(m.polls_per_s)} x ({_n(i.redis_in_per_poll)} + "
-        f"{_n(i.redis_out_per_poll)}) B x 8 = {_n(m.redis_mbit_s, 1)} Mbit/s; camera↔node = "
+        f"- node↔Redis = ({_n(m.polls_per_s)} x ({_n(i.redis_in_per_poll)} + "
+        f"{_n(i.redis_out_per_poll)}) B + {_n(w, 1)} x ({_n(i.refresh_in)} + "
+        f"{_n(i.refresh_out)}) B) x 8 = {_n(m.redis_mbit_s, 1)} Mbit/s; camera↔node = "
         f"{_n(m.polls_per_s)} x ({_n(i.camera_in_per_poll)} + {_n(i.camera_out_per_poll)}) "
         f"B x 8 = {_n(m.camera_mbit_s, 1)} Mbit/s",
     ]
     source = (
         f"Costs from `sizing` on `{i.sizing_revision}` (hold {i.measured_hold_seconds:g} s) "
         f"and `sizing-redis` on `{i.redis_revision}`; the model at "
-        f"`POLL_HOLD_SECONDS={HOLD_SECONDS:g}`, {CALLS_PER_CAMERA_HOUR:g} `/logs` per camera "
-        "per hour."
+        f"`POLL_HOLD_SECONDS={HOLD_SECONDS:g}`, `STATUS_REFRESH_SECONDS={REFRESH_SECONDS:g}`, "
+        f"{CALLS_PER_CAMERA_HOUR:g} `/logs` per camera per hour ({STATUS_WRITES_PER_CALL} "
+        "status writes each)."
     )
     return "\n".join([source, "", *costs, "", *table, "", *arithmetic])
 

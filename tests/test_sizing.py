@@ -35,6 +35,7 @@ def test_the_model_scales_with_the_fleet() -> None:
     assert big.polls_per_s == pytest.approx(1_000_000 / sizing_model.HOLD_SECONDS)
     assert big.redis_memory_gb == pytest.approx(10 * small.redis_memory_gb)
     assert big.nodes >= 1_000_000 / sizing_model.CAMERAS_PER_NODE
+    assert big.refreshes_per_s == pytest.approx(1_000_000 / sizing_model.REFRESH_SECONDS)
     assert big.primaries >= small.primaries >= 1
 
 
@@ -45,7 +46,12 @@ def test_inputs_come_from_the_scenarios_figures() -> None:
     for tag in (sizing_redis.SINGLE, sizing_redis.CLUSTER):
         for what in (
             sizing_redis.MEMORY,
-            sizing_redis.REPOLLS_PER_CORE,
+            sizing_redis.REFRESHES_PER_CORE,
+            sizing_redis.REFRESH_COMMANDS,
+            sizing_redis.REFRESH_SENT,
+            sizing_redis.REFRESH_CPU,
+            sizing_redis.REFRESH_NET_IN,
+            sizing_redis.REFRESH_NET_OUT,
             sizing_redis.TOTALS_MS,
             f"first {sizing_redis.PAGE_P50}",
             f"middle {sizing_redis.PAGE_P50}",
@@ -61,6 +67,24 @@ def test_inputs_come_from_the_scenarios_figures() -> None:
     assert inputs.redis_memory_per_camera_1m == 7.0
     assert len(names) == len(dataclasses.asdict(inputs))
     assert "abc1234" in sizing_model.render(inputs)
+
+
+def test_idle_cameras_cost_redis_their_refreshes() -> None:
+    """With no per-poll cost and no calls left, Redis does one status write per camera
+    per refresh interval."""
+    inputs = dataclasses.replace(
+        sizing_model.load_inputs(),
+        redis_commands_per_poll=0.0,
+        redis_cpu_us_per_poll=0.0,
+        redis_idle_commands_per_node=0.0,
+    )
+    cameras = 1_000_000
+    refreshes = cameras / sizing_model.REFRESH_SECONDS
+    calls = cameras * sizing_model.CALLS_PER_CAMERA_HOUR / 3600
+    writes = refreshes + calls * sizing_model.STATUS_WRITES_PER_CALL
+    planned = sizing_model.plan(inputs, cameras)
+    assert planned.redis_commands_per_s == pytest.approx(writes * inputs.refresh_commands)
+    assert planned.redis_cpu_cores == pytest.approx(writes * inputs.refresh_cpu_us / 1e6)
 
 
 def test_a_line_through_points() -> None:

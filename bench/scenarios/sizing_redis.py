@@ -3,23 +3,29 @@
 Against one fresh ``redis-server``, then a fresh 3-primary Redis Cluster
 (``tools.redis_server``), each populated through the server's own directory code
 (``server.cluster.redis``, by ``python -m bench.repolls register`` processes, each
-camera claimed and its status written as a node does at a first poll):
+camera claimed and its status written as a node does at a first poll; the claims'
+``seq`` kept in files for the refreshes):
 
 - Redis memory per camera: ``used_memory`` growth (summed over the primaries) / cameras;
 - ``/cameras?limit=100``: a node built by the app factory (``create_app``, cluster
   mode, in this process) lists a page as the view does (``list_cameras`` with one
   more than the limit) from the start and from the middle of the fleet; p50 of
   ``page_repeats`` each; and once the fleet totals the view adds (``fleet_stats``);
-- the re-poll rate: ``python -m bench.repolls repoll`` processes, each with many
-  concurrent loops, re-poll random cameras with the directory calls of an idle
-  camera's re-poll (``bench.repolls.idle_repoll``) for ``repoll_seconds``: re-polls
-  per second, Redis's CPU meanwhile (summed over primaries), and so re-polls per
-  second per Redis core (what one busy core would take, when the client processes
-  on this 2-core machine are what limits the rate).
+- the refresh rate: ``python -m bench.repolls refresh`` processes, each with many
+  concurrent loops, refresh their share of the cameras (each once, in order) with the
+  one directory call an idle polling camera's home makes per
+  ``STATUS_REFRESH_SECONDS`` (a status write: ``bench.repolls.refresh``) for
+  ``refresh_seconds``: refreshes per second, Redis's
+  CPU meanwhile (summed over primaries), commands per refresh (sent, and executed
+  with those the script runs), and so refreshes per second per Redis core (what one
+  busy core would take, when the client processes on this 2-core machine are what
+  limits the rate); times ``STATUS_REFRESH_SECONDS``, the idle cameras one busy
+  Redis core sustains (a poll at the camera's home costs Redis nothing).
 
-The cameras are registered with a retention of 15 minutes
-(``bench.repolls.RETENTION_SECONDS``), so that none expires during the run and a
-re-poll renews its expiry as a real idle camera's re-poll does.
+The cameras are registered with a retention of 10 minutes
+(``bench.repolls.REGISTER_RETENTION_SECONDS``), so that none expires during the run,
+and refreshed with one of 15 (``RETENTION_SECONDS``), so that each refresh renews the
+entry's expiry as a real idle camera's refresh does.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from bench.result import ScenarioResult
 from bench.stats import median
 from server.app import create_app
 from server.cluster import ClusterNode
-from server.cluster.backend import BackendError
+from server.cluster.backend import STATUS_REFRESH_SECONDS, BackendError
 from server.settings import Settings
 from server.state import get_relay
 from tools.procs import child_env, python, spawn, stop
@@ -57,8 +63,14 @@ PAGE_TARGET_MS: Final = 50.0
 SINGLE: Final = "single primary"
 CLUSTER: Final = "3-primary cluster"
 MEMORY: Final = "Redis memory B per camera"
-REPOLLS_PER_CORE: Final = "re-polls/s per busy Redis core"
-REPOLLS: Final = "re-polls/s (clients on this machine)"
+REFRESHES_PER_CORE: Final = "refreshes/s per busy Redis core"
+REFRESHES: Final = "refreshes/s (clients on this machine)"
+REFRESH_COMMANDS: Final = "Redis commands per refresh (executed)"
+REFRESH_SENT: Final = "Redis commands per refresh (sent)"
+REFRESH_CPU: Final = "Redis CPU us per refresh"
+IDLE_PER_CORE: Final = "idle cameras per busy Redis core"
+REFRESH_NET_IN: Final = "client to Redis B per refresh"
+REFRESH_NET_OUT: Final = "Redis to client B per refresh"
 REDIS_BUSY: Final = "Redis CPU % of a core meanwhile (all primaries)"
 PAGE_P50: Final = "page p50 ms"
 TOTALS_MS: Final = "/cameras totals (fleet_stats, whole fleet) ms"
@@ -72,7 +84,7 @@ class Params:
     cameras: int
     cluster_cameras: int
     page_repeats: int
-    repoll_seconds: float
+    refresh_seconds: float
     #: client processes, concurrent loops in each (fewer than a node's pool of
     #: connections: a node gathers a loop turn's calls into one), cameras per call
     processes: int = 2
@@ -84,10 +96,10 @@ class Params:
 
 
 FULL: Final = Params(
-    cameras=1_000_000, cluster_cameras=1_000_000, page_repeats=50, repoll_seconds=20.0
+    cameras=1_000_000, cluster_cameras=1_000_000, page_repeats=50, refresh_seconds=20.0
 )
 QUICK: Final = Params(
-    cameras=2_000, cluster_cameras=1_000, page_repeats=5, repoll_seconds=1.0, tasks=4
+    cameras=2_000, cluster_cameras=1_000, page_repeats=5, refresh_seconds=1.0, tasks=4
 )
 
 
@@ -158,6 +170,9 @@ async def measure(
     async with reading_node(url, cluster) as node:
         home = ["--node", node.incarnation]
         empty = await sample(servers)
+        shares = _shares(cameras, params.processes)
+        kind = "cluster" if cluster else "single"
+        seqs = [ctx.workdir / f"seqs-{kind}-{first}.json" for first, _ in shares]
         started = time.perf_counter()
         await _workers(
             ctx,
@@ -169,8 +184,9 @@ async def measure(
                     f"--first={first}",
                     f"--count={count}",
                     f"--batch={params.register_batch}",
+                    f"--seqs={path}",
                 ]
-                for first, count in _shares(cameras, params.processes)
+                for (first, count), path in zip(shares, seqs, strict=True)
             ],
         )
         registered_in = time.perf_counter() - started
@@ -213,32 +229,36 @@ async def measure(
             ctx,
             [
                 [
-                    "repoll",
+                    "refresh",
                     *common,
                     *home,
-                    f"--count={cameras}",
-                    f"--seconds={params.repoll_seconds}",
+                    f"--first={first}",
+                    f"--count={count}",
+                    f"--seconds={params.refresh_seconds}",
                     f"--tasks={params.tasks}",
                     f"--batch={params.batch}",
+                    *(f"--seqs={path}" for path in seqs),
                 ]
-                for _ in range(params.processes)
+                for first, count in shares
             ],
         )
         spent = (await sample(servers)).minus(before)
-    repolls = sum(run["cameras"] for run in runs)
-    rate = repolls / max(run["seconds"] for run in runs)
+    refreshes = sum(run["cameras"] for run in runs)
+    rate = refreshes / max(run["seconds"] for run in runs)
     busy = spent.cpu_seconds / spent.at
-    result.figure(f"{tag}: {REPOLLS}", round(rate))
+    per_core = refreshes / spent.cpu_seconds
+    result.figure(f"{tag}: {REFRESHES}", round(rate))
     result.figure(f"{tag}: {REDIS_BUSY}", round(100 * busy, 1))
+    result.figure(f"{tag}: {REFRESH_COMMANDS}", round(spent.commands / refreshes, 2))
     result.figure(
-        f"{tag}: Redis commands per re-poll (executed)", round(spent.commands / repolls, 2)
+        f"{tag}: {REFRESH_SENT}",
+        round(sum(run["commands_sent"] for run in runs) / refreshes, 2),
     )
-    result.figure(
-        f"{tag}: Redis commands per re-poll (sent)",
-        round(sum(run["commands_sent"] for run in runs) / repolls, 2),
-    )
-    result.figure(f"{tag}: Redis CPU us per re-poll", round(1e6 * spent.cpu_seconds / repolls, 2))
-    result.figure(f"{tag}: {REPOLLS_PER_CORE}", round(repolls / spent.cpu_seconds))
+    result.figure(f"{tag}: {REFRESH_CPU}", round(1e6 * spent.cpu_seconds / refreshes, 2))
+    result.figure(f"{tag}: {REFRESH_NET_IN}", round(spent.net_input_bytes / refreshes))
+    result.figure(f"{tag}: {REFRESH_NET_OUT}", round(spent.net_output_bytes / refreshes))
+    result.figure(f"{tag}: {REFRESHES_PER_CORE}", round(per_core))
+    result.figure(f"{tag}: {IDLE_PER_CORE}", round(per_core * STATUS_REFRESH_SECONDS))
     result.figure(f"{tag}: Redis commands/s (executed)", round(spent.commands / spent.at))
 
 
