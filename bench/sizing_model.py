@@ -267,8 +267,8 @@ def render(i: Inputs) -> str:
         f"{_n(i.refreshes_per_core_cluster * REFRESH_SECONDS)} | sizing-redis |",
         f"| `/cameras?limit=100` p50, first and middle page ({_count(i.cameras_1m)}) | "
         f"{_n(i.page_first_ms, 1)} ms, {_n(i.page_middle_ms, 1)} ms | sizing-redis |",
-        f"| `/cameras` totals walked camera by camera ({_count(i.cameras_1m)}) | {_n(i.totals_ms)} ms "
-        "| sizing-redis |",
+        f"| `/cameras` totals walked camera by camera ({_count(i.cameras_1m)}) | "
+        f"{_n(i.totals_ms)} ms | sizing-redis |",
     ]
     table = [
         head,
