@@ -44,6 +44,8 @@ class StoreLimits:
     unanswered_retention_seconds: float
     #: inboxes, bodies and parked work expire unread after this long
     message_ttl_seconds: float
+    #: how long one ``Transport.receive`` waits for a message at most
+    receive_wait_seconds: float = 1.0
 
 
 # ---------------------------------------------------------------- directory
@@ -229,7 +231,7 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def receive(self, node: str) -> list[Delivery]:
         """What reached ``node``'s inbox since the last call, oldest first; waits up to
-        about a second for something to come (an empty list then)."""
+        ``receive_wait_seconds`` (a second) for something to come (an empty list then)."""
 
 
 # ---------------------------------------------------------------- the bundle
