@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import socket
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -180,27 +181,73 @@ async def redis_server() -> AsyncIterator[RedisServer]:
         yield server
 
 
-@pytest.fixture(scope="session")
-def redis_cluster() -> Iterator[LocalRedisCluster]:
-    """A real Redis Cluster of three primaries, started once for the session (its
-    processes are managed by a loop of their own, in a thread). Tests keep apart by
-    their key prefix; ``flush()`` empties every primary."""
-    try:
-        binary = find_redis_server()
-        find_redis_cli(binary)
-    except RedisServerNotFound as error:
-        pytest.fail(f"the Redis Cluster tests need redis-server and redis-cli: {error}")
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="redis-cluster", daemon=True)
-    thread.start()
-    running = start_redis_cluster(3, 0, binary)
-    try:
-        cluster = asyncio.run_coroutine_threadsafe(running.__aenter__(), loop).result(60)
+class SessionRedisCluster:
+    """The session's Redis Cluster of three primaries, managed by a loop of its own in a
+    thread. It starts in the background as soon as the collected tests are known to use
+    it (its start takes 2-3 s, mostly waiting for the nodes to agree), and stops at the
+    end of the session."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._running: contextlib.AbstractAsyncContextManager[LocalRedisCluster] | None = None
+        self._started: concurrent.futures.Future[LocalRedisCluster] | None = None
+        self._missing: RedisServerNotFound | None = None
+
+    def start(self) -> None:
+        if self._started is not None or self._missing is not None:
+            return
         try:
-            yield cluster
+            binary = find_redis_server()
+            find_redis_cli(binary)
+        except RedisServerNotFound as error:
+            self._missing = error  # the fixture fails with it
+            return
+        self._loop = loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=loop.run_forever, name="redis-cluster", daemon=True)
+        self._thread.start()
+        self._running = start_redis_cluster(3, 0, binary)
+        self._started = asyncio.run_coroutine_threadsafe(self._running.__aenter__(), loop)
+
+    def get(self) -> LocalRedisCluster:
+        self.start()
+        if self._missing is not None:
+            pytest.fail(f"the Redis Cluster tests need redis-server and redis-cli: {self._missing}")
+        assert self._started is not None
+        return self._started.result(60)
+
+    def stop(self) -> None:
+        loop, thread, running, started = self._loop, self._thread, self._running, self._started
+        if loop is None or thread is None or running is None or started is None:
+            return
+        try:
+            if started.exception(60) is None:  # a start that failed has stopped its nodes
+                stopping = running.__aexit__(None, None, None)
+                asyncio.run_coroutine_threadsafe(stopping, loop).result(60)
         finally:
-            asyncio.run_coroutine_threadsafe(running.__aexit__(None, None, None), loop).result(60)
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(10)
+            loop.close()
+
+
+SESSION_REDIS_CLUSTER = SessionRedisCluster()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # The tests that run on it take it as a fixture, or by their "redis-cluster" parameter.
+    if any(
+        "redis_cluster" in getattr(item, "fixturenames", ()) or "[redis-cluster" in item.nodeid
+        for item in session.items
+    ):
+        SESSION_REDIS_CLUSTER.start()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    SESSION_REDIS_CLUSTER.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> LocalRedisCluster:
+    """A real Redis Cluster of three primaries for the session (``SessionRedisCluster``).
+    Tests keep apart by their key prefix; ``flush()`` empties every primary."""
+    return SESSION_REDIS_CLUSTER.get()

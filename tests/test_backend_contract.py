@@ -31,8 +31,9 @@ from server.relay import CameraStatus
 from tests.sim.loop import run_virtual, wall_clock
 from tools.redis_server import LocalRedisCluster
 
-#: Short, so that the Redis checks' waits for real expiry stay short; each check leaves
-#: at least 0.3 s between what must still be there and when it expires.
+#: Short, so that the Redis checks' waits for real expiry (and for an empty inbox) stay
+#: short; each check leaves at least 0.3 s between what must still be there and when it
+#: expires.
 LIMITS = StoreLimits(
     node_timeout_seconds=0.6,
     max_cameras=4,
@@ -40,6 +41,7 @@ LIMITS = StoreLimits(
     unanswered_retention_seconds=0.3,
     message_ttl_seconds=0.6,
     status_refresh_seconds=0.3,
+    receive_wait_seconds=0.3,
 )
 #: an entry that says polling lives this much longer
 POLLING_EXTRA = LIMITS.status_refresh_seconds
@@ -402,7 +404,10 @@ async def check_messages_and_bodies(store: Store) -> None:
     loop = asyncio.get_running_loop()
     started = loop.time()
     assert await receiver.transport.receive(N3) == []
-    assert 0.5 <= loop.time() - started <= 2.0, "an empty inbox is waited on about a second"
+    waited = loop.time() - started
+    assert LIMITS.receive_wait_seconds - 0.05 <= waited <= LIMITS.receive_wait_seconds + 1.0, (
+        "an empty inbox is waited on for the receive wait"
+    )
 
     waiting = asyncio.ensure_future(receiver.transport.receive(N3))
     await asyncio.sleep(0.05)

@@ -635,8 +635,9 @@ async def test_receive_wakes_when_a_message_comes(make_backend: MakeBackend) -> 
 
 
 async def test_an_inbox_made_anew_with_lower_ids_is_read_from_the_start(
-    backend: RedisBackend, raw: Redis, prefix: str
+    make_backend: MakeBackend, raw: Redis, prefix: str
 ) -> None:
+    backend = make_backend(receive_wait_seconds=0.2)  # an idle read looks for renumbering
     inbox = Keys(prefix).inbox("B~1")
     await backend.transport.send([Envelope("B~1", b"first")])
     assert [d.header for d in await backend.transport.receive("B~1")] == [b"first"]

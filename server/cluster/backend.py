@@ -53,6 +53,8 @@ class StoreLimits:
     #: an entry that says polling lives this much longer than its retention (its home
     #: refreshes it at least this often)
     status_refresh_seconds: float = STATUS_REFRESH_SECONDS
+    #: how long one ``Transport.receive`` waits for a message at most
+    receive_wait_seconds: float = 1.0
 
 
 # ---------------------------------------------------------------- directory
@@ -245,7 +247,7 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def receive(self, node: str) -> list[Delivery]:
         """What reached ``node``'s inbox since the last call, oldest first; waits up to
-        about a second for something to come (an empty list then)."""
+        ``receive_wait_seconds`` (a second) for something to come (an empty list then)."""
 
 
 # ---------------------------------------------------------------- the bundle

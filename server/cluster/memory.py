@@ -46,9 +46,6 @@ from .backend import (
     Written,
 )
 
-#: what one ``receive`` waits for a message at most
-RECEIVE_WAIT_SECONDS = 1.0
-
 
 @dataclass(slots=True)
 class _Entry:
@@ -367,7 +364,7 @@ class MemoryBackend(Backend, Directory, Members, Transport):
 
     async def receive(self, node: str) -> list[Delivery]:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + RECEIVE_WAIT_SECONDS
+        deadline = loop.time() + self.store.limits.receive_wait_seconds
         while True:
             now = await self._io(node)
             store = self.store

@@ -34,9 +34,9 @@ INLINE_BODY_BYTES = 64 * 1024
 #: entries an inbox keeps at most (read entries are deleted at once anyway)
 INBOX_MAX_ENTRIES = 100_000
 READ_BATCH = 500
-BLOCK_MS = 1000
-#: how long a blocking read may take before its connection counts as lost
-READ_DEADLINE_SECONDS = BLOCK_MS / 1000 + 2.0
+#: how much longer than its block time a blocking read may take before its connection
+#: counts as lost
+READ_DEADLINE_EXTRA_SECONDS = 2.0
 START = "0-0"
 
 
@@ -80,6 +80,8 @@ class RedisTransport(Transport):
         self._store = store
         self._keys = keys
         self._ttl_ms = max(1, int(limits.message_ttl_seconds * 1000))
+        self._block_ms = max(1, int(limits.receive_wait_seconds * 1000))
+        self._read_deadline = limits.receive_wait_seconds + READ_DEADLINE_EXTRA_SECONDS
         #: per node: the last entry id read
         self._last_ids: dict[str, str] = {}
         #: per node: entries read whose deletion is not confirmed yet
@@ -113,9 +115,9 @@ class RedisTransport(Transport):
         with self._store.guard():
             self._store.commands_sent += 1
             try:
-                async with asyncio.timeout(READ_DEADLINE_SECONDS):
+                async with asyncio.timeout(self._read_deadline):
                     answer: Any = await self._store.reader.xread(
-                        {inbox: last_id}, count=READ_BATCH, block=BLOCK_MS
+                        {inbox: last_id}, count=READ_BATCH, block=self._block_ms
                     )
             except TimeoutError:
                 raise BackendError("TimeoutError: the inbox read did not return") from None
