@@ -3,7 +3,8 @@
 
 A status write that finds another incarnation holding a later claim of the
 camera means this node lost it (it was paused, cut off, or the store lost the
-entry and the camera polled elsewhere): the camera is given up to that home.
+entry and the camera polled elsewhere): the camera is given up to that home,
+unless the poll held here arrived after that claim (``Homes.claimed_elsewhere``).
 """
 
 from __future__ import annotations
