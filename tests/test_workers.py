@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from bench.procstat import (
     socket_inodes,
     tcp_socket_inodes,
 )
+from server.serve.supervisor import Supervisor
 from tests.helpers import wait_until
 from tests.processes import child_env, free_port, python, server_process, spawned
 from tools.redis_server import RedisServer
@@ -164,3 +166,34 @@ async def test_a_stopping_server_answers_the_connections_queued_on_its_socket() 
             writer.close()
         assert await asyncio.wait_for(child.process.wait(), 10) == 0
     assert status_lines == [b"HTTP/1.1 200 OK\r\n"] * 20
+
+
+@pytest.mark.parametrize(
+    ("worker", "expected"),
+    [
+        # Still starting when the stop came (no handler yet): ended by the signal, held nothing.
+        ("import time; print('up', flush=True); time.sleep(30)", 0),
+        # A worker that fails its own stop.
+        (
+            "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(3)); "
+            "print('up', flush=True); time.sleep(30)",
+            1,
+        ),
+    ],
+    ids=["ended-by-the-signal", "exits-3"],
+)
+async def test_the_supervisor_counts_a_worker_ended_by_its_stop_signal_as_stopped(
+    worker: str, expected: int, tmp_path: Path
+) -> None:
+    started = tmp_path / "started"
+    supervisor = Supervisor(
+        count=1,
+        base_name="w",
+        environ=dict(os.environ),
+        argv=["sh", "-c", f'exec "$0" -c "$1" > {started}', sys.executable, worker],
+        shutdown_timeout_seconds=5.0,
+    )
+    running = asyncio.ensure_future(supervisor.run())
+    await wait_until(lambda: started.exists() and started.read_text() == "up\n", timeout=10.0)
+    supervisor.stop(signal.SIGTERM)
+    assert await running == expected

@@ -95,6 +95,8 @@ class Supervisor:
     _final_codes: dict[int, int] = field(default_factory=dict)
     _first_started: dict[int, str] = field(default_factory=dict)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    #: the signal passed on to the workers when stopping
+    _stop_signal: int = signal.SIGTERM
     _cannot_start: bool = False
 
     async def run(self) -> int:
@@ -122,7 +124,13 @@ class Supervisor:
                 loop.remove_signal_handler(signum)
         if self._cannot_start:
             return EXIT_CANNOT_START
-        failed = {index: code for index, code in self._final_codes.items() if code != 0}
+        # A worker ended by the signal itself had not set its handlers up: it was still
+        # starting (a restart just before the stop), so it held nothing to lose.
+        failed = {
+            index: code
+            for index, code in self._final_codes.items()
+            if code not in (0, -self._stop_signal)
+        }
         if failed:
             logger.warning("workers that did not exit 0: %s", failed)
             return 1
@@ -131,6 +139,8 @@ class Supervisor:
 
     def stop(self, signum: int = signal.SIGTERM) -> None:
         """Stop restarting and pass ``signum`` on to every running worker."""
+        if not self._stopping.is_set():
+            self._stop_signal = signum
         self._stopping.set()
         for process in self._processes.values():
             if process.returncode is None:
@@ -148,7 +158,7 @@ class Supervisor:
             )
             self._processes[index] = process
             if self._stopping.is_set():  # a signal came while it was being spawned
-                process.send_signal(signal.SIGTERM)
+                process.send_signal(self._stop_signal)
             started = loop.time()
             # First starts: one line once all are up; a restart has a line of its own.
             logger.log(
