@@ -182,10 +182,10 @@ async def redis_server() -> AsyncIterator[RedisServer]:
 
 
 class SessionRedisCluster:
-    """The session's Redis Cluster of three primaries, managed by a loop of its own in a
-    thread. It starts in the background as soon as the collected tests are known to use
-    it (its start takes 2-3 s, mostly waiting for the nodes to agree), and stops at the
-    end of the session."""
+    """The session's Redis Cluster of three primaries, each with a replica (for a test that
+    fails one over), managed by a loop of its own in a thread. It starts in the background
+    as soon as the collected tests are known to use it (its start takes 2-3 s, mostly
+    waiting for the nodes to agree), and stops at the end of the session."""
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -206,7 +206,7 @@ class SessionRedisCluster:
         self._loop = loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=loop.run_forever, name="redis-cluster", daemon=True)
         self._thread.start()
-        self._running = start_redis_cluster(3, 0, binary)
+        self._running = start_redis_cluster(3, 1, binary)
         self._started = asyncio.run_coroutine_threadsafe(self._running.__aenter__(), loop)
 
     def get(self) -> LocalRedisCluster:
@@ -248,6 +248,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 @pytest.fixture(scope="session")
 def redis_cluster() -> LocalRedisCluster:
-    """A real Redis Cluster of three primaries for the session (``SessionRedisCluster``).
-    Tests keep apart by their key prefix; ``flush()`` empties every primary."""
+    """A real Redis Cluster of three primaries, each with a replica, for the session
+    (``SessionRedisCluster``). Tests keep apart by their key prefix; ``flush()`` empties
+    every primary; a test may fail a primary over (the cluster stays whole)."""
     return SESSION_REDIS_CLUSTER.get()

@@ -24,7 +24,6 @@ from server.cluster.redis.transport import INLINE_BODY_BYTES
 from tests.conftest import LiveServer, MakeLiveServer
 from tests.helpers import LogEntries, wait_until
 from tools.redis_server import LocalRedisCluster, RedisServer
-from tools.redis_server import redis_cluster as start_redis_cluster
 
 #: every test here runs its nodes on a real redis-server
 pytestmark = pytest.mark.redis
@@ -613,22 +612,15 @@ async def test_a_big_result_crosses_as_a_key_and_every_key_has_a_ttl_and_the_pre
     assert not [key for key in keys if ":body:" in key]
 
 
-@pytest.fixture
-async def redis_cluster_with_replicas() -> AsyncIterator[LocalRedisCluster]:
-    """Three primaries, each with a replica (its own, for a failover)."""
-    async with start_redis_cluster(3, 1) as redis:
-        yield redis
-
-
 @pytest.mark.redis
 async def test_a_redis_cluster_primary_fails_over_and_then_loses_its_data(
-    redis_cluster_with_replicas: LocalRedisCluster,
+    redis_cluster: LocalRedisCluster,
     make_live_server: MakeLiveServer,
     http: aiohttp.ClientSession,
     spawn: Spawn[Any],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    redis = redis_cluster_with_replicas
+    redis = redis_cluster  # the session's: each primary has a replica to fail over to
     make_node = node_maker(make_live_server, redis)
     a, b = await make_node("a"), await make_node("b")
     cameras = [Camera(http, [a], camera_id=f"cam-{n}") for n in range(4)]
