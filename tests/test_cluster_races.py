@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 
 from server.cluster import messages as m
 from server.cluster.identity import name_of
-from server.cluster.redis.directory import CLAIM
+from server.cluster.redis.directory import CLAIM, entry_fields
 from server.cluster.redis.keys import Keys, shard_of
 from server.state import get_metrics
 from tests.conftest import LiveServer, MakeLiveServer
@@ -74,11 +74,17 @@ async def camera_polling(camera: Camera, node: LiveServer) -> AsyncIterator[None
             await task
 
 
+async def stored_entry(redis: Redis, node: LiveServer, camera_id: str = "cam") -> dict[str, str]:
+    """The camera's entry as the store has it, field by field ({}: none)."""
+    value = await redis.hget(keys_of(node).entries(shard_of(camera_id)), camera_id)
+    return {} if value is None else entry_fields(value)
+
+
 async def stored_home(redis: Redis, node: LiveServer, camera_id: str = "cam") -> tuple[str, int]:
     """The camera's home and latest claim ``seq`` as the store has them."""
-    home, seq = await redis.hmget(keys_of(node).camera(camera_id), ["home", "seq"])
-    assert seq is not None
-    return (home.decode() if isinstance(home, bytes) else home or ""), int(seq)
+    fields = await stored_entry(redis, node, camera_id)
+    assert fields, f"no entry for {camera_id!r}"
+    return fields["home"], int(fields["seq"])
 
 
 async def wait_for_store(
@@ -192,11 +198,12 @@ async def test_a_newer_poll_at_the_home_outranks_a_claim_whose_takeover_is_late(
         shard = shard_of("cam")
         old, _parked, seq_of_d, refused, _live = await redis.eval(
             CLAIM.text,
-            4,
-            keys.camera("cam"),
+            5,
+            keys.entries(shard),
             keys.cameras(shard),
             keys.expiry(shard),
             keys.parked("cam"),
+            keys.sweep(shard),
             cluster(d).incarnation,
             int(time.time() * 1000),
             "cam",
@@ -207,6 +214,8 @@ async def test_a_newer_poll_at_the_home_outranks_a_claim_whose_takeover_is_late(
             16,
             10,
             300_000,
+            256,
+            60_000,
         )
         assert (old.decode(), refused) == (cluster(a).incarnation, 0)
         seq_of_d = int(seq_of_d)
@@ -404,19 +413,18 @@ async def test_an_idle_camera_polling_its_home_writes_nothing_to_redis(
     a = await make_node("a", poll_hold_seconds=0.3)
     b = await make_node("b", poll_hold_seconds=0.3)
     camera = Camera(http, [a])
-    key = keys_of(a).camera("cam")
     async with redis_client(redis_server) as redis, camera_polling(camera, a):
         # The claim, then the first status write (what the home knows) land.
         async with asyncio.timeout(3.0):
-            while b"waiting" not in (stored := await redis.hgetall(key)):
+            while not (stored := await stored_entry(redis, a)).get("waiting"):
                 await asyncio.sleep(0.005)
-        assert (stored[b"home"].decode(), stored[b"polling"]) == (cluster(a).incarnation, b"1")
+        assert (stored["home"], stored["polling"]) == (cluster(a).incarnation, "1")
         polls = camera.polls
         await wait_until(lambda: camera.polls >= polls + 4)  # four polls end, four come
-        assert await redis.hgetall(key) == stored, "nothing written for the idle polls"
+        assert await stored_entry(redis, a) == stored, "nothing written for the idle polls"
         async with http.get(f"{b.url}/cameras") as response:
             [listed] = (await response.json())["cameras"]
     # Seen throughout its held poll: no older than a's last heartbeat as b knows it.
     assert (listed["online"], listed["polling"]) == (True, True)
     assert time.time() - listed["lastSeen"] <= 1.0 + 0.5
-    assert listed["lastSeen"] > int(stored[b"seen"]) / 1000
+    assert listed["lastSeen"] > int(stored["seen"]) / 1000

@@ -29,7 +29,8 @@ from server.cluster.backend import (
 )
 from server.cluster.redis import RedisBackend
 from server.cluster.redis.connection import MESSAGE_CHARS, execute, one_line
-from server.cluster.redis.keys import SHARDS, Keys
+from server.cluster.redis.directory import entry_fields
+from server.cluster.redis.keys import SHARDS, Keys, shard_of
 from server.cluster.redis.transport import INLINE_BODY_BYTES, InlineBody, StoredBody
 from server.relay import CameraStatus
 from tools.redis_server import RedisServer
@@ -55,8 +56,22 @@ async def indexed(raw: Redis, shard_key: Callable[[int], str]) -> list[bytes]:
     return sorted(found)
 
 
+async def stored(raw: Redis, prefix: str, camera_id: str) -> dict[str, str] | None:
+    """The camera's entry as stored: its fields by name (``None``: no entry)."""
+    value = await raw.hget(Keys(prefix).entries(shard_of(camera_id)), camera_id)
+    return None if value is None else entry_fields(value)
+
+
+async def expires_in_ms(raw: Redis, prefix: str, camera_id: str) -> int:
+    """How long until the camera's stored entry expires, by Redis' clock."""
+    fields = await stored(raw, prefix, camera_id)
+    assert fields is not None
+    return int(fields["exp"]) - await redis_time_us(raw) // 1000
+
+
 def kind_of(key: str) -> str:
-    """``cam`` of ``{p:s:3}:cam:x``, ``inbox`` of ``{p:inbox:n}``, ``body`` of ``p:body:t``."""
+    """``parked`` of ``{p:s:3}:parked:x``, ``inbox`` of ``{p:inbox:n}``, ``body`` of
+    ``p:body:t``."""
     if not key.startswith("{"):
         return key.split(":")[1]
     tag, _, rest = key[1:].partition("}")
@@ -141,11 +156,11 @@ async def test_claim_makes_the_node_home_with_a_clock_seq(
     assert claim.parked == b""
     assert not claim.refused
     assert before_us <= claim.seq <= after_us
-    stored = await raw.hgetall(Keys(prefix).camera("cam-a"))
-    assert stored[b"home"] == b"A~1"
-    assert stored[b"polling"] == b"1"
-    assert int(stored[b"seq"]) == claim.seq
-    assert before_ms <= int(stored[b"seen"]) <= int(time.time() * 1000)
+    fields = await stored(raw, prefix, "cam-a")
+    assert fields is not None
+    assert (fields["home"], fields["polling"]) == ("A~1", "1")
+    assert int(fields["seq"]) == claim.seq
+    assert before_ms <= int(fields["seen"]) <= int(time.time() * 1000)
     [entry] = await backend.directory.read(["cam-a"])
     assert entry is not None
     assert (entry.home, entry.polling, entry.waiting, entry.in_flight, entry.expect) == (
@@ -188,12 +203,13 @@ async def test_claim_again_bumps_only_seq_seen_and_polling(
         "A~1", [write("cam", polling=False, waiting=3, in_flight=1, expect=True)]
     )
     [claim] = await backend.directory.claim(["cam"], "A~1", again=True)
-    stored = await raw.hgetall(Keys(prefix).camera("cam"))
+    fields = await stored(raw, prefix, "cam")
+    assert fields is not None
     assert claim.old_home == "A~1"
-    assert stored[b"polling"] == b"1"
-    assert (stored[b"waiting"], stored[b"inflight"], stored[b"expect"]) == (b"3", b"1", b"1")
-    assert int(stored[b"seq"]) == claim.seq
-    assert abs(int(stored[b"seen"]) - time.time() * 1000) < 5000
+    assert fields["polling"] == "1"
+    assert (fields["waiting"], fields["inflight"], fields["expect"]) == ("3", "1", "1")
+    assert int(fields["seq"]) == claim.seq
+    assert abs(int(fields["seen"]) - time.time() * 1000) < 5000
 
 
 async def test_a_claim_list_is_answered_in_order(backend: RedisBackend) -> None:
@@ -217,7 +233,10 @@ async def test_seq_is_one_more_than_a_stored_seq_ahead_of_the_clock(
 ) -> None:
     await backend.directory.claim(["cam"], "A~1", again=False)
     ahead = await redis_time_us(raw) + 10**12
-    await raw.hset(Keys(prefix).camera("cam"), "seq", str(ahead))
+    key = Keys(prefix).entries(shard_of("cam"))
+    value = await raw.hget(key, "cam")
+    assert value is not None
+    await raw.hset(key, "cam", str(ahead).encode() + value[value.index(b"|") :])
     [claim] = await backend.directory.claim(["cam"], "B~1", again=False)
     assert claim.seq == ahead + 1
 
@@ -232,7 +251,7 @@ async def test_a_new_camera_past_max_cameras_is_refused_and_nothing_written(
     claims = await backend.directory.claim(["a", "b", "c"], "A~1", again=False)
     assert [claim.refused for claim in claims] == [False, False, True]
     assert claims[2] == Claim("", b"", 0, refused=True)
-    assert await raw.exists(Keys(prefix).camera("c")) == 0
+    assert await stored(raw, prefix, "c") is None
     assert await indexed(raw, Keys(prefix).cameras) == [b"a", b"b"]
     assert await backend.directory.count() == 2
     # Known cameras are still claimed, by anyone.
@@ -247,36 +266,57 @@ async def test_never_answered_ids_expire_and_make_room(
 ) -> None:
     backend = make_backend(max_cameras=2, unanswered_retention_seconds=0.3)
     await backend.directory.claim(["a", "b"], "A~1", again=False)
-    # Claimed by a poll: kept a status refresh (0.2 s) longer than the retention.
-    assert 300 < await raw.pttl(Keys(prefix).camera("a")) <= 500
+    # Claimed by a poll: kept a status refresh (0.2 s) longer than the retention, and in
+    # no index but the paging one.
+    assert 300 < await expires_in_ms(raw, prefix, "a") <= 500
+    assert await indexed(raw, Keys(prefix).expiry) == []
     [refused] = await backend.directory.claim(["c"], "A~1", again=False)
     assert refused.refused
-
-    async def gone() -> bool:
-        return await raw.exists(Keys(prefix).camera("a"), Keys(prefix).camera("b")) == 0
-
-    await eventually(gone)
-    assert await backend.directory.count() == 0
-    # ``count`` forgot them from both sorted sets.
-    assert len(await indexed(raw, Keys(prefix).cameras)) == 0
-    assert len(await indexed(raw, Keys(prefix).expiry)) == 0
+    await asyncio.sleep(0.5)  # past their expiry: a claim now scans them out
     [claim] = await backend.directory.claim(["c"], "A~1", again=False)
     assert not claim.refused
+    assert await stored(raw, prefix, "a") is None
+    assert await stored(raw, prefix, "b") is None
+    assert await indexed(raw, Keys(prefix).cameras) == [b"c"]
+    assert await backend.directory.count() == 1
+
+
+async def test_a_flood_of_new_ids_at_the_limit_scans_each_shard_once_a_second(
+    make_backend: MakeBackend, raw: Redis, prefix: str
+) -> None:
+    backend = make_backend(max_cameras=2)
+    await backend.directory.claim(["a", "b"], "A~1", again=False)
+
+    async def scans() -> int:
+        stats = await raw.info("commandstats")
+        return int(stats.get("cmdstat_hscan", {}).get("calls", 0))
+
+    before = await scans()
+    for n in range(100):
+        [claim] = await backend.directory.claim([f"flood-{n}"], "A~1", again=False)
+        assert claim.refused
+    # One scan per shard when the counts were first read, then none for a second.
+    assert await scans() - before <= 2 * SHARDS
 
 
 async def test_claim_forgets_expired_ids(
     make_backend: MakeBackend, raw: Redis, prefix: str
 ) -> None:
     backend = make_backend(unanswered_retention_seconds=0.3)
-    await backend.directory.claim([f"old-{n}" for n in range(5)], "A~1", again=False)
-
-    async def gone() -> bool:
-        return await raw.exists(*[Keys(prefix).camera(f"old-{n}") for n in range(5)]) == 0
-
-    await eventually(gone)
+    old = [f"old-{n}" for n in range(5)]
+    claims = await backend.directory.claim(old, "A~1", again=False)
+    # Their polls ended: in the expiry index, to be forgotten one retention later.
+    ended = [
+        write(camera_id, seq=claim.seq, polling=False)
+        for camera_id, claim in zip(old, claims, strict=True)
+    ]
+    await backend.directory.write_status("A~1", ended)
+    assert await indexed(raw, Keys(prefix).expiry) == [c.encode() for c in old]
+    await asyncio.sleep(0.3 + 0.1)
     await make_backend().directory.claim(["new"], "A~1", again=False)
     assert await indexed(raw, Keys(prefix).cameras) == [b"new"]
-    assert await indexed(raw, Keys(prefix).expiry) == [b"new"]
+    assert await indexed(raw, Keys(prefix).expiry) == []
+    assert [await stored(raw, prefix, camera_id) for camera_id in old] == [None] * 5
 
 
 async def test_an_answered_camera_keeps_the_long_retention(
@@ -285,12 +325,41 @@ async def test_an_answered_camera_keeps_the_long_retention(
     backend = make_backend(unanswered_retention_seconds=0.3, answered_retention_seconds=60.0)
     await backend.directory.claim(["cam"], "A~1", again=False)
     await backend.directory.write_status("A~1", [write("cam", answered=True)])
-    assert 30_000 < await raw.pttl(Keys(prefix).camera("cam")) <= 60_200
+    assert 30_000 < await expires_in_ms(raw, prefix, "cam") <= 60_200
     # It sticks: a later write (a new home that does not know) and claims keep it.
     await backend.directory.write_status("A~1", [write("cam", answered=False)])
     await backend.directory.claim(["cam"], "B~1", again=False)
-    assert 30_000 < await raw.pttl(Keys(prefix).camera("cam")) <= 60_200
-    assert await raw.hget(Keys(prefix).camera("cam"), "answered") == b"1"
+    assert 30_000 < await expires_in_ms(raw, prefix, "cam") <= 60_200
+    fields = await stored(raw, prefix, "cam")
+    assert fields is not None
+    assert fields["answered"] == "1"
+
+
+async def test_a_sweep_forgets_the_held_polls_a_dead_home_left_share_by_share(
+    make_backend: MakeBackend, raw: Redis, prefix: str
+) -> None:
+    backend = make_backend(unanswered_retention_seconds=0.1, status_refresh_seconds=0.1)
+    dead = "D~" + "x" * 80  # entries longer than Redis keeps in a listpack: a real table
+    ids = [f"d-{n:03}" for n in range(800)]
+    await backend.directory.claim(ids, dead, again=False)
+    live = make_backend(answered_retention_seconds=60.0)
+    [kept] = await live.directory.claim(["alive"], "A~1", again=False)
+    await live.directory.write_status("A~1", [write("alive", seq=kept.seq, answered=True)])
+    assert await indexed(raw, Keys(prefix).expiry) == [], "held polls are in no expiry index"
+    await asyncio.sleep(0.2 + 0.1)  # their entries expired; nothing deleted them yet
+    assert await raw.hlen(Keys(prefix).entries(shard_of("d-000"))) > 1
+
+    async def held() -> int:
+        return sum([await raw.hlen(Keys(prefix).entries(shard)) for shard in range(SHARDS)])
+
+    await backend.directory.sweep(0.25)
+    first = await held()
+    assert 1 + 800 * 0.5 <= first < 1 + 800 * 0.85, "about a quarter of each shard scanned"
+    await backend.directory.sweep(1.0)
+    assert await held() == 1
+    assert await indexed(raw, Keys(prefix).cameras) == [b"alive"]
+    assert await backend.directory.page("", None, 10) == ["alive"]
+    assert await backend.directory.count() == 1
 
 
 # ---------------------------------------------------------------- directory: status
@@ -315,20 +384,21 @@ async def test_write_status_lands_for_the_home(
         ],
     )
     assert written == [Written("A~1", claim.seq)]
-    stored = await raw.hgetall(Keys(prefix).camera("cam"))
-    expires_at = int(stored.pop(b"exp"))
-    assert expires_at == await raw.pexpiretime(Keys(prefix).camera("cam")), (
-        "the hash expires when its 'exp' says"
+    fields = await stored(raw, prefix, "cam")
+    assert fields is not None
+    expires_at = int(fields.pop("exp"))
+    assert await raw.zscore(Keys(prefix).expiry(shard_of("cam")), "cam") == expires_at, (
+        "a camera whose poll ended is in the expiry index, at its expiry"
     )
-    assert stored == {
-        b"home": b"A~1",
-        b"seen": b"1700000123456",
-        b"polling": b"0",
-        b"waiting": b"4",
-        b"inflight": b"2",
-        b"expect": b"1",
-        b"answered": b"0",
-        b"seq": str(claim.seq).encode(),
+    assert fields == {
+        "home": "A~1",
+        "seen": "1700000123456",
+        "polling": "0",
+        "waiting": "4",
+        "inflight": "2",
+        "expect": "1",
+        "answered": "0",
+        "seq": str(claim.seq),
     }
     [entry] = await backend.directory.read(["cam"])
     assert entry is not None
@@ -346,11 +416,11 @@ async def test_write_status_is_dropped_when_another_node_is_home(
 ) -> None:
     [mine] = await backend.directory.claim(["cam"], "A~1", again=False)
     [theirs] = await backend.directory.claim(["cam"], "B~1", again=False)
-    before = await raw.hgetall(Keys(prefix).camera("cam"))
+    before = await stored(raw, prefix, "cam")
     written = await backend.directory.write_status("A~1", [write("cam", seq=mine.seq, waiting=9)])
     assert written == [Written("B~1", theirs.seq)]
     assert written[0].lost_to("A~1")
-    assert await raw.hgetall(Keys(prefix).camera("cam")) == before
+    assert await stored(raw, prefix, "cam") == before
 
 
 async def test_write_status_recreates_a_lost_entry_with_a_fresh_seq(
@@ -363,7 +433,9 @@ async def test_write_status_recreates_a_lost_entry_with_a_fresh_seq(
     assert written.home == "A~1"
     assert written.seq > claim.seq
     assert written.seq >= start
-    assert await raw.hget(Keys(prefix).camera("cam"), "home") == b"A~1"
+    fields = await stored(raw, prefix, "cam")
+    assert fields is not None
+    assert fields["home"] == "A~1"
     assert await backend.directory.page("", None, 10) == ["cam"]
     assert await backend.directory.count() == 1
 
@@ -441,7 +513,7 @@ async def test_read_gives_none_for_unknown_and_drops_them_from_the_index(
     backend: RedisBackend, raw: Redis, prefix: str
 ) -> None:
     await backend.directory.claim(["a", "b"], "A~1", again=False)
-    await raw.delete(Keys(prefix).camera("a"))
+    await raw.hdel(Keys(prefix).entries(shard_of("a")), "a")
     entries = await backend.directory.read(["a", "b", "nope"])
     assert entries[0] is None
     assert entries[2] is None
@@ -679,9 +751,24 @@ async def test_every_key_has_a_ttl(make_backend: MakeBackend, raw: Redis, prefix
         [Envelope("B~1", b"small", b"body"), Envelope("B~1", b"big", b"z" * 100_000)]
     )
     await b.directory.read(["cam-1", "gone"])
+    # A sweep that stops within a shard keeps its place in a key.
+    dead = "D~" + "x" * 80  # entries longer than Redis keeps in a listpack: a real table
+    await a.directory.claim([f"d-{n}" for n in range(400)], dead, again=False)
+    await a.directory.sweep(0.01)
     keys = [key async for key in raw.scan_iter(match=f"*{prefix}:*")]
     kinds = {kind_of(key.decode()) for key in keys}
-    assert kinds == {"cam", "cams", "expiry", "parked", "node", "nodes", "epoch", "inbox", "body"}
+    assert kinds == {
+        "entries",
+        "cams",
+        "expiry",
+        "sweep",
+        "parked",
+        "node",
+        "nodes",
+        "epoch",
+        "inbox",
+        "body",
+    }
     ttls = {key: await raw.pttl(key) for key in keys}
     assert all(ttl > 0 for ttl in ttls.values()), ttls
 

@@ -176,7 +176,15 @@ class Directory(abc.ABC):
 
     @abc.abstractmethod
     async def count(self) -> int:
-        """How many cameras the directory holds (expired ones forgotten first)."""
+        """How many cameras the directory holds (expired ones forgotten first; past a
+        thousand or so, entries whose home died may be counted until a sweep finds them)."""
+
+    @abc.abstractmethod
+    async def sweep(self, share: float) -> None:
+        """Forget expired entries: every expired one whose poll was not held, and
+        ``share`` (0 to 1) of the rest scanned for those a home that died left (the
+        nodes together call it so that the whole directory is scanned once per
+        ``status_refresh_seconds``)."""
 
 
 # ---------------------------------------------------------------- members

@@ -55,6 +55,8 @@ class Fleet:
     def __init__(self, ctx: NodeContext, homes: Homes) -> None:
         self._ctx = ctx
         self._homes = homes
+        #: loop time of the last ``sweep_store``
+        self._swept_at: float | None = None
 
     async def flush(self) -> None:
         """Write the status of the cameras homed here that changed, or whose last write is
@@ -100,6 +102,21 @@ class Fleet:
                 # Equal: this node learnt of that claim and gave the camera up, and polls
                 # here since could not claim it (the store failed).
                 self._homes.claimed_elsewhere(camera_id, outcome.home, outcome.seq)
+
+    async def sweep_store(self) -> None:
+        """Let the store forget what expired: this node's share of the scan for entries a
+        dead home left, so that the live nodes together scan the whole directory about
+        once per status refresh interval."""
+        ctx = self._ctx
+        now = asyncio.get_running_loop().time()
+        elapsed = 0.0 if self._swept_at is None else now - self._swept_at
+        self._swept_at = now
+        nodes = len(ctx.membership.alive)
+        share = elapsed / (ctx.cluster.status_refresh_seconds * nodes)
+        try:
+            await ctx.directory.sweep(share)
+        except BackendError as error:
+            ctx.health.failed(error)
 
     def mark_all(self) -> None:
         """Write every camera homed here again (the store lost what was written)."""

@@ -316,6 +316,9 @@ class MemoryBackend(Backend, Directory, Members, Transport):
         await self._io()
         return len(self.store._entries)
 
+    async def sweep(self, share: float) -> None:
+        await self._io()  # forgets what expired
+
     # ------------------------------------------------------------------ members
 
     async def beat(self, node: str, note: bytes = b"") -> Beat:

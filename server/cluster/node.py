@@ -365,6 +365,8 @@ class ClusterNode(RelayService):
     async def sweep(self) -> int:
         forgotten = await self._relay.sweep()
         self._homes.sweep()
+        if not self._ctx.closing:
+            await self._fleet.sweep_store()
         return forgotten
 
     # ================================================================ messages

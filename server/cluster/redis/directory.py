@@ -1,31 +1,45 @@
 """The camera directory in Redis: homes, claims, status and parked work.
 
-Each claim and status write is one Lua script (atomic per camera: its keys share
-its shard's slot, see ``keys``), sent as one pipeline of ``EVALSHA`` for a list
-of cameras. A claim's ``seq`` is the larger of the stored one plus one and
-Redis' clock in microseconds, so a claim after the store lost its data still
+Each claim and status write is one Lua script (atomic per camera: its entry and
+indexes share its shard's slot, see ``keys``), sent as one pipeline of ``EVALSHA``
+for a list of cameras. A claim's ``seq`` is the larger of the stored one plus one
+and Redis' clock in microseconds, so a claim after the store lost its data still
 orders after every claim before (Redis' clock moved on).
 
-A camera's hash expires after the retention its answers earned (long once it
-answered a command, short while it never did), so a flood of ids that never
-answer leaves Redis on its own; while it says polling, a status refresh
-interval longer (its home writes it at least that often, not at every poll).
-The expiry is moved on in steps (when less than ``1 - 1/RETAIN_STEPS`` of the
-retention is left, or more than all of it), not at every write. The shard's
-``expiry`` sorted set mirrors those expiry times exactly (the hash expires at
-its score): counting its live members is the shard's size, and its past ones
-are forgotten from both sorted sets a bounded number at a time, inside
-``claim`` and ``count``. Both sorted sets expire twice the longest retention
-after the last time one of their ids moved on.
+A camera's entry is one field of its shard's ``entries`` hash, its value the
+fields joined by ``|`` (``pack_entry`` and ``unpack_entry``, with the home last: an
+incarnation holds no ``|``), the epoch ms at which it expires among them. An entry
+expires after the retention its answers earned (long once it answered a command,
+short while it never did), so a flood of ids that never answer leaves Redis on its
+own; while it says polling, a status refresh interval longer (its home writes it at
+least that often, not at every poll). The expiry is moved on in steps (when less
+than ``1 - 1/RETAIN_STEPS`` of the retention is left, or more than all of it), not
+at every write. An expired entry reads as gone at once; it is deleted by one of two
+ways:
+
+- the shard's ``expiry`` sorted set holds the ids whose poll is not held, scored by
+  their expiry exactly: the past ones are forgotten a bounded number at a time,
+  inside ``claim``, ``count`` and ``sweep`` (an id that never answers is gone one
+  short retention after its poll ended);
+- an entry whose poll is held is in no index (an idle camera's entry is its
+  hash field and its place in ``cams``, nothing more): its home refreshes it, and
+  only a home that died leaves one to expire. ``sweep`` scans each shard's hash
+  from where the last scan stopped (``HSCAN``), a share of it per call that the
+  nodes set so that each shard is scanned through about once per status refresh
+  interval; a claim that finds its shard full scans a batch more first, and
+  ``count`` scans a small shard through.
+
+The shard's keys expire twice the longest retention after the last time one of
+their ids moved on.
 
 ``MAX_CAMERAS`` without a key that every camera writes: each node keeps the
-shards' live counts (read at most ``COUNT_REFRESH_SECONDS`` before, and updated
-by each of its claims), and a claim of a new camera in shard ``k`` is refused
-when shard ``k`` holds ``max_cameras`` minus the other shards' counts (and minus
-the batch's earlier claims in other shards, taken as new). A refusal
-is checked again against counts read then, so a camera is not refused on stale
-counts; the limit may be passed by the new cameras other nodes admitted within
-the last ``COUNT_REFRESH_SECONDS``, never by more.
+shards' counts (read at most ``COUNT_REFRESH_SECONDS`` before, and updated by each
+of its claims), and a claim of a new camera in shard ``k`` is refused when shard
+``k`` holds ``max_cameras`` minus the other shards' counts (and minus the batch's
+earlier claims in other shards, taken as new). A refusal is checked again against
+counts read then, so a camera is not refused on stale counts; the limit may be
+passed by the new cameras other nodes admitted within the last
+``COUNT_REFRESH_SECONDS``, never by more.
 """
 
 from __future__ import annotations
@@ -38,9 +52,16 @@ from ..backend import CameraEntry, Claim, Directory, StatusWrite, StoreLimits, W
 from .connection import Script, ScriptCall, Store
 from .keys import SHARDS, Keys, shard_of
 
-#: ids forgotten at most per claimed camera, and per shard and ``count``
+#: ids forgotten at most per claimed camera, and per shard and ``count`` or ``sweep``
 FORGET_PER_CLAIM = 16
 FORGET_PER_COUNT = 256
+#: entries a claim that finds its shard full, or a ``count``, scans for expired ones
+SCAN_BATCH = 256
+#: ``count`` scans a shard of at most this many entries through
+SCAN_THROUGH_UP_TO = 1024
+#: a node scans a shard when full or counting at most this often (or four times per
+#: short retention, if shorter): a flood of new ids at the limit costs bounded scans
+SCAN_EVERY_SECONDS = 1.0
 #: the shards' live counts a node uses to refuse new cameras are at most this old
 COUNT_REFRESH_SECONDS = 1.0
 #: ids a ``page`` asks each shard for at least
@@ -55,16 +76,58 @@ local function now()
   return s * 1000 + math.floor(us / 1000), s * 1000000 + us
 end
 local function int(n) return string.format('%.0f', n) end
-local function forget(cams, expiry, now_ms, limit)
-  local gone = redis.call('ZRANGEBYSCORE', expiry, '-inf', '(' .. int(now_ms), 'LIMIT', 0, limit)
+-- An entry: seq|seen|<polling><expect><answered>|waiting|inflight|exp|home
+local function unpack_entry(v)
+  if not v then return nil end
+  local seq, seen, polling, expect, answered, waiting, inflight, exp, home = string.match(
+    v, '^(%d*)|(%d*)|(%d)(%d)(%d)|(%d*)|(%d*)|(%d*)|(.*)$')
+  return {seq = seq, seen = seen, polling = polling, expect = expect, answered = answered,
+          waiting = waiting, inflight = inflight, exp = exp, home = home}
+end
+local function pack_entry(e)
+  return table.concat({e.seq, e.seen, e.polling .. e.expect .. e.answered, e.waiting,
+                       e.inflight, e.exp, e.home}, '|')
+end
+local function expired(e, now_ms) return (tonumber(e.exp) or 0) <= now_ms end
+local function keep(key, ttl)
+  if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, 2 * ttl) end
+end
+local function drop(entries, cams, expiry, id)
+  redis.call('HDEL', entries, id)
+  redis.call('ZREM', cams, id)
+  redis.call('ZREM', expiry, id)
+end
+-- Forgets up to limit ids whose poll is not held and whose entry expired.
+local function forget(entries, cams, expiry, now_ms, limit)
+  local gone = redis.call('ZRANGEBYSCORE', expiry, '-inf', int(now_ms), 'LIMIT', 0, limit)
   if #gone > 0 then
+    redis.call('HDEL', entries, unpack(gone))
     redis.call('ZREM', expiry, unpack(gone))
     redis.call('ZREM', cams, unpack(gone))
   end
 end
--- The entry's expiry ('exp', mirrored in the expiry set) for its retention: the same
--- unless less than (1 - 1/steps) of the retention is left, or more than all of it.
--- A polling camera's home refreshes it at least every refresh ms: kept that much longer.
+-- Scans about count entries for expired ones (held polls of a home that died), from
+-- where the last scan stopped, or the whole hash from its start.
+local function scan(entries, cams, expiry, at, now_ms, count, through, at_ttl)
+  local cursor = '0'
+  if not through then cursor = redis.call('GET', at) or '0' end
+  local scanned = 0
+  repeat
+    local reply = redis.call('HSCAN', entries, cursor, 'COUNT', math.min(count, 1000))
+    cursor = reply[1]
+    local items = reply[2]
+    for i = 1, #items, 2 do
+      local exp = tonumber(string.match(items[i + 1], '|(%d*)|[^|]*$')) or 0
+      if exp <= now_ms then drop(entries, cams, expiry, items[i]) end
+    end
+    scanned = scanned + #items / 2
+  until cursor == '0' or (scanned >= count and not through)
+  if through then return end
+  if cursor == '0' then redis.call('DEL', at) else redis.call('SET', at, cursor, 'PX', at_ttl) end
+end
+-- The entry's expiry (its 'exp') for its retention: the same unless less than
+-- (1 - 1/steps) of the retention is left, or more than all of it. A polling camera's
+-- home refreshes it at least every refresh ms: kept that much longer.
 local function expiry_of(exp, now_ms, answered, polling, a_ttl, u_ttl, refresh, steps)
   local ttl = tonumber(u_ttl)
   if answered == '1' then ttl = tonumber(a_ttl) end
@@ -74,61 +137,80 @@ local function expiry_of(exp, now_ms, answered, polling, a_ttl, u_ttl, refresh, 
   if left >= ttl - ttl / tonumber(steps) and left <= ttl then return nil end
   return now_ms + ttl, ttl
 end
--- Writes the entry's fields; with a new expiry (exp, its ttl), the entry expires then,
--- and so does its place in the shard's index.
-local function store(cam, cams, expiry, id, fields, exp, ttl)
+-- Writes entry e of id; with a new expiry (exp, its ttl), it expires then. listed: its
+-- poll was not held (it is in the expiry set); new: it was not in the shard.
+local function store(entries, cams, expiry, id, e, new, listed, exp, ttl, now_ms)
+  if exp then e.exp = int(exp) end
+  redis.call('HSET', entries, id, pack_entry(e))
+  if new then redis.call('ZADD', cams, 0, id) end
+  if e.polling == '1' then
+    if listed then redis.call('ZREM', expiry, id) end
+  elseif exp or not listed then
+    redis.call('ZADD', expiry, e.exp, id)
+    keep(expiry, ttl or math.max(1, tonumber(e.exp) - now_ms))
+  end
   if exp then
-    table.insert(fields, 'exp')
-    table.insert(fields, int(exp))
+    keep(entries, ttl)
+    keep(cams, ttl)
   end
-  redis.call('HSET', cam, unpack(fields))
-  if not exp then return end
-  redis.call('PEXPIREAT', cam, int(exp))
-  if redis.call('ZADD', expiry, int(exp), id) == 1 then redis.call('ZADD', cams, 0, id) end
-  if redis.call('PTTL', expiry) < ttl then
-    redis.call('PEXPIRE', expiry, 2 * ttl)
-    redis.call('PEXPIRE', cams, 2 * ttl)
+end
+-- The stored entry of id, or nil (an expired one is dropped first).
+local function stored_entry(entries, cams, expiry, id, now_ms)
+  local e = unpack_entry(redis.call('HGET', entries, id))
+  if e and expired(e, now_ms) then
+    drop(entries, cams, expiry, id)
+    return nil
   end
+  return e
 end
 """
 
-#: KEYS: cam, cams, expiry, parked. ARGV: node, seen ms, id, again, room (a new camera is
-#: refused when the shard holds this many), answered ttl ms, unanswered ttl ms, forget
-#: limit, retain steps, refresh ms. Returns {old home, parked work, seq, refused, live in
-#: the shard (-1: not counted)}.
+#: KEYS: entries, cams, expiry, parked, sweep. ARGV: node, seen ms, id, again, room (a new
+#: camera is refused when the shard holds this many), answered ttl ms, unanswered ttl
+#: ms, forget limit, retain steps, refresh ms, entries to scan when full (0: none),
+#: sweep position ttl ms.
+#: Returns {old home, parked work, seq, refused, entries in the shard (-1: not counted)}.
 CLAIM = Script(
     _COMMON
     + """
 local now_ms, now_us = now()
 local live = -1
-local stored = redis.call('HMGET', KEYS[1], 'home', 'seq', 'answered', 'exp')
-if not stored[2] then
-  forget(KEYS[2], KEYS[3], now_ms, tonumber(ARGV[8]))
-  live = redis.call('ZCOUNT', KEYS[3], int(now_ms), '+inf')
+local stored = stored_entry(KEYS[1], KEYS[2], KEYS[3], ARGV[3], now_ms)
+if not stored then
+  forget(KEYS[1], KEYS[2], KEYS[3], now_ms, tonumber(ARGV[8]))
+  live = redis.call('HLEN', KEYS[1])
+  if live >= tonumber(ARGV[5]) and tonumber(ARGV[11]) > 0 then
+    scan(KEYS[1], KEYS[2], KEYS[3], KEYS[5], now_ms, tonumber(ARGV[11]), false, ARGV[12])
+    live = redis.call('HLEN', KEYS[1])
+  end
   if live >= tonumber(ARGV[5]) then
     return {'', '', '0', 1, live}
   end
   live = live + 1
 end
-local old = stored[1] or ''
-local seq = int(math.max((tonumber(stored[2] or '0') or 0) + 1, now_us))
-local exp, ttl = expiry_of(stored[4], now_ms, stored[3], '1', ARGV[6], ARGV[7], ARGV[10], ARGV[9])
+-- waiting and inflight stay empty until the home writes its first status
+local e = stored or {seq = '0', waiting = '', inflight = '', expect = '0', answered = '0',
+                     home = '', exp = '0'}
+local old = e.home
+local listed = stored ~= nil and stored.polling == '0'
+e.seq = int(math.max((tonumber(e.seq) or 0) + 1, now_us))
+e.seen = ARGV[2]
+e.polling = '1'
+local exp, ttl = expiry_of(e.exp, now_ms, e.answered, '1', ARGV[6], ARGV[7], ARGV[10], ARGV[9])
 local parked = ''
-local fields = {'seq', seq, 'seen', ARGV[2], 'polling', '1'}
 if not (ARGV[4] == '1' and old == ARGV[1]) then
-  table.insert(fields, 'home')
-  table.insert(fields, ARGV[1])
+  e.home = ARGV[1]
   if old == '' then
     parked = redis.call('GET', KEYS[4]) or ''
     if parked ~= '' then redis.call('DEL', KEYS[4]) end
   end
 end
-store(KEYS[1], KEYS[2], KEYS[3], ARGV[3], fields, exp, ttl)
-return {old, parked, seq, 0, live}
+store(KEYS[1], KEYS[2], KEYS[3], ARGV[3], e, stored == nil, listed, exp, ttl, now_ms)
+return {old, parked, e.seq, 0, live}
 """
 )
 
-#: KEYS: cam, cams, expiry. ARGV: node, seen ms, polling, waiting, inflight, expect,
+#: KEYS: entries, cams, expiry. ARGV: node, seen ms, polling, waiting, inflight, expect,
 #: answered, id, answered ttl ms, unanswered ttl ms, the writer's claim seq, retain steps,
 #: refresh ms, the writer's clock ms. Returns {home, seq}. Nobody home but a claim later
 #: than the writer's (another node claimed and parked it since): nothing is written.
@@ -136,63 +218,89 @@ return {old, parked, seq, 0, live}
 WRITE_STATUS = Script(
     _COMMON
     + """
-local stored = redis.call('HMGET', KEYS[1], 'home', 'seq', 'answered', 'exp')
-local home = stored[1] or ''
-local seq = stored[2] or '0'
+local now_ms = tonumber(ARGV[14])
+local stored = stored_entry(KEYS[1], KEYS[2], KEYS[3], ARGV[8], now_ms)
+local home = stored and stored.home or ''
+local seq = stored and stored.seq or '0'
 if home ~= '' and home ~= ARGV[1] then return {home, seq} end
 if home == '' and (tonumber(seq) or 0) > tonumber(ARGV[11]) then return {'', seq} end
 if home == '' then
   local _, now_us = now()
   seq = int(math.max((tonumber(seq) or 0) + 1, now_us))
 end
-local now_ms = tonumber(ARGV[14])
 local answered = '0'
-if ARGV[7] == '1' or stored[3] == '1' then answered = '1' end
-local exp, ttl = expiry_of(stored[4], now_ms, answered, ARGV[3], ARGV[9], ARGV[10], ARGV[13],
-                           ARGV[12])
-local fields = {'home', ARGV[1], 'seen', ARGV[2], 'polling', ARGV[3], 'waiting', ARGV[4],
-                'inflight', ARGV[5], 'expect', ARGV[6], 'answered', answered, 'seq', seq}
-store(KEYS[1], KEYS[2], KEYS[3], ARGV[8], fields, exp, ttl)
+if ARGV[7] == '1' or (stored and stored.answered == '1') then answered = '1' end
+local exp, ttl = expiry_of(stored and stored.exp, now_ms, answered, ARGV[3], ARGV[9], ARGV[10],
+                           ARGV[13], ARGV[12])
+local e = {seq = seq, seen = ARGV[2], polling = ARGV[3], waiting = ARGV[4], inflight = ARGV[5],
+           expect = ARGV[6], answered = answered, exp = stored and stored.exp or '0',
+           home = ARGV[1]}
+store(KEYS[1], KEYS[2], KEYS[3], ARGV[8], e, stored == nil, stored ~= nil and stored.polling == '0',
+      exp, ttl, now_ms)
 return {ARGV[1], seq}
 """
 )
 
-#: KEYS: cam, parked. ARGV: node, work, ttl ms. Returns 1 if parked.
+#: KEYS: entries, cams, expiry, parked. ARGV: node, work, ttl ms, id. Returns 1 if parked.
 PARK = Script(
-    """
-local home = redis.call('HGET', KEYS[1], 'home')
-if home ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'home', '', 'polling', '0')
-redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+    _COMMON
+    + """
+local now_ms = now()
+local e = stored_entry(KEYS[1], KEYS[2], KEYS[3], ARGV[4], now_ms)
+if not e or e.home ~= ARGV[1] then return 0 end
+local listed = e.polling == '0'
+e.home = ''
+e.polling = '0'
+store(KEYS[1], KEYS[2], KEYS[3], ARGV[4], e, false, listed, nil, nil, now_ms)
+redis.call('SET', KEYS[4], ARGV[2], 'PX', ARGV[3])
 return 1
 """
 )
 
-#: KEYS: cams, expiry (of one shard). ARGV: forget limit. Returns the shard's live cameras.
+#: KEYS: entries, cams, expiry, sweep (of one shard). ARGV: forget limit, scan a shard
+#: through up to this size, else a batch of this many (0: no scan), sweep position ttl
+#: ms. Returns the shard's entries.
 COUNT = Script(
     _COMMON
     + """
 local now_ms = now()
-forget(KEYS[1], KEYS[2], now_ms, tonumber(ARGV[1]))
-return redis.call('ZCOUNT', KEYS[2], int(now_ms), '+inf')
+forget(KEYS[1], KEYS[2], KEYS[3], now_ms, tonumber(ARGV[1]))
+if tonumber(ARGV[3]) > 0 then
+  local through = redis.call('HLEN', KEYS[1]) <= tonumber(ARGV[2])
+  scan(KEYS[1], KEYS[2], KEYS[3], KEYS[4], now_ms, tonumber(ARGV[3]), through, ARGV[4])
+end
+return redis.call('HLEN', KEYS[1])
 """
 )
 
-#: KEYS: cams, expiry (of one shard), then the hash of each id in ARGV. Drops the ids whose
-#: hash is gone from both sorted sets (atomically: one claimed meanwhile stays listed).
-FORGET = Script(
-    """
-for i, id in ipairs(ARGV) do
-  if redis.call('EXISTS', KEYS[i + 2]) == 0 then
-    redis.call('ZREM', KEYS[1], id)
-    redis.call('ZREM', KEYS[2], id)
-  end
-end
+#: KEYS: entries, cams, expiry, sweep (of one shard). ARGV: forget limit, the share of
+#: the shard to scan in millionths, sweep position ttl ms. Returns 0.
+SWEEP = Script(
+    _COMMON
+    + """
+local now_ms = now()
+forget(KEYS[1], KEYS[2], KEYS[3], now_ms, tonumber(ARGV[1]))
+local size = redis.call('HLEN', KEYS[1])
+local count = math.ceil(size * tonumber(ARGV[2]) / 1000000)
+if count > 0 then scan(KEYS[1], KEYS[2], KEYS[3], KEYS[4], now_ms, count, false, ARGV[3]) end
 return 0
 """
 )
 
-FIELDS = ("home", "seen", "polling", "waiting", "inflight", "expect", "seq")
+#: KEYS: entries, cams, expiry (of one shard). ARGV: the reader's clock ms, then ids.
+#: Drops those whose entry is gone or expired from the shard (atomically: one claimed
+#: meanwhile stays).
+FORGET = Script(
+    _COMMON
+    + """
+local now_ms = tonumber(ARGV[1])
+for i = 2, #ARGV do
+  local e = unpack_entry(redis.call('HGET', KEYS[1], ARGV[i]))
+  if not e or expired(e, now_ms) then drop(KEYS[1], KEYS[2], KEYS[3], ARGV[i]) end
+end
+return 0
+"""
+)
 
 
 def _ms(seconds: float) -> int:
@@ -203,20 +311,43 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _entry(camera_id: str, values: list[bytes | None]) -> CameraEntry | None:
-    if all(value is None for value in values):
-        return None
-    home, seen, polling, waiting, in_flight, expect, seq = values
-    return CameraEntry(
+def entry_fields(value: bytes) -> dict[str, str]:
+    """A stored entry's fields by name, as strings (for tests and tools)."""
+    seq, seen, flags, waiting, in_flight, expires, home = value.decode().split("|", 6)
+    return {
+        "seq": seq,
+        "seen": seen,
+        "polling": flags[0],
+        "expect": flags[1],
+        "answered": flags[2],
+        "waiting": waiting,
+        "inflight": in_flight,
+        "exp": expires,
+        "home": home,
+    }
+
+
+def unpack_entry(camera_id: str, value: bytes) -> tuple[CameraEntry, bool, int]:
+    """A stored entry: the camera's entry, whether it answered, when it expires (ms)."""
+    seq, seen, flags, waiting, in_flight, expires, home = value.decode().split("|", 6)
+    entry = CameraEntry(
         camera_id,
-        (home or b"").decode(),
-        None if seen is None else int(seen),
-        polling == b"1",
+        home,
+        int(seen) if seen else None,
+        flags[0] == "1",
         int(waiting or 0),
         int(in_flight or 0),
-        expect == b"1",
+        flags[1] == "1",
         int(seq or 0),
     )
+    return entry, flags[2] == "1", int(expires or 0)
+
+
+def _live_entry(camera_id: str, value: bytes | None, now_ms: int) -> CameraEntry | None:
+    if value is None:
+        return None
+    entry, _answered, expires = unpack_entry(camera_id, value)
+    return entry if expires > now_ms else None
 
 
 class RedisDirectory(Directory):
@@ -227,9 +358,14 @@ class RedisDirectory(Directory):
         self._answered_ms = _ms(limits.answered_retention_seconds)
         self._unanswered_ms = _ms(limits.unanswered_retention_seconds)
         self._refresh_ms = _ms(limits.status_refresh_seconds)
+        #: how long a shard's sweep position is kept (past it, a scan starts over)
+        self._position_ms = 2 * (self._answered_ms + self._refresh_ms)
         #: each shard's live cameras as last read or claimed here, and when read
         self._live = [0] * SHARDS
         self._live_read_at = -math.inf
+        self._scan_every = min(SCAN_EVERY_SECONDS, limits.unanswered_retention_seconds / 4)
+        #: when this node last let a script scan each shard (monotonic)
+        self._scanned_at = [-math.inf] * SHARDS
 
     async def claim(self, camera_ids: Sequence[str], node: str, *, again: bool) -> list[Claim]:
         if not camera_ids:
@@ -257,6 +393,7 @@ class RedisDirectory(Directory):
         calls = []
         shards = [shard_of(camera_id) for camera_id in camera_ids]
         in_shard = [0] * SHARDS
+        may_scan = self._may_scan()
         for index, (camera_id, shard) in enumerate(zip(camera_ids, shards, strict=True)):
             # The batch's earlier claims in other shards count as new cameras (those in
             # this shard are counted by the script: they run first, on the same primary).
@@ -267,10 +404,11 @@ class RedisDirectory(Directory):
                 ScriptCall(
                     CLAIM,
                     [
-                        self._keys.camera(camera_id),
+                        self._keys.entries(shard),
                         self._keys.cameras(shard),
                         self._keys.expiry(shard),
                         self._keys.parked(camera_id),
+                        self._keys.sweep(shard),
                     ],
                     [
                         node,
@@ -283,24 +421,52 @@ class RedisDirectory(Directory):
                         FORGET_PER_CLAIM,
                         RETAIN_STEPS,
                         self._refresh_ms,
+                        SCAN_BATCH if may_scan[shard] else 0,
+                        self._position_ms,
                     ],
                 )
             )
+            may_scan[shard] = False  # one claim per shard and batch scans, at most
         replies = await self._store.scripts(calls)
         claims = []
+        now = time.monotonic()
         for shard, (old, parked, seq, refused, live) in zip(shards, replies, strict=True):
             if live >= 0:
                 self._live[shard] = live
+            if refused == 1:
+                self._scanned_at[shard] = now
             claims.append(Claim(old.decode(), parked, int(seq), refused == 1))
         return claims
 
+    def _may_scan(self) -> list[bool]:
+        """Which shards a script of this node may scan for expired entries now."""
+        now = time.monotonic()
+        return [now - at >= self._scan_every for at in self._scanned_at]
+
+    def _shard_keys(self, shard: int) -> list[str]:
+        keys = self._keys
+        return [keys.entries(shard), keys.cameras(shard), keys.expiry(shard), keys.sweep(shard)]
+
     async def _read_counts(self) -> list[int]:
+        may_scan = self._may_scan()
         calls = [
-            ScriptCall(COUNT, [self._keys.cameras(k), self._keys.expiry(k)], [FORGET_PER_COUNT])
-            for k in range(SHARDS)
+            ScriptCall(
+                COUNT,
+                self._shard_keys(shard),
+                [
+                    FORGET_PER_COUNT,
+                    SCAN_THROUGH_UP_TO,
+                    SCAN_BATCH if may_scan[shard] else 0,
+                    self._position_ms,
+                ],
+            )
+            for shard in range(SHARDS)
         ]
         self._live = [int(live) for live in await self._store.scripts(calls)]
-        self._live_read_at = time.monotonic()
+        self._live_read_at = now = time.monotonic()
+        self._scanned_at = [
+            now if scanned else at for scanned, at in zip(may_scan, self._scanned_at, strict=True)
+        ]
         return self._live
 
     async def write_status(self, node: str, writes: Sequence[StatusWrite]) -> list[Written]:
@@ -317,7 +483,7 @@ class RedisDirectory(Directory):
                     ScriptCall(
                         WRITE_STATUS,
                         [
-                            self._keys.camera(status.camera_id),
+                            self._keys.entries(shard),
                             self._keys.cameras(shard),
                             self._keys.expiry(shard),
                         ],
@@ -344,10 +510,16 @@ class RedisDirectory(Directory):
 
     async def park(self, camera_id: str, node: str, work: bytes) -> bool:
         with self._store.guard():
+            shard = shard_of(camera_id)
             call = ScriptCall(
                 PARK,
-                [self._keys.camera(camera_id), self._keys.parked(camera_id)],
-                [node, work, _ms(self._limits.message_ttl_seconds)],
+                [
+                    self._keys.entries(shard),
+                    self._keys.cameras(shard),
+                    self._keys.expiry(shard),
+                    self._keys.parked(camera_id),
+                ],
+                [node, work, _ms(self._limits.message_ttl_seconds), camera_id],
             )
             (parked,) = await self._store.scripts([call])
             return int(parked) == 1
@@ -355,36 +527,39 @@ class RedisDirectory(Directory):
     async def read(self, camera_ids: Sequence[str]) -> list[CameraEntry | None]:
         if not camera_ids:
             return []
+        by_shard: dict[int, list[str]] = {}
+        for camera_id in camera_ids:
+            by_shard.setdefault(shard_of(camera_id), []).append(camera_id)
         with self._store.guard():
             pipe = self._store.pipeline()
-            for camera_id in camera_ids:
-                pipe.hmget(self._keys.camera(camera_id), list(FIELDS))
+            for shard, ids in by_shard.items():
+                pipe.hmget(self._keys.entries(shard), ids)
             replies = await self._store.run(pipe)
-            entries = [
-                _entry(camera_id, values)
-                for camera_id, values in zip(camera_ids, replies, strict=True)
-            ]
+            now_ms = _now_ms()
+            found: dict[str, CameraEntry | None] = {}
             gone: dict[int, list[str]] = {}
-            for camera_id, entry in zip(camera_ids, entries, strict=True):
-                if entry is None:
-                    gone.setdefault(shard_of(camera_id), []).append(camera_id)
+            for (shard, ids), values in zip(by_shard.items(), replies, strict=True):
+                for camera_id, value in zip(ids, values, strict=True):
+                    entry = found[camera_id] = _live_entry(camera_id, value, now_ms)
+                    if entry is None:
+                        gone.setdefault(shard, []).append(camera_id)
             if gone:
-                # Their hashes expired: the index need not list them any longer.
+                # Gone or expired: the shard need not list them any longer.
                 await self._store.scripts(
                     [
                         ScriptCall(
                             FORGET,
                             [
+                                self._keys.entries(shard),
                                 self._keys.cameras(shard),
                                 self._keys.expiry(shard),
-                                *(self._keys.camera(camera_id) for camera_id in ids),
                             ],
-                            ids,
+                            [now_ms, *ids],
                         )
                         for shard, ids in gone.items()
                     ]
                 )
-            return entries
+            return [found[camera_id] for camera_id in camera_ids]
 
     async def page(self, prefix: str, after: str | None, count: int) -> list[str]:
         """The shards' pages merged: each shard is asked for a share of ``count``; the
@@ -421,3 +596,19 @@ class RedisDirectory(Directory):
     async def count(self) -> int:
         with self._store.guard():
             return sum(await self._read_counts())
+
+    async def sweep(self, share: float) -> None:
+        if share <= 0:
+            return
+        millionths = max(1, math.ceil(min(share, 1.0) * 1_000_000))
+        with self._store.guard():
+            await self._store.scripts(
+                [
+                    ScriptCall(
+                        SWEEP,
+                        self._shard_keys(shard),
+                        [FORGET_PER_COUNT, millionths, self._position_ms],
+                    )
+                    for shard in range(SHARDS)
+                ]
+            )

@@ -2,16 +2,18 @@
 each Lua script touches one slot of a Redis Cluster.
 
 The fleet is spread over ``SHARDS`` shards, a camera's shard being a hash of its id.
-Shard ``k``'s keys share the tag ``{prefix:s:k}`` (one slot): ``{prefix:s:k}:cam:{id}``
-a camera's hash, ``{prefix:s:k}:parked:{id}`` work a stopping home left for it,
-``{prefix:s:k}:cams`` the shard's ids for paging (a sorted set, all scores 0, so
-``ZRANGEBYLEX`` pages by prefix and cursor), ``{prefix:s:k}:expiry`` the same ids
-scored by the epoch ms at which their hash expires (what counts as live, and which
-ids to forget) and ``{prefix:s:k}:epoch`` the shard's epoch (a token that changes when
-the shard's primary loses its data). A camera's hash, its parked work and its
-shard's two sorted sets are one slot: each script about a camera is atomic there.
-No key is written by every camera: each shard's sorted sets hold about 1/SHARDS of
-the fleet.
+Shard ``k``'s keys share the tag ``{prefix:s:k}`` (one slot): ``{prefix:s:k}:entries``
+a hash of each camera's entry (field: its id), ``{prefix:s:k}:cams`` the shard's ids
+for paging (a sorted set, all scores 0, so ``ZRANGEBYLEX`` pages by prefix and
+cursor), ``{prefix:s:k}:expiry`` the ids whose poll is not held, scored by the epoch
+ms at which their entry expires (which ids to forget), ``{prefix:s:k}:sweep`` where
+the scan for expired entries of held polls stands, ``{prefix:s:k}:parked:{id}`` work a
+stopping home left for a camera and ``{prefix:s:k}:epoch`` the shard's epoch (a token
+that changes when the shard's primary loses its data). A camera's entry, its parked
+work and its shard's indexes are one slot: each script about a camera is atomic
+there. No key is written by every camera, and no camera has a key of its own (a key
+costs Redis more than the entry in it): each shard's keys hold about 1/SHARDS of the
+fleet.
 
 ``{prefix:m}:node:{incarnation}`` and ``{prefix:m}:nodes`` the heartbeats (one slot:
 a beat is one round trip), ``{prefix:inbox:{incarnation}}`` each node's stream (a
@@ -45,8 +47,8 @@ class Keys:
     def shard_tag(self, shard: int) -> str:
         return f"{{{self.prefix}:s:{shard}}}"
 
-    def camera(self, camera_id: str) -> str:
-        return f"{self.shard_tag(shard_of(camera_id))}:cam:{camera_id}"
+    def entries(self, shard: int) -> str:
+        return f"{self.shard_tag(shard)}:entries"
 
     def parked(self, camera_id: str) -> str:
         return f"{self.shard_tag(shard_of(camera_id))}:parked:{camera_id}"
@@ -56,6 +58,9 @@ class Keys:
 
     def expiry(self, shard: int) -> str:
         return f"{self.shard_tag(shard)}:expiry"
+
+    def sweep(self, shard: int) -> str:
+        return f"{self.shard_tag(shard)}:sweep"
 
     def epoch(self, shard: int) -> str:
         return f"{self.shard_tag(shard)}:epoch"
