@@ -97,6 +97,8 @@ class Inputs:
     refresh_out: float
     refreshes_per_core_single: float
     refreshes_per_core_cluster: float
+    #: Redis CPU to scan one entry in the sweep for held polls a dead home left
+    sweep_cpu_us_per_entry: float = math.nan
 
     @classmethod
     def from_results(cls, sizing: dict[str, Any], redis: dict[str, Any]) -> Inputs:
@@ -124,6 +126,7 @@ class Inputs:
             refresh_out=one(r.REFRESH_NET_OUT),
             refreshes_per_core_single=one(r.REFRESHES_PER_CORE),
             refreshes_per_core_cluster=float(g[f"{r.CLUSTER}: {r.REFRESHES_PER_CORE}"]),
+            sweep_cpu_us_per_entry=float(g.get(f"{r.SINGLE}: {r.SWEEP_CPU}", math.nan)),
         )
 
 
@@ -265,6 +268,8 @@ def render(i: Inputs) -> str:
         f"| idle cameras one busy Redis core sustains (x {REFRESH_SECONDS:g} s): one primary, "
         f"3-primary cluster | {_n(i.refreshes_per_core_single * REFRESH_SECONDS)}, "
         f"{_n(i.refreshes_per_core_cluster * REFRESH_SECONDS)} | sizing-redis |",
+        f"| Redis CPU per entry swept (each entry once per {REFRESH_SECONDS:g} s; inside "
+        f"the CPU per poll above) | {_n(i.sweep_cpu_us_per_entry, 2)} µs | sizing-redis |",
         f"| `/cameras?limit=100` p50, first and middle page ({_count(i.cameras_1m)}) | "
         f"{_n(i.page_first_ms, 1)} ms, {_n(i.page_middle_ms, 1)} ms | sizing-redis |",
         f"| `/cameras` totals walked camera by camera ({_count(i.cameras_1m)}) | "
@@ -341,7 +346,10 @@ def generated_block(document: str) -> str:
 
 
 def load_inputs(path: Path = INPUTS) -> Inputs:
-    return Inputs(**orjson.loads(path.read_bytes()))
+    stored: dict[str, Any] = orjson.loads(path.read_bytes())
+    # JSON has no NaN: a figure a run did not measure is stored as null
+    figures: dict[str, Any] = {k: math.nan if v is None else v for k, v in stored.items()}
+    return Inputs(**figures)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,9 +23,12 @@ import pytest
 from redis.asyncio import Redis
 
 from server.cluster import messages as m
+from server.cluster.backend import StatusWrite, StoreLimits
 from server.cluster.identity import name_of
+from server.cluster.redis import RedisBackend
 from server.cluster.redis.directory import CLAIM, entry_fields
 from server.cluster.redis.keys import Keys, shard_of
+from server.relay import CameraStatus
 from server.state import get_metrics
 from tests.conftest import LiveServer, MakeLiveServer
 from tests.helpers import wait_until
@@ -405,6 +408,47 @@ async def test_of_two_polls_on_two_nodes_at_once_one_wins_everywhere(
     home = d if polls[0] is winner else a
     await camera.post(home, {"requestId": command["requestId"], "logs": LOGS[0:1]})
     assert (await caller)[1]["logs"] == LOGS[0:1]
+
+
+async def test_a_poll_held_at_a_home_that_died_leaves_redis_once_expired(
+    make_node: MakeNode, redis_server: RedisServer
+) -> None:
+    # The entry a dead home left: claimed by its poll, never written again. It is in no
+    # expiry index (its poll is held), so only the nodes' sweep of the shards finds it.
+    a = await make_node("a", connect_timeout_seconds=0.2)
+    short = StoreLimits(
+        node_timeout_seconds=1.0,
+        max_cameras=10,
+        answered_retention_seconds=0.1,
+        unanswered_retention_seconds=0.1,
+        message_ttl_seconds=1.0,
+        status_refresh_seconds=0.1,
+    )
+    prefix = cluster(a).cluster.prefix
+    # A camera of the same shard, kept long: the shard's keys outlive the left entry.
+    kept = next(f"kept-{n}" for n in range(1000) if shard_of(f"kept-{n}") == shard_of("left"))
+    dead = RedisBackend.from_url(redis_server.url, prefix, short)
+    alive = RedisBackend.from_url(
+        redis_server.url, prefix, dataclasses.replace(short, answered_retention_seconds=60.0)
+    )
+    try:
+        await dead.directory.claim(["left"], "gone~0000", again=False)
+        [claim] = await alive.directory.claim([kept], "here~0000", again=False)
+        status = CameraStatus(kept, True, time.time(), True, 0, 0)
+        await alive.directory.write_status(
+            "here~0000", [StatusWrite(status, expect=True, answered=True, seq=claim.seq)]
+        )
+    finally:
+        await dead.close()
+        await alive.close()
+    async with redis_client(redis_server) as redis:
+        assert (await stored_entry(redis, a, "left"))["polling"] == "1"
+        async with asyncio.timeout(3.0):
+            while await stored_entry(redis, a, "left"):
+                await asyncio.sleep(0.02)
+        shard = shard_of("left")
+        assert await redis.zscore(keys_of(a).cameras(shard), "left") is None
+        assert await stored_entry(redis, a, kept)
 
 
 async def test_an_idle_camera_polling_its_home_writes_nothing_to_redis(

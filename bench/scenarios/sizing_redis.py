@@ -41,12 +41,13 @@ import orjson
 
 from bench.plan import Context, Scenario
 from bench.redisstats import sample
-from bench.repolls import camera_id
+from bench.repolls import RETENTION_SECONDS, camera_id, limits
 from bench.result import ScenarioResult
 from bench.stats import median
 from server.app import create_app
 from server.cluster import ClusterNode
 from server.cluster.backend import STATUS_REFRESH_SECONDS, BackendError
+from server.cluster.redis import RedisBackend
 from server.settings import Settings
 from server.state import get_relay
 from tools.procs import child_env, python, spawn, stop
@@ -73,6 +74,7 @@ REFRESH_NET_IN: Final = "client to Redis B per refresh"
 REFRESH_NET_OUT: Final = "Redis to client B per refresh"
 REDIS_BUSY: Final = "Redis CPU % of a core meanwhile (all primaries)"
 PAGE_P50: Final = "page p50 ms"
+SWEEP_CPU: Final = "Redis CPU us per entry swept"
 TOTALS_MS: Final = "/cameras totals (fleet_stats, whole fleet) ms"
 
 
@@ -243,6 +245,18 @@ async def measure(
             ],
         )
         spent = (await sample(servers)).minus(before)
+        # What the sweep for held polls a dead home left costs: every entry scanned once
+        # (the nodes scan each once per status refresh interval); none has expired.
+        sweeper = RedisBackend.from_url(
+            url, PREFIX, limits(cameras, RETENTION_SECONDS), cluster=cluster
+        )
+        try:
+            before_sweep = await sample(servers)
+            await sweeper.directory.sweep(1.0)
+            swept = (await sample(servers)).minus(before_sweep)
+        finally:
+            await sweeper.close()
+        result.figure(f"{tag}: {SWEEP_CPU}", round(1e6 * swept.cpu_seconds / cameras, 3))
     refreshes = sum(run["cameras"] for run in runs)
     rate = refreshes / max(run["seconds"] for run in runs)
     busy = spent.cpu_seconds / spent.at

@@ -55,8 +55,9 @@ class Fleet:
     def __init__(self, ctx: NodeContext, homes: Homes) -> None:
         self._ctx = ctx
         self._homes = homes
-        #: loop time of the last ``sweep_store``
+        #: loop time of the last ``sweep_store``, and the sweep running
         self._swept_at: float | None = None
+        self._sweeping = False
 
     async def flush(self) -> None:
         """Write the status of the cameras homed here that changed, or whose last write is
@@ -103,10 +104,21 @@ class Fleet:
                 # here since could not claim it (the store failed).
                 self._homes.claimed_elsewhere(camera_id, outcome.home, outcome.seq)
 
-    async def sweep_store(self) -> None:
-        """Let the store forget what expired: this node's share of the scan for entries a
-        dead home left, so that the live nodes together scan the whole directory about
-        once per status refresh interval."""
+    def sweep_store(self) -> None:
+        """Let the store forget what expired, in a task of its own (a slow store must not
+        hold up the caller); at most four times per short retention (an id that never
+        answered is forgotten that much past its expiry at the latest), and none while
+        the last one runs."""
+        now = asyncio.get_running_loop().time()
+        every = self._ctx.config.unanswered_retention_seconds / 4
+        if self._sweeping or (self._swept_at is not None and now - self._swept_at < every):
+            return
+        self._sweeping = True
+        self._ctx.spawn(self._sweep_store())
+
+    async def _sweep_store(self) -> None:
+        """This node's share of the scan for entries a dead home left, so that the live
+        nodes together scan the whole directory about once per status refresh interval."""
         ctx = self._ctx
         now = asyncio.get_running_loop().time()
         elapsed = 0.0 if self._swept_at is None else now - self._swept_at
@@ -117,6 +129,8 @@ class Fleet:
             await ctx.directory.sweep(share)
         except BackendError as error:
             ctx.health.failed(error)
+        finally:
+            self._sweeping = False
 
     def mark_all(self) -> None:
         """Write every camera homed here again (the store lost what was written)."""

@@ -366,7 +366,7 @@ class ClusterNode(RelayService):
         forgotten = await self._relay.sweep()
         self._homes.sweep()
         if not self._ctx.closing:
-            await self._fleet.sweep_store()
+            self._fleet.sweep_store()
         return forgotten
 
     # ================================================================ messages
