@@ -89,6 +89,7 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     ),
     EnvVar("HEADER_TIMEOUT_SECONDS", "10", "a new connection's request head must be in by then"),
     EnvVar("KEEPALIVE_TIMEOUT_SECONDS", "15", "an idle keep-alive connection is closed after"),
+    EnvVar("SHUTDOWN_TIMEOUT_SECONDS", "3", "a stop answers every poll and caller within this"),
     EnvVar("LOG_LEVEL", "INFO", "CRITICAL, ERROR, WARNING, INFO or DEBUG"),
     EnvVar("LOG_FORMAT", "text", "text or json (one JSON object a line)"),
     EnvVar("WORKERS", "1", "node processes on PORT under a supervisor (more than 1: REDIS_URL)"),
@@ -148,6 +149,8 @@ class Settings:
     workers: int = 1
     #: the cameras' client timeout (the camera's POLL_TIMEOUT_SECONDS): the hold must be shorter
     camera_poll_timeout_seconds: float = CAMERA_CLIENT_TIMEOUT_SECONDS
+    #: a graceful stop (SIGTERM) ends within this: held polls get noop at once, callers
+    #: their result if it comes in time, else 503
     shutdown_timeout_seconds: float = 3.0
     #: a new connection's first request line and headers must be in by then
     header_timeout_seconds: float = 10.0
@@ -272,6 +275,9 @@ class Settings:
             ),
             keepalive_timeout_seconds=reader.number(
                 "KEEPALIVE_TIMEOUT_SECONDS", float, cls.keepalive_timeout_seconds
+            ),
+            shutdown_timeout_seconds=reader.number(
+                "SHUTDOWN_TIMEOUT_SECONDS", float, cls.shutdown_timeout_seconds
             ),
             workers=reader.number("WORKERS", int, cls.workers, minimum=1),
             camera_poll_timeout_seconds=reader.number(

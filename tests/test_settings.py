@@ -47,6 +47,7 @@ def test_values_are_read() -> None:
             "LOG_FORMAT": "json",
             "HEADER_TIMEOUT_SECONDS": "2.5",
             "KEEPALIVE_TIMEOUT_SECONDS": "4",
+            "SHUTDOWN_TIMEOUT_SECONDS": "0.5",
             "REDIS_URL": "redis://redis.internal:6380/2",
             "REDIS_PREFIX": "relay-eu",
             "NODE_NAME": "api-1",
@@ -70,6 +71,7 @@ def test_values_are_read() -> None:
         log_format="json",
         header_timeout_seconds=2.5,
         keepalive_timeout_seconds=4,
+        shutdown_timeout_seconds=0.5,
         redis_url="redis://redis.internal:6380/2",
         redis_prefix="relay-eu",
         node_name="api-1",
@@ -105,6 +107,8 @@ def test_values_are_read() -> None:
         ({"HEADER_TIMEOUT_SECONDS": "soon"}, "HEADER_TIMEOUT_SECONDS"),
         ({"KEEPALIVE_TIMEOUT_SECONDS": "-1"}, "KEEPALIVE_TIMEOUT_SECONDS"),
         ({"KEEPALIVE_TIMEOUT_SECONDS": "nan"}, "KEEPALIVE_TIMEOUT_SECONDS"),
+        ({"SHUTDOWN_TIMEOUT_SECONDS": "0"}, "SHUTDOWN_TIMEOUT_SECONDS"),
+        ({"SHUTDOWN_TIMEOUT_SECONDS": "later"}, "SHUTDOWN_TIMEOUT_SECONDS"),
         # a longer header deadline could never apply: the keep-alive timer cuts first
         ({"HEADER_TIMEOUT_SECONDS": "16"}, "HEADER_TIMEOUT_SECONDS"),
         (
