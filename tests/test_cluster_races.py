@@ -199,12 +199,12 @@ async def test_a_newer_poll_at_the_home_outranks_a_claim_whose_takeover_is_late(
         await wait_for_store(redis, a, lambda found: found[0] == cluster(a).incarnation)
         keys = keys_of(d)
         shard = shard_of("cam")
-        old, _parked, seq_of_d, refused, _live = await redis.eval(
+        old, _parked, seq_of_d, refused, _live, _scanned = await redis.eval(
             CLAIM.text,
             5,
             keys.entries(shard),
-            keys.cameras(shard),
-            keys.expiry(shard),
+            keys.ids(shard),
+            keys.due(shard),
             keys.parked("cam"),
             keys.sweep(shard),
             cluster(d).incarnation,
@@ -447,7 +447,7 @@ async def test_a_poll_held_at_a_home_that_died_leaves_redis_once_expired(
             while await stored_entry(redis, a, "left"):
                 await asyncio.sleep(0.02)
         shard = shard_of("left")
-        assert await redis.zscore(keys_of(a).cameras(shard), "left") is None
+        assert await redis.zscore(keys_of(a).ids(shard), "left") is None
         assert await stored_entry(redis, a, kept)
 
 

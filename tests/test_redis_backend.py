@@ -252,7 +252,7 @@ async def test_a_new_camera_past_max_cameras_is_refused_and_nothing_written(
     assert [claim.refused for claim in claims] == [False, False, True]
     assert claims[2] == Claim("", b"", 0, refused=True)
     assert await stored(raw, prefix, "c") is None
-    assert await indexed(raw, Keys(prefix).cameras) == [b"a", b"b"]
+    assert await indexed(raw, Keys(prefix).ids) == [b"a", b"b"]
     assert await backend.directory.count() == 2
     # Known cameras are still claimed, by anyone.
     [known] = await backend.directory.claim(["a"], "B~1", again=False)
@@ -269,7 +269,7 @@ async def test_never_answered_ids_expire_and_make_room(
     # Claimed by a poll: kept a status refresh (0.2 s) longer than the retention, and in
     # no index but the paging one.
     assert 300 < await expires_in_ms(raw, prefix, "a") <= 500
-    assert await indexed(raw, Keys(prefix).expiry) == []
+    assert await indexed(raw, Keys(prefix).due) == []
     [refused] = await backend.directory.claim(["c"], "A~1", again=False)
     assert refused.refused
     await asyncio.sleep(0.5)  # past their expiry: a claim now scans them out
@@ -277,7 +277,7 @@ async def test_never_answered_ids_expire_and_make_room(
     assert not claim.refused
     assert await stored(raw, prefix, "a") is None
     assert await stored(raw, prefix, "b") is None
-    assert await indexed(raw, Keys(prefix).cameras) == [b"c"]
+    assert await indexed(raw, Keys(prefix).ids) == [b"c"]
     assert await backend.directory.count() == 1
 
 
@@ -311,11 +311,11 @@ async def test_claim_forgets_expired_ids(
         for camera_id, claim in zip(old, claims, strict=True)
     ]
     await backend.directory.write_status("A~1", ended)
-    assert await indexed(raw, Keys(prefix).expiry) == [c.encode() for c in old]
+    assert await indexed(raw, Keys(prefix).due) == [c.encode() for c in old]
     await asyncio.sleep(0.3 + 0.1)
     await make_backend().directory.claim(["new"], "A~1", again=False)
-    assert await indexed(raw, Keys(prefix).cameras) == [b"new"]
-    assert await indexed(raw, Keys(prefix).expiry) == []
+    assert await indexed(raw, Keys(prefix).ids) == [b"new"]
+    assert await indexed(raw, Keys(prefix).due) == []
     assert [await stored(raw, prefix, camera_id) for camera_id in old] == [None] * 5
 
 
@@ -345,7 +345,7 @@ async def test_a_sweep_forgets_the_held_polls_a_dead_home_left_share_by_share(
     live = make_backend(answered_retention_seconds=60.0)
     [kept] = await live.directory.claim(["alive"], "A~1", again=False)
     await live.directory.write_status("A~1", [write("alive", seq=kept.seq, answered=True)])
-    assert await indexed(raw, Keys(prefix).expiry) == [], "held polls are in no expiry index"
+    assert await indexed(raw, Keys(prefix).due) == [], "held polls are in no expiry index"
     await asyncio.sleep(0.2 + 0.1)  # their entries expired; nothing deleted them yet
     assert await raw.hlen(Keys(prefix).entries(shard_of("d-000"))) > 1
 
@@ -357,9 +357,61 @@ async def test_a_sweep_forgets_the_held_polls_a_dead_home_left_share_by_share(
     assert 1 + 800 * 0.5 <= first < 1 + 800 * 0.85, "about a quarter of each shard scanned"
     await backend.directory.sweep(1.0)
     assert await held() == 1
-    assert await indexed(raw, Keys(prefix).cameras) == [b"alive"]
+    assert await indexed(raw, Keys(prefix).ids) == [b"alive"]
     assert await backend.directory.page("", None, 10) == ["alive"]
     assert await backend.directory.count() == 1
+
+
+async def test_a_stale_due_member_never_deletes_a_live_entry(
+    backend: RedisBackend, raw: Redis, prefix: str
+) -> None:
+    # As an older layout or a write lost in a failover could leave it: the id is in the
+    # due set, at a time long past, while its poll is held.
+    await backend.directory.claim(["cam"], "A~1", again=False)
+    await raw.zadd(Keys(prefix).due(shard_of("cam")), {"cam": 1})
+    assert await backend.directory.count() == 1
+    [entry] = await backend.directory.read(["cam"])
+    assert entry is not None
+    assert (entry.home, entry.polling) == ("A~1", True)
+    assert await indexed(raw, Keys(prefix).due) == [], "the stale member only left the set"
+
+
+async def test_an_id_missing_from_the_paging_index_is_listed_again_when_its_expiry_moves(
+    backend: RedisBackend, raw: Redis, prefix: str
+) -> None:
+    [claim] = await backend.directory.claim(["cam"], "A~1", again=False)
+    await raw.zrem(Keys(prefix).ids(shard_of("cam")), "cam")
+    assert await backend.directory.page("", None, 10) == []
+    # Answered: the long retention, so the expiry moves on, and the index is written again.
+    await backend.directory.write_status("A~1", [write("cam", seq=claim.seq, answered=True)])
+    assert await backend.directory.page("", None, 10) == ["cam"]
+
+
+async def test_a_sweep_at_maxmemory_goes_on_from_the_nodes_own_position(
+    make_backend: MakeBackend, raw: Redis, prefix: str
+) -> None:
+    backend = make_backend(answered_retention_seconds=60.0)
+    home = "H~" + "x" * 80  # entries longer than Redis keeps in a listpack: a real table
+    await backend.directory.claim([f"c-{n:03}" for n in range(800)], home, again=False)
+    await raw.config_set("maxmemory-policy", "noeviction")
+    await raw.config_set("maxmemory", "1mb")
+    fillers: list[str] = []
+    try:
+        with contextlib.suppress(ResponseError):
+            for n in range(1000):
+                fillers.append(f"{prefix}-filler:{n}")
+                await raw.set(fillers[-1], b"f" * 64 * 1024)
+        with pytest.raises(OutOfMemoryError):
+            await raw.set(f"{prefix}-probe", b"p")
+        # Nothing expired, so nothing is freed: the store cannot keep the shards'
+        # positions, and each sweep goes on from this node's own.
+        for _ in range(6):
+            await backend.directory.sweep(0.25)
+    finally:
+        await raw.config_set("maxmemory", "0")
+        await raw.delete(*fillers)
+    assert [key async for key in raw.scan_iter(match=f"*{prefix}*:sweep")] == []
+    assert sum([await raw.hlen(Keys(prefix).entries(k)) for k in range(SHARDS)]) == 800
 
 
 # ---------------------------------------------------------------- directory: status
@@ -387,7 +439,7 @@ async def test_write_status_lands_for_the_home(
     fields = await stored(raw, prefix, "cam")
     assert fields is not None
     expires_at = int(fields.pop("exp"))
-    assert await raw.zscore(Keys(prefix).expiry(shard_of("cam")), "cam") == expires_at, (
+    assert await raw.zscore(Keys(prefix).due(shard_of("cam")), "cam") == expires_at, (
         "a camera whose poll ended is in the expiry index, at its expiry"
     )
     assert fields == {
@@ -759,8 +811,8 @@ async def test_every_key_has_a_ttl(make_backend: MakeBackend, raw: Redis, prefix
     kinds = {kind_of(key.decode()) for key in keys}
     assert kinds == {
         "entries",
-        "cams",
-        "expiry",
+        "ids",
+        "due",
         "sweep",
         "parked",
         "node",

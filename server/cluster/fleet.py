@@ -121,7 +121,9 @@ class Fleet:
         nodes together scan the whole directory about once per status refresh interval."""
         ctx = self._ctx
         now = asyncio.get_running_loop().time()
-        elapsed = 0.0 if self._swept_at is None else now - self._swept_at
+        every = ctx.config.unanswered_retention_seconds / 4
+        # After a pause, no catching up at once: a sweep's share is two intervals' at most.
+        elapsed = 0.0 if self._swept_at is None else min(now - self._swept_at, 2 * every)
         self._swept_at = now
         nodes = len(ctx.membership.alive)
         share = elapsed / (ctx.cluster.status_refresh_seconds * nodes)
@@ -129,6 +131,8 @@ class Fleet:
             await ctx.directory.sweep(share)
         except BackendError as error:
             ctx.health.failed(error)
+        else:
+            ctx.health.succeeded()
         finally:
             self._sweeping = False
 

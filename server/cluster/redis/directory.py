@@ -7,8 +7,9 @@ and Redis' clock in microseconds, so a claim after the store lost its data still
 orders after every claim before (Redis' clock moved on).
 
 A camera's entry is one field of its shard's ``entries`` hash, its value the
-fields joined by ``|`` (``pack_entry`` and ``unpack_entry``, with the home last: an
-incarnation holds no ``|``), the epoch ms at which it expires among them. An entry
+fields joined by ``|`` (``unpack_entry``, with the home last: an incarnation holds
+no ``|``), the epoch ms at which it expires among them; a value that does not
+parse counts as expired. An entry
 expires after the retention its answers earned (long once it answered a command,
 short while it never did), so a flood of ids that never answer leaves Redis on its
 own; while it says polling, a status refresh interval longer (its home writes it at
@@ -17,17 +18,23 @@ than ``1 - 1/RETAIN_STEPS`` of the retention is left, or more than all of it), n
 at every write. An expired entry reads as gone at once; it is deleted by one of two
 ways:
 
-- the shard's ``expiry`` sorted set holds the ids whose poll is not held, scored by
-  their expiry exactly: the past ones are forgotten a bounded number at a time,
-  inside ``claim``, ``count`` and ``sweep`` (an id that never answers is gone one
-  short retention after its poll ended);
-- an entry whose poll is held is in no index (an idle camera's entry is its
-  hash field and its place in ``cams``, nothing more): its home refreshes it, and
+- the shard's ``due`` sorted set holds the ids whose poll is not held, scored by
+  their expiry: the past ones are forgotten a bounded number at a time, inside
+  ``claim``, ``count`` and ``sweep`` (an id that never answers is gone one short
+  retention after its poll ended), each checked against its entry first (a
+  member the entry does not back only leaves the set);
+- an entry whose poll is held is in no other index (an idle camera's entry is its
+  hash field and its place in ``ids``, nothing more): its home refreshes it, and
   only a home that died leaves one to expire. ``sweep`` scans each shard's hash
   from where the last scan stopped (``HSCAN``), a share of it per call that the
   nodes set so that each shard is scanned through about once per status refresh
   interval; a claim that finds its shard full scans a batch more first, and
-  ``count`` scans a small shard through.
+  ``count`` scans a small shard through (each at most once a second per shard and
+  node). Where a scan stopped is kept in the shard's ``sweep`` key, and by the node
+  as well (at ``maxmemory`` Redis refuses to keep it).
+
+Every decision about expiry is taken by Redis' clock (``TIME``), in the scripts; an
+entry's places in the indexes are written again whenever its expiry moves on.
 
 The shard's keys expire twice the longest retention after the last time one of
 their ids moved on.
@@ -59,6 +66,8 @@ FORGET_PER_COUNT = 256
 SCAN_BATCH = 256
 #: ``count`` scans a shard of at most this many entries through
 SCAN_THROUGH_UP_TO = 1024
+#: a ``sweep`` scans at most this many entries of a shard (a script blocks Redis)
+SCAN_PER_SWEEP_AT_MOST = 10_000
 #: a node scans a shard when full or counting at most this often (or four times per
 #: short retention, if shorter): a flood of new ids at the limit costs bounded scans
 SCAN_EVERY_SECONDS = 1.0
@@ -88,29 +97,40 @@ local function pack_entry(e)
   return table.concat({e.seq, e.seen, e.polling .. e.expect .. e.answered, e.waiting,
                        e.inflight, e.exp, e.home}, '|')
 end
+-- An entry that does not parse counts as expired.
 local function expired(e, now_ms) return (tonumber(e.exp) or 0) <= now_ms end
 local function keep(key, ttl)
   if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, 2 * ttl) end
 end
-local function drop(entries, cams, expiry, id)
+local function drop(entries, ids, due, id)
   redis.call('HDEL', entries, id)
-  redis.call('ZREM', cams, id)
-  redis.call('ZREM', expiry, id)
+  redis.call('ZREM', ids, id)
+  redis.call('ZREM', due, id)
 end
--- Forgets up to limit ids whose poll is not held and whose entry expired.
-local function forget(entries, cams, expiry, now_ms, limit)
-  local gone = redis.call('ZRANGEBYSCORE', expiry, '-inf', int(now_ms), 'LIMIT', 0, limit)
-  if #gone > 0 then
-    redis.call('HDEL', entries, unpack(gone))
-    redis.call('ZREM', expiry, unpack(gone))
-    redis.call('ZREM', cams, unpack(gone))
+-- Forgets up to limit ids of the due set whose time passed: each one's entry if it
+-- expired (a member the entry does not back, e.g. its poll is held again, only leaves
+-- the set).
+local function forget(entries, ids, due, now_ms, limit)
+  local past = redis.call('ZRANGEBYSCORE', due, '-inf', int(now_ms), 'LIMIT', 0, limit)
+  if #past == 0 then return end
+  local values = redis.call('HMGET', entries, unpack(past))
+  for i, id in ipairs(past) do
+    local e = unpack_entry(values[i])
+    if not e or expired(e, now_ms) then
+      drop(entries, ids, due, id)
+    elseif e.polling == '1' then
+      redis.call('ZREM', due, id)
+    else
+      redis.call('ZADD', due, e.exp, id)
+    end
   end
 end
 -- Scans about count entries for expired ones (held polls of a home that died), from
--- where the last scan stopped, or the whole hash from its start.
-local function scan(entries, cams, expiry, at, now_ms, count, through, at_ttl)
+-- where the last scan of the shard stopped (or the caller's own position, if the store
+-- refused to keep one), or the whole hash from its start. Returns the position reached.
+local function scan(entries, ids, due, at, now_ms, count, through, from, at_ttl)
   local cursor = '0'
-  if not through then cursor = redis.call('GET', at) or '0' end
+  if not through then cursor = redis.call('GET', at) or from end
   local scanned = 0
   repeat
     local reply = redis.call('HSCAN', entries, cursor, 'COUNT', math.min(count, 1000))
@@ -118,12 +138,18 @@ local function scan(entries, cams, expiry, at, now_ms, count, through, at_ttl)
     local items = reply[2]
     for i = 1, #items, 2 do
       local exp = tonumber(string.match(items[i + 1], '|(%d*)|[^|]*$')) or 0
-      if exp <= now_ms then drop(entries, cams, expiry, items[i]) end
+      if exp <= now_ms then drop(entries, ids, due, items[i]) end
     end
     scanned = scanned + #items / 2
   until cursor == '0' or (scanned >= count and not through)
-  if through then return end
-  if cursor == '0' then redis.call('DEL', at) else redis.call('SET', at, cursor, 'PX', at_ttl) end
+  if through then return '0' end
+  if cursor == '0' then
+    redis.call('DEL', at)
+  else
+    local kept = redis.pcall('SET', at, cursor, 'PX', at_ttl)
+    if type(kept) == 'table' and kept.err then redis.call('DEL', at) end
+  end
+  return cursor
 end
 -- The entry's expiry (its 'exp') for its retention: the same unless less than
 -- (1 - 1/steps) of the retention is left, or more than all of it. A polling camera's
@@ -137,54 +163,57 @@ local function expiry_of(exp, now_ms, answered, polling, a_ttl, u_ttl, refresh, 
   if left >= ttl - ttl / tonumber(steps) and left <= ttl then return nil end
   return now_ms + ttl, ttl
 end
--- Writes entry e of id; with a new expiry (exp, its ttl), it expires then. listed: its
--- poll was not held (it is in the expiry set); new: it was not in the shard.
-local function store(entries, cams, expiry, id, e, new, listed, exp, ttl, now_ms)
+-- Writes entry e of id; with a new expiry (exp, its ttl), it expires then, and its
+-- places in the indexes are written again. listed: its poll was not held (it is in
+-- the due set); new: it was not in the shard.
+local function store(entries, ids, due, id, e, new, listed, exp, ttl, now_ms)
   if exp then e.exp = int(exp) end
   redis.call('HSET', entries, id, pack_entry(e))
-  if new then redis.call('ZADD', cams, 0, id) end
+  if new or exp then redis.call('ZADD', ids, 0, id) end
   if e.polling == '1' then
-    if listed then redis.call('ZREM', expiry, id) end
+    if listed or exp then redis.call('ZREM', due, id) end
   elseif exp or not listed then
-    redis.call('ZADD', expiry, e.exp, id)
-    keep(expiry, ttl or math.max(1, tonumber(e.exp) - now_ms))
+    redis.call('ZADD', due, e.exp, id)
+    keep(due, ttl or math.max(1, tonumber(e.exp) - now_ms))
   end
   if exp then
     keep(entries, ttl)
-    keep(cams, ttl)
+    keep(ids, ttl)
   end
 end
 -- The stored entry of id, or nil (an expired one is dropped first).
-local function stored_entry(entries, cams, expiry, id, now_ms)
+local function stored_entry(entries, ids, due, id, now_ms)
   local e = unpack_entry(redis.call('HGET', entries, id))
   if e and expired(e, now_ms) then
-    drop(entries, cams, expiry, id)
+    drop(entries, ids, due, id)
     return nil
   end
   return e
 end
 """
 
-#: KEYS: entries, cams, expiry, parked, sweep. ARGV: node, seen ms, id, again, room (a new
+#: KEYS: entries, ids, due, parked, sweep. ARGV: node, seen ms, id, again, room (a new
 #: camera is refused when the shard holds this many), answered ttl ms, unanswered ttl
 #: ms, forget limit, retain steps, refresh ms, entries to scan when full (0: none),
-#: sweep position ttl ms.
-#: Returns {old home, parked work, seq, refused, entries in the shard (-1: not counted)}.
+#: sweep position ttl ms. Returns {old home, parked work, seq, refused, entries in the
+#: shard (-1: not counted), scanned (1: the shard was full, and scanned)}.
 CLAIM = Script(
     _COMMON
     + """
 local now_ms, now_us = now()
 local live = -1
+local scanned = 0
 local stored = stored_entry(KEYS[1], KEYS[2], KEYS[3], ARGV[3], now_ms)
 if not stored then
   forget(KEYS[1], KEYS[2], KEYS[3], now_ms, tonumber(ARGV[8]))
   live = redis.call('HLEN', KEYS[1])
   if live >= tonumber(ARGV[5]) and tonumber(ARGV[11]) > 0 then
-    scan(KEYS[1], KEYS[2], KEYS[3], KEYS[5], now_ms, tonumber(ARGV[11]), false, ARGV[12])
+    scan(KEYS[1], KEYS[2], KEYS[3], KEYS[5], now_ms, tonumber(ARGV[11]), false, '0', ARGV[12])
+    scanned = 1
     live = redis.call('HLEN', KEYS[1])
   end
   if live >= tonumber(ARGV[5]) then
-    return {'', '', '0', 1, live}
+    return {'', '', '0', 1, live, scanned}
   end
   live = live + 1
 end
@@ -206,28 +235,25 @@ if not (ARGV[4] == '1' and old == ARGV[1]) then
   end
 end
 store(KEYS[1], KEYS[2], KEYS[3], ARGV[3], e, stored == nil, listed, exp, ttl, now_ms)
-return {old, parked, e.seq, 0, live}
+return {old, parked, e.seq, 0, live, scanned}
 """
 )
 
-#: KEYS: entries, cams, expiry. ARGV: node, seen ms, polling, waiting, inflight, expect,
+#: KEYS: entries, ids, due. ARGV: node, seen ms, polling, waiting, inflight, expect,
 #: answered, id, answered ttl ms, unanswered ttl ms, the writer's claim seq, retain steps,
-#: refresh ms, the writer's clock ms. Returns {home, seq}. Nobody home but a claim later
-#: than the writer's (another node claimed and parked it since): nothing is written.
-#: ``answered`` sticks once set. Redis' clock is read only to number a new claim.
+#: refresh ms. Returns {home, seq}. Nobody home but a claim later than the writer's
+#: (another node claimed and parked it since): nothing is written. ``answered`` sticks
+#: once set. Expiry is by Redis' clock, as in every script.
 WRITE_STATUS = Script(
     _COMMON
     + """
-local now_ms = tonumber(ARGV[14])
+local now_ms, now_us = now()
 local stored = stored_entry(KEYS[1], KEYS[2], KEYS[3], ARGV[8], now_ms)
 local home = stored and stored.home or ''
 local seq = stored and stored.seq or '0'
 if home ~= '' and home ~= ARGV[1] then return {home, seq} end
 if home == '' and (tonumber(seq) or 0) > tonumber(ARGV[11]) then return {'', seq} end
-if home == '' then
-  local _, now_us = now()
-  seq = int(math.max((tonumber(seq) or 0) + 1, now_us))
-end
+if home == '' then seq = int(math.max((tonumber(seq) or 0) + 1, now_us)) end
 local answered = '0'
 if ARGV[7] == '1' or (stored and stored.answered == '1') then answered = '1' end
 local exp, ttl = expiry_of(stored and stored.exp, now_ms, answered, ARGV[3], ARGV[9], ARGV[10],
@@ -241,7 +267,7 @@ return {ARGV[1], seq}
 """
 )
 
-#: KEYS: entries, cams, expiry, parked. ARGV: node, work, ttl ms, id. Returns 1 if parked.
+#: KEYS: entries, ids, due, parked. ARGV: node, work, ttl ms, id. Returns 1 if parked.
 PARK = Script(
     _COMMON
     + """
@@ -257,46 +283,45 @@ return 1
 """
 )
 
-#: KEYS: entries, cams, expiry, sweep (of one shard). ARGV: forget limit, scan a shard
-#: through up to this size, else a batch of this many (0: no scan), sweep position ttl
-#: ms. Returns the shard's entries.
+#: KEYS: entries, ids, due (of one shard). ARGV: forget limit, scan a shard through up to
+#: this size (a bigger one is left to ``SWEEP``), 1 to scan at all. Returns the shard's
+#: entries.
 COUNT = Script(
     _COMMON
     + """
 local now_ms = now()
 forget(KEYS[1], KEYS[2], KEYS[3], now_ms, tonumber(ARGV[1]))
-if tonumber(ARGV[3]) > 0 then
-  local through = redis.call('HLEN', KEYS[1]) <= tonumber(ARGV[2])
-  scan(KEYS[1], KEYS[2], KEYS[3], KEYS[4], now_ms, tonumber(ARGV[3]), through, ARGV[4])
+if ARGV[3] == '1' and redis.call('HLEN', KEYS[1]) <= tonumber(ARGV[2]) then
+  scan(KEYS[1], KEYS[2], KEYS[3], '', now_ms, 1000, true, '0', 0)
 end
 return redis.call('HLEN', KEYS[1])
 """
 )
 
-#: KEYS: entries, cams, expiry, sweep (of one shard). ARGV: forget limit, the share of
-#: the shard to scan in millionths, sweep position ttl ms. Returns 0.
+#: KEYS: entries, ids, due, sweep (of one shard). ARGV: forget limit, the share of the
+#: shard to scan in millionths, the most entries to scan, the caller's own position,
+#: sweep position ttl ms. Returns the position reached.
 SWEEP = Script(
     _COMMON
     + """
 local now_ms = now()
 forget(KEYS[1], KEYS[2], KEYS[3], now_ms, tonumber(ARGV[1]))
 local size = redis.call('HLEN', KEYS[1])
-local count = math.ceil(size * tonumber(ARGV[2]) / 1000000)
-if count > 0 then scan(KEYS[1], KEYS[2], KEYS[3], KEYS[4], now_ms, count, false, ARGV[3]) end
-return 0
+local count = math.min(math.ceil(size * tonumber(ARGV[2]) / 1000000), tonumber(ARGV[3]))
+if count <= 0 then return ARGV[4] end
+return scan(KEYS[1], KEYS[2], KEYS[3], KEYS[4], now_ms, count, false, ARGV[4], ARGV[5])
 """
 )
 
-#: KEYS: entries, cams, expiry (of one shard). ARGV: the reader's clock ms, then ids.
-#: Drops those whose entry is gone or expired from the shard (atomically: one claimed
-#: meanwhile stays).
+#: KEYS: entries, ids, due (of one shard). ARGV: ids. Drops those whose entry is gone or
+#: expired from the shard (atomically: one claimed meanwhile stays).
 FORGET = Script(
     _COMMON
     + """
-local now_ms = tonumber(ARGV[1])
-for i = 2, #ARGV do
-  local e = unpack_entry(redis.call('HGET', KEYS[1], ARGV[i]))
-  if not e or expired(e, now_ms) then drop(KEYS[1], KEYS[2], KEYS[3], ARGV[i]) end
+local now_ms = now()
+for _, id in ipairs(ARGV) do
+  local e = unpack_entry(redis.call('HGET', KEYS[1], id))
+  if not e or expired(e, now_ms) then drop(KEYS[1], KEYS[2], KEYS[3], id) end
 end
 return 0
 """
@@ -346,7 +371,10 @@ def unpack_entry(camera_id: str, value: bytes) -> tuple[CameraEntry, bool, int]:
 def _live_entry(camera_id: str, value: bytes | None, now_ms: int) -> CameraEntry | None:
     if value is None:
         return None
-    entry, _answered, expires = unpack_entry(camera_id, value)
+    try:
+        entry, _answered, expires = unpack_entry(camera_id, value)
+    except (ValueError, IndexError):  # not an entry of this layout: the scripts drop it too
+        return None
     return entry if expires > now_ms else None
 
 
@@ -366,6 +394,9 @@ class RedisDirectory(Directory):
         self._scan_every = min(SCAN_EVERY_SECONDS, limits.unanswered_retention_seconds / 4)
         #: when this node last let a script scan each shard (monotonic)
         self._scanned_at = [-math.inf] * SHARDS
+        #: where this node's last sweep of each shard stopped (used when the store could
+        #: not keep the shard's own position: at ``maxmemory``)
+        self._positions = ["0"] * SHARDS
 
     async def claim(self, camera_ids: Sequence[str], node: str, *, again: bool) -> list[Claim]:
         if not camera_ids:
@@ -405,8 +436,8 @@ class RedisDirectory(Directory):
                     CLAIM,
                     [
                         self._keys.entries(shard),
-                        self._keys.cameras(shard),
-                        self._keys.expiry(shard),
+                        self._keys.ids(shard),
+                        self._keys.due(shard),
                         self._keys.parked(camera_id),
                         self._keys.sweep(shard),
                     ],
@@ -430,10 +461,10 @@ class RedisDirectory(Directory):
         replies = await self._store.scripts(calls)
         claims = []
         now = time.monotonic()
-        for shard, (old, parked, seq, refused, live) in zip(shards, replies, strict=True):
+        for shard, (old, parked, seq, refused, live, scanned) in zip(shards, replies, strict=True):
             if live >= 0:
                 self._live[shard] = live
-            if refused == 1:
+            if scanned == 1:
                 self._scanned_at[shard] = now
             claims.append(Claim(old.decode(), parked, int(seq), refused == 1))
         return claims
@@ -445,20 +476,15 @@ class RedisDirectory(Directory):
 
     def _shard_keys(self, shard: int) -> list[str]:
         keys = self._keys
-        return [keys.entries(shard), keys.cameras(shard), keys.expiry(shard), keys.sweep(shard)]
+        return [keys.entries(shard), keys.ids(shard), keys.due(shard), keys.sweep(shard)]
 
     async def _read_counts(self) -> list[int]:
         may_scan = self._may_scan()
         calls = [
             ScriptCall(
                 COUNT,
-                self._shard_keys(shard),
-                [
-                    FORGET_PER_COUNT,
-                    SCAN_THROUGH_UP_TO,
-                    SCAN_BATCH if may_scan[shard] else 0,
-                    self._position_ms,
-                ],
+                self._shard_keys(shard)[:3],
+                [FORGET_PER_COUNT, SCAN_THROUGH_UP_TO, int(may_scan[shard])],
             )
             for shard in range(SHARDS)
         ]
@@ -484,8 +510,8 @@ class RedisDirectory(Directory):
                         WRITE_STATUS,
                         [
                             self._keys.entries(shard),
-                            self._keys.cameras(shard),
-                            self._keys.expiry(shard),
+                            self._keys.ids(shard),
+                            self._keys.due(shard),
                         ],
                         [
                             node,
@@ -501,7 +527,6 @@ class RedisDirectory(Directory):
                             write.seq,
                             RETAIN_STEPS,
                             self._refresh_ms,
-                            now_ms,
                         ],
                     )
                 )
@@ -515,8 +540,8 @@ class RedisDirectory(Directory):
                 PARK,
                 [
                     self._keys.entries(shard),
-                    self._keys.cameras(shard),
-                    self._keys.expiry(shard),
+                    self._keys.ids(shard),
+                    self._keys.due(shard),
                     self._keys.parked(camera_id),
                 ],
                 [node, work, _ms(self._limits.message_ttl_seconds), camera_id],
@@ -551,10 +576,10 @@ class RedisDirectory(Directory):
                             FORGET,
                             [
                                 self._keys.entries(shard),
-                                self._keys.cameras(shard),
-                                self._keys.expiry(shard),
+                                self._keys.ids(shard),
+                                self._keys.due(shard),
                             ],
-                            [now_ms, *ids],
+                            ids,
                         )
                         for shard, ids in gone.items()
                     ]
@@ -579,7 +604,7 @@ class RedisDirectory(Directory):
                 low = b"(" + cursor.encode() if cursor is not None else b"[" + prefix.encode()
                 pipe = self._store.pipeline()
                 for shard in range(SHARDS):
-                    pipe.zrangebylex(self._keys.cameras(shard), low, high, start=0, num=share)
+                    pipe.zrangebylex(self._keys.ids(shard), low, high, start=0, num=share)
                 pages: list[list[bytes]] = await self._store.run(pipe)
                 full = [page[-1] for page in pages if len(page) >= share]
                 bound = min(full) if full else None
@@ -598,17 +623,22 @@ class RedisDirectory(Directory):
             return sum(await self._read_counts())
 
     async def sweep(self, share: float) -> None:
-        if share <= 0:
-            return
-        millionths = max(1, math.ceil(min(share, 1.0) * 1_000_000))
+        millionths = math.ceil(min(max(share, 0.0), 1.0) * 1_000_000)
         with self._store.guard():
-            await self._store.scripts(
+            reached = await self._store.scripts(
                 [
                     ScriptCall(
                         SWEEP,
                         self._shard_keys(shard),
-                        [FORGET_PER_COUNT, millionths, self._position_ms],
+                        [
+                            FORGET_PER_COUNT,
+                            millionths,
+                            SCAN_PER_SWEEP_AT_MOST,
+                            self._positions[shard],
+                            self._position_ms,
+                        ],
                     )
                     for shard in range(SHARDS)
                 ]
             )
+        self._positions = [position.decode() for position in reached]

@@ -3,9 +3,9 @@ each Lua script touches one slot of a Redis Cluster.
 
 The fleet is spread over ``SHARDS`` shards, a camera's shard being a hash of its id.
 Shard ``k``'s keys share the tag ``{prefix:s:k}`` (one slot): ``{prefix:s:k}:entries``
-a hash of each camera's entry (field: its id), ``{prefix:s:k}:cams`` the shard's ids
+a hash of each camera's entry (field: its id), ``{prefix:s:k}:ids`` the shard's ids
 for paging (a sorted set, all scores 0, so ``ZRANGEBYLEX`` pages by prefix and
-cursor), ``{prefix:s:k}:expiry`` the ids whose poll is not held, scored by the epoch
+cursor), ``{prefix:s:k}:due`` the ids whose poll is not held, scored by the epoch
 ms at which their entry expires (which ids to forget), ``{prefix:s:k}:sweep`` where
 the scan for expired entries of held polls stands, ``{prefix:s:k}:parked:{id}`` work a
 stopping home left for a camera and ``{prefix:s:k}:epoch`` the shard's epoch (a token
@@ -53,11 +53,11 @@ class Keys:
     def parked(self, camera_id: str) -> str:
         return f"{self.shard_tag(shard_of(camera_id))}:parked:{camera_id}"
 
-    def cameras(self, shard: int) -> str:
-        return f"{self.shard_tag(shard)}:cams"
+    def ids(self, shard: int) -> str:
+        return f"{self.shard_tag(shard)}:ids"
 
-    def expiry(self, shard: int) -> str:
-        return f"{self.shard_tag(shard)}:expiry"
+    def due(self, shard: int) -> str:
+        return f"{self.shard_tag(shard)}:due"
 
     def sweep(self, shard: int) -> str:
         return f"{self.shard_tag(shard)}:sweep"
