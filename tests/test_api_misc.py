@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+import tracemalloc
 from importlib import metadata
 
 from common.version import version
 from server.http.error_map import relay_problem
+from server.http.problems import json_bytes
 from server.relay import RelayError
 from tests.conftest import Client, MakeClient, relay_of
 from tests.helpers import callers_waiting, camera_polling, running, scrape, wait_until
@@ -145,3 +147,16 @@ def test_every_relay_error_has_an_http_mapping() -> None:
         assert problem.kind
         if problem.status == 503:
             assert int(problem.headers["Retry-After"]) > 0
+
+
+def test_a_small_json_body_holds_no_more_than_its_size() -> None:
+    # A keep-alive connection keeps its last response for as long as the next request
+    # takes (an idle camera's noop: a whole hold), so a body is held once per camera.
+    tracemalloc.start()
+    try:
+        bodies = [json_bytes({"command": "noop"}) for _ in range(1000)]
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert bodies[0] == b'{"command":"noop"}'
+    assert held < 1000 * 100

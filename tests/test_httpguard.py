@@ -143,6 +143,30 @@ async def test_half_requests_are_closed_at_the_header_deadline_and_healthz_answe
         await hang_up(writer)
 
 
+async def test_each_connection_gets_its_whole_header_deadline_from_its_own_opening(
+    make_live_server: MakeLiveServer,
+) -> None:
+    # One timer serves every connection's deadline: a connection opened after an earlier
+    # one was closed, or while another's deadline runs, still gets its full deadline.
+    server = await make_live_server(header_timeout_seconds=0.3)
+    first_opened = time.monotonic()
+    first_reader, first_writer = await connect(server)
+    assert await closed_after(first_reader, first_opened) >= 0.3
+    second_opened = time.monotonic()
+    second_reader, second_writer = await connect(server)
+    answered = await exchange(
+        server, b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    )
+    assert answered.startswith(b"HTTP/1.1 200 ")
+    third_opened = time.monotonic()
+    third_reader, third_writer = await connect(server)
+    assert await closed_after(second_reader, second_opened) >= 0.3
+    assert await closed_after(third_reader, third_opened) >= 0.3
+    assert sample(server, "camrelay_http_header_timeouts_total") == 3
+    for writer in (first_writer, second_writer, third_writer):
+        await hang_up(writer)
+
+
 async def test_an_idle_keepalive_connection_is_closed_after_the_keepalive_timeout(
     make_live_server: MakeLiveServer,
 ) -> None:

@@ -163,13 +163,14 @@ async def test_hold_timer_firing_just_after_work_was_handed_out(relay: Relay) ->
     poll_task = await connect(relay)
     session = relay.session("default")
     assert session is not None
-    [held] = session._polls
+    held = session._poll
+    assert held is not None
     caller = spawn(fetch(relay, "default", TimeRange(50.0, 60.0)))
     await settle()
     assert held.future.done()
     # The hold's deadline passes in the same instant: its callback runs after the
     # command was set. The command stands; the poll does not turn into a noop.
-    session._end_hold(held)
+    session.end_hold(held)
     command = await poll_task
     assert command is not None
     assert command.time_range == TimeRange(50.0, 60.0)

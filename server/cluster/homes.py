@@ -107,14 +107,17 @@ class Homes:
 
     # ------------------------------------------------------------------ polls
 
+    def at_home(self, camera_id: str) -> bool:
+        """The camera is homed here and its claim is made: its poll is held at once."""
+        return self._ctx.relay.has_session(camera_id) and camera_id not in self._unclaimed
+
     async def before_poll(self, camera_id: str) -> None:
         """Make this node the camera's home before its poll is held here (at its home:
         nothing to do).
 
         Raises ``PollSuperseded`` when a later claim (a newer poll elsewhere) came
         first, ``RegistryFull`` for a new camera past ``MAX_CAMERAS``."""
-        relay = self._ctx.relay
-        if relay.has_session(camera_id) and camera_id not in self._unclaimed:
+        if self.at_home(camera_id):
             return
         claimed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._claims.setdefault(camera_id, claimed)

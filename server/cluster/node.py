@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from typing import Any
 
 from ..relay import (
     CameraStatus,
@@ -69,7 +70,7 @@ class ClusterNode(RelayService):
         self.config = config
         self.cluster = cluster
         self.incarnation = new_incarnation(cluster.node)
-        self._relay = Relay(config, observer, wall_clock)
+        self._relay = Relay(config, observer, wall_clock, poll_ended=self._poll_ended)
         self.budget = self._relay.budget
         self._backend = backend
         events = events or ClusterObserver()
@@ -243,7 +244,17 @@ class ClusterNode(RelayService):
 
     # ================================================================ camera side
 
-    async def poll(self, camera_id: str) -> Command | None:
+    def poll(self, camera_id: str) -> Coroutine[Any, Any, Command | None]:
+        ctx = self._ctx
+        if not ctx.closing and self._membership.lease_valid() and self._homes.at_home(camera_id):
+            # Most polls: nothing to claim or wait for, and no coroutine of the node's
+            # around the relay's for as long as the poll is held.
+            self._homes.poll_held(camera_id, ctx.wall_clock())
+            ctx.mark_dirty(camera_id)
+            return self._relay.poll(camera_id, self.config.poll_hold_seconds)
+        return self._claim_and_poll(camera_id)
+
+    async def _claim_and_poll(self, camera_id: str) -> Command | None:
         if self._ctx.closing:
             raise ShuttingDown("the server is shutting down; poll again in a few seconds")
         arrived = asyncio.get_running_loop().time()
@@ -255,20 +266,17 @@ class ClusterNode(RelayService):
         # The hold counts from the poll's arrival: a claim that waited for the old home's
         # handover does not make the camera wait longer than POLL_HOLD_SECONDS.
         waited = asyncio.get_running_loop().time() - arrived
-        command: Command | None = None
-        try:
-            command = await self._relay.poll(camera_id, self.config.poll_hold_seconds - waited)
-        finally:
-            if command is None:
-                # A camera polls again at once after a noop: the store hears of the poll's
-                # end only if the next one does not come first.
-                self._ctx.mark_dirty(camera_id, delay=POLL_END_GRACE_SECONDS)
-            else:
-                self._ctx.mark_dirty(camera_id)
-        if command is not None:
-            # Other nodes learn at once that a result is due (not in the next batch).
-            self._ctx.spawn(self._fleet.flush())
-        return command
+        return await self._relay.poll(camera_id, self.config.poll_hold_seconds - waited)
+
+    def _poll_ended(self, camera_id: str, command: Command | None) -> None:
+        if command is None:
+            # A camera polls again at once after a noop: the store hears of the poll's
+            # end only if the next one does not come first.
+            self._ctx.mark_dirty(camera_id, delay=POLL_END_GRACE_SECONDS)
+            return
+        self._ctx.mark_dirty(camera_id)
+        # Other nodes learn at once that a result is due (not in the next batch).
+        self._ctx.spawn(self._fleet.flush())
 
     def camera_seen(self, camera_id: str) -> None:
         self._relay.camera_seen(camera_id)

@@ -5,8 +5,6 @@ least every ``refresh_seconds`` (its seen time, and its entry's expiry), is writ
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 from ..relay import CameraStatus
 
 #: what the others read of a camera, apart from its seen time: polling, waiting,
@@ -21,25 +19,27 @@ def snapshot(status: CameraStatus, expect: bool, answered: bool) -> Snapshot:
 class WrittenStatus:
     def __init__(self, refresh_seconds: float) -> None:
         self.refresh_seconds = refresh_seconds
-        #: by camera: the snapshot written and when (loop time), oldest write first
-        self._written: OrderedDict[str, tuple[Snapshot, float]] = OrderedDict()
+        #: by camera: the snapshot written followed by when (loop time), oldest write
+        #: first (one flat tuple in a plain dict: 150 B a camera against 250 B for a
+        #: pair in an ``OrderedDict``)
+        self._written: dict[str, tuple[bool, int, int, bool, bool, float]] = {}
 
     def __len__(self) -> int:
         return len(self._written)
 
     def needs_write(self, camera_id: str, written: Snapshot, now: float) -> bool:
         held = self._written.get(camera_id)
-        return held is None or held[0] != written or now - held[1] >= self.refresh_seconds
+        return held is None or held[:5] != written or now - held[5] >= self.refresh_seconds
 
     def wrote(self, camera_id: str, written: Snapshot, now: float) -> None:
-        self._written[camera_id] = (written, now)
-        self._written.move_to_end(camera_id)
+        self._written.pop(camera_id, None)
+        self._written[camera_id] = (*written, now)
 
     def due(self, now: float) -> list[str]:
         """The cameras whose last write is a refresh interval old."""
         found = []
-        for camera_id, (_, at) in self._written.items():
-            if now - at < self.refresh_seconds:
+        for camera_id, held in self._written.items():
+            if now - held[5] < self.refresh_seconds:
                 break
             found.append(camera_id)
         return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 
@@ -20,8 +21,14 @@ def invalid_parameter(detail: str) -> ProblemError:
     return ProblemError(400, detail, kind="invalid-parameter")
 
 
+def query_pairs(request: web.Request) -> list[tuple[str, str]]:
+    """The query's parameters, parsed for this call alone: ``request.query`` would keep
+    them on the request for as long as it lasts (a held poll: a whole hold)."""
+    return parse_qsl(request.rel_url.raw_query_string, keep_blank_values=True)
+
+
 def single_query_value(request: web.Request, name: str) -> str | None:
-    values = request.query.getall(name, [])
+    values = [value for key, value in query_pairs(request) if key == name]
     if len(values) > 1:
         raise invalid_parameter(f"{name} must be given at most once, got {len(values)} values")
     return values[0] if values else None
@@ -71,7 +78,7 @@ PAGE_SIZE_PATTERN = re.compile(r"[0-9]{1,7}")
 
 def camera_query_params(request: web.Request) -> CameraQuery | None:
     """The ``/cameras`` filter and page, or ``None`` when none of its parameters is given."""
-    if not any(name in request.query for name in CAMERA_QUERY_NAMES):
+    if not any(key in CAMERA_QUERY_NAMES for key, _ in query_pairs(request)):
         return None
     prefix = single_query_value(request, "prefix") or ""
     if not CAMERA_PREFIX_PATTERN.fullmatch(prefix):
@@ -105,13 +112,13 @@ def _page_size(raw: str | None) -> int | None:
     return int(raw)
 
 
+TIME_RANGE_NAMES = ("startTimestamp", "endTimestamp")
 #: a ``/logs`` call with neither bound (most of them): one shared range
 UNBOUNDED = TimeRange()
 
 
 def time_range_params(request: web.Request) -> TimeRange:
-    query = request.query
-    if "startTimestamp" not in query and "endTimestamp" not in query:
+    if not any(key in TIME_RANGE_NAMES for key, _ in query_pairs(request)):
         return UNBOUNDED
     start = timestamp_param(request, "startTimestamp")
     end = timestamp_param(request, "endTimestamp")

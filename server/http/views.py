@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from importlib import resources
+from typing import Final
 
 from aiohttp import web
 
@@ -25,9 +26,10 @@ from .params import (
     time_range_params,
     unit_hint,
 )
-from .problems import json_response
+from .problems import json_bytes, json_response
 
 NOOP: dict[str, object] = {"command": "noop"}
+NOOP_BODY: Final = json_bytes(NOOP)
 
 
 def command_body(command: Command | None) -> dict[str, object]:
@@ -45,6 +47,10 @@ async def poll_for_command(request: web.Request) -> web.Response:
     camera_id = camera_id_param(request)
     require_camera(request, get_settings(request.app).camera_secret, camera_id)
     command = await get_relay(request.app).poll(camera_id)
+    if command is None:
+        # One body for every noop: a keep-alive connection holds its last response
+        # until the camera's next poll ends.
+        return web.Response(body=NOOP_BODY, content_type="application/json")
     return json_response(command_body(command))
 
 

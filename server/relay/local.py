@@ -22,6 +22,7 @@ from .errors import (
     UnknownRequest,
 )
 from .handover import SessionWork
+from .holds import HoldClock
 from .logresult import LogResult, LogSelection
 from .observer import RelayObserver, ResultOutcome
 from .records import CameraStatus, Command, Receipt
@@ -50,10 +51,15 @@ class Relay(RelayService):
         config: RelayConfig,
         observer: RelayObserver | None = None,
         wall_clock: Callable[[], float] = time.time,
+        poll_ended: Callable[[str, Command | None], None] | None = None,
     ) -> None:
         self.config = config
         self._observer: RelayObserver = observer or RelayObserver()
         self._wall_clock = wall_clock
+        #: called with the camera and the command a poll returned (``None``: a noop or an
+        #: error) once it is no longer held: a composing node learns of each poll's end
+        #: without a coroutine of its own around it
+        self._poll_ended = poll_ended
         self._sessions: dict[str, CameraSession] = {}
         #: the ids in ``cameras()`` order, kept until a camera is added or dropped
         self._sorted_ids: list[str] | None = None
@@ -63,6 +69,7 @@ class Relay(RelayService):
         self._watched: dict[Caller, tuple[float, str]] = {}
         self._watchdog: asyncio.TimerHandle | None = None
         self._tally: FleetTally | None = None
+        self._holds: HoldClock | None = None
 
     @property
     def closed(self) -> bool:
@@ -117,8 +124,10 @@ class Relay(RelayService):
                 await self._refuse(camera_id)
             session = self._new_session(camera_id)
         poll = session.open_poll(hold_seconds)
+        command: Command | None = None
         try:
-            return await poll.future
+            command = await poll.future
+            return command
         except asyncio.CancelledError:
             # Cancelled with a command already set: the request ended before its answer
             # was written, so the camera cannot have seen it.
@@ -127,16 +136,20 @@ class Relay(RelayService):
                 command = future.result()
                 if command is not None:
                     session.delivery_lost(command)
+                command = None
             raise
         finally:
             session.close_poll(poll)
+            if self._poll_ended is not None:
+                self._poll_ended(camera_id, command)
 
     def _new_session(self, camera_id: str) -> CameraSession:
-        if self._tally is None:  # made here: it reads the running loop's clock
+        if self._tally is None or self._holds is None:  # made here: they read the loop's clock
             loop = asyncio.get_running_loop()
             self._tally = FleetTally(self.config.connect_timeout_seconds, loop.time)
+            self._holds = HoldClock(loop)
         session = CameraSession(
-            camera_id, self.config, self._observer, self._wall_clock, self._tally
+            camera_id, self.config, self._observer, self._wall_clock, self._tally, self._holds
         )
         self._sessions[camera_id] = session
         self._sorted_ids = None

@@ -11,7 +11,6 @@ import asyncio
 import heapq
 import itertools
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 
 from .config import RelayConfig
@@ -25,6 +24,7 @@ from .errors import (
     UnknownRequest,
 )
 from .handover import InFlightWork, QueuedWork, SessionWork
+from .holds import HoldClock
 from .logresult import LogResult
 from .observer import RelayObserver, ResultOutcome
 from .records import CameraStatus, Command, Receipt
@@ -46,6 +46,7 @@ class CameraSession:
         observer: RelayObserver,
         wall_clock: Callable[[], float] = time.time,
         tally: FleetTally | None = None,
+        holds: HoldClock | None = None,
     ) -> None:
         self.camera_id = camera_id
         self._config = config
@@ -54,8 +55,11 @@ class CameraSession:
         self._loop = asyncio.get_running_loop()
         #: the registry's totals this session reports its numbers to (see ``_sync``)
         self._tally = tally or FleetTally(config.connect_timeout_seconds, self._loop.time)
+        #: ends the held poll's hold (one timer for every session of the registry)
+        self._holds = holds if holds is not None else HoldClock(self._loop)
         self._counted = Reported()
-        self._polls: set[HeldPoll] = set()
+        #: the poll held now: a newer poll answers an older one 409 at once
+        self._poll: HeldPoll | None = None
         self._queue: dict[Caller, None] = {}
         #: the queued callers' pick-up deadlines, earliest first (entries of callers no
         #: longer queued are skipped when reached); one timer for all, at the earliest
@@ -64,7 +68,7 @@ class CameraSession:
         self._pickup_at = 0.0
         self._in_flight: dict[str, PendingCommand] = {}
         #: request ids accepted recently (to recognise a repeat), with the loop time of each
-        self._accepted: OrderedDict[str, float] = OrderedDict()
+        self._accepted: dict[str, float] = {}
         #: ``/send_logs`` bodies being read now
         self._uploads = 0
         #: deliveries made so far (a serial: tells deliveries before an upload from those after)
@@ -85,8 +89,9 @@ class CameraSession:
             self._announced_online = True
             self._observer.camera_connected(self.camera_id)
         self._mark_seen()
-        for older in self._polls:
-            self._cancel_timer(older)
+        older = self._poll
+        if older is not None:
+            self._holds.release(older)
             if not older.future.done():
                 older.future.set_exception(
                     PollSuperseded(
@@ -94,20 +99,20 @@ class CameraSession:
                         "if another device uses this cameraId, give it a different one"
                     )
                 )
-        self._polls.clear()
         poll = HeldPoll(self._loop.create_future())
-        self._polls.add(poll)
+        self._poll = poll
         self._dispatch()
         if not poll.future.done():
             hold = self._config.poll_hold_seconds if hold_seconds is None else hold_seconds
-            poll.timer = self._loop.call_later(max(hold, 0.0), self._end_hold, poll)
+            self._holds.start(poll, hold, self)
         return poll
 
     @reports_after
     def close_poll(self, poll: HeldPoll) -> None:
         """Called once the poll's request ends, however it ended."""
-        self._polls.discard(poll)
-        self._cancel_timer(poll)
+        if self._poll is poll:
+            self._poll = None
+        self._holds.release(poll)
         self._mark_seen()
 
     def delivery_lost(self, command: Command) -> None:
@@ -284,19 +289,18 @@ class CameraSession:
         a ref cannot be followed and gets ``CameraOffline``.
         """
         self._drop_departed()
-        for poll in self._polls:
-            self._cancel_timer(poll)
-            if poll.future.done():
-                continue
-            if superseded:
-                poll.future.set_exception(
-                    PollSuperseded(
-                        f"a newer poll for camera {self.camera_id!r} reached another server"
+        poll, self._poll = self._poll, None
+        if poll is not None:
+            self._holds.release(poll)
+            if not poll.future.done():
+                if superseded:
+                    poll.future.set_exception(
+                        PollSuperseded(
+                            f"a newer poll for camera {self.camera_id!r} reached another server"
+                        )
                     )
-                )
-            else:
-                poll.future.set_result(None)
-        self._polls.clear()
+                else:
+                    poll.future.set_result(None)
         now = self._loop.time()
         queued = self._export_callers(self._queue, now)
         self._queue.clear()
@@ -390,11 +394,11 @@ class CameraSession:
     def close(self) -> None:
         """Answer everyone: held polls get noop, callers get ShuttingDown."""
         self._closed = True
-        for poll in self._polls:
-            self._cancel_timer(poll)
+        poll, self._poll = self._poll, None
+        if poll is not None:
+            self._holds.release(poll)
             if not poll.future.done():
                 poll.future.set_result(None)
-        self._polls.clear()
         callers = list(self._queue)
         self._queue.clear()
         self._clear_pickups()
@@ -416,7 +420,7 @@ class CameraSession:
 
     def is_online(self) -> bool:
         """Polling or uploading now, or seen within the connect timeout."""
-        if self._polls or self._uploads:
+        if self._poll is not None or self._uploads:
             return True
         return self._seconds_since_seen() <= self._config.connect_timeout_seconds
 
@@ -432,7 +436,7 @@ class CameraSession:
         return bool(self._accepted)
 
     def is_idle(self) -> bool:
-        return not (self._polls or self._queue or self._in_flight or self._uploads)
+        return not (self._poll is not None or self._queue or self._in_flight or self._uploads)
 
     def seconds_since_seen(self) -> float:
         return self._seconds_since_seen()
@@ -442,7 +446,7 @@ class CameraSession:
             self.camera_id,
             self.is_online(),
             self._last_seen_wall,
-            bool(self._polls),
+            self._poll is not None,
             len(self._queue),
             len(self._in_flight),
         )
@@ -467,7 +471,7 @@ class CameraSession:
         active: bool | None = None,
     ) -> None:
         """Report this session's numbers that changed to the registry's totals."""
-        polling = bool(self._polls) if polling is None else polling
+        polling = self._poll is not None if polling is None else polling
         self._counted.report(
             self._tally,
             self,
@@ -481,7 +485,7 @@ class CameraSession:
 
     def _dispatch(self) -> None:
         """Hand work to the held poll: an unanswered command first, else every queued caller."""
-        poll = next(iter(self._polls), None)
+        poll = self._poll
         if poll is None or poll.future.done():
             return
         self._drop_departed()
@@ -502,8 +506,9 @@ class CameraSession:
 
     def _deliver(self, poll: HeldPoll, pending: PendingCommand, *, redelivery: bool) -> None:
         self._mark_seen()  # the poll ends here, before its request task resumes
-        self._polls.discard(poll)
-        self._cancel_timer(poll)
+        if self._poll is poll:
+            self._poll = None
+        self._holds.release(poll)
         if pending.deliveries == 0:
             if pending.timer is not None:
                 pending.timer.cancel()
@@ -534,11 +539,12 @@ class CameraSession:
             pending.timer = None
 
     @reports_after
-    def _end_hold(self, poll: HeldPoll) -> None:
-        poll.timer = None
-        if poll in self._polls:
+    def end_hold(self, poll: HeldPoll) -> None:
+        """The poll's hold is over (the ``HoldClock``'s call)."""
+        self._holds.release(poll)
+        if self._poll is poll:
             self._mark_seen()  # the poll ends here, before its request task resumes
-        self._polls.discard(poll)
+            self._poll = None
         if not poll.future.done():
             poll.future.set_result(None)
 
@@ -625,13 +631,13 @@ class CameraSession:
     def _remember_accepted(self, request_id: str) -> None:
         self._accepted[request_id] = self._loop.time()
         while len(self._accepted) > self._config.remembered_results:
-            self._accepted.popitem(last=False)
+            del self._accepted[next(iter(self._accepted))]
 
     def _forget_old_accepted(self) -> None:
         """A repeat is recognised for as long as a ``/logs`` call can last."""
         oldest_kept = self._loop.time() - self._config.longest_logs_wait
         while self._accepted and next(iter(self._accepted.values())) < oldest_kept:
-            self._accepted.popitem(last=False)
+            del self._accepted[next(iter(self._accepted))]
 
     def _mark_seen(self) -> None:
         self._last_seen_at = self._loop.time()
@@ -642,9 +648,3 @@ class CameraSession:
         if self._last_seen_at is None:
             return float("inf")
         return self._loop.time() - self._last_seen_at
-
-    @staticmethod
-    def _cancel_timer(poll: HeldPoll) -> None:
-        if poll.timer is not None:
-            poll.timer.cancel()
-            poll.timer = None

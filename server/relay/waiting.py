@@ -4,21 +4,32 @@ out and not answered yet; and the small helpers they share."""
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from .ids import random_hex
 from .logresult import LogResult
 from .records import Command
 from .timerange import TimeRange
 
+if TYPE_CHECKING:
+    from .holds import HoldOwner
+
 
 class HeldPoll:
     """A camera's open ``/poll_for_command``: resolves to a command, or ``None`` for noop."""
 
-    __slots__ = ("future", "timer")
+    __slots__ = ("future", "owner", "until")
 
     def __init__(self, future: asyncio.Future[Command | None]) -> None:
         self.future = future
-        self.timer: asyncio.TimerHandle | None = None
+        #: the loop time the hold ends (``HoldClock``)
+        self.until = 0.0
+        #: whom the ``HoldClock`` tells of the hold's end; ``None`` once it ended or the
+        #: poll was released
+        self.owner: HoldOwner | None = None
+
+    def __lt__(self, other: HeldPoll) -> bool:
+        return self.until < other.until
 
 
 class Caller:

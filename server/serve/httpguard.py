@@ -21,10 +21,12 @@ Two things aiohttp's public API cannot do:
    previous response, and never while a handler runs (a held poll, a waiting
    ``/logs`` caller): camrelay passes ``KEEPALIVE_TIMEOUT_SECONDS`` there. A
    shorter deadline for the first head (``HEADER_TIMEOUT_SECONDS``; Settings
-   refuses a longer one, which could never fire) is a timer
-   per connection, started in ``web.Server.connection_made``: when it fires on a
-   connection whose parser has not yet produced a request, that connection is
-   closed. On a kept-alive connection the next head is bounded by aiohttp's
+   refuses a longer one, which could never fire) starts for each connection in
+   ``web.Server.connection_made``; every connection's deadline is as far off,
+   so they wait in opening order under one loop timer (a timer per connection
+   would cost some 300 bytes for as long as the deadline runs). When a deadline
+   passes on a connection whose parser has not yet produced a request, that
+   connection is closed. On a kept-alive connection the next head is bounded by aiohttp's
    timer (``KEEPALIVE_TIMEOUT_SECONDS`` from the end of the previous response):
    restarting the header deadline there too would need a hook inside aiohttp's
    request loop, for no bound an idle client could not already get by sending
@@ -165,7 +167,11 @@ class GuardedServer(web.Server):
     """A ``web.Server`` taken over by ``guard_server``; only these methods differ."""
 
     guard: ConnectionGuard
-    header_deadlines: dict[RequestHandler, asyncio.TimerHandle]
+    #: each open connection's header deadline (loop time), earliest first: every
+    #: connection's is ``header_timeout_seconds`` from its opening
+    header_deadlines: dict[RequestHandler, float]
+    #: the one timer, armed at the earliest deadline while there is one
+    header_timer: asyncio.TimerHandle | None
 
     def __call__(self) -> RequestHandler:
         handler = super().__call__()
@@ -174,21 +180,33 @@ class GuardedServer(web.Server):
 
     def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
         super().connection_made(handler, transport)
-        self.header_deadlines[handler] = asyncio.get_running_loop().call_later(
-            self.guard.header_timeout_seconds, self._header_deadline_passed, handler
-        )
+        loop = asyncio.get_running_loop()
+        self.header_deadlines[handler] = loop.time() + self.guard.header_timeout_seconds
+        if self.header_timer is None:
+            self._arm_header_timer(loop)
 
     def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
-        deadline = self.header_deadlines.pop(handler, None)
-        if deadline is not None:
-            deadline.cancel()
+        self.header_deadlines.pop(handler, None)
         super().connection_lost(handler, exc)
 
-    def _header_deadline_passed(self, handler: RequestHandler) -> None:
-        self.header_deadlines.pop(handler, None)
-        if handler._request_count == 0 and handler.transport is not None:
-            handler.force_close()
-            self.guard.header_timed_out()
+    def _arm_header_timer(self, loop: asyncio.AbstractEventLoop) -> None:
+        earliest = next(iter(self.header_deadlines.values()))
+        self.header_timer = loop.call_at(earliest, self._header_deadlines_passed)
+
+    def _header_deadlines_passed(self) -> None:
+        self.header_timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        deadlines = self.header_deadlines
+        while deadlines:
+            handler, deadline = next(iter(deadlines.items()))
+            if deadline > now:
+                self._arm_header_timer(loop)
+                return
+            del deadlines[handler]
+            if handler._request_count == 0 and handler.transport is not None:
+                handler.force_close()
+                self.guard.header_timed_out()
 
 
 def guard_server(server: web.Server, guard: ConnectionGuard) -> None:
@@ -197,6 +215,7 @@ def guard_server(server: web.Server, guard: ConnectionGuard) -> None:
     assert isinstance(server, GuardedServer)
     server.guard = guard
     server.header_deadlines = {}
+    server.header_timer = None
 
 
 class GuardedAppRunner(web.AppRunner):
