@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 
 import pytest
 
@@ -47,7 +49,7 @@ async def test_holds_end_in_order_of_their_end_not_of_their_start() -> None:
     assert [poll for poll, _ in owner.ended] == [short, middle, long]
     for (poll, at), hold in zip(owner.ended, (0.02, 0.04, 0.06), strict=True):
         assert at >= started + hold
-        assert poll.owner is None
+        assert poll.hold is None
     assert len(clock) == 0
     assert clock.entries == 0
 
@@ -126,3 +128,21 @@ async def test_every_session_of_a_relay_shares_one_clock() -> None:
     assert await asyncio.gather(*polls) == [None, None, None]
     assert len(clock) == 0
     assert clock.entries == 0
+
+
+async def test_a_released_poll_is_not_kept_alive_by_the_clock() -> None:
+    # A superseded poll's future holds its PollSuperseded, whose traceback holds the
+    # whole request: the clock must not keep it for the rest of the hold.
+    clock = HoldClock(asyncio.get_running_loop())
+    owner = Owner()
+    kept = new_poll()
+    clock.start(kept, 30.0, owner)
+    released = new_poll()
+    clock.start(released, 30.0, owner)
+    future = weakref.ref(released.future)
+    clock.release(released)
+    del released
+    gc.collect()
+    assert future() is None
+    assert clock.entries == 2  # its emptied entry waits for its end
+    clock.release(kept)

@@ -245,6 +245,8 @@ class ClusterNode(RelayService):
     # ================================================================ camera side
 
     def poll(self, camera_id: str) -> Coroutine[Any, Any, Command | None]:
+        """Await it where it is called, as the view does: whether the camera is at home
+        here is decided at the call."""
         ctx = self._ctx
         if not ctx.closing and self._membership.lease_valid() and self._homes.at_home(camera_id):
             # Most polls: nothing to claim or wait for, and no coroutine of the node's

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from urllib.parse import parse_qsl
 
 from aiohttp import web
+from multidict import MultiDictProxy
+from yarl import URL
 
 from common.grammar import CAMERA_ID_RULE, CAMERA_PREFIX_PATTERN, DECIMAL_PATTERN, is_camera_id
 
@@ -21,21 +22,25 @@ def invalid_parameter(detail: str) -> ProblemError:
     return ProblemError(400, detail, kind="invalid-parameter")
 
 
-def query_pairs(request: web.Request) -> list[tuple[str, str]]:
-    """The query's parameters, parsed for this call alone: ``request.query`` would keep
-    them on the request for as long as it lasts (a held poll: a whole hold)."""
-    return parse_qsl(request.rel_url.raw_query_string, keep_blank_values=True)
+Query = MultiDictProxy[str]
 
 
-def single_query_value(request: web.Request, name: str) -> str | None:
-    values = [value for key, value in query_pairs(request) if key == name]
+def query_of(request: web.Request) -> Query:
+    """The request's query parameters, parsed as ``request.query`` parses them but not
+    kept on the request, which lasts a whole hold for a held poll: parse once per
+    handler and pass the result on."""
+    return URL.build(query_string=request.rel_url.raw_query_string, encoded=True).query
+
+
+def single_query_value(query: Query, name: str) -> str | None:
+    values = query.getall(name, [])
     if len(values) > 1:
         raise invalid_parameter(f"{name} must be given at most once, got {len(values)} values")
     return values[0] if values else None
 
 
-def camera_id_param(request: web.Request) -> str:
-    raw = single_query_value(request, "cameraId")
+def camera_id_param(query: Query) -> str:
+    raw = single_query_value(query, "cameraId")
     if raw is None:
         return DEFAULT_CAMERA_ID
     if not is_camera_id(raw):
@@ -43,8 +48,8 @@ def camera_id_param(request: web.Request) -> str:
     return raw
 
 
-def timestamp_param(request: web.Request, name: str) -> float | None:
-    raw = single_query_value(request, name)
+def timestamp_param(query: Query, name: str) -> float | None:
+    raw = single_query_value(query, name)
     if raw is None:
         return None
     if not DECIMAL_PATTERN.fullmatch(raw):
@@ -76,19 +81,19 @@ MAX_CAMERAS_PAGE = 1000
 PAGE_SIZE_PATTERN = re.compile(r"[0-9]{1,7}")
 
 
-def camera_query_params(request: web.Request) -> CameraQuery | None:
+def camera_query_params(query: Query) -> CameraQuery | None:
     """The ``/cameras`` filter and page, or ``None`` when none of its parameters is given."""
-    if not any(key in CAMERA_QUERY_NAMES for key, _ in query_pairs(request)):
+    if not any(name in query for name in CAMERA_QUERY_NAMES):
         return None
-    prefix = single_query_value(request, "prefix") or ""
+    prefix = single_query_value(query, "prefix") or ""
     if not CAMERA_PREFIX_PATTERN.fullmatch(prefix):
         raise invalid_parameter(
             f"prefix must be up to 64 characters of A-Z a-z 0-9 . _ -, got {shown(prefix)}"
         )
-    online_raw = single_query_value(request, "online")
+    online_raw = single_query_value(query, "online")
     if online_raw not in (None, "true", "false"):
         raise invalid_parameter(f"online must be true or false, got {shown(online_raw)}")
-    after = single_query_value(request, "after")
+    after = single_query_value(query, "after")
     if after is not None and not is_camera_id(after):
         raise invalid_parameter(
             "after must be a camera id (1-64 characters of A-Z a-z 0-9 . _ -), usually the "
@@ -98,7 +103,7 @@ def camera_query_params(request: web.Request) -> CameraQuery | None:
         prefix,
         None if online_raw is None else online_raw == "true",
         after,
-        _page_size(single_query_value(request, "limit")),
+        _page_size(single_query_value(query, "limit")),
     )
 
 
@@ -112,16 +117,15 @@ def _page_size(raw: str | None) -> int | None:
     return int(raw)
 
 
-TIME_RANGE_NAMES = ("startTimestamp", "endTimestamp")
 #: a ``/logs`` call with neither bound (most of them): one shared range
 UNBOUNDED = TimeRange()
 
 
-def time_range_params(request: web.Request) -> TimeRange:
-    if not any(key in TIME_RANGE_NAMES for key, _ in query_pairs(request)):
+def time_range_params(query: Query) -> TimeRange:
+    if "startTimestamp" not in query and "endTimestamp" not in query:
         return UNBOUNDED
-    start = timestamp_param(request, "startTimestamp")
-    end = timestamp_param(request, "endTimestamp")
+    start = timestamp_param(query, "startTimestamp")
+    end = timestamp_param(query, "endTimestamp")
     if start is not None and end is not None and start > end:
         raise invalid_parameter(
             f"startTimestamp ({start:g}) must not be greater than endTimestamp ({end:g})"

@@ -55,14 +55,19 @@ class ProblemError(Exception):
         return problem_response(self.status, self.detail, kind=self.kind, headers=self.headers)
 
 
+#: bodies up to this size are copied out of orjson's buffer; bigger ones fill most of it
+SMALL_BODY_BYTES = 2048
+
+
 def json_bytes(data: object) -> bytes:
-    """``data`` as JSON in an allocation of its own size.
+    """``data`` as JSON, a small document in an allocation of its own size.
 
     orjson hands back its working buffer (4 KiB for the smallest document), and a
-    keep-alive connection keeps its last response until the next request: an idle
-    camera's noop would hold 4 KiB for a whole hold.
+    keep-alive connection keeps its last response until the next request: a camera's
+    small answer would hold 4 KiB until its next poll ends.
     """
-    return bytes(memoryview(orjson.dumps(data)))
+    body = orjson.dumps(data)
+    return bytes(memoryview(body)) if len(body) <= SMALL_BODY_BYTES else body
 
 
 def json_response(data: object, status: int = 200) -> web.Response:

@@ -22,6 +22,7 @@ from .params import (
     camera_id_param,
     camera_query_params,
     declared_body_size,
+    query_of,
     require_json_body,
     time_range_params,
     unit_hint,
@@ -44,7 +45,7 @@ def command_body(command: Command | None) -> dict[str, object]:
 
 
 async def poll_for_command(request: web.Request) -> web.Response:
-    camera_id = camera_id_param(request)
+    camera_id = camera_id_param(query_of(request))
     require_camera(request, get_settings(request.app).camera_secret, camera_id)
     command = await get_relay(request.app).poll(camera_id)
     if command is None:
@@ -57,7 +58,7 @@ async def poll_for_command(request: web.Request) -> web.Response:
 async def send_logs(request: web.Request) -> web.Response:
     settings = get_settings(request.app)
     relay = get_relay(request.app)
-    camera_id = camera_id_param(request)
+    camera_id = camera_id_param(query_of(request))
     require_camera(request, settings.camera_secret, camera_id)
     relay.camera_seen(camera_id)
     require_json_body(request)
@@ -79,8 +80,9 @@ async def send_logs(request: web.Request) -> web.Response:
 
 async def get_logs(request: web.Request) -> web.StreamResponse:
     require_user(request, get_settings(request.app).api_token)
-    camera_id = camera_id_param(request)
-    time_range = time_range_params(request)
+    query = query_of(request)
+    camera_id = camera_id_param(query)
+    time_range = time_range_params(query)
     hint = unit_hint(time_range)
     headers = {} if hint is None else {HINT_HEADER: hint}
     selection = await get_relay(request.app).fetch_logs(camera_id, time_range)
@@ -92,7 +94,7 @@ async def get_logs(request: web.Request) -> web.StreamResponse:
 
 async def list_cameras(request: web.Request) -> web.Response:
     require_user(request, get_settings(request.app).api_token)
-    query = camera_query_params(request)
+    query = camera_query_params(query_of(request))
     relay = get_relay(request.app)
     if query is None:
         everyone = await relay.list_cameras()

@@ -4,8 +4,10 @@ A loop timer per held poll costs about 300 bytes (the handle, its arguments and 
 copy of the context), and an idle fleet holds one poll per camera for the whole
 hold. Here the polls wait in one heap ordered by the end of their hold, under one
 timer armed at the earliest. A poll released before its end (answered, superseded,
-its request gone) stays in the heap until that end, or until released polls are
-half the heap, whichever comes first.
+its request gone) leaves an emptied entry in the heap until that end, or until
+emptied entries are half the heap, whichever comes first; the entry lets go of the
+poll at once, so a released poll's future (and what its outcome holds on to) is not
+kept alive.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Final, Protocol
 
 from .waiting import HeldPoll
 
-__all__ = ["HoldClock", "HoldOwner"]
+__all__ = ["Hold", "HoldClock", "HoldOwner"]
 
 #: released polls the heap keeps beyond the held ones before it is rebuilt
 SLACK: Final = 64
@@ -28,10 +30,25 @@ class HoldOwner(Protocol):
         """The poll's hold is over (it was not released first)."""
 
 
+class Hold:
+    """A heap entry: the poll whose hold ends at ``until``, and whom to tell (both
+    ``None`` once the poll was released or its hold ended)."""
+
+    __slots__ = ("owner", "poll", "until")
+
+    def __init__(self, until: float, poll: HeldPoll, owner: HoldOwner) -> None:
+        self.until = until
+        self.poll: HeldPoll | None = poll
+        self.owner: HoldOwner | None = owner
+
+    def __lt__(self, other: Hold) -> bool:
+        return self.until < other.until
+
+
 class HoldClock:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._heap: list[HeldPoll] = []
+        self._heap: list[Hold] = []
         #: polls in the heap not released yet
         self._held = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -48,24 +65,26 @@ class HoldClock:
 
     def start(self, poll: HeldPoll, seconds: float, owner: HoldOwner) -> None:
         """``owner.end_hold(poll)`` once ``seconds`` have passed, unless released first."""
-        poll.until = self._loop.time() + max(seconds, 0.0)
-        poll.owner = owner
-        heapq.heappush(self._heap, poll)
+        hold = Hold(self._loop.time() + max(seconds, 0.0), poll, owner)
+        poll.hold = hold
+        heapq.heappush(self._heap, hold)
         self._held += 1
-        if poll.until < self._armed_for:
-            self._arm(poll.until)
+        if hold.until < self._armed_for:
+            self._arm(hold.until)
 
     def release(self, poll: HeldPoll) -> None:
         """The poll ended before its hold did (idempotent)."""
-        if poll.owner is None:
+        hold = poll.hold
+        if hold is None:
             return
-        poll.owner = None
+        poll.hold = None
+        hold.poll = hold.owner = None
         self._held -= 1
         if self._held == 0:
             self._heap.clear()
             self._disarm()
         elif len(self._heap) > 2 * self._held + SLACK:
-            self._heap = [p for p in self._heap if p.owner is not None]
+            self._heap = [hold for hold in self._heap if hold.owner is not None]
             heapq.heapify(self._heap)
 
     def _arm(self, when: float) -> None:
@@ -86,11 +105,12 @@ class HoldClock:
         self._armed_for = math.inf
         heap = self._heap
         while heap and heap[0].until <= now:
-            poll = heapq.heappop(heap)
-            owner = poll.owner
-            if owner is None:
+            hold = heapq.heappop(heap)
+            owner, poll = hold.owner, hold.poll
+            if owner is None or poll is None:
                 continue
-            poll.owner = None
+            hold.poll = hold.owner = None
+            poll.hold = None
             self._held -= 1
             try:
                 owner.end_hold(poll)

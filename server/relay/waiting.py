@@ -12,24 +12,18 @@ from .records import Command
 from .timerange import TimeRange
 
 if TYPE_CHECKING:
-    from .holds import HoldOwner
+    from .holds import Hold
 
 
 class HeldPoll:
     """A camera's open ``/poll_for_command``: resolves to a command, or ``None`` for noop."""
 
-    __slots__ = ("future", "owner", "until")
+    __slots__ = ("future", "hold")
 
     def __init__(self, future: asyncio.Future[Command | None]) -> None:
         self.future = future
-        #: the loop time the hold ends (``HoldClock``)
-        self.until = 0.0
-        #: whom the ``HoldClock`` tells of the hold's end; ``None`` once it ended or the
-        #: poll was released
-        self.owner: HoldOwner | None = None
-
-    def __lt__(self, other: HeldPoll) -> bool:
-        return self.until < other.until
+        #: its entry in the ``HoldClock`` while its hold runs
+        self.hold: Hold | None = None
 
 
 class Caller:

@@ -194,19 +194,24 @@ class GuardedServer(web.Server):
         self.header_timer = loop.call_at(earliest, self._header_deadlines_passed)
 
     def _header_deadlines_passed(self) -> None:
-        self.header_timer = None
         loop = asyncio.get_running_loop()
-        now = loop.time()
+        # The timer may run a clock tick early: what it was armed for is due.
+        now = max(loop.time(), self.header_timer.when() if self.header_timer else 0.0)
+        self.header_timer = None
         deadlines = self.header_deadlines
-        while deadlines:
-            handler, deadline = next(iter(deadlines.items()))
-            if deadline > now:
+        try:
+            while deadlines:
+                handler, deadline = next(iter(deadlines.items()))
+                if deadline > now:
+                    break
+                del deadlines[handler]
+                if handler._request_count == 0 and handler.transport is not None:
+                    handler.force_close()
+                    self.guard.header_timed_out()
+        finally:
+            # Armed again whatever happened: one failure does not end the deadlines.
+            if deadlines and self.header_timer is None:
                 self._arm_header_timer(loop)
-                return
-            del deadlines[handler]
-            if handler._request_count == 0 and handler.transport is not None:
-                handler.force_close()
-                self.guard.header_timed_out()
 
 
 def guard_server(server: web.Server, guard: ConnectionGuard) -> None:

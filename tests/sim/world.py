@@ -452,9 +452,14 @@ class World:
         self.open_polls.setdefault(camera, []).append(record)
         self.polls.append(record)
         self.note(f"{camera} polls {slot.name}")
-        task = self.request(slot, node.poll(camera))
+        task = self.request(slot, self._poll(node, camera))
         task.add_done_callback(lambda done: self._poll_ended(record, done))
         return record, task
+
+    @staticmethod
+    async def _poll(node: ClusterNode, camera: str) -> Command | None:
+        """As the view does: the node is asked in the request's own task, when it runs."""
+        return await node.poll(camera)
 
     def _poll_ended(self, record: PollRecord, task: asyncio.Task[Any]) -> None:
         record.ended = self.now()
