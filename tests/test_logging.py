@@ -7,11 +7,12 @@ import io
 import logging
 from collections.abc import Iterator
 
+import aiohttp
 import orjson
 import pytest
 
 from server.observe.logging_setup import configure_logging
-from tests.conftest import Client, relay_of
+from tests.conftest import Client, MakeLiveServer, relay_of
 from tests.helpers import camera_polling, wait_until
 
 
@@ -77,3 +78,24 @@ def test_text_format_carries_the_node_and_the_request_id() -> None:
         root.handlers[:] = saved_handlers
         root.setLevel(saved_level)
         logging.getLogger("aiohttp.access").setLevel(logging.NOTSET)
+
+
+@pytest.mark.parametrize(("log_level", "logged"), [("DEBUG", True), ("INFO", False)])
+async def test_access_lines_are_written_at_debug_only(
+    make_live_server: MakeLiveServer,
+    caplog: pytest.LogCaptureFixture,
+    log_level: str,
+    logged: bool,
+) -> None:
+    caplog.set_level(logging.INFO, logger="aiohttp.access")
+    server = await make_live_server(log_level=log_level)
+    async with aiohttp.ClientSession() as http:
+        # Two requests on one connection: the first one's line is written before the
+        # second is answered, if it is written at all.
+        for _ in range(2):
+            async with http.get(f"{server.url}/healthz") as response:
+                assert response.status == 200
+    access = [r for r in caplog.records if r.name == "aiohttp.access"]
+    assert bool(access) is logged
+    if logged:
+        assert '"GET /healthz HTTP/1.1" 200' in access[0].getMessage()

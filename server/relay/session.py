@@ -1,9 +1,8 @@
-"""One camera's relay state machine: held polls, queued callers, in-flight commands.
+"""One camera's relay state machine: the held poll, queued callers, in-flight commands.
 
 Every transition happens synchronously inside a method or a loop timer of this
 class, and each future gets exactly one outcome, so a poll that expires at the
-moment work arrives, or a result racing a timeout, has one well-defined end.
-"""
+moment work arrives, or a result racing a timeout, has one well-defined end."""
 
 from __future__ import annotations
 
@@ -62,13 +61,13 @@ class CameraSession:
         self._poll: HeldPoll | None = None
         self._queue: dict[Caller, None] = {}
         #: the queued callers' pick-up deadlines, earliest first (entries of callers no
-        #: longer queued are skipped when reached); one timer for all, at the earliest
-        self._deadlines: list[tuple[float, int, Caller]] = []
+        #: longer queued are skipped when reached; none until one is); one timer for all
+        self._deadlines: list[tuple[float, int, Caller]] | None = None
         self._pickup_timer: asyncio.TimerHandle | None = None
         self._pickup_at = 0.0
         self._in_flight: dict[str, PendingCommand] = {}
-        #: request ids accepted recently (to recognise a repeat), with the loop time of each
-        self._accepted: dict[str, float] = {}
+        #: request ids accepted recently (a repeat is recognised), by loop time; made at need
+        self._accepted: dict[str, float] | None = None
         #: ``/send_logs`` bodies being read now
         self._uploads = 0
         #: deliveries made so far (a serial: tells deliveries before an upload from those after)
@@ -141,7 +140,7 @@ class CameraSession:
     def awaits(self, request_id: str) -> bool:
         """``request_id`` names a command awaiting its result, or one accepted recently."""
         self._forget_old_accepted()
-        return request_id in self._in_flight or request_id in self._accepted
+        return request_id in self._in_flight or request_id in (self._accepted or ())
 
     @property
     def uploads_in_flight(self) -> int:
@@ -161,9 +160,7 @@ class CameraSession:
     @reports_after
     def upload_started(self) -> int:
         """A ``/send_logs`` body is being read: the camera counts as seen until it ends.
-
-        Returns the delivery serial to pass to ``upload_lost`` should the upload break off.
-        """
+        Returns the delivery serial to pass to ``upload_lost`` should the upload break off."""
         self._uploads += 1
         self._mark_seen()
         return self._deliveries_made
@@ -215,7 +212,7 @@ class CameraSession:
             pending = self._in_flight.get(request_id)
             if pending is None:
                 self._forget_old_accepted()
-                if request_id in self._accepted:
+                if request_id in (self._accepted or ()):
                     self._observer.result_received(self.camera_id, ResultOutcome.DUPLICATE)
                     return Receipt(ResultOutcome.DUPLICATE, request_id, 0)
                 self._observer.result_received(self.camera_id, ResultOutcome.LATE)
@@ -325,7 +322,7 @@ class CameraSession:
         return SessionWork(
             queued=queued,
             in_flight=tuple(in_flight),
-            accepted=tuple(self._accepted),
+            accepted=tuple(self._accepted or ()),
             last_seen=self._last_seen_wall,
         )
 
@@ -551,7 +548,8 @@ class CameraSession:
     def _await_pickup(self, caller: Caller, deadline: float) -> None:
         """The caller gets ``CameraOffline`` at ``deadline`` unless a poll takes it first."""
         caller.deadline = deadline
-        heapq.heappush(self._deadlines, (deadline, next(_caller_serials), caller))
+        deadlines = self._deadlines = self._deadlines or []
+        heapq.heappush(deadlines, (deadline, next(_caller_serials), caller))
         if self._pickup_timer is None or deadline < self._pickup_at:
             self._arm_pickup_timer(deadline)
 
@@ -563,7 +561,7 @@ class CameraSession:
 
     def _clear_pickups(self) -> None:
         """No caller is queued any more: nobody's deadline is watched."""
-        self._deadlines.clear()
+        self._deadlines = None
         if self._pickup_timer is not None:
             self._pickup_timer.cancel()
             self._pickup_timer = None
@@ -629,9 +627,10 @@ class CameraSession:
         self._dispatch()
 
     def _remember_accepted(self, request_id: str) -> None:
-        self._accepted[request_id] = self._loop.time()
-        while len(self._accepted) > self._config.remembered_results:
-            del self._accepted[next(iter(self._accepted))]
+        accepted = self._accepted = self._accepted or {}
+        accepted[request_id] = self._loop.time()
+        while len(accepted) > self._config.remembered_results:
+            del accepted[next(iter(accepted))]
 
     def _forget_old_accepted(self) -> None:
         """A repeat is recognised for as long as a ``/logs`` call can last."""

@@ -48,6 +48,13 @@ def make_runner(app: web.Application, settings: Settings) -> GuardedAppRunner:
         keepalive_timeout=settings.keepalive_timeout_seconds,
         shutdown_timeout=settings.shutdown_timeout_seconds,
         handle_signals=False,
+        # Access lines show at DEBUG only (``configure_logging``); below that, no
+        # connection carries an access logger (some 110 bytes each).
+        access_log=(
+            logging.getLogger("aiohttp.access")
+            if settings.log_level_number <= logging.DEBUG
+            else None
+        ),
     )
 
 
