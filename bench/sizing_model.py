@@ -219,7 +219,10 @@ def _busiest(count: int) -> float:
 
 
 def _n(value: float, digits: int = 0) -> str:
-    return "n/a" if math.isnan(value) else f"{value:,.{digits}f}"
+    if math.isnan(value):
+        return "n/a"
+    # "z": a value that rounds to zero is shown as 0, not -0 (noise around nothing)
+    return f"{value:z,.{digits}f}"
 
 
 def _primaries(count: int) -> str:
@@ -272,7 +275,7 @@ def render(i: Inputs) -> str:
         f"the CPU per poll above) | {_n(i.sweep_cpu_us_per_entry, 2)} µs | sizing-redis |",
         f"| `/cameras?limit=100` p50, first and middle page ({_count(i.cameras_1m)}) | "
         f"{_n(i.page_first_ms, 1)} ms, {_n(i.page_middle_ms, 1)} ms | sizing-redis |",
-        f"| `/cameras` totals walked camera by camera ({_count(i.cameras_1m)}) | "
+        f"| `/cameras` totals, `fleet_stats` ({_count(i.cameras_1m)}) | "
         f"{_n(i.totals_ms)} ms | sizing-redis |",
     ]
     table = [

@@ -92,7 +92,8 @@ class Params:
     processes: int = 2
     tasks: int = 6
     batch: int = 16
-    #: time the fleet totals (a walk of the whole fleet) at most this long
+    #: time the fleet totals (``fleet_stats``: past 5,000 cameras, the directory's count
+    #: and the nodes' heartbeat counts) at most this long
     totals_timeout_seconds: float = 300.0
     register_batch: int = 1000
 
