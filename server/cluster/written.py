@@ -20,8 +20,7 @@ class WrittenStatus:
     def __init__(self, refresh_seconds: float) -> None:
         self.refresh_seconds = refresh_seconds
         #: by camera: the snapshot written followed by when (loop time), oldest write
-        #: first (one flat tuple in a plain dict: 150 B a camera against 250 B for a
-        #: pair in an ``OrderedDict``)
+        #: first; one flat tuple each (held for every idle camera of the node)
         self._written: dict[str, tuple[bool, int, int, bool, bool, float]] = {}
 
     def __len__(self) -> int:

@@ -26,8 +26,8 @@ Two things aiohttp's public API cannot do:
    so they wait in opening order under one loop timer (a timer per connection
    would cost some 300 bytes for as long as the deadline runs). When a deadline
    passes on a connection whose parser has not yet produced a request, that
-   connection is closed. On a kept-alive connection the next head is bounded by aiohttp's
-   timer (``KEEPALIVE_TIMEOUT_SECONDS`` from the end of the previous response):
+   connection is closed. On a kept-alive connection the next head is bounded by
+   aiohttp's timer (``KEEPALIVE_TIMEOUT_SECONDS`` from the end of the previous response):
    restarting the header deadline there too would need a hook inside aiohttp's
    request loop, for no bound an idle client could not already get by sending
    one quick request first.
