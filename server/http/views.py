@@ -29,13 +29,12 @@ from .params import (
 )
 from .problems import json_bytes, json_response
 
-NOOP: dict[str, object] = {"command": "noop"}
-NOOP_BODY: Final = json_bytes(NOOP)
+#: one body for every noop: a keep-alive connection holds its last response until the
+#: camera's next poll ends
+NOOP_BODY: Final = json_bytes({"command": "noop"})
 
 
-def command_body(command: Command | None) -> dict[str, object]:
-    if command is None:
-        return NOOP
+def command_body(command: Command) -> dict[str, object]:
     return {
         "command": "send_logs",
         "requestId": command.request_id,
@@ -49,8 +48,6 @@ async def poll_for_command(request: web.Request) -> web.Response:
     require_camera(request, get_settings(request.app).camera_secret, camera_id)
     command = await get_relay(request.app).poll(camera_id)
     if command is None:
-        # One body for every noop: a keep-alive connection holds its last response
-        # until the camera's next poll ends.
         return web.Response(body=NOOP_BODY, content_type="application/json")
     return json_response(command_body(command))
 

@@ -84,7 +84,7 @@ class HoldClock:
             self._heap.clear()
             self._disarm()
         elif len(self._heap) > 2 * self._held + SLACK:
-            self._heap = [hold for hold in self._heap if hold.owner is not None]
+            self._heap[:] = [entry for entry in self._heap if entry.owner is not None]
             heapq.heapify(self._heap)
 
     def _arm(self, when: float) -> None:
