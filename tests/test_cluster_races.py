@@ -472,3 +472,87 @@ async def test_an_idle_camera_polling_its_home_writes_nothing_to_redis(
     assert (listed["online"], listed["polling"]) == (True, True)
     assert time.time() - listed["lastSeen"] <= 1.0 + 0.5
     assert listed["lastSeen"] > int(stored["seen"]) / 1000
+
+
+async def hmget_calls(redis: Redis) -> int:
+    """How many ``HMGET`` the Redis ran so far: how nodes read cameras' entries."""
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_hmget", {}).get("calls", 0))
+
+
+async def test_a_second_cross_node_call_soon_after_the_first_reads_no_entry(
+    make_node: MakeNode, redis_server: RedisServer, http: aiohttp.ClientSession
+) -> None:
+    a, b = await make_node("a"), await make_node("b")
+    camera = Camera(http, [a])
+    async with redis_client(redis_server) as redis, camera_polling(camera, a):
+        before = await hmget_calls(redis)
+        assert await get_logs(http, b, startTimestamp=1, endTimestamp=2) == (
+            200,
+            {
+                "cameraId": "cam",
+                "startTimestamp": 1,
+                "endTimestamp": 2,
+                "count": 2,
+                "logs": LOGS[1:3],
+            },
+        )
+        read = await hmget_calls(redis)
+        assert read > before  # the first call found the camera's home in the store
+        status, body = await get_logs(http, b, startTimestamp=7, endTimestamp=9)
+        assert (status, body["logs"]) == (200, LOGS[7:10])
+        assert await hmget_calls(redis) == read  # the second went to the home it knew
+
+
+async def test_a_caller_sent_to_the_home_a_camera_left_is_served_by_its_new_home(
+    make_node: MakeNode, redis_server: RedisServer, http: aiohttp.ClientSession, spawn: Spawn[Any]
+) -> None:
+    a, b, c = await make_node("a"), await make_node("b"), await make_node("c")
+    camera = Camera(http, [a])
+    other_logs = [{"timestamp": float(t), "description": f"other {t}"} for t in range(10)]
+    other = Camera(http, [a], camera_id="other", logs=other_logs)
+    async with camera_polling(other, a):
+        async with camera_polling(camera, a):
+            status, body = await get_logs(http, b, startTimestamp=0, endTimestamp=1)
+            assert (status, body["logs"]) == (200, LOGS[:2])  # b learns that a is its home
+        # The camera moves to c: its newest poll wins there.
+        moved = Camera(http, [c])
+        async with camera_polling(moved, c):
+            await wait_until(lambda: not cluster(a).relay.has_session("cam"))
+            # b still sends to a, which passes the work on to c.
+            status, body = await get_logs(http, b, startTimestamp=3, endTimestamp=5)
+            assert (status, body) == (
+                200,
+                {
+                    "cameraId": "cam",
+                    "startTimestamp": 3,
+                    "endTimestamp": 5,
+                    "count": 3,
+                    "logs": LOGS[3:6],
+                },
+            )
+            served = moved.commands[-1]
+            assert (served["startTimestamp"], served["endTimestamp"]) == (3, 5)  # at c
+        status, body = await get_logs(http, b, camera_id="other")
+        assert (status, body["logs"]) == (200, other_logs)
+
+
+async def test_a_camera_gone_offline_at_the_home_a_node_knew_is_503_at_once(
+    make_node: MakeNode, redis_server: RedisServer, http: aiohttp.ClientSession
+) -> None:
+    a = await make_node("a", connect_timeout_seconds=0.3)
+    b = await make_node("b", connect_timeout_seconds=0.3)
+    camera = Camera(http, [a])
+    async with redis_client(redis_server) as redis:
+        async with camera_polling(camera, a):
+            assert (await get_logs(http, b))[0] == 200
+        read = await hmget_calls(redis)
+        await wait_until(lambda: not a.relay.cameras()[0].online, timeout=3)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        status, body = await get_logs(http, b)
+        assert loop.time() - started < 0.5
+        assert await hmget_calls(redis) == read  # a, the home b knew, answered
+    assert status == 503
+    assert body["type"].endswith("camera-offline")
+    assert "offline" in body["detail"]

@@ -173,6 +173,9 @@ class Courier:
                 message = decode(delivery.header)
                 if message is not None:
                     self._deliver(message, delivery.body)
+            if deliveries:
+                # The requests these messages woke answer before the next read is sent.
+                await asyncio.sleep(0)
 
     def _deliver(self, message: Message, body: Body | None) -> None:
         if message.dest and message.dest != self.incarnation:

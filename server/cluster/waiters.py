@@ -18,6 +18,7 @@ from . import messages as m
 from .backend import BackendError, Body
 from .context import NodeContext
 from .courier import LocalResult
+from .knownhomes import KnownHomes
 from .payload import take_result
 from .unavailable import ClusterUnavailable
 
@@ -49,6 +50,7 @@ class Waiters:
         self._waiters: dict[str, Waiter] = {}
         #: loop time since which the store has failed, if it has
         self._down_since: float | None = None
+        self._known_homes = KnownHomes(_loop_time)
 
     def __len__(self) -> int:
         return len(self._waiters)
@@ -65,6 +67,12 @@ class Waiters:
         """Send a caller's work to its camera's home (raises when it cannot be served)."""
         ctx = self._ctx
         camera_id = waiter.camera_id
+        home = self._known_homes.home_of(camera_id)
+        if home is not None and home != ctx.incarnation and ctx.membership.is_alive(home):
+            waiter.home = home
+            ctx.events.forwarded("enqueue")
+            await ctx.courier.send(home, self.enqueue_message(waiter, None))
+            return
         entry = await ctx.entry(camera_id)
         now = ctx.wall_clock()
         if entry is None:
@@ -82,6 +90,7 @@ class Waiters:
             # Its home died or stopped: wait for the camera to poll a live node.
             waiter.orphaned_at = asyncio.get_running_loop().time()
             return
+        self._known_homes.learn(camera_id, entry.home)
         ctx.events.forwarded("enqueue")
         await ctx.courier.send(entry.home, self.enqueue_message(waiter, None))
 
@@ -152,11 +161,17 @@ class Waiters:
         """The callers' work now waits at ``home``; "" means it waits for the camera's next
         home, where this node places it once the camera polls (``watch``)."""
         now = asyncio.get_running_loop().time()
-        for ref in message.refs:
-            if self._mine(message.camera, ref):
-                waiter = self._waiters[ref]
-                waiter.home = message.home
-                waiter.orphaned_at = None if message.home else now
+        mine = [ref for ref in message.refs if self._mine(message.camera, ref)]
+        if not mine:
+            return
+        if message.home:
+            self._known_homes.learn(message.camera, message.home)
+        else:
+            self._known_homes.forget(message.camera)
+        for ref in mine:
+            waiter = self._waiters[ref]
+            waiter.home = message.home
+            waiter.orphaned_at = None if message.home else now
 
     # ------------------------------------------------------------------ dead homes
 
@@ -237,3 +252,7 @@ class Waiters:
         for waiter in self._waiters.values():
             if not waiter.future.done():
                 waiter.future.set_exception(ShuttingDown(f"{reason}; retry in a few seconds"))
+
+
+def _loop_time() -> float:
+    return asyncio.get_running_loop().time()

@@ -173,6 +173,8 @@ class RedisTransport(Transport):
         task.add_done_callback(self._deletions.discard)
 
     async def _delete(self, node: str, inbox: str, entry_ids: list[bytes]) -> None:
+        # Sent after the requests the read messages woke have answered (see ``Courier``).
+        await asyncio.sleep(0)
         with contextlib.suppress(RedisError, OSError):
             self._store.commands_sent += 1
             await self._store.shared.xdel(inbox, *entry_ids)
