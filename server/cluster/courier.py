@@ -174,7 +174,10 @@ class Courier:
                 if message is not None:
                     self._deliver(message, delivery.body)
             if deliveries:
-                # The requests these messages woke answer before the next read is sent.
+                # The requests these messages woke answer before the next read is sent:
+                # one loop turn for the tasks they started (an outcome is taken in one),
+                # one for the requests those woke.
+                await asyncio.sleep(0)
                 await asyncio.sleep(0)
 
     def _deliver(self, message: Message, body: Body | None) -> None:

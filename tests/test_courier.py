@@ -1,0 +1,71 @@
+"""The courier's inbox reader on the in-memory backend: what a message wakes runs before
+the reader asks for the next messages."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from server.cluster import messages as m
+from server.cluster.backend import Body, Delivery, StoreLimits
+from server.cluster.courier import Courier
+from server.cluster.health import StoreHealth
+from server.cluster.memory import MemoryBackend, MemoryStore
+from tests.helpers import wait_until
+
+LIMITS = StoreLimits(
+    node_timeout_seconds=2.0,
+    max_cameras=4,
+    answered_retention_seconds=0.8,
+    unanswered_retention_seconds=0.3,
+    message_ttl_seconds=5.0,
+    receive_wait_seconds=5.0,
+)
+
+
+class ReadsRecorded(MemoryBackend):
+    """The in-memory backend, noting in ``order`` each read of an inbox."""
+
+    def __init__(self, store: MemoryStore, order: list[str]) -> None:
+        super().__init__(store)
+        self._order = order
+
+    async def receive(self, node: str) -> list[Delivery]:
+        self._order.append("read")
+        return await super().receive(node)
+
+
+async def test_a_request_woken_through_a_task_a_message_started_answers_before_the_next_read() -> (
+    None
+):
+    store = MemoryStore(LIMITS, time.time)
+    order: list[str] = []
+    loop = asyncio.get_running_loop()
+    woken: asyncio.Future[None] = loop.create_future()
+    started: list[asyncio.Task[None]] = []
+
+    async def request() -> None:
+        await woken
+        order.append("answered")
+
+    async def take(message: m.Enqueue) -> None:  # as an outcome is taken: in a task
+        woken.set_result(None)
+
+    def on_enqueue(message: m.Enqueue, body: Body | None) -> None:
+        started.append(loop.create_task(take(message)))
+
+    waiting = loop.create_task(request())
+    home = Courier(ReadsRecorded(store, order), "home~1", StoreHealth(), time.time)
+    caller = Courier(store.backend(), "caller~1", StoreHealth(), time.time)
+    home.start({m.Enqueue: on_enqueue})
+    caller.start({})
+    try:
+        await wait_until(lambda: order == ["read"])
+        await caller.send("home~1", m.Enqueue(camera="cam", ref="caller~1:1"))
+        await waiting
+        await wait_until(lambda: len(order) == 3)
+        assert order == ["read", "answered", "read"]
+    finally:
+        await home.close()
+        await caller.close()
+        await asyncio.gather(*started)
