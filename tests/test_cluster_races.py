@@ -22,6 +22,7 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
+from server.cluster import knownhomes
 from server.cluster import messages as m
 from server.cluster.backend import StatusWrite, StoreLimits
 from server.cluster.identity import name_of
@@ -481,8 +482,12 @@ async def hmget_calls(redis: Redis) -> int:
 
 
 async def test_a_second_cross_node_call_soon_after_the_first_reads_no_entry(
-    make_node: MakeNode, redis_server: RedisServer, http: aiohttp.ClientSession
+    make_node: MakeNode,
+    redis_server: RedisServer,
+    http: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(knownhomes, "KNOWN_HOME_SECONDS", 30.0)  # however slow the machine
     a, b = await make_node("a"), await make_node("b")
     camera = Camera(http, [a])
     async with redis_client(redis_server) as redis, camera_polling(camera, a):
@@ -505,8 +510,9 @@ async def test_a_second_cross_node_call_soon_after_the_first_reads_no_entry(
 
 
 async def test_a_caller_sent_to_the_home_a_camera_left_is_served_by_its_new_home(
-    make_node: MakeNode, redis_server: RedisServer, http: aiohttp.ClientSession, spawn: Spawn[Any]
+    make_node: MakeNode, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(knownhomes, "KNOWN_HOME_SECONDS", 30.0)
     a, b, c = await make_node("a"), await make_node("b"), await make_node("c")
     camera = Camera(http, [a])
     other_logs = [{"timestamp": float(t), "description": f"other {t}"} for t in range(10)]
@@ -538,8 +544,12 @@ async def test_a_caller_sent_to_the_home_a_camera_left_is_served_by_its_new_home
 
 
 async def test_a_camera_gone_offline_at_the_home_a_node_knew_is_503_at_once(
-    make_node: MakeNode, redis_server: RedisServer, http: aiohttp.ClientSession
+    make_node: MakeNode,
+    redis_server: RedisServer,
+    http: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(knownhomes, "KNOWN_HOME_SECONDS", 30.0)
     a = await make_node("a", connect_timeout_seconds=0.3)
     b = await make_node("b", connect_timeout_seconds=0.3)
     camera = Camera(http, [a])

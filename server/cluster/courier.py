@@ -19,8 +19,8 @@ from typing import Any
 from ..relay import LogResult
 from .backend import BackendError, Body, Envelope, Transport
 from .health import StoreHealth
-from .identity import name_of
-from .messages import Message, decode, encode
+from .identity import name_of, node_of
+from .messages import Enqueue, Message, Moved, decode, encode
 from .payload import result_bytes
 from .unavailable import ClusterUnavailable
 
@@ -182,7 +182,11 @@ class Courier:
 
     def _deliver(self, message: Message, body: Body | None) -> None:
         if message.dest and message.dest != self.incarnation:
-            return  # for an earlier run of this node
+            # For an earlier run of this node. A caller's work sent to it is lost: its
+            # node places it again at the camera's next home (as when a home dies).
+            if isinstance(message, Enqueue) and (caller := node_of(message.ref)):
+                self.post(caller, Moved(camera=message.camera, refs=(message.ref,)))
+            return
         handler = self._handlers.get(type(message))
         if handler is None:
             return

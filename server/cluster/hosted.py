@@ -165,6 +165,12 @@ class HostedCallers:
         alive = await ctx.membership.confirm_alive(home)
         if message.hops < MAX_HOPS and home and home != ctx.incarnation and alive:
             ctx.courier.post(home, dataclasses.replace(message, hops=message.hops + 1))
+            if isinstance(message, m.Enqueue):
+                # The caller's node follows its work there (should that home die too).
+                ctx.courier.post(
+                    node_of(message.ref),
+                    m.Moved(camera=message.camera, refs=(message.ref,), home=home),
+                )
             return
         if not isinstance(message, m.Enqueue):
             return

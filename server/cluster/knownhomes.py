@@ -27,11 +27,11 @@ class KnownHomes:
     def __init__(
         self,
         clock: Callable[[], float],
-        max_age: float = KNOWN_HOME_SECONDS,
+        max_age: float | None = None,
         capacity: int = KNOWN_HOMES_KEPT,
     ) -> None:
         self._clock = clock
-        self._max_age = max_age
+        self._max_age = KNOWN_HOME_SECONDS if max_age is None else max_age
         self._capacity = capacity
         #: oldest first: each entry is moved to the end when it is learnt again
         self._homes: OrderedDict[str, tuple[str, float]] = OrderedDict()
