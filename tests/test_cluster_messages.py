@@ -165,4 +165,5 @@ def test_errors_travel_by_name() -> None:
     error = m.error_of("QueueFull", "10 callers wait")
     assert type(error).__name__ == "QueueFull"
     assert error.detail == "10 callers wait"
+    assert type(m.error_of("CameraUnknown", "never polled")).__name__ == "CameraUnknown"
     assert type(m.error_of("SomethingNew", "d")).__name__ == "CameraOffline"

@@ -475,23 +475,27 @@ async def test_an_idle_camera_polling_its_home_writes_nothing_to_redis(
     assert listed["lastSeen"] > int(stored["seen"]) / 1000
 
 
-async def hmget_calls(redis: Redis) -> int:
-    """How many ``HMGET`` the Redis ran so far: how nodes read cameras' entries."""
-    stats = await redis.info("commandstats")
-    return int(stats.get("cmdstat_hmget", {}).get("calls", 0))
+HOME_LOOKUPS = "camrelay_cluster_home_lookups_total"
+
+
+def home_lookups(node: LiveServer, source: str) -> float:
+    """Cross-node calls of ``node`` whose camera's home it found in the store or knew."""
+    return get_metrics(node.app).registry.get_sample_value(HOME_LOOKUPS, {"source": source}) or 0.0
+
+
+def passed_on(node: LiveServer) -> float:
+    """Callers' work ``node`` passed on to the camera's current home."""
+    value = get_metrics(node.app).registry.get_sample_value(FORWARDED, {"kind": "passed-on"})
+    return value or 0.0
 
 
 async def test_a_second_cross_node_call_soon_after_the_first_reads_no_entry(
-    make_node: MakeNode,
-    redis_server: RedisServer,
-    http: aiohttp.ClientSession,
-    monkeypatch: pytest.MonkeyPatch,
+    make_node: MakeNode, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(knownhomes, "KNOWN_HOME_SECONDS", 30.0)  # however slow the machine
     a, b = await make_node("a"), await make_node("b")
     camera = Camera(http, [a])
-    async with redis_client(redis_server) as redis, camera_polling(camera, a):
-        before = await hmget_calls(redis)
+    async with camera_polling(camera, a):
         assert await get_logs(http, b, startTimestamp=1, endTimestamp=2) == (
             200,
             {
@@ -502,11 +506,11 @@ async def test_a_second_cross_node_call_soon_after_the_first_reads_no_entry(
                 "logs": LOGS[1:3],
             },
         )
-        read = await hmget_calls(redis)
-        assert read > before  # the first call found the camera's home in the store
+        assert (home_lookups(b, "store"), home_lookups(b, "known")) == (1, 0)
         status, body = await get_logs(http, b, startTimestamp=7, endTimestamp=9)
         assert (status, body["logs"]) == (200, LOGS[7:10])
-        assert await hmget_calls(redis) == read  # the second went to the home it knew
+        # The second went to the home b knew, without reading the store.
+        assert (home_lookups(b, "store"), home_lookups(b, "known")) == (1, 1)
 
 
 async def test_a_caller_sent_to_the_home_a_camera_left_is_served_by_its_new_home(
@@ -525,7 +529,7 @@ async def test_a_caller_sent_to_the_home_a_camera_left_is_served_by_its_new_home
         moved = Camera(http, [c])
         async with camera_polling(moved, c):
             await wait_until(lambda: not cluster(a).relay.has_session("cam"))
-            # b still sends to a, which passes the work on to c.
+            # b still sends to a, which passes the work on to c and tells b.
             status, body = await get_logs(http, b, startTimestamp=3, endTimestamp=5)
             assert (status, body) == (
                 200,
@@ -539,30 +543,27 @@ async def test_a_caller_sent_to_the_home_a_camera_left_is_served_by_its_new_home
             )
             served = moved.commands[-1]
             assert (served["startTimestamp"], served["endTimestamp"]) == (3, 5)  # at c
+            assert (passed_on(a), home_lookups(b, "known")) == (1, 1)
+            # b now knows c (or reads the store while c is new to it): not a again.
+            status, body = await get_logs(http, b, startTimestamp=8, endTimestamp=9)
+            assert (status, body["logs"]) == (200, LOGS[8:10])
+            assert passed_on(a) == 1
         status, body = await get_logs(http, b, camera_id="other")
         assert (status, body["logs"]) == (200, other_logs)
 
 
-async def test_a_camera_gone_offline_at_the_home_a_node_knew_is_503_at_once(
-    make_node: MakeNode,
-    redis_server: RedisServer,
-    http: aiohttp.ClientSession,
-    monkeypatch: pytest.MonkeyPatch,
+async def test_a_camera_gone_offline_at_the_home_a_node_knew_is_503_from_that_home(
+    make_node: MakeNode, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(knownhomes, "KNOWN_HOME_SECONDS", 30.0)
     a = await make_node("a", connect_timeout_seconds=0.3)
     b = await make_node("b", connect_timeout_seconds=0.3)
     camera = Camera(http, [a])
-    async with redis_client(redis_server) as redis:
-        async with camera_polling(camera, a):
-            assert (await get_logs(http, b))[0] == 200
-        read = await hmget_calls(redis)
-        await wait_until(lambda: not a.relay.cameras()[0].online, timeout=3)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        status, body = await get_logs(http, b)
-        assert loop.time() - started < 0.5
-        assert await hmget_calls(redis) == read  # a, the home b knew, answered
+    async with camera_polling(camera, a):
+        assert (await get_logs(http, b))[0] == 200
+    await wait_until(lambda: not a.relay.cameras()[0].online, timeout=3)
+    status, body = await get_logs(http, b)
+    assert home_lookups(b, "known") == 1  # a, the home b knew, answered
     assert status == 503
     assert body["type"].endswith("camera-offline")
     assert "offline" in body["detail"]

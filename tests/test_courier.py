@@ -69,3 +69,34 @@ async def test_a_request_woken_through_a_task_a_message_started_answers_before_t
         await home.close()
         await caller.close()
         await asyncio.gather(*started)
+
+
+async def test_a_callers_work_sent_to_an_earlier_run_of_a_node_comes_back_as_moved() -> None:
+    store = MemoryStore(LIMITS, time.time)
+    loop = asyncio.get_running_loop()
+    told: asyncio.Future[m.Moved] = loop.create_future()
+
+    def on_moved(message: m.Moved, body: Body | None) -> None:
+        told.set_result(message)
+
+    def on_enqueue(message: m.Enqueue, body: Body | None) -> None:
+        raise AssertionError("work for an earlier run was taken by the later one")
+
+    restarted = Courier(store.backend(), "home~2", StoreHealth(), time.time)
+    caller = Courier(store.backend(), "caller~1", StoreHealth(), time.time)
+    restarted.start({m.Enqueue: on_enqueue})
+    caller.start({m.Moved: on_moved})
+    try:
+        # Sent to the run before (its inbox is the node's: the later run reads it).
+        await caller.send("home~1", m.Enqueue(camera="cam", ref="caller~1/7"))
+        async with asyncio.timeout(2.0):
+            moved = await told
+    finally:
+        await restarted.close()
+        await caller.close()
+    assert (moved.camera, moved.refs, moved.home, moved.dest) == (
+        "cam",
+        ("caller~1/7",),
+        "",
+        "caller~1",
+    )

@@ -14,7 +14,15 @@ import functools
 import itertools
 from collections.abc import Iterable
 
-from ..relay import Caller, CameraOffline, LogResult, RelayError, SessionWork, TimeRange
+from ..relay import (
+    Caller,
+    CameraOffline,
+    CameraUnknown,
+    LogResult,
+    RelayError,
+    SessionWork,
+    TimeRange,
+)
 from . import messages as m
 from .context import NodeContext
 from .identity import node_of
@@ -164,6 +172,7 @@ class HostedCallers:
         home = "" if entry is None else entry.home
         alive = await ctx.membership.confirm_alive(home)
         if message.hops < MAX_HOPS and home and home != ctx.incarnation and alive:
+            ctx.events.forwarded("passed-on")
             ctx.courier.post(home, dataclasses.replace(message, hops=message.hops + 1))
             if isinstance(message, m.Enqueue):
                 # The caller's node follows its work there (should that home die too).
@@ -179,8 +188,5 @@ class HostedCallers:
             # caller's node places the caller there, or answers 503 past the connect timeout.
             self.moved(message.camera, (message.ref,), "")
             return
-        self.send_error(
-            message.camera,
-            message.ref,
-            CameraOffline(f"camera {message.camera!r} moved and is not polling; retry"),
-        )
+        # Unknown to the store: what a caller's node that read it would have answered.
+        self.send_error(message.camera, message.ref, CameraUnknown.of(message.camera))

@@ -33,6 +33,7 @@ import orjson
 from ..relay import (
     CameraOffline,
     CameraTimeout,
+    CameraUnknown,
     InFlightWork,
     QueuedWork,
     QueueFull,
@@ -182,6 +183,7 @@ ERRORS: dict[str, type[RelayError]] = {
     cls.__name__: cls
     for cls in (
         CameraOffline,
+        CameraUnknown,
         CameraTimeout,
         QueueFull,
         ShuttingDown,

@@ -9,6 +9,9 @@ class ClusterObserver:
     def forwarded(self, kind: str) -> None:
         """A message of ``kind`` was sent to another node (enqueue, result, posted...)."""
 
+    def home_found(self, source: str) -> None:
+        """A caller's camera's home was found, in the store or among the homes known here."""
+
     def hop_latency(self, seconds: float) -> None:
         """A message arrived ``seconds`` after it was sent."""
 

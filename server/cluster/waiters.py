@@ -70,10 +70,12 @@ class Waiters:
         home = self._known_homes.home_of(camera_id)
         if home is not None and home != ctx.incarnation and ctx.membership.is_alive(home):
             waiter.home = home
+            ctx.events.home_found("known")
             ctx.events.forwarded("enqueue")
             await ctx.courier.send(home, self.enqueue_message(waiter, None))
             return
         entry = await ctx.entry(camera_id)
+        ctx.events.home_found("store")
         now = ctx.wall_clock()
         if entry is None:
             raise CameraUnknown.of(camera_id)

@@ -229,6 +229,13 @@ class ClusterMetrics(ClusterObserver):
             ["kind"],
             registry=registry,
         )
+        self.home_lookups = Counter(
+            "camrelay_cluster_home_lookups",
+            "Cross-node /logs calls by where their camera's home was found: store (a read) "
+            "or known (found within KNOWN_HOME_SECONDS, no read)",
+            ["source"],
+            registry=registry,
+        )
         self.forward_latency = Histogram(
             "camrelay_cluster_forward_latency_seconds",
             "Time from a node sending a message to this node reading it",
@@ -246,6 +253,9 @@ class ClusterMetrics(ClusterObserver):
 
     def forwarded(self, kind: str) -> None:
         self.forwarded_messages.labels(kind).inc()
+
+    def home_found(self, source: str) -> None:
+        self.home_lookups.labels(source).inc()
 
     def hop_latency(self, seconds: float) -> None:
         self.forward_latency.observe(seconds)
