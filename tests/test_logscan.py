@@ -437,6 +437,12 @@ _TEMPLATES = (
     b'{ "description" : "a, b ]" , "timestamp":%d }',
     b'{"timestamp":%d,"k":[1.50, -0, {"z": null}]}',
 )
+#: whole-number floats only (so the bounds compare as with the integers): a small
+#: body of flat entries with float timestamps is indexed only when a range needs it
+_FLOAT_TEMPLATES = (
+    b'{"timestamp": %d.0}',
+    b'{ "description" : "a, b ]" , "timestamp":%d.0 }',
+)
 _GAPS = st.sampled_from([b"", b" ", b"\n  ", b"\t", b"\r\n", b"  \n"])
 
 
@@ -445,6 +451,15 @@ _GAPS = st.sampled_from([b"", b" ", b"\n  ", b"\t", b"\r\n", b"  \n"])
     parts=st.lists(
         st.tuples(
             st.integers(min_value=-5, max_value=5), st.sampled_from(_TEMPLATES), _GAPS, _GAPS
+        ),
+        max_size=10,
+    )
+    | st.lists(
+        st.tuples(
+            st.integers(min_value=-5, max_value=5),
+            st.sampled_from(_FLOAT_TEMPLATES),
+            _GAPS,
+            _GAPS,
         ),
         max_size=10,
     ),
@@ -499,5 +514,13 @@ def test_non_compact_entries_come_back_byte_for_byte(
         if keep
     ]
     selection.release()
+    # The whole log, after any range: the camera's bytes from the first entry to the last.
+    whole = result.select(TimeRange())
+    everything = bytes(body[spans[0][0] : spans[-1][1]]) if spans else b""
+    assert whole.render(b"[", b"]") == b"[" + everything + b"]"
+    assert [result.entry_bytes(i) for i in range(len(result))] == [
+        bytes(body[start:end]) for start, end in spans
+    ]
+    whole.release()
     result.release()
     assert result.released

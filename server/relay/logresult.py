@@ -12,6 +12,7 @@ import math
 import mmap
 from array import array
 from collections.abc import Callable, Iterator
+from typing import TypeAlias
 
 from .timerange import TimeRange
 
@@ -23,6 +24,9 @@ RENDERED_KEPT = 16
 _NO_CUT = 2**63
 
 Run = tuple[int, int]
+Body: TypeAlias = bytes | bytearray | mmap.mmap
+#: where each of a body's ``count`` entries starts and ends, found when first needed
+Indexer: TypeAlias = Callable[[Body, int], tuple["array[int]", "array[int]"]]
 
 
 class LogResult:
@@ -33,6 +37,10 @@ class LogResult:
     compares exactly as Python compares the value the camera sent.
     ``holds`` counts who still needs the bytes (the upload, each caller);
     ``on_release`` runs once when the last lets go.
+
+    Without ``starts`` and ``ends``, the entries' offsets are found by ``indexer``
+    when a selection first needs them; ``whole`` (the first entry's start, the last
+    one's end) is all that the whole log needs, which is what most callers ask.
     """
 
     __slots__ = (
@@ -40,27 +48,35 @@ class LogResult:
         "_ends",
         "_exact",
         "_holds",
+        "_indexer",
         "_on_release",
         "_rendered",
         "_starts",
         "_timestamps",
+        "_whole",
         "ordered",
     )
 
     def __init__(
         self,
-        body: bytes | bytearray | mmap.mmap,
-        starts: array[int],
-        ends: array[int],
+        body: Body,
+        starts: array[int] | None,
+        ends: array[int] | None,
         timestamps: array[float],
         exact: dict[int, int],
         *,
         ordered: bool,
         on_release: Callable[[], None] | None = None,
+        whole: Run | None = None,
+        indexer: Indexer | None = None,
     ) -> None:
+        if (starts is None or ends is None) and (indexer is None or (timestamps and not whole)):
+            raise ValueError("a result without offsets needs an indexer and its whole span")
         self._body = body
         self._starts = starts
         self._ends = ends
+        self._whole = whole
+        self._indexer = indexer
         self._timestamps = timestamps
         self._exact = exact
         #: timestamps are non-decreasing in the camera's order: ranges slice by bisection
@@ -71,10 +87,24 @@ class LogResult:
         self._on_release = on_release
 
     def __len__(self) -> int:
-        return len(self._starts)
+        return len(self._timestamps)
 
     def entry_bytes(self, index: int) -> bytes:
-        return bytes(self._body[self._starts[index] : self._ends[index]])
+        starts, ends = self._offsets()
+        return bytes(self._body[starts[index] : ends[index]])
+
+    def _offsets(self) -> tuple[array[int], array[int]]:
+        if self._starts is None or self._ends is None:
+            assert self._indexer is not None
+            self._starts, self._ends = self._indexer(self._body, len(self._timestamps))
+        return self._starts, self._ends
+
+    def _span(self, first: int, last: int) -> Run:
+        """Where the run of entries ``first`` to ``last - 1`` starts and ends in the body."""
+        if self._starts is None and self._whole is not None and (first, last) == (0, len(self)):
+            return self._whole
+        starts, ends = self._offsets()
+        return starts[first], ends[last - 1]
 
     def timestamp(self, index: int) -> int | float:
         exact = self._exact.get(index)
@@ -108,7 +138,7 @@ class LogResult:
         return LogSelection(self, self._runs_inside(time_range))
 
     def _runs_inside(self, time_range: TimeRange) -> list[Run]:
-        count = len(self._starts)
+        count = len(self._timestamps)
         low = -math.inf if time_range.start is None else time_range.start
         high = math.inf if time_range.end is None else time_range.end
         if low == -math.inf and high == math.inf:
@@ -154,8 +184,8 @@ class LogResult:
         whitespace the camera put between them (JSON allows any): it is sent as
         the camera wrote it, so only the commas between runs are added.
         """
-        starts, ends = self._starts, self._ends
-        spans = sum(ends[last - 1] - starts[first] for first, last in runs)
+        span = self._span
+        spans = sum(end - start for start, end in (span(first, last) for first, last in runs))
         return spans + max(len(runs) - 1, 0)
 
     def _chunks(
@@ -164,12 +194,11 @@ class LogResult:
         """``head``, the selected runs' bytes joined by commas, ``tail``: in pieces of
         about ``chunk_bytes`` (a small answer is one piece)."""
         body = memoryview(self._body)
-        starts, ends = self._starts, self._ends
         pieces: list[bytes | memoryview] = [head]
         size = len(head)
         separator = b""
         for first, last in runs:
-            start, end = starts[first], ends[last - 1]
+            start, end = self._span(first, last)
             pieces.append(separator)
             separator = b","
             while size + end - start >= chunk_bytes:

@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from .logresult import LogResult
+from .logresult import Body, LogResult, Run
 
 #: a body announced at least this long is read into an anonymous mapping
 MAPPED_BUFFER_BYTES = 256 * 1024
@@ -66,10 +66,20 @@ _RBRACKET = ord("]")
 _NeedMore = Generator[None, None, int]
 
 
-def _positions(data: bytes, byte: bytes) -> list[int]:
+def _positions(data: bytes | bytearray, byte: bytes) -> list[int]:
     """Where each occurrence of ``byte`` is in ``data``, in order (C loops only)."""
     before = itertools.accumulate(map(len, data.split(byte)))
     return list(map(operator.add, before, itertools.count()))[:-1]
+
+
+def _flat_offsets(body: Body, count: int) -> tuple[array[int], array[int]]:
+    """Where each of the ``count`` entries of a body read whole starts and ends, for a
+    body whose only braces are its own and one pair per entry (``_read_whole``)."""
+    data = body[:] if isinstance(body, mmap.mmap) else body
+    opens = _positions(data, b"{")
+    closes = _positions(data, b"}")
+    assert len(opens) == len(closes) == count + 1
+    return array("I", opens[1:]), array("I", map(operator.add, closes[:-1], itertools.repeat(1)))
 
 
 class ResultBodyError(ValueError):
@@ -111,7 +121,16 @@ class ScannedBody:
 class _Entries:
     """The index of one ``logs`` array as it is read."""
 
-    __slots__ = ("ends", "error", "exact", "ordered", "previous", "starts", "timestamps")
+    __slots__ = (
+        "ends",
+        "error",
+        "exact",
+        "ordered",
+        "previous",
+        "starts",
+        "timestamps",
+        "whole",
+    )
 
     def __init__(self) -> None:
         # 4-byte offsets while the body is under 4 GiB (then 8-byte ones)
@@ -123,6 +142,9 @@ class _Entries:
         self.previous: int | float = -math.inf
         #: the first entry at fault; the rest is then only checked to be JSON
         self.error: str | None = None
+        #: set when only the span of all entries is known (``starts`` and ``ends`` are
+        #: found when first needed: ``_flat_offsets``)
+        self.whole: Run | None = None
 
     def add(self, start: int, end: int, entry: Any) -> None:
         if self.error is not None:
@@ -146,7 +168,8 @@ class _Entries:
 
     @property
     def index_bytes(self) -> int:
-        return len(self.starts) * (2 * self.starts.itemsize + self.timestamps.itemsize)
+        """What the index costs once built (counted before it is)."""
+        return len(self.timestamps) * (2 * self.starts.itemsize + self.timestamps.itemsize)
 
 
 def _entry_fault(index: int, entry: Any) -> str:
@@ -239,14 +262,17 @@ class ResultScanner:
             raise ResultBodyError(entries.error)
         if isinstance(self._buffer, bytearray):
             del self._buffer[self._size :]
+        lazy = entries.whole is not None
         result = LogResult(
             self._buffer,
-            entries.starts,
-            entries.ends,
+            None if lazy else entries.starts,
+            None if lazy else entries.ends,
             entries.timestamps,
             entries.exact,
             ordered=entries.ordered,
             on_release=on_release,
+            whole=entries.whole,
+            indexer=_flat_offsets if lazy else None,
         )
         return ScannedBody(self._request_id, result)
 
@@ -276,23 +302,28 @@ class ResultScanner:
                 self._on_request_id_too_long()
             elif b'"%s"' % encoded not in body:
                 return False  # sent with escapes: the incremental reader counts its bytes
-        opens = _positions(body, b"{")
-        closes = _positions(body, b"}")
-        if len(opens) != len(logs) + 1 or len(closes) != len(opens):
+        braces = len(logs) + 1
+        if body.count(b"{") != braces or body.count(b"}") != braces:
             return False
         # Checks over every entry in C loops (map, set, sorted): this is the hot path.
         if logs and set(map(type, logs)) != {dict}:
             return False
         entries = _Entries()
-        starts = opens[1:]
-        ends = list(map(operator.add, closes[:-1], itertools.repeat(1)))
         stamps: list[Any] = list(map(dict.get, logs, itertools.repeat("timestamp")))
-        if not stamps or set(map(type, stamps)) == {float}:  # orjson reads finite floats only
-            entries.starts = array("I", starts)
-            entries.ends = array("I", ends)
+        if not stamps:
+            pass
+        elif set(map(type, stamps)) == {float}:  # orjson reads finite floats only
+            # The entries' offsets wait until a range needs them: the whole log, the
+            # usual answer, is one span from the first entry's brace to the last one's.
+            own_end = body.rindex(b"}")
+            entries.whole = (
+                body.index(b"{", body.index(b"{") + 1),
+                body.rindex(b"}", 0, own_end) + 1,
+            )
             entries.timestamps = array("d", stamps)
             entries.ordered = stamps == sorted(stamps)
         else:
+            starts, ends = _flat_offsets(body, len(logs))
             for start, end, entry in zip(starts, ends, logs, strict=True):
                 entries.add(start, end, entry)
         self._parser.close()
