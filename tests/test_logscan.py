@@ -524,3 +524,34 @@ def test_non_compact_entries_come_back_byte_for_byte(
     whole.release()
     result.release()
     assert result.released
+
+
+def test_a_small_body_of_float_timestamps_is_indexed_only_when_a_range_needs_it() -> None:
+    body = b'{"logs": [ {"timestamp": 1.0} ,\n {"timestamp": 2.5}\n], "requestId": "r"}'
+    result = scan(body, []).result
+    assert result._starts is None  # the whole log needs only its span
+    whole = result.select(TimeRange())
+    assert whole.render(b"[", b"]") == b'[{"timestamp": 1.0} ,\n {"timestamp": 2.5}]'
+    assert result._starts is None
+    ranged = result.select(TimeRange(2.0, None))
+    assert ranged.render(b"[", b"]") == b'[{"timestamp": 2.5}]'
+    assert result._starts is not None
+    for selection in (whole, ranged):
+        selection.release()
+    with pytest.raises(RuntimeError, match="already released"):
+        whole.size(b"[", b"]")
+
+
+def test_a_lazily_indexed_result_refuses_to_index_once_released() -> None:
+    result = scan(b'{"logs":[{"timestamp":1.0},{"timestamp":2.0}]}', []).result
+    result.release()
+    with pytest.raises(RuntimeError, match="already released"):
+        result.entry_bytes(0)
+
+
+def test_bytes_after_a_body_read_whole_are_refused() -> None:
+    body = b'{"logs":[{"timestamp":1.0}]}'
+    scanner = ResultScanner(expected_size=len(body))
+    scanner.feed(body)
+    with pytest.raises(ResultBodyError, match="longer than its Content-Length"):
+        scanner.feed(b" ")

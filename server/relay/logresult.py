@@ -95,6 +95,8 @@ class LogResult:
 
     def _offsets(self) -> tuple[array[int], array[int]]:
         if self._starts is None or self._ends is None:
+            if self._holds <= 0:
+                raise RuntimeError("the result was already released")
             assert self._indexer is not None
             self._starts, self._ends = self._indexer(self._body, len(self._timestamps))
         return self._starts, self._ends
@@ -240,6 +242,8 @@ class LogSelection:
 
     def size(self, head: bytes, tail: bytes) -> int:
         """The length of ``head + entries joined by commas + tail``."""
+        if self._released:
+            raise RuntimeError("the selection was already released")
         return len(head) + self.result._joined_size(self._runs) + len(tail)
 
     def render(self, head: bytes, tail: bytes) -> bytes:

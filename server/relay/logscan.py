@@ -229,6 +229,8 @@ class ResultScanner:
         return self._entries.index_bytes
 
     def feed(self, chunk: bytes) -> None:
+        if chunk and self._done is not None:  # a body read whole is checked and indexed
+            raise ResultBodyError("the body is longer than its Content-Length")
         end = self._size + len(chunk)
         if end <= len(self._buffer):
             self._buffer[self._size : end] = chunk
