@@ -8,6 +8,7 @@ own bytes, so every entry reaches the user byte for byte as the camera sent it.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 import mmap
 from array import array
@@ -186,8 +187,7 @@ class LogResult:
         whitespace the camera put between them (JSON allows any): it is sent as
         the camera wrote it, so only the commas between runs are added.
         """
-        span = self._span
-        spans = sum(end - start for start, end in (span(first, last) for first, last in runs))
+        spans = sum(end - start for start, end in itertools.starmap(self._span, runs))
         return spans + max(len(runs) - 1, 0)
 
     def _chunks(

@@ -312,9 +312,7 @@ class ResultScanner:
             return False
         entries = _Entries()
         stamps: list[Any] = list(map(dict.get, logs, itertools.repeat("timestamp")))
-        if not stamps:
-            pass
-        elif set(map(type, stamps)) == {float}:  # orjson reads finite floats only
+        if stamps and set(map(type, stamps)) == {float}:  # orjson reads finite floats only
             # The entries' offsets wait until a range needs them: the whole log, the
             # usual answer, is one span from the first entry's brace to the last one's.
             own_end = body.rindex(b"}")
@@ -324,7 +322,7 @@ class ResultScanner:
             )
             entries.timestamps = array("d", stamps)
             entries.ordered = stamps == sorted(stamps)
-        else:
+        elif stamps:
             starts, ends = _flat_offsets(body, len(logs))
             for start, end, entry in zip(starts, ends, logs, strict=True):
                 entries.add(start, end, entry)
