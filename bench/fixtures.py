@@ -36,6 +36,7 @@ __all__ = [
     "camera_fleet",
     "cameras_polling",
     "enter_together",
+    "floor_server",
     "log_camera",
     "redis_server",
     "relay_nodes",
@@ -130,6 +131,22 @@ async def _spawned(
         code = await stop(child)
     if code != 0:
         raise RuntimeError(f"{name} exited with {code} on SIGTERM")
+
+
+@contextlib.asynccontextmanager
+async def floor_server(ctx: Context) -> AsyncIterator[RelayServer]:
+    """``python -m bench.floorserver``: the least aiohttp can do for the same exchanges."""
+    port = free_port()
+    argv = python("-m", "bench.floorserver", f"--host={HOST}", f"--port={port}")
+    child = await spawn("floor", argv, child_env({}), ctx.workdir)
+    try:
+        server = RelayServer(f"http://{HOST}:{port}", child, port, 1)
+        await _ready(server)
+        yield server
+    finally:
+        code = await stop(child)
+    if code != 0:
+        raise RuntimeError(f"the floor server exited with {code} on SIGTERM")
 
 
 async def _ready(server: RelayServer) -> None:

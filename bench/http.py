@@ -12,9 +12,12 @@ from typing import Final
 import aiohttp
 from yarl import URL
 
+from bench.procstat import cpu_seconds
+
 __all__ = [
     "Reply",
     "client_session",
+    "cpu_per_request",
     "fetch",
     "gauge",
     "read_metrics",
@@ -97,3 +100,19 @@ async def healthz_watch(http: aiohttp.ClientSession, base_url: str) -> AsyncIter
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def cpu_per_request(
+    http: aiohttp.ClientSession,
+    url: URL,
+    server_pid: int,
+    camera_pid: int,
+    count: int,
+) -> dict[str, float]:
+    """CPU seconds each process spends per request, over a run of one kind of request."""
+    before = (cpu_seconds(server_pid), cpu_seconds(camera_pid), time.process_time())
+    for _ in range(count):
+        await fetch(http, url)
+    after = (cpu_seconds(server_pid), cpu_seconds(camera_pid), time.process_time())
+    server, camera, client = ((a - b) / count for a, b in zip(after, before, strict=True))
+    return {"server": server, "camera": camera, "client": client}

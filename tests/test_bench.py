@@ -33,6 +33,7 @@ CONCURRENT = 3
 #: a scenario not listed counts as ``UNLISTED_SECONDS``
 QUICK_SECONDS = {
     "throughput": 8.0,
+    "floor": 6.0,
     "flood": 6.6,
     "cluster-fleet": 5.9,
     "console": 5.3,

@@ -25,6 +25,7 @@ from bench.scenarios import (
     fanout,
     fleet,
     flood,
+    floor,
     idle,
     latency,
     sizing,
@@ -40,6 +41,7 @@ SCENARIOS: Final[dict[str, Scenario[Any]]] = {
     for scenario in (
         latency.SCENARIO,
         throughput.SCENARIO,
+        floor.SCENARIO,
         burst.SCENARIO,
         fleet.SCENARIO,
         console.SCENARIO,

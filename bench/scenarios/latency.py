@@ -1,29 +1,22 @@
 """latency: ``GET /logs`` (one camera, 100 logs) against ``GET /healthz``, same client, same run.
 
-The two are interleaved on one keep-alive connection, so machine noise hits
-both alike, each after a short pause in which the camera's next poll arrives:
-a ``/healthz`` sent while the camera re-polls after a ``/logs`` would pay for
-that poll, and a ``/logs`` sent before it arrives would wait for it. The
-figure is the ratio of their percentiles. Afterwards a run of each kind alone
+The two are interleaved on one keep-alive connection (``bench.interleaved``),
+so machine noise hits both alike. The figure is the ratio of their percentiles. Afterwards a run of each kind alone
 measures the CPU every process spends per request.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 from dataclasses import dataclass
 from typing import Final
 
-import aiohttp
-import orjson
 from yarl import URL
 
 from bench.fixtures import log_camera, relay_server
-from bench.http import client_session, fetch
+from bench.http import client_session, cpu_per_request
+from bench.interleaved import interleave
 from bench.logdata import make_log
 from bench.plan import Context, Scenario
-from bench.procstat import cpu_seconds
 from bench.profiling import profiled
 from bench.result import ScenarioResult
 from bench.stats import percentile, ratio
@@ -32,9 +25,6 @@ __all__ = ["FULL", "NAME", "QUICK", "SCENARIO", "Params", "run"]
 
 NAME: Final = "latency"
 CAMERA_ID: Final = "lat"
-#: Before each request the system is let settle (the camera polls again after
-#: each result), so neither kind of request pays for the other's aftermath.
-GAP_SECONDS: Final = 0.002
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,27 +42,9 @@ FULL: Final = Params(rounds=1000, warmup=50, entries=100)
 QUICK: Final = Params(rounds=40, warmup=5, entries=100)
 
 
-async def cpu_per_request(
-    http: aiohttp.ClientSession,
-    url: URL,
-    server_pid: int,
-    camera_pid: int,
-    count: int,
-) -> dict[str, float]:
-    """CPU seconds each process spends per request, over a run of one kind of request."""
-    before = (cpu_seconds(server_pid), cpu_seconds(camera_pid), time.process_time())
-    for _ in range(count):
-        await fetch(http, url)
-    after = (cpu_seconds(server_pid), cpu_seconds(camera_pid), time.process_time())
-    server, camera, client = ((a - b) / count for a, b in zip(after, before, strict=True))
-    return {"server": server, "camera": camera, "client": client}
-
-
 async def run(ctx: Context, params: Params) -> ScenarioResult:
     result = ScenarioResult(NAME)
     expected = make_log(params.entries)
-    healthz: list[float] = []
-    logs: list[float] = []
     async with (
         relay_server(ctx) as server,
         log_camera(ctx, server, params.entries, CAMERA_ID) as camera,
@@ -82,20 +54,15 @@ async def run(ctx: Context, params: Params) -> ScenarioResult:
         health_url = URL(f"{server.url}/healthz")
         logs_url = URL(f"{server.url}/logs").with_query(cameraId=CAMERA_ID)
         async with profiled(ctx, NAME, server.pid) as profile:
-            for i in range(params.warmup + params.rounds):
-                await asyncio.sleep(GAP_SECONDS)
-                health = await fetch(http, health_url)
-                await asyncio.sleep(GAP_SECONDS)
-                reply = await fetch(http, logs_url)
-                if health.status != 200:
-                    result.error(f"/healthz answered {health.status}")
-                if reply.status != 200:
-                    result.error(f"/logs answered {reply.status}: {reply.body[:200]!r}")
-                elif orjson.loads(reply.body)["logs"] != expected:
-                    result.error("/logs answered other logs than the camera's")
-                if i >= params.warmup:
-                    healthz.append(health.seconds)
-                    logs.append(reply.seconds)
+            timings = await interleave(
+                http,
+                health_url,
+                logs_url,
+                expected,
+                warmup=params.warmup,
+                rounds=params.rounds,
+                result=result,
+            )
         result.notes.extend(f"profile: {line}" for line in profile.lines)
         server_cpu: dict[str, float] = {}
         for name, url in (("healthz", health_url), ("logs", logs_url)):
@@ -106,6 +73,7 @@ async def run(ctx: Context, params: Params) -> ScenarioResult:
         result.errors_from("camera", camera.problems())
         result.figure("camera round trips (every /logs of the scenario)", camera.commands)
         result.errors_from("server", server.problems())
+    healthz, logs = timings.healthz, timings.logs
     for name, values in (("healthz", healthz), ("logs", logs)):
         result.figure(f"{name} p50 ms", round(1000 * percentile(values, 50), 3))
         result.figure(f"{name} p99 ms", round(1000 * percentile(values, 99), 3))

@@ -31,7 +31,7 @@ from bench.profiling import profiled
 from bench.result import ScenarioResult
 from tools.procs import python
 
-__all__ = ["FULL", "NAME", "QUICK", "SCENARIO", "Params", "run"]
+__all__ = ["FULL", "NAME", "QUICK", "SCENARIO", "Load", "Params", "measure_load", "run"]
 
 NAME: Final = "throughput"
 CAMERA_ID: Final = "tput"
@@ -120,7 +120,8 @@ async def _loadgen(url: str, connections: int, seconds: float) -> tuple[int, flo
     return int(figures["requests"]), float(figures["seconds"]), failed, float(figures["p50_ms"])
 
 
-async def _measure(server: RelayServer, url: str, params: Params, load: Load) -> None:
+async def measure_load(server: RelayServer, url: str, params: Params, load: Load) -> None:
+    """Keep ``params.connections`` busy on ``url`` for ``params.seconds``; add it to ``load``."""
     drive = _wrk if shutil.which("wrk") else _loadgen
     before = cpu_seconds(server.pid)
     requests, seconds, failed, p50 = await drive(url, params.connections, params.seconds)
@@ -152,14 +153,14 @@ async def _style(ctx: Context, params: Params, result: ScenarioResult, *, spaced
             result.error(f"{style}: the answer lost the camera's own separators")
         if params.seconds >= 1:  # a short warm-up of each kind (not measured)
             warm, once = Load(), Params(params.connections, 1.0, 1, 0)
-            await _measure(server, health_url, once, warm)
-            await _measure(server, logs_url, once, warm)
+            await measure_load(server, health_url, once, warm)
+            await measure_load(server, logs_url, once, warm)
         async with profiled(ctx, f"{NAME}-{style}", server.pid) as profile:
             for _ in range(params.rounds):
                 await asyncio.sleep(0.2)
-                await _measure(server, health_url, params, healthz)
+                await measure_load(server, health_url, params, healthz)
                 await asyncio.sleep(0.2)
-                await _measure(server, logs_url, params, logs)
+                await measure_load(server, logs_url, params, logs)
         result.notes.extend(f"profile {style}: {line}" for line in profile.lines)
         # The camera's 404s come from callers wrk cut at the end of each run: expected.
         result.errors_from("camera", camera.errors)
