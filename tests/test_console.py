@@ -74,8 +74,17 @@ async def test_the_page_is_open_while_data_endpoints_stay_guarded(make_client: M
 async def test_a_file_the_console_does_not_ship_is_a_404_problem(client: Client, name: str) -> None:
     async with client.get(f"/console/{name}") as response:
         assert (response.status, response.content_type) == (404, "application/problem+json")
+        assert_security_headers(response.headers)
         problem = await response.json(content_type=None)
     assert problem["detail"].startswith("the console has no file")
+
+
+async def test_a_revalidated_page_keeps_its_security_headers(client: Client) -> None:
+    async with client.get("/") as response:
+        etag = response.headers["ETag"]
+    async with client.get("/", headers={"If-None-Match": etag}) as response:
+        assert response.status == 304
+        assert_security_headers(response.headers)
 
 
 async def test_api_answers_carry_no_console_headers(client: Client) -> None:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from server.relay import LogResult, TimeRange
+from server.relay import CHUNK_BYTES, LogResult, TimeRange
 from server.relay.logscan import (
     MAX_DEPTH,
     MAX_REQUEST_ID_BYTES,
@@ -506,8 +506,9 @@ def test_non_compact_entries_come_back_byte_for_byte(
     assert selection.count == sum(inside)
     assert selection.size(b"[", b"]") == len(expected)
     assert b"".join(selection.chunks(b"[", b"]", chunk_bytes=chunk_bytes)) == expected
-    assert selection.render(b"[", b"]") == expected
-    assert selection.render(b"[", b"]") == expected  # the second time from the shared copy
+    small = expected if len(expected) <= CHUNK_BYTES else None
+    assert selection.render_small(b"[", b"]") == small
+    assert selection.render_small(b"[", b"]") == small  # the second time from the shared copy
     assert orjson.loads(expected) == [
         orjson.loads(body[start:end])
         for (start, end), keep in zip(spans, inside, strict=True)
@@ -517,7 +518,7 @@ def test_non_compact_entries_come_back_byte_for_byte(
     # The whole log, after any range: the camera's bytes from the first entry to the last.
     whole = result.select(TimeRange())
     everything = bytes(body[spans[0][0] : spans[-1][1]]) if spans else b""
-    assert whole.render(b"[", b"]") == b"[" + everything + b"]"
+    assert b"".join(whole.chunks(b"[", b"]")) == b"[" + everything + b"]"
     assert [result.entry_bytes(i) for i in range(len(result))] == [
         bytes(body[start:end]) for start, end in spans
     ]
@@ -531,15 +532,33 @@ def test_a_small_body_of_float_timestamps_is_indexed_only_when_a_range_needs_it(
     result = scan(body, []).result
     assert result._starts is None  # the whole log needs only its span
     whole = result.select(TimeRange())
-    assert whole.render(b"[", b"]") == b'[{"timestamp": 1.0} ,\n {"timestamp": 2.5}]'
+    assert whole.render_small(b"[", b"]") == b'[{"timestamp": 1.0} ,\n {"timestamp": 2.5}]'
     assert result._starts is None
     ranged = result.select(TimeRange(2.0, None))
-    assert ranged.render(b"[", b"]") == b'[{"timestamp": 2.5}]'
+    assert ranged.render_small(b"[", b"]") == b'[{"timestamp": 2.5}]'
     assert result._starts is not None
     for selection in (whole, ranged):
         selection.release()
     with pytest.raises(RuntimeError, match="already released"):
         whole.size(b"[", b"]")
+
+
+def test_a_small_answer_is_rendered_once_per_range_and_a_big_one_is_left_to_stream() -> None:
+    entries = [{"timestamp": i, "text": "x" * 100} for i in range(1000)]
+    result = scan(orjson.dumps({"logs": entries, "requestId": "r"}), []).result
+    first, second = result.select(TimeRange(0, 9)), result.select(TimeRange(0, 9))
+    answer = first.render_small(b"[", b"]")
+    assert answer == orjson.dumps(entries[:10])
+    assert second.render_small(b"[", b"]") is answer  # looked up, not rendered again
+    whole = result.select(TimeRange())
+    assert whole.size(b"[", b"]") > CHUNK_BYTES
+    assert whole.render_small(b"[", b"]") is None
+    assert b"".join(whole.chunks(b"[", b"]")) == orjson.dumps(entries)
+    for selection in (first, second, whole):
+        selection.release()
+    with pytest.raises(RuntimeError, match="already released"):
+        first.render_small(b"[", b"]")
+    result.release()
 
 
 def test_a_lazily_indexed_result_refuses_to_index_once_released() -> None:

@@ -9,7 +9,7 @@ import orjson
 from aiohttp import web
 
 from ..observe.logging_setup import REQUEST_ID
-from ..relay import CHUNK_BYTES, LogSelection, TimeRange
+from ..relay import LogSelection, TimeRange
 from ..state import get_metrics, get_settings
 from .middlewares import REQUEST_ID_HEADER
 
@@ -40,10 +40,10 @@ async def stream_logs(
     ``WRITE_TIMEOUT_SECONDS``, or the whole answer longer than that plus its size at
     ``MIN_TRANSFER_BYTES_PER_SECOND``: a slow reader must not pin the result."""
     head = answer_head(camera_id, time_range, selection.count)
-    size = selection.size(head, TAIL)
-    if size <= CHUNK_BYTES:
-        body = selection.render(head, TAIL)
+    body = selection.render_small(head, TAIL)
+    if body is not None:
         return web.Response(body=body, content_type="application/json", headers=headers)
+    size = selection.size(head, TAIL)
     response = web.StreamResponse(
         headers={
             **(headers or {}),

@@ -76,13 +76,14 @@ async def send_logs(request: web.Request) -> web.Response:
 
 
 async def get_logs(request: web.Request) -> web.StreamResponse:
-    require_user(request, get_settings(request.app).api_token)
+    app = request.app
+    require_user(request, get_settings(app).api_token)
     query = query_of(request)
     camera_id = camera_id_param(query)
     time_range = time_range_params(query)
     hint = unit_hint(time_range)
-    headers = {} if hint is None else {HINT_HEADER: hint}
-    selection = await get_relay(request.app).fetch_logs(camera_id, time_range)
+    headers = None if hint is None else {HINT_HEADER: hint}
+    selection = await get_relay(app).fetch_logs(camera_id, time_range)
     try:
         return await stream_logs(request, camera_id, time_range, selection, headers)
     finally:

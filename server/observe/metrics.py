@@ -105,8 +105,10 @@ class RelayMetrics(RelayObserver):
             ["outcome"],
             registry=self.registry,
         )
-        for outcome in ResultOutcome:
-            self.results.labels(outcome.value)
+        #: each outcome's counter, looked up once (``labels`` takes a lock)
+        self._results_by_outcome = {
+            outcome: self.results.labels(outcome.value) for outcome in ResultOutcome
+        }
         self.logs_requests = Counter(
             "camrelay_logs_requests",
             "/logs requests by response status",
@@ -203,7 +205,7 @@ class RelayMetrics(RelayObserver):
         self.commands_abandoned.inc()
 
     def result_received(self, camera_id: str, outcome: ResultOutcome) -> None:
-        self.results.labels(outcome.value).inc()
+        self._results_by_outcome[outcome].inc()
 
     def upload_refused(self, camera_id: str, *, body_read: bool) -> None:
         self.uploads_refused.labels("at_request_id" if body_read else "before_body").inc()

@@ -187,9 +187,12 @@ class Relay(RelayService):
             self._watched.pop(caller, None)
             session.forget(caller)
             future = caller.future
-            came = future.done() and not future.cancelled() and future.exception() is None
-            if result is None and came:
-                # Cancelled (or timed out) as the result came: let go of its hold.
+            if (
+                result is None  # cancelled (or timed out) as the result came: let go of it
+                and future.done()
+                and not future.cancelled()
+                and future.exception() is None
+            ):
                 future.result().release()
         try:
             return result.select(time_range)

@@ -213,6 +213,14 @@ class LogResult:
         pieces.append(tail)
         yield b"".join(pieces)
 
+    def _render_small(self, runs: list[Run], head: bytes, tail: bytes) -> bytes | None:
+        rendered = self._rendered.get((head, tail, *runs))
+        if rendered is not None:
+            return rendered
+        if len(head) + self._joined_size(runs) + len(tail) > CHUNK_BYTES:
+            return None
+        return self._render(runs, head, tail)
+
     def _render(self, runs: list[Run], head: bytes, tail: bytes) -> bytes:
         """The whole answer in one piece, rendered once for every caller that asks
         the same (callers of one command mostly ask the same range)."""
@@ -233,7 +241,11 @@ class LogSelection:
     def __init__(self, result: LogResult, runs: list[Run]) -> None:
         self.result = result
         self._runs = runs
-        self.count = sum(last - first for first, last in runs)
+        if len(runs) == 1:  # the usual selection: one run (the whole log, or a range of it)
+            ((first, last),) = runs
+            self.count = last - first
+        else:
+            self.count = sum(last - first for first, last in runs)
         self._released = False
 
     def indices(self) -> Iterator[int]:
@@ -246,13 +258,13 @@ class LogSelection:
             raise RuntimeError("the selection was already released")
         return len(head) + self.result._joined_size(self._runs) + len(tail)
 
-    def render(self, head: bytes, tail: bytes) -> bytes:
-        """``head``, the entries' own bytes joined by commas, ``tail``, whole: for an
-        answer of at most ``CHUNK_BYTES`` (``size``); shared by the callers of one
-        result that ask the same range."""
+    def render_small(self, head: bytes, tail: bytes) -> bytes | None:
+        """``head``, the entries' own bytes joined by commas, ``tail``, whole, if that is
+        at most ``CHUNK_BYTES`` (else None: stream it in ``chunks``). Rendered once for
+        the callers of one result that ask the same range; the others look it up."""
         if self._released:
             raise RuntimeError("the selection was already released")
-        return self.result._render(self._runs, head, tail)
+        return self.result._render_small(self._runs, head, tail)
 
     def chunks(self, head: bytes, tail: bytes, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
         """``head``, the entries' own bytes joined by commas, ``tail``: in bounded pieces."""
