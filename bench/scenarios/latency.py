@@ -1,8 +1,9 @@
 """latency: ``GET /logs`` (one camera, 100 logs) against ``GET /healthz``, same client, same run.
 
 The two are interleaved on one keep-alive connection (``bench.interleaved``),
-so machine noise hits both alike. The figure is the ratio of their percentiles. Afterwards a run of each kind alone
-measures the CPU every process spends per request.
+so machine noise hits both alike. The figure is the ratio of their percentiles.
+Afterwards a run of each kind alone measures the CPU every process spends per
+request.
 """
 
 from __future__ import annotations
