@@ -346,7 +346,16 @@ async def test_a_sweep_forgets_the_held_polls_a_dead_home_left_share_by_share(
     [kept] = await live.directory.claim(["alive"], "A~1", again=False)
     await live.directory.write_status("A~1", [write("alive", seq=kept.seq, answered=True)])
     assert await indexed(raw, Keys(prefix).due) == [], "held polls are in no expiry index"
-    await asyncio.sleep(0.2 + 0.1)  # their entries expired; nothing deleted them yet
+    # A shard's keys live twice its entries' retention past its last write: on a slow
+    # machine they could vanish whole before the sweep. Kept here, as the writes of the
+    # fleet's other cameras keep them.
+    for shard in range(SHARDS):
+        await raw.persist(Keys(prefix).entries(shard))
+
+    async def all_expired() -> bool:  # the last claimed expires last
+        return await expires_in_ms(raw, prefix, ids[-1]) < 0
+
+    await eventually(all_expired)  # their entries expired; nothing deleted them yet
     assert await raw.hlen(Keys(prefix).entries(shard_of("d-000"))) > 1
 
     async def held() -> int:
