@@ -11,7 +11,9 @@ import aiohttp
 import orjson
 import pytest
 
-from server.observe.logging_setup import configure_logging
+from server.observe.events import EventLogger
+from server.observe.logging_setup import REQUEST_ID, configure_logging
+from server.relay import ResultOutcome
 from tests.conftest import Client, MakeLiveServer, relay_of
 from tests.helpers import camera_polling, wait_until
 
@@ -29,6 +31,7 @@ def json_log() -> Iterator[io.StringIO]:
     yield buffer
     root.handlers[:] = saved_handlers
     root.setLevel(saved_level)
+    logging.getLogger("aiohttp.access").setLevel(logging.NOTSET)
 
 
 async def test_relay_events_are_json_lines_with_the_request_id(
@@ -99,3 +102,23 @@ async def test_access_lines_are_written_at_debug_only(
     assert bool(access) is logged
     if logged:
         assert '"GET /healthz HTTP/1.1" 200' in access[0].getMessage()
+
+
+async def test_a_round_trip_line_is_written_after_the_answers_its_step_woke(
+    json_log: io.StringIO,
+) -> None:
+    token = REQUEST_ID.set("req-9")
+    try:
+        EventLogger().result_received("cam-1", ResultOutcome.ACCEPTED)
+    finally:
+        REQUEST_ID.reset(token)
+    assert json_log.getvalue() == "", "not on this turn of the event loop"
+    await asyncio.sleep(0)
+    [line] = [orjson.loads(text) for text in json_log.getvalue().splitlines()]
+    assert (line["message"], line["requestId"]) == ("result from camera cam-1: accepted", "req-9")
+
+
+def test_without_an_event_loop_a_round_trip_line_is_written_at_once(json_log: io.StringIO) -> None:
+    EventLogger().command_delivered("cam-1", "r-1", 2, redelivery=False)
+    [line] = [orjson.loads(text) for text in json_log.getvalue().splitlines()]
+    assert line["message"] == "command r-1 delivered to camera cam-1 for 2 caller(s)"

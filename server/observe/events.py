@@ -7,10 +7,11 @@ back are counted in the next line let through.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from ..relay import RelayObserver, ResultOutcome
 
@@ -43,6 +44,20 @@ class LineBudget:
         self._used += 1
         held_back, self._held_back = self._held_back, 0
         return held_back
+
+
+def _info_after_this_turn(message: str, *args: Any) -> None:
+    """``logger.info`` once the event loop's ready callbacks have run (at once without a
+    loop): the line of a round trip's step is written after the answers that step woke,
+    not before (the request id it was logged under goes with it)."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        logger.info(message, *args)
+    else:
+        loop.call_soon(logger.info, message, *args)
 
 
 def _more(held_back: int, what: str) -> str:
@@ -84,9 +99,9 @@ class EventLogger(RelayObserver):
         self, camera_id: str, request_id: str, callers: int, redelivery: bool
     ) -> None:
         if redelivery:
-            logger.info("command %s redelivered to camera %s", request_id, camera_id)
+            _info_after_this_turn("command %s redelivered to camera %s", request_id, camera_id)
         else:
-            logger.info(
+            _info_after_this_turn(
                 "command %s delivered to camera %s for %d caller(s)", request_id, camera_id, callers
             )
 
@@ -103,7 +118,7 @@ class EventLogger(RelayObserver):
 
     def result_received(self, camera_id: str, outcome: ResultOutcome) -> None:
         if outcome is ResultOutcome.ACCEPTED:
-            logger.info("result from camera %s: %s", camera_id, outcome.value)
+            _info_after_this_turn("result from camera %s: %s", camera_id, outcome.value)
             return
         held_back = self._results_not_accepted.take()
         if held_back is not None:
