@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import sys
 from collections.abc import Sequence
@@ -117,9 +118,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
+    app = create_app()
+    gc.freeze()  # as the relay does once it listens: start-up's objects out of the collector's way
     # A held poll is not waited for at the end: the yardstick has no graceful stop.
     web.run_app(
-        create_app(),
+        app,
         host=args.host,
         port=args.port,
         access_log=None,

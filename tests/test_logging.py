@@ -107,12 +107,23 @@ async def test_access_lines_are_written_at_debug_only(
 async def test_a_round_trip_line_is_written_after_the_answers_its_step_woke(
     json_log: io.StringIO,
 ) -> None:
+    result = asyncio.get_running_loop().create_future()
+    log_when_answered: list[str] = []
+
+    async def caller() -> None:
+        await result
+        log_when_answered.append(json_log.getvalue())
+
+    waiting = asyncio.create_task(caller())
+    await asyncio.sleep(0)
     token = REQUEST_ID.set("req-9")
-    try:
+    try:  # as the session does: the result handed over, then the event reported
+        result.set_result(None)
         EventLogger().result_received("cam-1", ResultOutcome.ACCEPTED)
     finally:
         REQUEST_ID.reset(token)
-    assert json_log.getvalue() == "", "not on this turn of the event loop"
+    await waiting
+    assert log_when_answered == [""], "the caller woken by the step ran before its line"
     await asyncio.sleep(0)
     [line] = [orjson.loads(text) for text in json_log.getvalue().splitlines()]
     assert (line["message"], line["requestId"]) == ("result from camera cam-1: accepted", "req-9")

@@ -349,8 +349,10 @@ async def test_a_sweep_forgets_the_held_polls_a_dead_home_left_share_by_share(
     # A shard's keys live twice its entries' retention past its last write: on a slow
     # machine they could vanish whole before the sweep. Kept here, as the writes of the
     # fleet's other cameras keep them.
+    keys = Keys(prefix)
     for shard in range(SHARDS):
-        await raw.persist(Keys(prefix).entries(shard))
+        for key in (keys.entries(shard), keys.ids(shard), keys.due(shard)):
+            await raw.persist(key)
 
     async def all_expired() -> bool:  # the last claimed expires last
         return await expires_in_ms(raw, prefix, ids[-1]) < 0
@@ -364,6 +366,7 @@ async def test_a_sweep_forgets_the_held_polls_a_dead_home_left_share_by_share(
     await backend.directory.sweep(0.25)
     first = await held()
     assert 1 + 800 * 0.5 <= first < 1 + 800 * 0.85, "about a quarter of each shard scanned"
+    assert len(await indexed(raw, keys.ids)) == first, "the ids left are the entries left"
     await backend.directory.sweep(1.0)
     assert await held() == 1
     assert await indexed(raw, Keys(prefix).ids) == [b"alive"]

@@ -62,6 +62,7 @@ def _asset_handler() -> Handler:
 
 def setup_console(app: web.Application) -> None:
     """The page and its assets are open: they hold no data (the data endpoints are guarded).
-    Each answer of these routes carries the security headers; no other answer pays for them."""
+    Their files, and the 404 for a file the console does not ship, carry the security
+    headers; no other answer pays for them."""
     app.router.add_get("/", index, name=INDEX_ROUTE)
     app.router.add_get("/console/{name}", _asset_handler(), name=ASSETS_ROUTE)
