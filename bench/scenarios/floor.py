@@ -96,12 +96,10 @@ async def _measure(
         )
         measured.healthz_p50 = percentile(timings.healthz, 50)
         measured.logs_p50 = percentile(timings.logs, 50)
-        for url in (health_url, logs_url):
-            spent = await cpu_per_request(http, url, server.pid, camera.child.pid, params.rounds)
-            if url is health_url:
-                measured.healthz_cpu = spent["server"]
-            else:
-                measured.logs_cpu = spent["server"]
+        pids = server.pid, camera.child.pid
+        healthz_spent = await cpu_per_request(http, health_url, *pids, params.rounds)
+        logs_spent = await cpu_per_request(http, logs_url, *pids, params.rounds)
+        measured.healthz_cpu, measured.logs_cpu = healthz_spent["server"], logs_spent["server"]
         load_params = throughput.Params(
             params.connections, params.seconds, params.load_rounds, params.entries
         )

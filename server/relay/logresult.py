@@ -82,7 +82,7 @@ class LogResult:
         self._exact = exact
         #: timestamps are non-decreasing in the camera's order: ranges slice by bisection
         self.ordered = ordered
-        #: small answers rendered whole, by head, tail and runs (see ``_render``)
+        #: small answers rendered whole, by head, tail and runs (see ``_render_small``)
         self._rendered: dict[tuple[object, ...], bytes] = {}
         self._holds = 1
         self._on_release = on_release
@@ -214,22 +214,18 @@ class LogResult:
         yield b"".join(pieces)
 
     def _render_small(self, runs: list[Run], head: bytes, tail: bytes) -> bytes | None:
-        rendered = self._rendered.get((head, tail, *runs))
+        """The whole answer in one piece if it is at most ``CHUNK_BYTES``, rendered once
+        for every caller that asks the same (callers of one command mostly ask the same
+        range); None for a bigger one."""
+        key = (head, tail, *runs)
+        rendered = self._rendered.get(key)
         if rendered is not None:
             return rendered
         if len(head) + self._joined_size(runs) + len(tail) > CHUNK_BYTES:
             return None
-        return self._render(runs, head, tail)
-
-    def _render(self, runs: list[Run], head: bytes, tail: bytes) -> bytes:
-        """The whole answer in one piece, rendered once for every caller that asks
-        the same (callers of one command mostly ask the same range)."""
-        key = (head, tail, *runs)
-        rendered = self._rendered.get(key)
-        if rendered is None:
-            rendered = b"".join(self._chunks(runs, head, tail, _NO_CUT))
-            if len(self._rendered) < RENDERED_KEPT:
-                self._rendered[key] = rendered
+        rendered = b"".join(self._chunks(runs, head, tail, _NO_CUT))
+        if len(self._rendered) < RENDERED_KEPT:
+            self._rendered[key] = rendered
         return rendered
 
 
