@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
+import os
 import socket
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -234,6 +235,10 @@ SESSION_REDIS_CLUSTER = SessionRedisCluster()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # Each worker collects every test but runs its share: it starts the cluster when a
+        # test of its share first asks for it, not because another worker's might.
+        return
     # The tests that run on it take it as a fixture, or by their "redis-cluster" parameter.
     if any(
         "redis_cluster" in getattr(item, "fixturenames", ()) or "[redis-cluster" in item.nodeid

@@ -39,7 +39,12 @@ from tests.conftest import LiveServer, MakeLiveServer, live_servers
 from tests.helpers import LogEntries, ScriptedCamera, camera_polling, running, wait_until
 from tools.browser import chromium_path, launch, missing_browser_reason
 
-pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
+#: One worker runs them all, on one browser and one loop.
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.xdist_group("browser"),
+]
 
 #: Short server timeouts: a stopped camera is offline within a second of its last poll.
 FAST = {"poll_hold_seconds": 0.5, "connect_timeout_seconds": 0.5}

@@ -30,6 +30,9 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from server import Settings
 from tests.conftest import serve_on_loopback
 
+#: One worker runs them all: ``test_case_count`` reports on the cases the others ran.
+pytestmark = pytest.mark.xdist_group("schemathesis")
+
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "server" / "http" / "openapi.json"
 HOST = "127.0.0.1"
 CAMERA_ID = "default"
