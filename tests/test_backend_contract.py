@@ -71,7 +71,8 @@ class Store(abc.ABC):
 
 class MemoryStoreUnderTest(Store):
     def __init__(self) -> None:
-        self.store = MemoryStore(LIMITS, wall_clock)
+        # Small bodies inside their messages, as the Redis transport sends them.
+        self.store = MemoryStore(LIMITS, wall_clock, inline_body_bytes=64 * 1024)
 
     def backend(self) -> Backend:
         return self.store.backend()
@@ -398,9 +399,14 @@ async def check_messages_and_bodies(store: Store) -> None:
     assert second.header == b"second"
     assert second.body is not None
     assert second.body.size in (0, 5)
-    assert await second.body.read() == b"small"
+    # Its bytes are taken once: at once if they came inside the message, else read.
+    here = second.body.take_here()
+    assert here in (None, b"small")
+    assert await second.body.read() == (b"small" if here is None else None)
+    assert second.body.take_here() is None
     (large,) = await receiver.transport.receive(N2)
     assert large.body is not None
+    assert large.body.take_here() is None, "a big body is read from the store"
     assert await large.body.read() == big
 
     loop = asyncio.get_running_loop()

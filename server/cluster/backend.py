@@ -239,6 +239,26 @@ class Body(abc.ABC):
     async def read(self) -> bytes | None:
         """The bytes, once (``None`` if they expired or could not be read)."""
 
+    def take_here(self) -> bytes | None:
+        """The bytes, once, if they came inside the message: no read from the store, so
+        no wait and no failure. ``None``: read them with ``read``."""
+        return None
+
+
+class InlineBody(Body):
+    """A body that came inside its message."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data: bytes | None = data
+        self.size = len(data)
+
+    async def read(self) -> bytes | None:
+        return self.take_here()
+
+    def take_here(self) -> bytes | None:
+        data, self._data = self._data, None
+        return data
+
 
 @dataclass(frozen=True, slots=True)
 class Delivery:

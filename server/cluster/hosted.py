@@ -136,8 +136,15 @@ class HostedCallers:
             refs.append(ref)
             result.release()  # the message carries one hold for all of them
 
+    def post_outgoing(self) -> None:
+        """Post the results queued for callers' nodes now, not at the end of the loop turn."""
+        for key in list(self._outgoing):
+            self._post_result(key)
+
     def _post_result(self, key: tuple[str, str, LogResult]) -> None:
-        refs = self._outgoing.pop(key)
+        refs = self._outgoing.pop(key, None)
+        if refs is None:
+            return  # posted already (``post_outgoing``)
         node, camera_id, result = key
         self._ctx.events.forwarded("result")
         self._ctx.courier.post_result(node, m.Outcome(camera=camera_id, refs=tuple(refs)), result)

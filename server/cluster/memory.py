@@ -15,6 +15,10 @@ the ``random.Random`` the test passes in so that a run can be replayed:
   seconds late (a receive batch then comes in shuffled order), or lost with probability ``p``;
 - ``set_latency(s)``: each call takes up to ``s`` seconds.
 
+A body of at most ``inline_body_bytes`` travels inside its message, as the Redis
+transport's small ones do; a bigger one is kept apart, to be read (and to expire)
+on its own.
+
 Times are the ``wall_clock`` the store is given (seen times, expiry); waits use the
 event loop's clock, so a loop with virtual time runs the store in virtual time.
 """
@@ -39,6 +43,7 @@ from .backend import (
     Delivery,
     Directory,
     Envelope,
+    InlineBody,
     Members,
     StatusWrite,
     StoreLimits,
@@ -63,6 +68,8 @@ class _Message:
     size: int
     due: float
     expires: float
+    #: a body that travels inside the message
+    inline: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -83,8 +90,11 @@ class MemoryStore:
         limits: StoreLimits,
         wall_clock: Callable[[], float],
         rng: random.Random | None = None,
+        *,
+        inline_body_bytes: int = 0,
     ) -> None:
         self.limits = limits
+        self.inline_body_bytes = inline_body_bytes
         self._clock = wall_clock
         self._rng = rng or random.Random(0)
         self._faults = _Faults()
@@ -355,13 +365,16 @@ class MemoryBackend(Backend, Directory, Members, Transport):
         for envelope in envelopes:
             if faults.drop and store._rng.random() < faults.drop:
                 continue
-            key = None
-            if envelope.body is not None:
+            key = inline = None
+            body = envelope.body
+            if body is not None and len(body) <= store.inline_body_bytes:
+                inline = body
+            elif body is not None:
                 key = next(store._keys)
-                store._bodies[key] = (envelope.body, now + ttl)
+                store._bodies[key] = (body, now + ttl)
             delay = store._rng.uniform(0, faults.delay) if faults.delay else 0.0
-            size = 0 if envelope.body is None else len(envelope.body)
-            message = _Message(envelope.header, key, size, now + delay, now + ttl)
+            size = 0 if body is None else len(body)
+            message = _Message(envelope.header, key, size, now + delay, now + ttl, inline)
             store._inboxes.setdefault(envelope.to, []).append(message)
         store._wake()
 
@@ -388,6 +401,8 @@ class MemoryBackend(Backend, Directory, Members, Transport):
                     await store._woken.wait()
 
     def _delivery(self, message: _Message) -> Delivery:
+        if message.inline is not None:
+            return Delivery(message.header, InlineBody(message.inline))
         if message.body is None:
             return Delivery(message.header)
         return Delivery(

@@ -295,6 +295,10 @@ class ClusterNode(RelayService):
         if self._ctx.closing or self._relay.has_session(camera_id):
             async with self._relay.receive_result(camera_id, declared_bytes) as upload:
                 yield upload
+            # The callers it answered queue their results in the next loop turn (their
+            # futures' callbacks): post them then, ahead of the camera's own answer.
+            await asyncio.sleep(0)
+            self._hosted.post_outgoing()
             return
         async with self._forwarding.receive(camera_id, declared_bytes) as upload:
             yield upload

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from ..relay import FIRST_RESERVATION_BYTES, LogResult, ResultBudget, TimeRange
+from ..relay import FIRST_RESERVATION_BYTES, LogResult, Reservation, ResultBudget, TimeRange
 from ..relay.logscan import ResultBodyError, ResultScanner
 from .backend import Body
 
@@ -48,6 +48,32 @@ async def take_result(budget: ResultBudget, body: Body | None) -> LogResult | No
             reservation.release()
             return None
         await reservation.grow_to(len(data))
+    except BaseException:
+        reservation.release()
+        raise
+    return _result_in(data, reservation)
+
+
+def take_result_here(budget: ResultBudget, body: Body) -> LogResult | None:
+    """The result in a body that came inside its message, taken at once if ``budget`` has
+    room for it now; ``None`` if it did not come so, or the budget has no room now, or it
+    does not parse (logged). ``take_result`` then reads what is left: nothing, if this
+    took the bytes."""
+    if not body.size:
+        return None
+    reservation = budget.reserve_now(body.size)
+    if reservation is None:
+        return None
+    data = body.take_here()
+    if data is None or len(data) != body.size:
+        reservation.release()
+        return None
+    return _result_in(data, reservation)
+
+
+def _result_in(data: bytes, reservation: Reservation) -> LogResult | None:
+    """The result in ``data``, counted in ``reservation`` until its last hold ends."""
+    try:
         result = result_from(data, reservation.release)
     except ResultBodyError as error:
         reservation.release()

@@ -19,7 +19,7 @@ from .backend import BackendError, Body
 from .context import NodeContext
 from .courier import LocalResult
 from .knownhomes import KnownHomes
-from .payload import take_result
+from .payload import take_result, take_result_here
 from .unavailable import ClusterUnavailable
 
 
@@ -116,6 +116,12 @@ class Waiters:
             return
         if isinstance(body, LocalResult):
             self._deliver(message, body.result)
+            return
+        if not any(self._mine(message.camera, ref) for ref in message.refs):
+            return  # nobody here waits for it: its body is not read
+        result = None if body is None else take_result_here(self._ctx.relay.budget, body)
+        if result is not None:
+            self._deliver(message, result)
             return
         # Off the inbox's reader: the result may wait for room in the budget.
         self._ctx.spawn(self._take_outcome(message, body))

@@ -64,11 +64,23 @@ class ResultBudget:
 
     async def reserve(self, size: int) -> Reservation:
         """A reservation of ``size`` bytes (at most the limit), once the budget has room."""
-        size = min(size, self.limit)
-        if not self._waiters and self.in_use + size <= self.limit:
-            self.in_use += size
-        else:
+        reservation = self.reserve_now(size)
+        if reservation is None:
+            size = min(size, self.limit)
             await self._wait(size, None)
+            reservation = self._reading_one(size)
+        return reservation
+
+    def reserve_now(self, size: int) -> Reservation | None:
+        """A reservation of ``size`` bytes (at most the limit) if the budget has room now
+        and nobody waits ahead; ``None`` otherwise (``reserve`` waits its turn)."""
+        size = min(size, self.limit)
+        if self._waiters or self.in_use + size > self.limit:
+            return None
+        self.in_use += size
+        return self._reading_one(size)
+
+    def _reading_one(self, size: int) -> Reservation:
         reservation = Reservation(self, size)
         self._reading[reservation] = None
         return reservation

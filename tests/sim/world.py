@@ -59,6 +59,8 @@ Entry = dict[str, Any]
 
 #: what one read of an upload's body takes at most (as ``server.http.body_reader``)
 READ_CHUNK_BYTES = 64 * 1024
+#: the biggest body the Redis transport sends inside its message
+INLINE_BODY_BYTES = 64 * 1024
 ENTRIES_PER_CAMERA = 12
 
 
@@ -216,7 +218,15 @@ class World:
         self.config = config or SimConfig()
         self.rng = random.Random(seed)
         self.loop = asyncio.get_running_loop()
-        self.store = MemoryStore(self.config.limits(), self.wall, random.Random(f"store-{seed}"))
+        # Odd seeds send small bodies inside their messages, as Redis does (a result is then
+        # taken as it is read); even ones keep every body apart (it is read, and may expire).
+        inline = seed % 2 == 1
+        self.store = MemoryStore(
+            self.config.limits(),
+            self.wall,
+            random.Random(f"store-{seed}"),
+            inline_body_bytes=INLINE_BODY_BYTES if inline else 0,
+        )
         self.store.set_latency(self.config.store_latency)
         self.slots = [NodeSlot(f"node-{index}") for index in range(self.config.nodes)]
         self.cameras = [f"cam-{index}" for index in range(self.config.cameras)]
@@ -728,6 +738,7 @@ class World:
     async def run(self) -> None:
         """Traffic and faults, a quiet period, a final round, then the checks."""
         config = self.config
+        self.note(f"bodies up to {self.store.inline_body_bytes} bytes inside their messages")
         for slot in self.slots:
             await self.start_node(slot)
         for camera in self.cameras:

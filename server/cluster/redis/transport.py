@@ -8,11 +8,14 @@ through pub/sub: Redis cuts a subscriber whose buffer passes 32 MB.
 
 ``receive`` blocks in ``XREAD`` on the reader's own connection, from the last
 entry this transport read for the node (from the start at first: what was
-sent before the reader began is still for it). Read entries are deleted in the
-background, so that the next read need not wait. A stream made anew (the
-store lost its data, or failed over to a replica whose clock is behind) may
-number its entries below the last one read; an idle read therefore checks for
-entries at or below it that this transport did not read, and starts over.
+sent before the reader began is still for it). The entries one read returned
+are deleted (``XDEL``) in one pipeline with the next read, ahead of it: by then
+the requests they woke have answered (``Courier``), and the deletion costs no
+round trip and no write of its own (a deletion that failed is sent again by an
+idle read). A stream made anew (the store lost its data, or failed over to a
+replica whose clock is behind) may number its entries below the last one read;
+an idle read therefore checks for entries at or below it that this transport
+did not read, and starts over.
 """
 
 from __future__ import annotations
@@ -25,7 +28,15 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from ..backend import BackendError, Body, Delivery, Envelope, StoreLimits, Transport
+from ..backend import (
+    BackendError,
+    Body,
+    Delivery,
+    Envelope,
+    InlineBody,
+    StoreLimits,
+    Transport,
+)
 from .connection import Store
 from .keys import Keys
 
@@ -38,18 +49,6 @@ READ_BATCH = 500
 #: counts as lost
 READ_DEADLINE_EXTRA_SECONDS = 2.0
 START = "0-0"
-
-
-class InlineBody(Body):
-    """A body that came inside its stream entry."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data: bytes | None = data
-        self.size = len(data)
-
-    async def read(self) -> bytes | None:
-        data, self._data = self._data, None
-        return data
 
 
 class StoredBody(Body):
@@ -86,6 +85,8 @@ class RedisTransport(Transport):
         self._last_ids: dict[str, str] = {}
         #: per node: entries read whose deletion is not confirmed yet
         self._undeleted: dict[str, set[bytes]] = {}
+        #: per node: entries the last read returned, deleted with the next read
+        self._to_delete: dict[str, list[bytes]] = {}
         self._deletions: set[asyncio.Task[None]] = set()
 
     async def send(self, envelopes: Sequence[Envelope]) -> None:
@@ -112,15 +113,17 @@ class RedisTransport(Transport):
     async def receive(self, node: str) -> list[Delivery]:
         inbox = self._keys.inbox(node)
         last_id = self._last_ids.get(node, START)
+        read_before = self._to_delete.pop(node, [])
         with self._store.guard():
-            self._store.commands_sent += 1
             try:
                 async with asyncio.timeout(self._read_deadline):
-                    answer: Any = await self._store.reader.xread(
-                        {inbox: last_id}, count=READ_BATCH, block=self._block_ms
-                    )
+                    deleted, answer = await self._delete_and_read(inbox, last_id, read_before)
             except TimeoutError:
                 raise BackendError("TimeoutError: the inbox read did not return") from None
+        if read_before and not isinstance(deleted, Exception):
+            self._undeleted.get(node, set()).difference_update(read_before)
+        if isinstance(answer, Exception):
+            raise self._store.error(answer)
         if not answer:
             await self._check_renumbered(node, inbox, last_id)
             return []
@@ -128,9 +131,30 @@ class RedisTransport(Transport):
         entry_ids = [entry_id for entry_id, _ in entries]
         self._last_ids[node] = entry_ids[-1].decode()
         self._undeleted.setdefault(node, set()).update(entry_ids)
-        self._spawn_delete(node, inbox, entry_ids)
+        self._to_delete[node] = entry_ids
         deliveries = (self._delivery(fields) for _, fields in entries)
         return [delivery for delivery in deliveries if delivery is not None]
+
+    async def _delete_and_read(
+        self, inbox: str, last_id: str, read_before: list[bytes]
+    ) -> tuple[Any, Any]:
+        """``XDEL`` of ``read_before`` (if any) and the blocking ``XREAD``, in one pipeline:
+        each reply, or the error that command met."""
+        reader = self._store.reader
+        if not read_before:
+            self._store.commands_sent += 1
+            return None, await reader.xread(
+                {inbox: last_id}, count=READ_BATCH, block=self._block_ms
+            )
+        pipe = self._store.pipeline(reader)
+        pipe.xdel(inbox, *read_before)
+        pipe.xread({inbox: last_id}, count=READ_BATCH, block=self._block_ms)
+        self._store.commands_sent += 2
+        try:
+            deleted, answer = await pipe.execute(raise_on_error=False)
+        finally:
+            await pipe.reset()  # type: ignore[no-untyped-call]
+        return deleted, answer
 
     def _delivery(self, fields: dict[bytes, bytes]) -> Delivery | None:
         header = fields.get(b"m")
@@ -173,8 +197,6 @@ class RedisTransport(Transport):
         task.add_done_callback(self._deletions.discard)
 
     async def _delete(self, node: str, inbox: str, entry_ids: list[bytes]) -> None:
-        # Sent after the requests the read messages woke have answered (see ``Courier``).
-        await asyncio.sleep(0)
         with contextlib.suppress(RedisError, OSError):
             self._store.commands_sent += 1
             await self._store.shared.xdel(inbox, *entry_ids)

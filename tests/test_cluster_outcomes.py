@@ -1,0 +1,150 @@
+"""A result on its way from the camera's home to a caller on another node, on the in-memory
+backend: the home posts it before it answers the camera's upload, and the caller's node
+takes a result that came inside its message at once, or waits for room in its budget."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+
+import orjson
+import pytest
+
+from server.cluster import ClusterNode
+from server.cluster import messages as m
+from server.cluster.backend import Body, Envelope, InlineBody, StoreLimits
+from server.cluster.context import ClusterConfig
+from server.cluster.memory import MemoryBackend, MemoryStore
+from server.cluster.payload import HEAD, TAIL, take_result_here
+from server.relay import LogResult, RelayConfig, ResultBudget, TimeRange
+from server.relay.logscan import ResultScanner
+
+RELAY = RelayConfig(
+    poll_hold_seconds=2.0, connect_timeout_seconds=2.0, response_timeout_seconds=2.0
+)
+LIMITS = StoreLimits(
+    node_timeout_seconds=2.0,
+    max_cameras=8,
+    answered_retention_seconds=60.0,
+    unanswered_retention_seconds=RELAY.unanswered_retention_seconds,
+    message_ttl_seconds=RELAY.longest_logs_wait,
+    receive_wait_seconds=0.5,
+)
+LOGS = [{"timestamp": float(t), "description": f"event {t}"} for t in range(5)]
+RESULT_BODY = HEAD + b",".join(orjson.dumps(entry) for entry in LOGS) + TAIL
+
+
+class SendsRecorded(MemoryBackend):
+    """The in-memory backend, noting in ``order`` the type of each message it is sent."""
+
+    def __init__(self, store: MemoryStore, order: list[str]) -> None:
+        super().__init__(store)
+        self._order = order
+
+    async def send(self, envelopes: Sequence[Envelope]) -> None:
+        for envelope in envelopes:
+            message = m.decode(envelope.header)
+            self._order.append(f"{'' if message is None else message.TYPE} sent")
+        await super().send(envelopes)
+
+
+def node_on(backend: MemoryBackend, name: str) -> ClusterNode:
+    config = ClusterConfig(
+        prefix="t", node=name, node_timeout_seconds=2.0, shutdown_timeout_seconds=1.0
+    )
+    return ClusterNode(RELAY, config, backend, wall_clock=time.time)
+
+
+def scanned(request_id: str) -> LogResult:
+    scanner = ResultScanner(expected_size=None)
+    scanner.feed(b'{"requestId":"%s","logs":%s}' % (request_id.encode(), orjson.dumps(LOGS)))
+    return scanner.finish().result
+
+
+async def test_a_result_for_a_caller_elsewhere_leaves_the_home_before_its_upload_is_answered() -> (
+    None
+):
+    store = MemoryStore(LIMITS, time.time, inline_body_bytes=64 * 1024)
+    order: list[str] = []
+    home = node_on(SendsRecorded(store, order), "home")
+    other = node_on(store.backend(), "other")
+    await home.start()
+    await other.start()
+    try:
+        poll = asyncio.ensure_future(home.poll("cam"))
+        await asyncio.sleep(0.05)  # held: the camera's entry names its home
+        caller = asyncio.ensure_future(other.fetch_logs("cam", TimeRange(1.0, 3.0)))
+        async with asyncio.timeout(5.0):
+            command = await poll
+        assert command is not None
+        async with home.receive_result("cam", None) as upload:
+            receipt = await upload.submit(command.request_id, scanned(command.request_id))
+        assert receipt.callers == 1
+        await asyncio.sleep(0)  # as /send_logs does before it answers the camera
+        order.append("upload answered")
+        assert order[-2:] == ["outcome sent", "upload answered"]
+        async with asyncio.timeout(5.0):
+            selection = await caller
+        try:
+            assert orjson.loads(b"".join(selection.chunks(b"[", b"]"))) == LOGS[1:4]
+        finally:
+            selection.release()
+    finally:
+        await other.stop()
+        await home.stop()
+
+
+# ---------------------------------------------------------------- take_result_here
+
+
+def test_a_result_that_came_inside_its_message_is_taken_at_once_and_counted() -> None:
+    budget = ResultBudget(10_000)
+    body = InlineBody(RESULT_BODY)
+    result = take_result_here(budget, body)
+    assert result is not None
+    assert [result.entry_bytes(i) for i in range(len(result))] == [
+        orjson.dumps(entry) for entry in LOGS
+    ]
+    assert budget.in_use == len(RESULT_BODY)
+    result.release()
+    assert budget.in_use == 0
+    assert body.take_here() is None, "its bytes are taken once"
+
+
+async def test_a_result_waits_its_turn_when_the_budget_has_no_room_now() -> None:
+    budget = ResultBudget(len(RESULT_BODY))
+    held = await budget.reserve(1)
+    body = InlineBody(RESULT_BODY)
+    assert take_result_here(budget, body) is None
+    assert budget.in_use == 1
+    assert await body.read() == RESULT_BODY, "a result not taken is left to be read"
+    held.release()
+    waiting = asyncio.ensure_future(budget.reserve(1))
+    await asyncio.sleep(0)
+    assert take_result_here(budget, InlineBody(RESULT_BODY)) is None, "nobody jumps the queue"
+    (await waiting).release()
+    assert budget.in_use == 0
+
+
+async def test_a_body_kept_in_the_store_is_not_taken_at_once() -> None:
+    class Kept(Body):
+        size = len(RESULT_BODY)
+
+        async def read(self) -> bytes | None:
+            return RESULT_BODY
+
+    budget = ResultBudget(10_000)
+    assert take_result_here(budget, Kept()) is None
+    assert budget.in_use == 0
+
+
+def test_a_body_that_does_not_parse_is_dropped_and_its_bytes_given_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    budget = ResultBudget(10_000)
+    with caplog.at_level(logging.WARNING, logger="camrelay.cluster"):
+        assert take_result_here(budget, InlineBody(b'{"logs":[{"timestamp":1}')) is None
+    assert budget.in_use == 0
+    assert "dropped a result message whose body does not parse" in caplog.text
