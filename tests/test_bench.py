@@ -23,8 +23,10 @@ from pathlib import Path
 import pytest
 
 import bench.scenarios
+from bench import camerapage
 from bench.plan import QUICK
 from bench.scenarios import SCENARIOS
+from server.http.camera_list import SLICE
 
 REPO = Path(__file__).resolve().parent.parent
 #: harness processes at once (on 2 cores; the scenarios mostly wait)
@@ -129,3 +131,26 @@ async def test_quick_bench_reports_every_scenario_without_errors(tmp_path: Path)
         assert scenario["error_count"] == 0, (name, scenario["errors"])
         assert scenario["targets"], f"{name} reported no target"
         assert scenario["figures"], f"{name} reported no figure"
+
+
+@pytest.mark.bench
+async def test_the_camera_page_script_measures_a_page_and_the_whole_list() -> None:
+    cameras = 2 * SLICE + 1
+    figures = await camerapage.measure(cameras, repeat=3)
+    figures.update(await camerapage.measure_whole_list(cameras, lists=2))
+    assert set(figures) == {
+        "cameras",
+        "repeat",
+        "page_ms",
+        "totals_ms",
+        "page_and_totals_ms",
+        "walked_totals_ms",
+        "whole_list_ms",
+        "whole_list_bytes",
+        "longest_loop_stall_ms",
+        "slowest_healthz_ms",
+        "healthz_calls",
+    }
+    assert figures["cameras"] == cameras
+    assert figures["whole_list_bytes"] > cameras * len('{"cameraId":"cam-000000"}')
+    assert figures["healthz_calls"] >= 1

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 
+import aiohttp
+import orjson
 import pytest
 
+from server.cluster import ClusterUnavailable
+from server.http.camera_list import SLICE
 from server.relay import CameraStatus, Relay, RelayConfig
 from tests.conftest import Client, MakeClient, relay_of
 from tests.helpers import camera_polling, running, wait_until
@@ -145,3 +151,91 @@ async def test_walking_the_cursor_visits_every_match_once(
                 break
             after = found[limit - 1]
         assert seen == wanted, (limit, prefix, online)
+
+
+# ---------------------------------------------------------------- a fleet of many slices
+
+
+@contextlib.asynccontextmanager
+async def fleet_of(relay: Relay, count: int) -> AsyncIterator[list[str]]:
+    """``count`` cameras, each holding a poll, for the block."""
+    names = [f"cam-{index:05d}" for index in range(count)]
+    polls = [asyncio.ensure_future(relay.poll(name)) for name in names]
+    try:
+        await wait_until(lambda: relay.stats().polls_held == count)
+        yield names
+    finally:
+        for poll in polls:
+            poll.cancel()
+        await asyncio.gather(*polls, return_exceptions=True)
+
+
+def slices_asked(
+    monkeypatch: pytest.MonkeyPatch, relay: Relay, failing_after: str | None = None
+) -> list[str | None]:
+    """The ``after`` of each ``list_cameras`` call from now on (the one after
+    ``failing_after`` raises ``ClusterUnavailable``)."""
+    asked: list[str | None] = []
+    listed = relay.list_cameras
+
+    async def list_cameras(
+        prefix: str = "",
+        online: bool | None = None,
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> list[CameraStatus]:
+        asked.append(after)
+        assert limit == SLICE, "the whole fleet is never read at once"
+        if failing_after is not None and after == failing_after:
+            raise ClusterUnavailable("the cluster's Redis is unreachable")
+        return await listed(prefix, online, after, limit)
+
+    monkeypatch.setattr(relay, "list_cameras", list_cameras)
+    return asked
+
+
+async def test_a_fleet_of_many_slices_is_written_slice_by_slice_as_other_requests_answer(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = await make_client()
+    relay = relay_of(client)
+    async with fleet_of(relay, 20 * SLICE + 7) as names:
+        asked = slices_asked(monkeypatch, relay)
+        async with client.get("/cameras") as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"] == "application/json"
+            assert "Content-Length" not in response.headers  # written as it is read
+            first = await response.content.readany()
+            async with client.get("/healthz") as health:
+                assert health.status == 200
+            asked_by_then = len(asked)
+            rest = await response.read()
+    assert asked_by_then < 21, "a request sent once the list began answers before it ends"
+    assert asked == [None, *(f"cam-{n * SLICE - 1:05d}" for n in range(1, 21))]
+    body = orjson.loads(first + rest)
+    assert list(body) == ["cameras"]
+    assert [camera["cameraId"] for camera in body["cameras"]] == names
+    assert body["cameras"][-1] == {
+        "cameraId": names[-1],
+        "online": True,
+        "lastSeen": body["cameras"][-1]["lastSeen"],
+        "polling": True,
+        "waiting": 0,
+        "inFlight": 0,
+    }
+
+
+async def test_a_list_the_relay_fails_midway_is_cut_short_and_logged(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = await make_client()
+    relay = relay_of(client)
+    async with fleet_of(relay, 3 * SLICE) as names:
+        asked = slices_asked(monkeypatch, relay, failing_after=names[2 * SLICE - 1])
+        with caplog.at_level(logging.WARNING, logger="camrelay"):
+            async with client.get("/cameras") as response:
+                assert response.status == 200
+                with pytest.raises(aiohttp.ClientPayloadError):
+                    await response.read()
+    assert asked == [None, names[SLICE - 1], names[2 * SLICE - 1]]
+    assert "the camera list was cut short: the cluster's Redis is unreachable" in caplog.text

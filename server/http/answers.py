@@ -62,13 +62,14 @@ async def stream_logs(
                     await response.write(chunk)
     except TimeoutError:
         get_metrics(request.app).slow_readers_cut.inc()
-        _cut(request)
+        cut(request)
     except ConnectionError:
         pass  # the caller left; aiohttp ends the connection
     return response
 
 
-def _cut(request: web.Request) -> None:
+def cut(request: web.Request) -> None:
+    """End the connection at once (what was written so far is all the client gets)."""
     transport = request.transport
     if transport is not None:
         transport.abort()

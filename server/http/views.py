@@ -12,11 +12,12 @@ from aiohttp import web
 from common.version import version
 
 from ..observe.metrics import METRICS_CONTENT_TYPE
-from ..relay import CameraStatus, Command, ResultOutcome
+from ..relay import Command, ResultOutcome
 from ..state import get_metrics, get_relay, get_settings, get_started_at
 from .answers import stream_logs
 from .auth import require_camera, require_user
 from .body_reader import receive_result
+from .camera_list import camera_json, every_camera
 from .params import (
     HINT_HEADER,
     camera_id_param,
@@ -90,13 +91,12 @@ async def get_logs(request: web.Request) -> web.StreamResponse:
         selection.release()
 
 
-async def list_cameras(request: web.Request) -> web.Response:
+async def list_cameras(request: web.Request) -> web.StreamResponse:
     require_user(request, get_settings(request.app).api_token)
     query = camera_query_params(query_of(request))
     relay = get_relay(request.app)
     if query is None:
-        everyone = await relay.list_cameras()
-        return json_response({"cameras": [camera_json(status) for status in everyone]})
+        return await every_camera(request, relay)
     # One more than asked for tells whether another page follows.
     limit = None if query.limit is None else query.limit + 1
     found = await relay.list_cameras(query.prefix, query.online, query.after, limit)
@@ -118,17 +118,6 @@ async def list_cameras(request: web.Request) -> web.Response:
             },
         }
     )
-
-
-def camera_json(status: CameraStatus) -> dict[str, object]:
-    return {
-        "cameraId": status.camera_id,
-        "online": status.online,
-        "lastSeen": status.last_seen,
-        "polling": status.polling,
-        "waiting": status.waiting,
-        "inFlight": status.in_flight,
-    }
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
-import itertools
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import NoReturn
@@ -338,9 +337,10 @@ class Relay(RelayService):
         if after is not None:
             start = max(start, bisect.bisect_right(ids, after))
         found: list[CameraStatus] = []
-        for camera_id in itertools.islice(ids, start, None):
+        for index in range(start, len(ids)):  # not islice: it would step over ``start`` ids
             if limit is not None and len(found) >= limit:
                 break
+            camera_id = ids[index]
             if not camera_id.startswith(prefix):
                 break
             status = sessions[camera_id].status()
