@@ -17,9 +17,10 @@ from server.cluster import messages as m
 from server.cluster.backend import Body, Envelope, InlineBody, StoreLimits
 from server.cluster.context import ClusterConfig
 from server.cluster.memory import MemoryBackend, MemoryStore
-from server.cluster.payload import HEAD, TAIL, take_result_here
-from server.relay import LogResult, RelayConfig, ResultBudget, TimeRange
+from server.cluster.payload import HEAD, TAIL, NotTaken, take_result_here
+from server.relay import LogResult, RelayConfig, Reservation, ResultBudget, TimeRange
 from server.relay.logscan import ResultScanner
+from tests.helpers import wait_until
 
 RELAY = RelayConfig(
     poll_hold_seconds=2.0, connect_timeout_seconds=2.0, response_timeout_seconds=2.0
@@ -74,7 +75,7 @@ async def test_a_result_for_a_caller_elsewhere_leaves_the_home_before_its_upload
     await other.start()
     try:
         poll = asyncio.ensure_future(home.poll("cam"))
-        await asyncio.sleep(0.05)  # held: the camera's entry names its home
+        await wait_until(lambda: home.is_home("cam"))  # claimed: its entry names its home
         caller = asyncio.ensure_future(other.fetch_logs("cam", TimeRange(1.0, 3.0)))
         async with asyncio.timeout(5.0):
             command = await poll
@@ -103,7 +104,7 @@ def test_a_result_that_came_inside_its_message_is_taken_at_once_and_counted() ->
     budget = ResultBudget(10_000)
     body = InlineBody(RESULT_BODY)
     result = take_result_here(budget, body)
-    assert result is not None
+    assert isinstance(result, LogResult)
     assert [result.entry_bytes(i) for i in range(len(result))] == [
         orjson.dumps(entry) for entry in LOGS
     ]
@@ -113,31 +114,48 @@ def test_a_result_that_came_inside_its_message_is_taken_at_once_and_counted() ->
     assert body.take_here() is None, "its bytes are taken once"
 
 
-async def test_a_result_waits_its_turn_when_the_budget_has_no_room_now() -> None:
+async def test_a_result_is_left_to_be_read_when_the_budget_has_no_room_for_it_now() -> None:
     budget = ResultBudget(len(RESULT_BODY))
     held = await budget.reserve(1)
     body = InlineBody(RESULT_BODY)
-    assert take_result_here(budget, body) is None
+    assert take_result_here(budget, body) is NotTaken.LATER
     assert budget.in_use == 1
     assert await body.read() == RESULT_BODY, "a result not taken is left to be read"
     held.release()
-    waiting = asyncio.ensure_future(budget.reserve(1))
+
+
+async def test_a_result_does_not_overtake_one_waiting_for_room() -> None:
+    size = len(RESULT_BODY)
+    budget = ResultBudget(2 * size)
+    held = await budget.reserve(size)
+    waiting = asyncio.ensure_future(budget.reserve(size + 1))  # more than is free
     await asyncio.sleep(0)
-    assert take_result_here(budget, InlineBody(RESULT_BODY)) is None, "nobody jumps the queue"
+    assert budget.waiting == 1
+    # The result would fit in what is free, but the one waiting goes first.
+    assert take_result_here(budget, InlineBody(RESULT_BODY)) is NotTaken.LATER
+    assert budget.in_use == size
+    held.release()
     (await waiting).release()
     assert budget.in_use == 0
 
 
-async def test_a_body_kept_in_the_store_is_not_taken_at_once() -> None:
+def test_a_body_kept_in_the_store_is_read_later_and_reserves_nothing_now() -> None:
     class Kept(Body):
         size = len(RESULT_BODY)
 
         async def read(self) -> bytes | None:
             return RESULT_BODY
 
-    budget = ResultBudget(10_000)
-    assert take_result_here(budget, Kept()) is None
-    assert budget.in_use == 0
+    class Counted(ResultBudget):
+        reservations = 0
+
+        def reserve_now(self, size: int) -> Reservation | None:
+            self.reservations += 1
+            return super().reserve_now(size)
+
+    budget = Counted(10_000)
+    assert take_result_here(budget, Kept()) is NotTaken.LATER
+    assert (budget.reservations, budget.in_use) == (0, 0)
 
 
 def test_a_body_that_does_not_parse_is_dropped_and_its_bytes_given_back(
@@ -145,6 +163,7 @@ def test_a_body_that_does_not_parse_is_dropped_and_its_bytes_given_back(
 ) -> None:
     budget = ResultBudget(10_000)
     with caplog.at_level(logging.WARNING, logger="camrelay.cluster"):
-        assert take_result_here(budget, InlineBody(b'{"logs":[{"timestamp":1}')) is None
+        taken = take_result_here(budget, InlineBody(b'{"logs":[{"timestamp":1}'))
+    assert taken is NotTaken.DROPPED
     assert budget.in_use == 0
     assert "dropped a result message whose body does not parse" in caplog.text

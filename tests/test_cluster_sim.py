@@ -13,6 +13,7 @@ import pytest
 from server.cluster import fleet
 from server.cluster import messages as m
 from server.cluster.backend import Envelope
+from server.cluster.redis.transport import INLINE_BODY_BYTES
 from server.relay import TimeRange
 from tests.sim.loop import Deadlock, VirtualTimeLimit, run_virtual, wall_clock
 from tests.sim.world import (
@@ -89,6 +90,10 @@ def test_timers_fire_in_order_and_tokens_are_seeded() -> None:
 REGRESSION_SEEDS = (8, 47, 50, 80, 243)
 
 
+#: small bodies inside their messages, as the Redis transport sends them
+INLINE = SimConfig(inline_body_bytes=INLINE_BODY_BYTES)
+
+
 @pytest.mark.parametrize(
     "seed", sorted({*range(SIM_SEEDS), *REGRESSION_SEEDS}), ids=lambda seed: str(seed)
 )
@@ -97,11 +102,18 @@ def test_seed(seed: int) -> None:
     assert not world.violations, world.report()
 
 
+@pytest.mark.parametrize("seed", range(1, SIM_SEEDS, 2), ids=lambda seed: f"inline-{seed}")
+def test_seed_with_bodies_inside_messages(seed: int) -> None:
+    world = simulate(seed, INLINE)
+    assert not world.violations, world.report()
+
+
 def test_replay() -> None:
     """``SIM_SEED=N pytest tests/test_cluster_sim.py -k replay``: one seed, its whole trace
-    written to ``SIM_TRACE`` (a path) if set."""
+    written to ``SIM_TRACE`` (a path) if set; ``SIM_BODIES=inline`` as
+    ``test_seed_with_bodies_inside_messages`` runs it."""
     seed = int(os.environ.get("SIM_SEED", "0"))
-    world = simulate(seed)
+    world = simulate(seed, INLINE if os.environ.get("SIM_BODIES") == "inline" else None)
     if path := os.environ.get("SIM_TRACE"):
         with open(path, "w", encoding="utf-8") as out:
             out.writelines(f"{t:10.3f} {text}\n" for t, text in world.trace)

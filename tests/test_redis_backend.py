@@ -63,6 +63,19 @@ async def stored(raw: Redis, prefix: str, camera_id: str) -> dict[str, str] | No
     return None if value is None else entry_fields(value)
 
 
+async def keep_shard_keys(raw: Redis, prefix: str) -> None:
+    """Take the TTL off every shard's keys, as the writes of a fleet's other cameras keep
+    them alive. A shard's keys live twice its entries' retention past its last write: on
+    a slow machine they could vanish whole before a test's scan or sweep, and the entries
+    with them, which the test could not tell from the scan it means to check."""
+    keys = Keys(prefix)
+    persist = raw.pipeline(transaction=False)
+    for shard in range(SHARDS):
+        for key in (keys.entries(shard), keys.ids(shard), keys.due(shard)):
+            persist.persist(key)
+    await persist.execute()
+
+
 async def expires_in_ms(raw: Redis, prefix: str, camera_id: str) -> int:
     """How long until the camera's stored entry expires, by Redis' clock."""
     fields = await stored(raw, prefix, camera_id)
@@ -267,6 +280,7 @@ async def test_never_answered_ids_expire_and_make_room(
 ) -> None:
     backend = make_backend(max_cameras=2, unanswered_retention_seconds=0.3)
     await backend.directory.claim(["a", "b"], "A~1", again=False)
+    await keep_shard_keys(raw, prefix)
     # Claimed by a poll: kept a status refresh (0.2 s) longer than the retention, and in
     # no index but the paging one.
     assert 300 < await expires_in_ms(raw, prefix, "a") <= 500
@@ -312,6 +326,7 @@ async def test_claim_forgets_expired_ids(
         for camera_id, claim in zip(old, claims, strict=True)
     ]
     await backend.directory.write_status("A~1", ended)
+    await keep_shard_keys(raw, prefix)
     assert await indexed(raw, Keys(prefix).due) == [c.encode() for c in old]
     await asyncio.sleep(0.3 + 0.1)
     await make_backend().directory.claim(["new"], "A~1", again=False)
@@ -339,21 +354,17 @@ async def test_an_answered_camera_keeps_the_long_retention(
 async def test_a_sweep_forgets_the_held_polls_a_dead_home_left_share_by_share(
     make_backend: MakeBackend, raw: Redis, prefix: str
 ) -> None:
-    backend = make_backend(unanswered_retention_seconds=0.1, status_refresh_seconds=0.1)
+    backend = make_backend(unanswered_retention_seconds=0.5, status_refresh_seconds=0.1)
     dead = "D~" + "x" * 80  # entries longer than Redis keeps in a listpack: a real table
     ids = [f"d-{n:03}" for n in range(800)]
     await backend.directory.claim(ids, dead, again=False)
+    # Within the second its keys live: see keep_shard_keys.
+    await keep_shard_keys(raw, prefix)
+    keys = Keys(prefix)
     live = make_backend(answered_retention_seconds=60.0)
     [kept] = await live.directory.claim(["alive"], "A~1", again=False)
     await live.directory.write_status("A~1", [write("alive", seq=kept.seq, answered=True)])
     assert await indexed(raw, Keys(prefix).due) == [], "held polls are in no expiry index"
-    # A shard's keys live twice its entries' retention past its last write: on a slow
-    # machine they could vanish whole before the sweep. Kept here, as the writes of the
-    # fleet's other cameras keep them.
-    keys = Keys(prefix)
-    for shard in range(SHARDS):
-        for key in (keys.entries(shard), keys.ids(shard), keys.due(shard)):
-            await raw.persist(key)
 
     async def all_expired() -> bool:  # the last claimed expires last
         return await expires_in_ms(raw, prefix, ids[-1]) < 0
@@ -688,7 +699,8 @@ async def test_the_epoch_changes_after_a_restart(
 async def test_messages_arrive_in_order_with_inline_bodies(
     make_backend: MakeBackend, raw: Redis, prefix: str
 ) -> None:
-    sender, receiver = make_backend().transport, make_backend().transport
+    # The receiver's reads block long enough to see the last message come.
+    sender, receiver = make_backend().transport, make_backend(receive_wait_seconds=30.0).transport
     # Sent before the receiver ever read: still for it.
     await sender.send(
         [
@@ -794,6 +806,30 @@ async def test_an_inbox_made_anew_with_lower_ids_is_read_from_the_start(
 
     await eventually(arrived, timeout=10.0)
     assert headers == [b"renumbered"]
+
+
+async def test_entries_whose_deletion_failed_are_deleted_by_an_idle_read(
+    make_backend: MakeBackend, raw: Redis, prefix: str
+) -> None:
+    backend = make_backend(receive_wait_seconds=0.2)
+    inbox = Keys(prefix).inbox("B~1")
+    await backend.transport.send([Envelope("B~1", b"first")])
+    assert [d.header for d in await backend.transport.receive("B~1")] == [b"first"]
+    await backend.transport.send([Envelope("B~1", b"second")])
+    await raw.execute_command("ACL", "SETUSER", "default", "-xdel")
+    try:
+        with pytest.raises(BackendError, match="NoPermissionError"):
+            await backend.transport.receive("B~1")  # its XDEL refused: nothing is taken
+    finally:
+        await raw.execute_command("ACL", "SETUSER", "default", "+xdel")
+    assert await raw.xlen(inbox) == 2
+    assert [d.header for d in await backend.transport.receive("B~1")] == [b"second"]
+    assert await backend.transport.receive("B~1") == []  # idle: "first" is deleted again
+
+    async def deleted() -> bool:
+        return await raw.xlen(inbox) == 0
+
+    await eventually(deleted)
 
 
 async def test_send_of_nothing_is_a_no_op(backend: RedisBackend, raw: Redis, prefix: str) -> None:
@@ -948,9 +984,7 @@ async def test_redis_down_raises_backend_error(
 # ---------------------------------------------------------------- close
 
 
-async def test_close_ends_the_deletions_and_fails_later_calls(
-    backend: RedisBackend, raw: Redis
-) -> None:
+async def test_close_fails_later_calls(backend: RedisBackend, raw: Redis) -> None:
     await backend.transport.send([Envelope("B~1", b"h")])
     await backend.transport.receive("B~1")
     await backend.close()

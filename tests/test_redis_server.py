@@ -102,6 +102,7 @@ def test_the_fixture_fails_loudly_without_a_binary(tmp_path: Path) -> None:
             "no:playwright",
             "-p",
             "no:hypothesispytest",
+            "-n0",  # one test: no pool of workers
             f"--rootdir={REPO}",
             f"--confcutdir={REPO}",
             "-c",

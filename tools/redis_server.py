@@ -138,7 +138,7 @@ class RedisServer:
             )
         try:
             async with asyncio.timeout(START_TIMEOUT_SECONDS):
-                while not await self._answers_ping():
+                while not await self._ours_answers():
                     if not self.running:
                         raise RuntimeError(self._failure("exited"))
                     await asyncio.sleep(0.01)
@@ -203,20 +203,14 @@ class RedisServer:
             await writer.wait_closed()
         return body.decode()
 
-    async def _answers_ping(self) -> bool:
+    async def _ours_answers(self) -> bool:
+        """A server answers on the port, and it is this child: a port free when it was
+        picked may have been taken since by another process's server (it then exits)."""
         try:
-            reader, writer = await asyncio.open_connection(HOST, self.port)
-        except OSError:
+            info = await self.info("server")
+        except (OSError, RuntimeError, ValueError, asyncio.IncompleteReadError):
             return False
-        try:
-            writer.write(b"PING\r\n")
-            return await reader.readline() == b"+PONG\r\n"
-        except OSError:
-            return False
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+        return self.process is not None and info.get("process_id") == str(self.process.pid)
 
     def _failure(self, what: str) -> str:
         code = None if self.process is None else self.process.returncode

@@ -234,6 +234,8 @@ class Body(abc.ABC):
 
     #: its length in bytes (0 if the sender did not say)
     size: int
+    #: its bytes came inside the message: ``take_here`` gives them
+    inline: bool = False
 
     @abc.abstractmethod
     async def read(self) -> bytes | None:
@@ -247,6 +249,8 @@ class Body(abc.ABC):
 
 class InlineBody(Body):
     """A body that came inside its message."""
+
+    inline = True
 
     def __init__(self, data: bytes) -> None:
         self._data: bytes | None = data

@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import functools
 import itertools
+import logging
 from collections.abc import Iterable
 
 from ..relay import (
@@ -30,6 +31,8 @@ from .unavailable import ClusterUnavailable
 
 #: a message passed on this many times is dropped (a loop between stale homes)
 MAX_HOPS = 2
+
+logger = logging.getLogger("camrelay.cluster")
 
 
 class HostedCallers:
@@ -137,9 +140,13 @@ class HostedCallers:
             result.release()  # the message carries one hold for all of them
 
     def post_outgoing(self) -> None:
-        """Post the results queued for callers' nodes now, not at the end of the loop turn."""
+        """Post the results queued for callers' nodes now, not at the end of the loop turn
+        (from the upload's request: a failure is logged, the camera's answer stands)."""
         for key in list(self._outgoing):
-            self._post_result(key)
+            try:
+                self._post_result(key)
+            except Exception:
+                logger.exception("a result could not be posted to its callers' node")
 
     def _post_result(self, key: tuple[str, str, LogResult]) -> None:
         refs = self._outgoing.pop(key, None)

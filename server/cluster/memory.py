@@ -367,7 +367,11 @@ class MemoryBackend(Backend, Directory, Members, Transport):
                 continue
             key = inline = None
             body = envelope.body
-            if body is not None and len(body) <= store.inline_body_bytes:
+            if (
+                body is not None
+                and store.inline_body_bytes > 0
+                and len(body) <= store.inline_body_bytes
+            ):
                 inline = body
             elif body is not None:
                 key = next(store._keys)

@@ -7,6 +7,7 @@ camera's upload, so its callers get the entries exactly as the camera sent them.
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import Callable
 
@@ -54,21 +55,29 @@ async def take_result(budget: ResultBudget, body: Body | None) -> LogResult | No
     return _result_in(data, reservation)
 
 
-def take_result_here(budget: ResultBudget, body: Body) -> LogResult | None:
+class NotTaken(enum.Enum):
+    """Why ``take_result_here`` took no result."""
+
+    #: its bytes are not here, or the budget has no room for them now: ``take_result``
+    LATER = "later"
+    #: its bytes do not parse (logged)
+    DROPPED = "dropped"
+
+
+def take_result_here(budget: ResultBudget, body: Body) -> LogResult | NotTaken:
     """The result in a body that came inside its message, taken at once if ``budget`` has
-    room for it now; ``None`` if it did not come so, or the budget has no room now, or it
-    does not parse (logged). ``take_result`` then reads what is left: nothing, if this
-    took the bytes."""
-    if not body.size:
-        return None
+    room for it now (nobody waiting ahead)."""
+    if not body.inline or not body.size:
+        return NotTaken.LATER
     reservation = budget.reserve_now(body.size)
     if reservation is None:
-        return None
+        return NotTaken.LATER
     data = body.take_here()
     if data is None or len(data) != body.size:
         reservation.release()
-        return None
-    return _result_in(data, reservation)
+        return NotTaken.LATER
+    result = _result_in(data, reservation)
+    return NotTaken.DROPPED if result is None else result
 
 
 def _result_in(data: bytes, reservation: Reservation) -> LogResult | None:

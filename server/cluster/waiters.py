@@ -19,7 +19,7 @@ from .backend import BackendError, Body
 from .context import NodeContext
 from .courier import LocalResult
 from .knownhomes import KnownHomes
-from .payload import take_result, take_result_here
+from .payload import NotTaken, take_result, take_result_here
 from .unavailable import ClusterUnavailable
 
 
@@ -51,6 +51,8 @@ class Waiters:
         #: loop time since which the store has failed, if it has
         self._down_since: float | None = None
         self._known_homes = KnownHomes(_loop_time)
+        #: outcomes whose results wait in a task for room in the budget, not yet queued
+        self._deferred = 0
 
     def __len__(self) -> int:
         return len(self._waiters)
@@ -119,14 +121,21 @@ class Waiters:
             return
         if not any(self._mine(message.camera, ref) for ref in message.refs):
             return  # nobody here waits for it: its body is not read
-        result = None if body is None else take_result_here(self._ctx.relay.budget, body)
-        if result is not None:
-            self._deliver(message, result)
-            return
+        if body is not None and not self._deferred:  # none taken ahead of one deferred
+            taken = take_result_here(self._ctx.relay.budget, body)
+            if isinstance(taken, LogResult):
+                self._deliver(message, taken)
+                return
+            if taken is NotTaken.DROPPED:
+                return
         # Off the inbox's reader: the result may wait for room in the budget.
+        self._deferred += 1
         self._ctx.spawn(self._take_outcome(message, body))
 
     async def _take_outcome(self, message: m.Outcome, body: Body | None) -> None:
+        # Its reservation is granted or queued before this task first yields (a task
+        # cancelled before it starts is one of a node that stops: the count is moot).
+        self._deferred -= 1
         if not any(self._mine(message.camera, ref) for ref in message.refs):
             return  # nobody here waits for it: its body is not read
         try:

@@ -59,8 +59,6 @@ Entry = dict[str, Any]
 
 #: what one read of an upload's body takes at most (as ``server.http.body_reader``)
 READ_CHUNK_BYTES = 64 * 1024
-#: the biggest body the Redis transport sends inside its message
-INLINE_BODY_BYTES = 64 * 1024
 ENTRIES_PER_CAMERA = 12
 
 
@@ -80,6 +78,9 @@ class SimConfig:
     max_cameras: int = 64
     #: each call to the store takes up to this long
     store_latency: float = 0.005
+    #: bodies up to this size travel inside their messages, as Redis sends them (a result
+    #: is then taken as it is read); 0 keeps every body apart (read later, it may expire)
+    inline_body_bytes: int = 0
 
     def relay(self) -> RelayConfig:
         return RelayConfig(
@@ -218,14 +219,11 @@ class World:
         self.config = config or SimConfig()
         self.rng = random.Random(seed)
         self.loop = asyncio.get_running_loop()
-        # Odd seeds send small bodies inside their messages, as Redis does (a result is then
-        # taken as it is read); even ones keep every body apart (it is read, and may expire).
-        inline = seed % 2 == 1
         self.store = MemoryStore(
             self.config.limits(),
             self.wall,
             random.Random(f"store-{seed}"),
-            inline_body_bytes=INLINE_BODY_BYTES if inline else 0,
+            inline_body_bytes=self.config.inline_body_bytes,
         )
         self.store.set_latency(self.config.store_latency)
         self.slots = [NodeSlot(f"node-{index}") for index in range(self.config.nodes)]
@@ -738,7 +736,8 @@ class World:
     async def run(self) -> None:
         """Traffic and faults, a quiet period, a final round, then the checks."""
         config = self.config
-        self.note(f"bodies up to {self.store.inline_body_bytes} bytes inside their messages")
+        if config.inline_body_bytes:
+            self.note(f"bodies up to {config.inline_body_bytes} bytes inside their messages")
         for slot in self.slots:
             await self.start_node(slot)
         for camera in self.cameras:
@@ -843,7 +842,10 @@ class World:
         at, _ = self.violations[0]
         listed = "\n".join(f"  t={t:.3f} {text}" for t, text in self.violations[:20])
         more = len(self.violations) - 20
-        replay = f"\nreplay: SIM_SEED={self.seed} pytest tests/test_cluster_sim.py -k replay"
+        bodies = "SIM_BODIES=inline " if self.config.inline_body_bytes else ""
+        replay = (
+            f"\nreplay: {bodies}SIM_SEED={self.seed} pytest tests/test_cluster_sim.py -k replay"
+        )
         return (
             f"{name or f'seed {self.seed}'}: {len(self.violations)} violation(s)\n{listed}"
             + (f"\n  ... and {more} more" if more > 0 else "")

@@ -117,13 +117,11 @@ class RedisTransport(Transport):
         with self._store.guard():
             try:
                 async with asyncio.timeout(self._read_deadline):
-                    deleted, answer = await self._delete_and_read(inbox, last_id, read_before)
+                    answer = await self._delete_and_read(inbox, last_id, read_before)
             except TimeoutError:
                 raise BackendError("TimeoutError: the inbox read did not return") from None
-        if read_before and not isinstance(deleted, Exception):
-            self._undeleted.get(node, set()).difference_update(read_before)
-        if isinstance(answer, Exception):
-            raise self._store.error(answer)
+        # Deleted (had the pipeline failed, they would stay undeleted, for an idle read).
+        self._undeleted.get(node, set()).difference_update(read_before)
         if not answer:
             await self._check_renumbered(node, inbox, last_id)
             return []
@@ -135,26 +133,19 @@ class RedisTransport(Transport):
         deliveries = (self._delivery(fields) for _, fields in entries)
         return [delivery for delivery in deliveries if delivery is not None]
 
-    async def _delete_and_read(
-        self, inbox: str, last_id: str, read_before: list[bytes]
-    ) -> tuple[Any, Any]:
+    async def _delete_and_read(self, inbox: str, last_id: str, read_before: list[bytes]) -> Any:
         """``XDEL`` of ``read_before`` (if any) and the blocking ``XREAD``, in one pipeline:
-        each reply, or the error that command met."""
+        the read's answer. If either fails, nothing read is taken (the next read asks for
+        the same entries again)."""
         reader = self._store.reader
         if not read_before:
             self._store.commands_sent += 1
-            return None, await reader.xread(
-                {inbox: last_id}, count=READ_BATCH, block=self._block_ms
-            )
+            return await reader.xread({inbox: last_id}, count=READ_BATCH, block=self._block_ms)
         pipe = self._store.pipeline(reader)
         pipe.xdel(inbox, *read_before)
         pipe.xread({inbox: last_id}, count=READ_BATCH, block=self._block_ms)
-        self._store.commands_sent += 2
-        try:
-            deleted, answer = await pipe.execute(raise_on_error=False)
-        finally:
-            await pipe.reset()  # type: ignore[no-untyped-call]
-        return deleted, answer
+        _, answer = await self._store.run(pipe)
+        return answer
 
     def _delivery(self, fields: dict[bytes, bytes]) -> Delivery | None:
         header = fields.get(b"m")
