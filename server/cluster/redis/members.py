@@ -48,14 +48,16 @@ class RedisMembers(Members):
         self._keep_ms = max(self._timeout_ms * KEEP_TIMEOUTS, KEEP_AT_LEAST_MS)
 
     async def beat(self, node: str, note: bytes = b"") -> Beat:
-        now_ms = int(time.time() * 1000)
+        now = time.time() * 1000
+        now_ms = int(now)
         with self._store.guard():
             pipe = self._store.pipeline(self._store.beat)
             pipe.set(self._keys.node(node), note or str(now_ms), px=self._timeout_ms)
             pipe.zadd(self._keys.nodes, {node: now_ms})
             pipe.pexpire(self._keys.nodes, self._keep_ms)
             pipe.zremrangebyscore(self._keys.nodes, "-inf", now_ms - self._keep_ms)
-            pipe.zrangebyscore(self._keys.nodes, now_ms - self._timeout_ms // 2, "+inf")
+            # Alive as ``is_alive`` says: beat within half the timeout of now (unrounded).
+            pipe.zrangebyscore(self._keys.nodes, now - self._timeout_ms / 2, "+inf")
             results = await self._store.run(pipe)
             calls = [
                 ScriptCall(EPOCH, [self._keys.epoch(k)], [secrets.token_hex(8), self._keep_ms])
