@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from server.cluster import ClusterUnavailable
-from server.http.camera_list import SLICE
+from server.http import camera_list
 from server.relay import CameraStatus, Relay, RelayConfig
 from tests.conftest import Client, MakeClient, relay_of
 from tests.helpers import camera_polling, running, wait_until
@@ -154,6 +154,15 @@ async def test_walking_the_cursor_visits_every_match_once(
 
 
 # ---------------------------------------------------------------- a fleet of many slices
+
+
+#: slices of this many cameras here (1,000 in the server): the tests' fleets stay small
+SLICE = 50
+
+
+@pytest.fixture(autouse=True)
+def small_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(camera_list, "SLICE", SLICE)
 
 
 @contextlib.asynccontextmanager
