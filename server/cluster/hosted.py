@@ -129,7 +129,8 @@ class HostedCallers:
 
     def _send_result(self, camera_id: str, ref: str, result: LogResult) -> None:
         """Carry the caller's hold on ``result`` to its node: the callers of one result on
-        one node share one message, sent at the end of this loop turn."""
+        one node share one message, sent at the end of this loop turn (or sooner: an upload
+        posts them once its callers have their results, ``post_outgoing``)."""
         key = (node_of(ref), camera_id, result)
         refs = self._outgoing.get(key)
         if refs is None:
