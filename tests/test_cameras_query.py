@@ -180,10 +180,13 @@ async def fleet_of(relay: Relay, count: int) -> AsyncIterator[list[str]]:
 
 
 def slices_asked(
-    monkeypatch: pytest.MonkeyPatch, relay: Relay, failing_after: str | None = None
+    monkeypatch: pytest.MonkeyPatch,
+    relay: Relay,
+    failing_after: str | None = None,
+    failure: Exception | None = None,
 ) -> list[str | None]:
     """The ``after`` of each ``list_cameras`` call from now on (the one after
-    ``failing_after`` raises ``ClusterUnavailable``)."""
+    ``failing_after`` raises ``failure``, by default ``ClusterUnavailable``)."""
     asked: list[str | None] = []
     listed = relay.list_cameras
 
@@ -196,7 +199,7 @@ def slices_asked(
         asked.append(after)
         assert limit == SLICE, "the whole fleet is never read at once"
         if failing_after is not None and after == failing_after:
-            raise ClusterUnavailable("the cluster's Redis is unreachable")
+            raise failure or ClusterUnavailable("the cluster's Redis is unreachable")
         return await listed(prefix, online, after, limit)
 
     monkeypatch.setattr(relay, "list_cameras", list_cameras)
@@ -234,17 +237,47 @@ async def test_a_fleet_of_many_slices_is_written_slice_by_slice_as_other_request
     }
 
 
-async def test_a_list_the_relay_fails_midway_is_cut_short_and_logged(
-    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("failure", "logged"),
+    [
+        (None, "the camera list was cut short: the cluster's Redis is unreachable"),
+        (ValueError("a bug"), "the camera list was cut short\nTraceback"),
+    ],
+    ids=["relay-error", "any-other"],
+)
+async def test_a_list_that_fails_midway_is_cut_short_and_logged_not_given_a_problem(
+    make_client: MakeClient,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    failure: Exception | None,
+    logged: str,
 ) -> None:
     client = await make_client()
     relay = relay_of(client)
     async with fleet_of(relay, 3 * SLICE) as names:
-        asked = slices_asked(monkeypatch, relay, failing_after=names[2 * SLICE - 1])
+        asked = slices_asked(monkeypatch, relay, names[2 * SLICE - 1], failure)
         with caplog.at_level(logging.WARNING, logger="camrelay"):
             async with client.get("/cameras") as response:
                 assert response.status == 200
                 with pytest.raises(aiohttp.ClientPayloadError):
                     await response.read()
     assert asked == [None, names[SLICE - 1], names[2 * SLICE - 1]]
-    assert "the camera list was cut short: the cluster's Redis is unreachable" in caplog.text
+    assert logged in caplog.text
+    assert "Internal Server Error" not in caplog.text
+
+
+async def test_a_head_of_a_fleet_of_many_slices_gets_the_headers_and_no_body(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = await make_client()
+    relay = relay_of(client)
+    async with fleet_of(relay, 3 * SLICE):
+        asked = slices_asked(monkeypatch, relay)
+        async with client.head("/cameras") as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"] == "application/json"
+            assert await response.read() == b""
+        assert asked == [None], "one slice read, to know the answer is not one plain body"
+        async with client.get("/healthz") as health:  # the same connection, still sound
+            assert health.status == 200
+            assert (await health.json())["status"] == "ok"

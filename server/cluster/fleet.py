@@ -152,7 +152,8 @@ class Fleet:
         ctx = self._ctx
         found: list[CameraStatus] = []
         cursor = after
-        page = PAGE_SIZE if limit is None else max(limit * 2, 50)
+        # A filter by state drops some of what is read: more is read at a time then.
+        page = PAGE_SIZE if limit is None else limit if online is None else max(limit * 2, 50)
         now = ctx.wall_clock()
         config = ctx.config
         while limit is None or len(found) < limit:
@@ -175,9 +176,11 @@ class Fleet:
                     continue
                 if online is None or status.online is online:
                     found.append(status)
+                    if len(found) == limit:
+                        break
             if len(ids) < page:
                 break
-        return found if limit is None else found[:limit]
+        return found
 
     async def _listed(self, call: Awaitable[T]) -> T:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 
 import orjson
@@ -14,6 +15,8 @@ from ..state import get_metrics, get_settings
 from .middlewares import REQUEST_ID_HEADER
 
 TAIL = b"]}"
+
+logger = logging.getLogger("camrelay")
 
 
 def answer_head(camera_id: str, time_range: TimeRange, count: int) -> bytes:
@@ -65,6 +68,10 @@ async def stream_logs(
         cut(request)
     except ConnectionError:
         pass  # the caller left; aiohttp ends the connection
+    except Exception:
+        # The status is sent: an error's problem would land inside the body.
+        logger.exception("the answer was cut short")
+        cut(request)
     return response
 
 

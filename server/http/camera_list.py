@@ -5,8 +5,8 @@ last one written), and each slice is encoded and written before the next is
 read, with the event loop free in between. Built whole, 100,000 cameras held it
 for a few hundred milliseconds (every other request waited) and made a 10 MB
 body. A camera that joins or leaves while the list is written may or may not be
-in it; none is in it twice, and the ids are in order. A fleet of one slice or
-less is one plain answer, as before.
+in it; none is in it twice, and the ids are in order. A fleet smaller than one
+slice is one plain answer, as before.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import logging
 from typing import Final
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from ..observe.logging_setup import REQUEST_ID
 from ..relay import CameraStatus, RelayError, RelayService
@@ -52,6 +52,8 @@ async def every_camera(request: web.Request, relay: RelayService) -> web.StreamR
     response = web.StreamResponse(
         headers={"Content-Type": "application/json", REQUEST_ID_HEADER: REQUEST_ID.get()}
     )
+    if request.method == hdrs.METH_HEAD:
+        return response  # the headers a GET gets; aiohttp sends no body for a HEAD
     deadline = get_settings(request.app).write_timeout_seconds
     separator = b'{"cameras":['
     try:
@@ -75,4 +77,8 @@ async def every_camera(request: web.Request, relay: RelayService) -> web.StreamR
         cut(request)
     except ConnectionError:
         pass  # the client left; aiohttp ends the connection
+    except Exception:
+        # The status is sent: an error's problem would land inside the body.
+        logger.exception("the camera list was cut short")
+        cut(request)
     return response
