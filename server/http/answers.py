@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import orjson
 from aiohttp import web
@@ -57,22 +58,31 @@ async def stream_logs(
     response.content_length = size
     settings = get_settings(request.app)
     piece_deadline = settings.write_timeout_seconds
-    try:
+    with cut_short_on_failure(request, "the answer"):
         async with asyncio.timeout(settings.transfer_seconds(piece_deadline, size)):
             await response.prepare(request)
             for chunk in selection.chunks(head, TAIL):
                 async with asyncio.timeout(piece_deadline):
                     await response.write(chunk)
+    return response
+
+
+@contextlib.contextmanager
+def cut_short_on_failure(request: web.Request, what: str) -> Iterator[None]:
+    """Around writing an answer whose status may be sent already, so that no error's
+    problem lands inside its body: a reader past a write deadline (``TimeoutError``) is
+    cut and counted, a client that left is let go, and any other failure is logged and
+    cut."""
+    try:
+        yield
     except TimeoutError:
         get_metrics(request.app).slow_readers_cut.inc()
         cut(request)
     except ConnectionError:
-        pass  # the caller left; aiohttp ends the connection
+        pass  # the client left; aiohttp ends the connection
     except Exception:
-        # The status is sent: an error's problem would land inside the body.
-        logger.exception("the answer was cut short")
+        logger.exception("%s was cut short", what)
         cut(request)
-    return response
 
 
 def cut(request: web.Request) -> None:

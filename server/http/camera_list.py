@@ -20,8 +20,8 @@ from aiohttp import hdrs, web
 
 from ..observe.logging_setup import REQUEST_ID
 from ..relay import CameraStatus, RelayError, RelayService
-from ..state import get_metrics, get_settings
-from .answers import cut
+from ..state import get_settings
+from .answers import cut, cut_short_on_failure
 from .middlewares import REQUEST_ID_HEADER
 from .problems import json_response
 
@@ -54,31 +54,32 @@ async def every_camera(request: web.Request, relay: RelayService) -> web.StreamR
     )
     if request.method == hdrs.METH_HEAD:
         return response  # the headers a GET gets; aiohttp sends no body for a HEAD
+    with cut_short_on_failure(request, "the camera list"):
+        try:
+            await _write_every_slice(request, response, relay, found)
+        except RelayError as error:  # the relay's own: no traceback
+            logger.warning("the camera list was cut short: %s", error.detail)
+            cut(request)
+    return response
+
+
+async def _write_every_slice(
+    request: web.Request,
+    response: web.StreamResponse,
+    relay: RelayService,
+    found: list[CameraStatus],
+) -> None:
     deadline = get_settings(request.app).write_timeout_seconds
     separator = b'{"cameras":['
-    try:
-        await response.prepare(request)
-        while found:
-            piece = orjson.dumps([camera_json(status) for status in found])
-            async with asyncio.timeout(deadline):
-                await response.write(separator + piece[1:-1])
-            separator = b","
-            if len(found) < SLICE:
-                break
-            await asyncio.sleep(0)  # other requests run between two slices
-            found = await relay.list_cameras(after=found[-1].camera_id, limit=SLICE)
+    await response.prepare(request)
+    while found:
+        piece = orjson.dumps([camera_json(status) for status in found])
         async with asyncio.timeout(deadline):
-            await response.write(b"]}")
-    except TimeoutError:
-        get_metrics(request.app).slow_readers_cut.inc()
-        cut(request)
-    except RelayError as error:
-        logger.warning("the camera list was cut short: %s", error.detail)
-        cut(request)
-    except ConnectionError:
-        pass  # the client left; aiohttp ends the connection
-    except Exception:
-        # The status is sent: an error's problem would land inside the body.
-        logger.exception("the camera list was cut short")
-        cut(request)
-    return response
+            await response.write(separator + piece[1:-1])
+        separator = b","
+        if len(found) < SLICE:
+            break
+        await asyncio.sleep(0)  # other requests run between two slices
+        found = await relay.list_cameras(after=found[-1].camera_id, limit=SLICE)
+    async with asyncio.timeout(deadline):
+        await response.write(b"]}")
