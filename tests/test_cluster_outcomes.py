@@ -1,5 +1,5 @@
 """A result on its way from the camera's home to a caller on another node, on the in-memory
-backend: the home posts it before it answers the camera's upload, and the caller's node
+backend: the home answers the camera's upload once the store has it, and the caller's node
 takes a result that came inside its message at once, or waits for room in its budget."""
 
 from __future__ import annotations
@@ -37,23 +37,32 @@ LOGS = [{"timestamp": float(t), "description": f"event {t}"} for t in range(5)]
 RESULT_BODY = HEAD + b",".join(orjson.dumps(entry) for entry in LOGS) + TAIL
 
 
-class SendsRecorded(MemoryBackend):
-    """The in-memory backend, noting in ``order`` the type of each message it is sent."""
+class OutcomesGated(MemoryBackend):
+    """The in-memory backend, where a send of an outcome waits for ``gate``; ``order``
+    notes each message once the store has taken it."""
 
-    def __init__(self, store: MemoryStore, order: list[str]) -> None:
+    def __init__(self, store: MemoryStore, order: list[str], gate: asyncio.Event) -> None:
         super().__init__(store)
         self._order = order
+        self._gate = gate
+        self.outcomes_sending = 0
 
     async def send(self, envelopes: Sequence[Envelope]) -> None:
-        for envelope in envelopes:
-            message = m.decode(envelope.header)
-            self._order.append(f"{'' if message is None else message.TYPE} sent")
+        types = [getattr(m.decode(envelope.header), "TYPE", "") for envelope in envelopes]
+        if "outcome" in types:
+            self.outcomes_sending += 1
+            await self._gate.wait()
         await super().send(envelopes)
+        self._order.extend(f"{kind} taken" for kind in types)
 
 
-def node_on(backend: MemoryBackend, name: str) -> ClusterNode:
+def node_on(backend: MemoryBackend, name: str, outcome_write_wait: float = 5.0) -> ClusterNode:
     config = ClusterConfig(
-        prefix="t", node=name, node_timeout_seconds=2.0, shutdown_timeout_seconds=1.0
+        prefix="t",
+        node=name,
+        node_timeout_seconds=2.0,
+        shutdown_timeout_seconds=1.0,
+        outcome_write_wait_seconds=outcome_write_wait,
     )
     return ClusterNode(RELAY, config, backend, wall_clock=time.time)
 
@@ -64,12 +73,27 @@ def scanned(request_id: str) -> LogResult:
     return scanner.finish().result
 
 
-async def test_a_result_for_a_caller_elsewhere_leaves_the_home_before_its_upload_is_answered() -> (
-    None
-):
+async def answer_upload(home: ClusterNode, request_id: str, order: list[str]) -> int:
+    """What /send_logs does with the camera's upload of its result; the callers it had."""
+    async with home.receive_result("cam", None) as upload:
+        receipt = await upload.submit(request_id, scanned(request_id))
+    await asyncio.sleep(0)  # as /send_logs does before it answers the camera
+    order.append("upload answered")
+    return receipt.callers
+
+
+@pytest.mark.parametrize("store_answers", [True, False], ids=["store-answers", "store-stalls"])
+async def test_the_camera_is_answered_once_the_store_has_the_result_for_a_caller_elsewhere(
+    store_answers: bool,
+) -> None:
+    """Answered sooner, the camera's next poll would compete with the result's way to the
+    caller's node; a store that does not take it holds the camera's answer only for
+    ``outcome_write_wait_seconds``."""
     store = MemoryStore(LIMITS, time.time, inline_body_bytes=64 * 1024)
     order: list[str] = []
-    home = node_on(SendsRecorded(store, order), "home")
+    gate = asyncio.Event()
+    backend = OutcomesGated(store, order, gate)
+    home = node_on(backend, "home", outcome_write_wait=5.0 if store_answers else 0.05)
     other = node_on(store.backend(), "other")
     await home.start()
     await other.start()
@@ -80,12 +104,20 @@ async def test_a_result_for_a_caller_elsewhere_leaves_the_home_before_its_upload
         async with asyncio.timeout(5.0):
             command = await poll
         assert command is not None
-        async with home.receive_result("cam", None) as upload:
-            receipt = await upload.submit(command.request_id, scanned(command.request_id))
-        assert receipt.callers == 1
-        await asyncio.sleep(0)  # as /send_logs does before it answers the camera
-        order.append("upload answered")
-        assert order[-2:] == ["outcome sent", "upload answered"]
+        answered = asyncio.ensure_future(answer_upload(home, command.request_id, order))
+        await wait_until(lambda: backend.outcomes_sending == 1)
+        if store_answers:
+            for _ in range(5):
+                await asyncio.sleep(0)
+            assert not answered.done(), "the camera was answered before the store had the result"
+            gate.set()
+        async with asyncio.timeout(5.0):
+            assert await answered == 1
+        if store_answers:
+            assert order[-2:] == ["outcome taken", "upload answered"]
+        else:
+            assert "outcome taken" not in order
+            gate.set()
         async with asyncio.timeout(5.0):
             selection = await caller
         try:
@@ -93,7 +125,32 @@ async def test_a_result_for_a_caller_elsewhere_leaves_the_home_before_its_upload
         finally:
             selection.release()
     finally:
+        gate.set()
         await other.stop()
+        await home.stop()
+
+
+async def test_a_camera_whose_callers_are_all_on_its_home_is_answered_without_the_store() -> None:
+    store = MemoryStore(LIMITS, time.time, inline_body_bytes=64 * 1024)
+    order: list[str] = []
+    gate = asyncio.Event()  # never opened: an outcome through the store would stall
+    backend = OutcomesGated(store, order, gate)
+    home = node_on(backend, "home")
+    await home.start()
+    try:
+        poll = asyncio.ensure_future(home.poll("cam"))
+        await wait_until(lambda: home.is_home("cam"))
+        caller = asyncio.ensure_future(home.fetch_logs("cam", TimeRange(1.0, 3.0)))
+        async with asyncio.timeout(5.0):
+            command = await poll
+        assert command is not None
+        async with asyncio.timeout(1.0):  # well below outcome_write_wait_seconds
+            assert await answer_upload(home, command.request_id, order) == 1
+            selection = await caller
+        selection.release()
+        assert backend.outcomes_sending == 0
+    finally:
+        gate.set()
         await home.stop()
 
 

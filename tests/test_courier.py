@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 
 from server.cluster import messages as m
-from server.cluster.backend import Body, Delivery, StoreLimits
+from server.cluster.backend import Body, Delivery, Envelope, StoreLimits
 from server.cluster.courier import Courier
 from server.cluster.health import StoreHealth
 from server.cluster.memory import MemoryBackend, MemoryStore
@@ -100,3 +101,71 @@ async def test_a_callers_work_sent_to_an_earlier_run_of_a_node_comes_back_as_mov
         "",
         "caller~1",
     )
+
+
+class SendsGated(MemoryBackend):
+    """The in-memory backend, whose ``n``-th send waits for ``gates[n]``; ``taken`` lists
+    the types of the messages the store has taken, in order."""
+
+    def __init__(self, store: MemoryStore, gates: list[asyncio.Event]) -> None:
+        super().__init__(store)
+        self.gates = gates
+        self.sends = 0
+        self.taken: list[str] = []
+
+    async def send(self, envelopes: Sequence[Envelope]) -> None:
+        gate = self.gates[self.sends]
+        self.sends += 1
+        await gate.wait()
+        await super().send(envelopes)
+        self.taken.extend(m.decode(envelope.header).TYPE for envelope in envelopes)  # type: ignore[union-attr]
+
+
+async def test_a_flush_waits_for_what_was_posted_before_it_and_not_for_what_came_after() -> None:
+    store = MemoryStore(LIMITS, time.time)
+    gates = [asyncio.Event(), asyncio.Event()]
+    backend = SendsGated(store, gates)
+    courier = Courier(backend, "home~1", StoreHealth(), time.time)
+    courier.start({})
+    try:
+        courier.post("caller~1", m.Enqueue(camera="cam", ref="caller~1/1"))
+        flushed = asyncio.ensure_future(courier.flush(seconds=5.0))
+        await wait_until(lambda: backend.sends == 1)  # the first batch is being written
+        courier.post("caller~1", m.Forget(camera="cam", ref="caller~1/1"))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not flushed.done(), "the flush ended before its message was written"
+        gates[0].set()
+        async with asyncio.timeout(2.0):
+            await flushed
+        assert backend.taken == ["enqueue"], "the flush waited for a message posted after it"
+        second = asyncio.ensure_future(courier.flush(seconds=5.0))
+        await wait_until(lambda: backend.sends == 2)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not second.done(), "a flush ended before the message posted ahead of it"
+        gates[1].set()
+        async with asyncio.timeout(2.0):
+            await second
+        assert backend.taken == ["enqueue", "forget"]
+    finally:
+        for gate in gates:
+            gate.set()
+        await courier.close()
+
+
+async def test_a_flush_the_store_does_not_answer_ends_after_its_timeout() -> None:
+    store = MemoryStore(LIMITS, time.time)
+    gates = [asyncio.Event()]
+    courier = Courier(SendsGated(store, gates), "home~1", StoreHealth(), time.time)
+    courier.start({})
+    try:
+        courier.post("caller~1", m.Enqueue(camera="cam", ref="caller~1/1"))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        async with asyncio.timeout(2.0):
+            await courier.flush(seconds=0.05)
+        assert loop.time() - started >= 0.05
+    finally:
+        gates[0].set()
+        await courier.close()

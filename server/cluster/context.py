@@ -12,7 +12,7 @@ from typing import Any
 from ..relay import Relay
 from .backend import STATUS_REFRESH_SECONDS, BackendError, CameraEntry, Directory
 from .batch import TurnBatch
-from .courier import Courier
+from .courier import FLUSH_TIMEOUT_SECONDS, Courier
 from .health import StoreHealth
 from .membership import Membership
 from .observer import ClusterObserver
@@ -30,6 +30,9 @@ class ClusterConfig:
     shutdown_timeout_seconds: float
     #: an idle camera's status is written at least this often (``StoreLimits``' own)
     status_refresh_seconds: float = STATUS_REFRESH_SECONDS
+    #: the longest a camera's upload waits to be answered for the results it brought to
+    #: be written to the store for the callers' nodes
+    outcome_write_wait_seconds: float = FLUSH_TIMEOUT_SECONDS
 
 
 class NodeContext:

@@ -28,6 +28,8 @@ logger = logging.getLogger("camrelay.cluster")
 
 #: how long ``send`` waits for the store to take a message
 SEND_TIMEOUT_SECONDS = 2.0
+#: how long ``flush`` waits at most
+FLUSH_TIMEOUT_SECONDS = 1.0
 
 Handler = Callable[[Any, "Body | None"], None]
 
@@ -67,8 +69,12 @@ class Courier:
         self._handlers: Mapping[type[Message], Handler] = {}
         self._outbox: list[_Outgoing] = []
         self._wake_writer = asyncio.Event()
-        self._writing = False
-        self._flushed: list[asyncio.Future[None]] = []
+        #: messages queued so far, and how many of them the writer is done with (sent or
+        #: failed): both running counts
+        self._queued = 0
+        self._finished = 0
+        #: ``flush`` calls waiting, each for the count it needs finished
+        self._flushes: list[tuple[int, asyncio.Future[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
 
@@ -127,6 +133,7 @@ class Courier:
 
     def _queue(self, envelope: Envelope, done: asyncio.Future[None] | None) -> None:
         self._outbox.append(_Outgoing(envelope, done))
+        self._queued += 1
         self._wake_writer.set()
 
     async def _write_forever(self) -> None:
@@ -135,29 +142,36 @@ class Courier:
             self._wake_writer.clear()
             batch = [item for item in self._outbox if not _given_up(item)]
             self._outbox = []
-            if not batch:
-                continue
-            self._writing = True
-            error: BackendError | None = None
-            try:
-                await self._transport.send([item.envelope for item in batch])
-                self._health.succeeded()
-            except BackendError as failure:
-                self._health.failed(failure)
-                error = failure
-            finally:
-                self._writing = False
-            for item in batch:
-                if item.done is not None and not item.done.done():
-                    if error is None:
-                        item.done.set_result(None)
-                    else:
-                        item.done.set_exception(error)
-            if not self._outbox:
-                for marker in self._flushed:
-                    if not marker.done():
-                        marker.set_result(None)
-                self._flushed.clear()
+            batch_end = self._queued
+            if batch:
+                await self._write(batch)
+            self._finished = batch_end
+            self._end_flushes()
+
+    async def _write(self, batch: list[_Outgoing]) -> None:
+        error: BackendError | None = None
+        try:
+            await self._transport.send([item.envelope for item in batch])
+            self._health.succeeded()
+        except BackendError as failure:
+            self._health.failed(failure)
+            error = failure
+        for item in batch:
+            if item.done is not None and not item.done.done():
+                if error is None:
+                    item.done.set_result(None)
+                else:
+                    item.done.set_exception(error)
+
+    def _end_flushes(self, *, all_of_them: bool = False) -> None:
+        waiting = []
+        for needed, marker in self._flushes:
+            if all_of_them or needed <= self._finished:
+                if not marker.done():
+                    marker.set_result(None)
+            else:
+                waiting.append((needed, marker))
+        self._flushes = waiting
 
     # ------------------------------------------------------------------ receiving
 
@@ -199,16 +213,23 @@ class Courier:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def flush(self) -> None:
-        """Wait (a second at most) until what was posted so far is written or failed."""
-        if not (self._outbox or self._writing):
+    async def flush(self, seconds: float = FLUSH_TIMEOUT_SECONDS) -> None:
+        """Wait (``seconds`` at most) until what was posted so far is written or failed;
+        what is posted meanwhile is not waited for."""
+        needed = self._queued
+        if self._finished >= needed or self._stopped:
             return
         marker: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._flushed.append(marker)
-        self._wake_writer.set()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(1.0):
+        entry = (needed, marker)
+        self._flushes.append(entry)
+        try:
+            async with asyncio.timeout(seconds):
                 await marker
+        except TimeoutError:
+            pass
+        finally:
+            if entry in self._flushes:
+                self._flushes.remove(entry)
 
     async def close(self) -> None:
         self._stopped = True
@@ -222,6 +243,7 @@ class Courier:
             if item.done is not None and not item.done.done():
                 item.done.set_exception(BackendError("the node stopped"))
         self._outbox.clear()
+        self._end_flushes(all_of_them=True)
 
 
 def _given_up(item: _Outgoing) -> bool:

@@ -140,14 +140,18 @@ class HostedCallers:
             refs.append(ref)
             result.release()  # the message carries one hold for all of them
 
-    def post_outgoing(self) -> None:
+    def post_outgoing(self) -> bool:
         """Post the results queued for callers' nodes now, not at the end of the loop turn
-        (from the upload's request: a failure is logged, the camera's answer stands)."""
+        (from the upload's request: a failure is logged, the camera's answer stands);
+        whether any went to another node, through the store."""
+        through_store = False
         for key in list(self._outgoing):
+            through_store |= key[0] != self._ctx.incarnation
             try:
                 self._post_result(key)
             except Exception:
                 logger.exception("a result could not be posted to its callers' node")
+        return through_store
 
     def _post_result(self, key: tuple[str, str, LogResult]) -> None:
         refs = self._outgoing.pop(key, None)

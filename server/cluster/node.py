@@ -296,9 +296,12 @@ class ClusterNode(RelayService):
             async with self._relay.receive_result(camera_id, declared_bytes) as upload:
                 yield upload
             # The callers it answered queue their results in the next loop turn (their
-            # futures' callbacks): post them then, ahead of the camera's own answer.
+            # futures' callbacks): post them then, and answer the camera once the store
+            # has them. Answered sooner, the camera's next poll would compete with
+            # their way to the callers' nodes for the CPU.
             await asyncio.sleep(0)
-            self._hosted.post_outgoing()
+            if self._hosted.post_outgoing():
+                await self._ctx.courier.flush(self._ctx.cluster.outcome_write_wait_seconds)
             return
         async with self._forwarding.receive(camera_id, declared_bytes) as upload:
             yield upload
