@@ -24,7 +24,7 @@ def test_a_message_goes_out_with_its_version_and_comes_back_the_same() -> None:
     )
     header = orjson.loads(m.encode(sent))
     assert header == {
-        "v": 3,
+        "v": 4,
         "t": "enqueue",
         "from": "a~1",
         "dest": "b~2",
@@ -46,7 +46,7 @@ def test_every_message_says_whom_and_which_camera_it_is_for() -> None:
         sender="h~1", dest="c~2", camera="cam", request="req1", refs=("c~2/4", "c~2/5")
     )
     assert orjson.loads(m.encode(outcome)) == {
-        "v": 3,
+        "v": 4,
         "t": "outcome",
         "from": "h~1",
         "dest": "c~2",
@@ -56,6 +56,7 @@ def test_every_message_says_whom_and_which_camera_it_is_for() -> None:
         "refs": ["c~2/4", "c~2/5"],
         "error": "",
         "detail": "",
+        "timestamps": "",
     }
     moved = m.Moved(dest="c~2", camera="cam", refs=("c~2/4",), home="n~3")
     receipt = m.ResultReceipt(
@@ -70,10 +71,21 @@ def test_every_message_says_whom_and_which_camera_it_is_for() -> None:
     assert orjson.loads(m.encode(receipt))["requestId"] == "req1"
     for message in (outcome, moved, receipt):
         header = orjson.loads(m.encode(message))
-        assert (header["v"], header["dest"], header["camera"]) == (3, message.dest, "cam")
+        assert (header["v"], header["dest"], header["camera"]) == (4, message.dest, "cam")
         assert m.decode(m.encode(message)) == message
     assert m.MESSAGE_TYPES["receipt"] is m.ResultReceipt
     assert all(cls.__name__ != "Receipt" for cls in m.MESSAGE_TYPES.values())
+
+
+def test_a_result_of_the_release_before_comes_without_its_timestamps() -> None:
+    # v3: the receiving node parses the result's body (``payload.result_from``).
+    previous = (
+        b'{"v": 3, "t": "outcome", "from": "h~1", "dest": "c~2", "sent": 7, "camera": "cam",'
+        b' "request": "req1", "refs": ["c~2/4"], "error": "", "detail": ""}'
+    )
+    assert m.decode(previous) == m.Outcome(
+        sender="h~1", dest="c~2", sent_ms=7, camera="cam", request="req1", refs=("c~2/4",)
+    )
 
 
 def test_a_message_of_the_release_before_has_no_dest_and_still_decodes() -> None:
@@ -109,7 +121,7 @@ def test_a_takeover_of_the_release_before_has_no_claim_sequence() -> None:
 
 def test_fields_of_a_later_version_are_ignored() -> None:
     later = (
-        b'{"v": 4, "t": "outcome", "dest": "b~1", "camera": "cam", "request": "r",'
+        b'{"v": 5, "t": "outcome", "dest": "b~1", "camera": "cam", "request": "r",'
         b' "refs": ["b~1/1", "b~1/2"], "priority": "high", "trace": {"id": 7}}'
     )
     assert m.decode(later) == m.Outcome(

@@ -20,8 +20,8 @@ from ..relay import LogResult
 from .backend import BackendError, Body, Envelope, Transport
 from .health import StoreHealth
 from .identity import name_of, node_of
-from .messages import Enqueue, Message, Moved, decode, encode
-from .payload import result_bytes
+from .messages import Enqueue, Message, Moved, Outcome, decode, encode
+from .payload import result_bytes, timestamps_field
 from .unavailable import ClusterUnavailable
 
 logger = logging.getLogger("camrelay.cluster")
@@ -95,17 +95,19 @@ class Courier:
             return
         self._queue(Envelope(name_of(dest), encode(stamped), body), None)
 
-    def post_result(self, dest: str, message: Message, result: LogResult) -> None:
+    def post_result(self, dest: str, message: Outcome, result: LogResult) -> None:
         """Send a result with one hold on it for the receiver (released here once its
         bytes are taken when it leaves this node)."""
-        stamped = self._stamped(dest, message)
         if dest == self.incarnation:
+            stamped = self._stamped(dest, message)
             asyncio.get_running_loop().call_soon(self._deliver, stamped, LocalResult(result))
             return
         try:
             body = result_bytes(result)
+            timestamps = timestamps_field(result, body)
         finally:
             result.release()
+        stamped = self._stamped(dest, dataclasses.replace(message, timestamps=timestamps))
         self._queue(Envelope(name_of(dest), encode(stamped), body), None)
 
     async def send(self, dest: str, message: Message, body: bytes | None = None) -> None:

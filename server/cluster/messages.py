@@ -46,7 +46,7 @@ from ..relay import (
 from ..relay.logscan import json_type
 from .unavailable import ClusterUnavailable
 
-VERSION = 3
+VERSION = 4
 logger = logging.getLogger("camrelay.cluster")
 
 
@@ -99,6 +99,9 @@ class Outcome(Message):
     #: a relay error's name (``CameraOffline``...), or "" with a body for a result
     error: str = ""
     detail: str = ""
+    #: a small result's entries' timestamps (``payload.timestamps_field``), so that the
+    #: receiving node need not parse its body again ("": parse it)
+    timestamps: str = ""
 
 
 @dataclass(frozen=True, slots=True)

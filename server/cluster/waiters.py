@@ -122,7 +122,7 @@ class Waiters:
         if not any(self._mine(message.camera, ref) for ref in message.refs):
             return  # nobody here waits for it: its body is not read
         if body is not None and not self._deferred:  # none taken ahead of one deferred
-            taken = take_result_here(self._ctx.relay.budget, body)
+            taken = take_result_here(self._ctx.relay.budget, body, message.timestamps)
             if isinstance(taken, LogResult):
                 self._deliver(message, taken)
                 return
@@ -139,7 +139,7 @@ class Waiters:
         if not any(self._mine(message.camera, ref) for ref in message.refs):
             return  # nobody here waits for it: its body is not read
         try:
-            result = await take_result(self._ctx.relay.budget, body)
+            result = await take_result(self._ctx.relay.budget, body, message.timestamps)
         except BackendError as error:
             self._ctx.health.failed(error)
             return

@@ -55,6 +55,7 @@ class LogResult:
         "_starts",
         "_timestamps",
         "_whole",
+        "flat",
         "ordered",
     )
 
@@ -70,6 +71,7 @@ class LogResult:
         on_release: Callable[[], None] | None = None,
         whole: Run | None = None,
         indexer: Indexer | None = None,
+        flat: bool = False,
     ) -> None:
         if (starts is None or ends is None) and (indexer is None or (timestamps and not whole)):
             raise ValueError("a result without offsets needs an indexer and its whole span")
@@ -82,6 +84,8 @@ class LogResult:
         self._exact = exact
         #: timestamps are non-decreasing in the camera's order: ranges slice by bisection
         self.ordered = ordered
+        #: known to hold no brace but each entry's own pair (``False``: not known)
+        self.flat = flat
         #: small answers rendered whole, by head, tail and runs (see ``_render_small``)
         self._rendered: dict[tuple[object, ...], bytes] = {}
         self._holds = 1
@@ -108,6 +112,11 @@ class LogResult:
             return self._whole
         starts, ends = self._offsets()
         return starts[first], ends[last - 1]
+
+    def doubles(self) -> array[float] | None:
+        """Each entry's timestamp as a double, when a double holds every one exactly (no
+        integer beyond 2**53); else ``None``."""
+        return None if self._exact else self._timestamps
 
     def timestamp(self, index: int) -> int | float:
         exact = self._exact.get(index)

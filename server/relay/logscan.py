@@ -72,7 +72,7 @@ def _positions(data: bytes | bytearray, byte: bytes) -> list[int]:
     return list(map(operator.add, before, itertools.count()))[:-1]
 
 
-def _flat_offsets(body: Body, count: int) -> tuple[array[int], array[int]]:
+def flat_offsets(body: Body, count: int) -> tuple[array[int], array[int]]:
     """Where each of the ``count`` entries of a body read whole starts and ends, for a
     body whose only braces are its own and one pair per entry (``_read_whole``)."""
     data = body[:] if isinstance(body, mmap.mmap) else body
@@ -143,7 +143,7 @@ class _Entries:
         #: the first entry at fault; the rest is then only checked to be JSON
         self.error: str | None = None
         #: set when only the span of all entries is known (``starts`` and ``ends`` are
-        #: found when first needed: ``_flat_offsets``)
+        #: found when first needed: ``flat_offsets``)
         self.whole: Run | None = None
 
     def add(self, start: int, end: int, entry: Any) -> None:
@@ -219,6 +219,8 @@ class ResultScanner:
         self._done: int | None = None
         #: a small body of known length is read in one go once it is all here
         self._whole_first = expected_size is not None and expected_size <= WHOLE_BODY_BYTES
+        #: it was, and its entries are flat (``_read_whole``)
+        self._read_flat = False
 
     @property
     def received(self) -> int:
@@ -274,7 +276,8 @@ class ResultScanner:
             ordered=entries.ordered,
             on_release=on_release,
             whole=entries.whole,
-            indexer=_flat_offsets if lazy else None,
+            indexer=flat_offsets if lazy else None,
+            flat=self._read_flat,
         )
         return ScannedBody(self._request_id, result)
 
@@ -328,11 +331,12 @@ class ResultScanner:
             entries.timestamps = array("d", stamps)
             entries.ordered = stamps == sorted(stamps)
         elif stamps:
-            starts, ends = _flat_offsets(body, len(logs))
+            starts, ends = flat_offsets(body, len(logs))
             for start, end, entry in zip(starts, ends, logs, strict=True):
                 entries.add(start, end, entry)
         self._parser.close()
         self._done = self._size
+        self._read_flat = True
         self._entries = entries
         self._logs_seen = True
         self._request_id = request_id
