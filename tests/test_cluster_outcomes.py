@@ -5,8 +5,10 @@ takes a result that came inside its message at once, or waits for room in its bu
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
+from array import array
 from collections.abc import Sequence
 
 import orjson
@@ -14,10 +16,10 @@ import pytest
 
 from server.cluster import ClusterNode
 from server.cluster import messages as m
-from server.cluster.backend import Body, Envelope, InlineBody, StoreLimits
+from server.cluster.backend import BackendError, Body, Envelope, InlineBody, StoreLimits
 from server.cluster.context import ClusterConfig
 from server.cluster.memory import MemoryBackend, MemoryStore
-from server.cluster.payload import HEAD, TAIL, NotTaken, take_result_here
+from server.cluster.payload import HEAD, TAIL, NotTaken, take_result, take_result_here
 from server.relay import LogResult, RelayConfig, Reservation, ResultBudget, TimeRange
 from server.relay.logscan import ResultScanner
 from tests.helpers import wait_until
@@ -82,19 +84,19 @@ async def answer_upload(home: ClusterNode, request_id: str, order: list[str]) ->
     return receipt.callers
 
 
-@pytest.mark.parametrize("store_answers", [True, False], ids=["store-answers", "store-stalls"])
+@pytest.mark.parametrize("store", ["answers", "stalls", "known-down"])
 async def test_the_camera_is_answered_once_the_store_has_the_result_for_a_caller_elsewhere(
-    store_answers: bool,
+    store: str,
 ) -> None:
     """Answered sooner, the camera's next poll would compete with the result's way to the
     caller's node; a store that does not take it holds the camera's answer only for
-    ``outcome_write_wait_seconds``."""
-    store = MemoryStore(LIMITS, time.time, inline_body_bytes=64 * 1024)
+    ``outcome_write_wait_seconds``, and one the home knows to be down not at all."""
+    memory = MemoryStore(LIMITS, time.time, inline_body_bytes=64 * 1024)
     order: list[str] = []
     gate = asyncio.Event()
-    backend = OutcomesGated(store, order, gate)
-    home = node_on(backend, "home", outcome_write_wait=5.0 if store_answers else 0.05)
-    other = node_on(store.backend(), "other")
+    backend = OutcomesGated(memory, order, gate)
+    home = node_on(backend, "home", outcome_write_wait=0.05 if store == "stalls" else 5.0)
+    other = node_on(memory.backend(), "other")
     await home.start()
     await other.start()
     try:
@@ -104,20 +106,26 @@ async def test_the_camera_is_answered_once_the_store_has_the_result_for_a_caller
         async with asyncio.timeout(5.0):
             command = await poll
         assert command is not None
+        if store == "known-down":  # as the home finds it after a call failed
+            memory.set_down(True)
+            home._ctx.health.failed(BackendError("the store is down"))
         answered = asyncio.ensure_future(answer_upload(home, command.request_id, order))
         await wait_until(lambda: backend.outcomes_sending == 1)
-        if store_answers:
+        if store == "answers":
             for _ in range(5):
                 await asyncio.sleep(0)
             assert not answered.done(), "the camera was answered before the store had the result"
             gate.set()
-        async with asyncio.timeout(5.0):
+        async with asyncio.timeout(1.0):  # below the wait, but for the stalled store's
             assert await answered == 1
-        if store_answers:
+        if store == "answers":
             assert order[-2:] == ["outcome taken", "upload answered"]
         else:
             assert "outcome taken" not in order
             gate.set()
+        if store == "known-down":
+            caller.cancel()  # its result was lost with the store: it gets a 503 in time
+            return
         async with asyncio.timeout(5.0):
             selection = await caller
         try:
@@ -125,6 +133,7 @@ async def test_the_camera_is_answered_once_the_store_has_the_result_for_a_caller
         finally:
             selection.release()
     finally:
+        memory.set_down(False)
         gate.set()
         await other.stop()
         await home.stop()
@@ -140,6 +149,11 @@ async def test_a_camera_whose_callers_are_all_on_its_home_is_answered_without_th
     try:
         poll = asyncio.ensure_future(home.poll("cam"))
         await wait_until(lambda: home.is_home("cam"))
+        # An error for a caller elsewhere, stuck in the store: not the camera's to wait for.
+        home._ctx.courier.post(
+            "other~1", m.Outcome(camera="cam", refs=("other~1/1",), error="QueueFull")
+        )
+        await wait_until(lambda: backend.outcomes_sending == 1)
         caller = asyncio.ensure_future(home.fetch_logs("cam", TimeRange(1.0, 3.0)))
         async with asyncio.timeout(5.0):
             command = await poll
@@ -148,7 +162,7 @@ async def test_a_camera_whose_callers_are_all_on_its_home_is_answered_without_th
             assert await answer_upload(home, command.request_id, order) == 1
             selection = await caller
         selection.release()
-        assert backend.outcomes_sending == 0
+        assert backend.outcomes_sending == 1, "a result for a caller on its home went to the store"
     finally:
         gate.set()
         await home.stop()
@@ -169,6 +183,23 @@ def test_a_result_that_came_inside_its_message_is_taken_at_once_and_counted() ->
     result.release()
     assert budget.in_use == 0
     assert body.take_here() is None, "its bytes are taken once"
+
+
+@pytest.mark.parametrize("here", [True, False], ids=["taken-here", "read-later"])
+async def test_a_result_that_came_with_its_timestamps_counts_them_too(here: bool) -> None:
+    timestamps = base64.b64encode(array("d", [float(entry["timestamp"]) for entry in LOGS]))
+    told = timestamps.decode()
+    budget = ResultBudget(10_000)
+    taken = (
+        take_result_here(budget, InlineBody(RESULT_BODY), told)
+        if here
+        else await take_result(budget, InlineBody(RESULT_BODY), told)
+    )
+    assert isinstance(taken, LogResult)
+    assert taken.flat, "it was indexed by its timestamps, not parsed"
+    assert budget.in_use == len(RESULT_BODY) + len(told)
+    taken.release()
+    assert budget.in_use == 0
 
 
 async def test_a_result_is_left_to_be_read_when_the_budget_has_no_room_for_it_now() -> None:

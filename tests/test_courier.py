@@ -1,5 +1,5 @@
-"""The courier's inbox reader on the in-memory backend: what a message wakes runs before
-the reader asks for the next messages."""
+"""The courier on the in-memory backend: what a message wakes runs before the reader asks
+for the next messages; what a flush and a drain wait for; a writer that outlives a bug."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import asyncio
 import time
 from collections.abc import Sequence
 
+import pytest
+
 from server.cluster import messages as m
 from server.cluster.backend import Body, Delivery, Envelope, StoreLimits
 from server.cluster.courier import Courier
 from server.cluster.health import StoreHealth
 from server.cluster.memory import MemoryBackend, MemoryStore
+from server.cluster.unavailable import ClusterUnavailable
 from tests.helpers import wait_until
 
 LIMITS = StoreLimits(
@@ -168,4 +171,68 @@ async def test_a_flush_the_store_does_not_answer_ends_after_its_timeout() -> Non
         assert loop.time() - started >= 0.05
     finally:
         gates[0].set()
+        await courier.close()
+
+
+async def test_a_drain_waits_for_what_is_posted_while_it_waits() -> None:
+    """A node's last messages before it stops: a reply posted during the drain goes too."""
+    store = MemoryStore(LIMITS, time.time)
+    gates = [asyncio.Event(), asyncio.Event()]
+    backend = SendsGated(store, gates)
+    courier = Courier(backend, "home~1", StoreHealth(), time.time)
+    courier.start({})
+    try:
+        courier.post("caller~1", m.Enqueue(camera="cam", ref="caller~1/1"))
+        drained = asyncio.ensure_future(courier.drain(seconds=5.0))
+        await wait_until(lambda: backend.sends == 1)
+        courier.post("caller~1", m.Forget(camera="cam", ref="caller~1/1"))
+        gates[0].set()
+        await wait_until(lambda: backend.sends == 2)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not drained.done(), "the drain ended with a message posted meanwhile unwritten"
+        gates[1].set()
+        async with asyncio.timeout(2.0):
+            await drained
+        assert backend.taken == ["enqueue", "forget"]
+    finally:
+        for gate in gates:
+            gate.set()
+        await courier.close()
+
+
+class SendsBroken(MemoryBackend):
+    """The in-memory backend, whose first send fails with an error that is not the
+    store's (a bug); ``taken`` lists the types of the messages the store took."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        super().__init__(store)
+        self.sends = 0
+        self.taken: list[str] = []
+
+    async def send(self, envelopes: Sequence[Envelope]) -> None:
+        self.sends += 1
+        if self.sends == 1:
+            raise RuntimeError("a bug")
+        await super().send(envelopes)
+        self.taken.extend(m.decode(envelope.header).TYPE for envelope in envelopes)  # type: ignore[union-attr]
+
+
+async def test_a_send_that_fails_unexpectedly_is_logged_and_the_writer_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = MemoryStore(LIMITS, time.time)
+    backend = SendsBroken(store)
+    health = StoreHealth()
+    courier = Courier(backend, "home~1", health, time.time)
+    courier.start({})
+    try:
+        with pytest.raises(ClusterUnavailable):
+            await courier.send("caller~1", m.Enqueue(camera="cam", ref="caller~1/1"))
+        assert not health.up
+        assert "cluster messages could not be sent" in caplog.text
+        await courier.send("caller~1", m.Forget(camera="cam", ref="caller~1/1"))
+        assert backend.taken == ["forget"]
+        assert health.up
+    finally:
         await courier.close()

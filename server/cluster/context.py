@@ -12,12 +12,15 @@ from typing import Any
 from ..relay import Relay
 from .backend import STATUS_REFRESH_SECONDS, BackendError, CameraEntry, Directory
 from .batch import TurnBatch
-from .courier import FLUSH_TIMEOUT_SECONDS, Courier
+from .courier import Courier
 from .health import StoreHealth
 from .membership import Membership
 from .observer import ClusterObserver
 from .unavailable import ClusterUnavailable
 from .written import WrittenStatus
+
+#: ``ClusterConfig.outcome_write_wait_seconds``
+OUTCOME_WRITE_WAIT_SECONDS = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +34,10 @@ class ClusterConfig:
     #: an idle camera's status is written at least this often (``StoreLimits``' own)
     status_refresh_seconds: float = STATUS_REFRESH_SECONDS
     #: the longest a camera's upload waits to be answered for the results it brought to
-    #: be written to the store for the callers' nodes
-    outcome_write_wait_seconds: float = FLUSH_TIMEOUT_SECONDS
+    #: be written to the store for the callers' nodes (a write takes about a millisecond;
+    #: a store slower than this gains nothing from the wait, and the camera's next poll,
+    #: which queued callers wait for, would come that much later)
+    outcome_write_wait_seconds: float = OUTCOME_WRITE_WAIT_SECONDS
 
 
 class NodeContext:

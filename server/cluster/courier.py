@@ -158,6 +158,10 @@ class Courier:
         except BackendError as failure:
             self._health.failed(failure)
             error = failure
+        except Exception as failure:  # not the store's doing: the writer must go on
+            logger.exception("cluster messages could not be sent")
+            error = BackendError(f"{type(failure).__name__}: the messages could not be sent")
+            self._health.failed(error)
         for item in batch:
             if item.done is not None and not item.done.done():
                 if error is None:
@@ -232,6 +236,14 @@ class Courier:
         finally:
             if entry in self._flushes:
                 self._flushes.remove(entry)
+
+    async def drain(self, seconds: float = FLUSH_TIMEOUT_SECONDS) -> None:
+        """Wait (``seconds`` at most in all) until nothing posted is left unwritten, what
+        is posted meanwhile included: a node's last messages before it stops."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                while self._finished < self._queued and not self._stopped:
+                    await self.flush(seconds)
 
     async def close(self) -> None:
         self._stopped = True

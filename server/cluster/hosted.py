@@ -146,11 +146,12 @@ class HostedCallers:
         whether any went to another node, through the store."""
         through_store = False
         for key in list(self._outgoing):
-            through_store |= key[0] != self._ctx.incarnation
             try:
                 self._post_result(key)
             except Exception:
                 logger.exception("a result could not be posted to its callers' node")
+                continue
+            through_store |= key[0] != self._ctx.incarnation
         return through_store
 
     def _post_result(self, key: tuple[str, str, LogResult]) -> None:

@@ -1,6 +1,6 @@
 """The messages nodes send each other, and how their format may change.
 
-A message is a small JSON header (``{"v": 3, "t": "<type>", ...}``) plus, for
+A message is a small JSON header (``{"v": VERSION, "t": "<type>", ...}``) plus, for
 a result, the camera's body as bytes beside it. One dataclass per type; its
 fields are the header's keys. Every message says what it is for: the
 incarnation it is addressed to (``dest``), the camera, and the callers

@@ -221,7 +221,7 @@ class ClusterNode(RelayService):
                     await self._leaving
                     if self._homes.parking:  # handed over to this node while it stopped
                         await self._homes.park_each()
-            await self._courier.flush()
+            await self._courier.drain()
         await self.halt()
 
     async def halt(self) -> None:
@@ -300,7 +300,7 @@ class ClusterNode(RelayService):
             # has them. Answered sooner, the camera's next poll would compete with
             # their way to the callers' nodes for the CPU.
             await asyncio.sleep(0)
-            if self._hosted.post_outgoing():
+            if self._hosted.post_outgoing() and self._ctx.health.up:
                 await self._ctx.courier.flush(self._ctx.cluster.outcome_write_wait_seconds)
             return
         async with self._forwarding.receive(camera_id, declared_bytes) as upload:

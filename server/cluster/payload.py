@@ -106,6 +106,7 @@ def _indexed(
         on_release=on_release,
         whole=(len(HEAD), len(body) - len(TAIL)),
         indexer=flat_offsets,
+        flat=True,
     )
 
 
@@ -131,17 +132,17 @@ async def take_result(
     budget: ResultBudget, body: Body | None, timestamps: str = ""
 ) -> LogResult | None:
     """The result in a message's body (``timestamps``: the message's, if any), read once
-    ``budget`` has room for it and counted there until its last hold ends; ``None`` if
-    the body is gone or does not parse (logged); raises ``BackendError`` when the body
-    cannot be read."""
+    ``budget`` has room for it and counted there (with its timestamps) until its last hold
+    ends; ``None`` if the body is gone or does not parse (logged); raises
+    ``BackendError`` when the body cannot be read."""
     size = FIRST_RESERVATION_BYTES if body is None or not body.size else body.size
-    reservation = await budget.reserve(size)
+    reservation = await budget.reserve(size + len(timestamps))
     try:
         data = b"" if body is None else await body.read()
         if data is None:
             reservation.release()
             return None
-        await reservation.grow_to(len(data))
+        await reservation.grow_to(len(data) + len(timestamps))
     except BaseException:
         reservation.release()
         raise
@@ -161,10 +162,11 @@ def take_result_here(
     budget: ResultBudget, body: Body, timestamps: str = ""
 ) -> LogResult | NotTaken:
     """The result in a body that came inside its message (``timestamps``: the message's,
-    if any), taken at once if ``budget`` has room for it now (nobody waiting ahead)."""
+    if any), taken at once if ``budget`` has room for it and its timestamps now (nobody
+    waiting ahead)."""
     if not body.inline or not body.size:
         return NotTaken.LATER
-    reservation = budget.reserve_now(body.size)
+    reservation = budget.reserve_now(body.size + len(timestamps))
     if reservation is None:
         return NotTaken.LATER
     data = body.take_here()
