@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
@@ -124,81 +124,76 @@ class SendsGated(MemoryBackend):
         self.taken.extend(m.decode(envelope.header).TYPE for envelope in envelopes)  # type: ignore[union-attr]
 
 
-async def test_a_flush_waits_for_what_was_posted_before_it_and_not_for_what_came_after() -> None:
-    store = MemoryStore(LIMITS, time.time)
-    gates = [asyncio.Event(), asyncio.Event()]
-    backend = SendsGated(store, gates)
+@pytest.fixture
+async def gated() -> AsyncIterator[tuple[Courier, SendsGated]]:
+    """A started courier whose first two sends wait for their gates (opened at the end)."""
+    backend = SendsGated(MemoryStore(LIMITS, time.time), [asyncio.Event(), asyncio.Event()])
     courier = Courier(backend, "home~1", StoreHealth(), time.time)
     courier.start({})
     try:
-        courier.post("caller~1", m.Enqueue(camera="cam", ref="caller~1/1"))
-        flushed = asyncio.ensure_future(courier.flush(seconds=5.0))
-        await wait_until(lambda: backend.sends == 1)  # the first batch is being written
-        courier.post("caller~1", m.Forget(camera="cam", ref="caller~1/1"))
-        for _ in range(5):
-            await asyncio.sleep(0)
-        assert not flushed.done(), "the flush ended before its message was written"
-        gates[0].set()
-        async with asyncio.timeout(2.0):
-            await flushed
-        assert backend.taken == ["enqueue"], "the flush waited for a message posted after it"
-        second = asyncio.ensure_future(courier.flush(seconds=5.0))
-        await wait_until(lambda: backend.sends == 2)
-        for _ in range(5):
-            await asyncio.sleep(0)
-        assert not second.done(), "a flush ended before the message posted ahead of it"
-        gates[1].set()
-        async with asyncio.timeout(2.0):
-            await second
-        assert backend.taken == ["enqueue", "forget"]
+        yield courier, backend
     finally:
-        for gate in gates:
+        for gate in backend.gates:
             gate.set()
         await courier.close()
 
 
-async def test_a_flush_the_store_does_not_answer_ends_after_its_timeout() -> None:
-    store = MemoryStore(LIMITS, time.time)
-    gates = [asyncio.Event()]
-    courier = Courier(SendsGated(store, gates), "home~1", StoreHealth(), time.time)
-    courier.start({})
-    try:
-        courier.post("caller~1", m.Enqueue(camera="cam", ref="caller~1/1"))
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        async with asyncio.timeout(2.0):
-            await courier.flush(seconds=0.05)
-        assert loop.time() - started >= 0.05
-    finally:
-        gates[0].set()
-        await courier.close()
+async def still_waiting(waiting: asyncio.Future[None]) -> bool:
+    for _ in range(5):
+        await asyncio.sleep(0)
+    return not waiting.done()
 
 
-async def test_a_drain_waits_for_what_is_posted_while_it_waits() -> None:
+async def test_a_flush_waits_for_what_was_posted_before_it_and_not_for_what_came_after(
+    gated: tuple[Courier, SendsGated],
+) -> None:
+    courier, backend = gated
+    courier.post("caller~1", m.Enqueue(camera="cam", ref="caller~1/1"))
+    flushed = asyncio.ensure_future(courier.flush(seconds=5.0))
+    await wait_until(lambda: backend.sends == 1)  # the first batch is being written
+    courier.post("caller~1", m.Forget(camera="cam", ref="caller~1/1"))
+    assert await still_waiting(flushed), "the flush ended before its message was written"
+    backend.gates[0].set()
+    async with asyncio.timeout(2.0):
+        await flushed
+    assert backend.taken == ["enqueue"], "the flush waited for a message posted after it"
+    second = asyncio.ensure_future(courier.flush(seconds=5.0))
+    await wait_until(lambda: backend.sends == 2)
+    assert await still_waiting(second), "a flush ended before the message posted ahead of it"
+    backend.gates[1].set()
+    async with asyncio.timeout(2.0):
+        await second
+    assert backend.taken == ["enqueue", "forget"]
+
+
+async def test_a_flush_the_store_does_not_answer_ends_after_its_timeout(
+    gated: tuple[Courier, SendsGated],
+) -> None:
+    courier, _ = gated
+    courier.post("caller~1", m.Enqueue(camera="cam", ref="caller~1/1"))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with asyncio.timeout(2.0):
+        await courier.flush(seconds=0.05)
+    assert loop.time() - started >= 0.05
+
+
+async def test_a_drain_waits_for_what_is_posted_while_it_waits(
+    gated: tuple[Courier, SendsGated],
+) -> None:
     """A node's last messages before it stops: a reply posted during the drain goes too."""
-    store = MemoryStore(LIMITS, time.time)
-    gates = [asyncio.Event(), asyncio.Event()]
-    backend = SendsGated(store, gates)
-    courier = Courier(backend, "home~1", StoreHealth(), time.time)
-    courier.start({})
-    try:
-        courier.post("caller~1", m.Enqueue(camera="cam", ref="caller~1/1"))
-        drained = asyncio.ensure_future(courier.drain(seconds=5.0))
-        await wait_until(lambda: backend.sends == 1)
-        courier.post("caller~1", m.Forget(camera="cam", ref="caller~1/1"))
-        gates[0].set()
-        await wait_until(lambda: backend.sends == 2)
-        for _ in range(5):
-            await asyncio.sleep(0)
-        assert not drained.done(), "the drain ended with a message posted meanwhile unwritten"
-        gates[1].set()
-        async with asyncio.timeout(2.0):
-            await drained
-        assert backend.taken == ["enqueue", "forget"]
-    finally:
-        for gate in gates:
-            gate.set()
-        await courier.close()
+    courier, backend = gated
+    courier.post("caller~1", m.Enqueue(camera="cam", ref="caller~1/1"))
+    drained = asyncio.ensure_future(courier.drain(seconds=5.0))
+    await wait_until(lambda: backend.sends == 1)
+    courier.post("caller~1", m.Forget(camera="cam", ref="caller~1/1"))
+    backend.gates[0].set()
+    await wait_until(lambda: backend.sends == 2)
+    assert await still_waiting(drained), "the drain ended with a message posted meanwhile unwritten"
+    backend.gates[1].set()
+    async with asyncio.timeout(2.0):
+        await drained
+    assert backend.taken == ["enqueue", "forget"]
 
 
 class SendsBroken(MemoryBackend):
