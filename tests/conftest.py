@@ -234,16 +234,26 @@ class SessionRedisCluster:
 SESSION_REDIS_CLUSTER = SessionRedisCluster()
 
 
+def _on_the_redis_cluster(item: pytest.Item) -> bool:
+    """The test runs on the session's Redis Cluster: as a fixture, or by its parameter."""
+    return "redis_cluster" in getattr(item, "fixturenames", ()) or "[redis-cluster" in item.nodeid
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Under xdist, one worker runs them all: a cluster is 6 redis-servers, and one per
+    # worker on 2 cores slowed both past the tests' short holds.
+    for item in items:
+        if _on_the_redis_cluster(item):
+            item.add_marker(pytest.mark.xdist_group("redis-cluster"))
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     if os.environ.get("PYTEST_XDIST_WORKER"):
         # Each worker collects every test but runs its share: it starts the cluster when a
         # test of its share first asks for it, not because another worker's might.
         return
-    # The tests that run on it take it as a fixture, or by their "redis-cluster" parameter.
-    if any(
-        "redis_cluster" in getattr(item, "fixturenames", ()) or "[redis-cluster" in item.nodeid
-        for item in session.items
-    ):
+    if any(_on_the_redis_cluster(item) for item in session.items):
         SESSION_REDIS_CLUSTER.start()
 
 
