@@ -219,7 +219,7 @@ class ResultScanner:
         self._done: int | None = None
         #: a small body of known length is read in one go once it is all here
         self._whole_first = expected_size is not None and expected_size <= WHOLE_BODY_BYTES
-        #: it was, and its entries are flat (``_read_whole``)
+        #: it was read so (``_read_whole``), which finds its entries flat or gives up
         self._read_flat = False
 
     @property
