@@ -1,15 +1,16 @@
 """``python -m bench.camerapage [--cameras N]``: what ``/cameras?limit=50`` costs the relay
 at a fleet of N held polls (default 100,000), in process, and what the whole list costs.
 
-A ``Relay`` gets N cameras holding a poll; the script times, median of ``--repeat``:
-the page (``cameras(limit=51)``, as the view asks one more to know if a page follows),
-its totals (``stats()``, kept as sessions change), both together, and for comparison
-the totals counted by walking every session (``walked_stats()``, what ``stats()`` did
-before). Then the app serves a fleet of N on loopback and a client reads ``GET
-/cameras`` (no parameters: every camera) ``--lists`` times while, in the same
-process, a probe notes the event loop's longest stall and another calls ``/healthz``
-in turn: the list's wall time, its body size, the longest stall and the slowest
-``/healthz``. Prints one JSON line (milliseconds).
+A ``Relay`` gets N cameras holding a poll, joining in random order as a real fleet's
+do; the script times, median of ``--repeat``: the page (``cameras(limit=51)``, as the
+view asks one more to know if a page follows), its totals (``stats()``, kept as
+sessions change), both together, the totals counted by walking every session
+(``walked_stats()``, what ``stats()`` did before), and the page right after a camera
+joined and another left (a fleet that churns). Then the app serves a fleet of N on
+loopback and a client reads ``GET /cameras`` (no parameters: every camera) ``--lists``
+times while, in the same process, a probe notes the event loop's longest stall and
+another calls ``/healthz`` in turn: the list's wall time, its body size, the longest
+stall and the slowest ``/healthz``. Prints one JSON line (milliseconds).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import random
 import statistics
 import sys
 import time
@@ -27,7 +29,7 @@ import orjson
 from aiohttp import web
 
 from server import Settings, create_app
-from server.relay import Relay, RelayConfig
+from server.relay import Command, Relay, RelayConfig
 from server.state import get_relay
 
 __all__ = ["main", "measure"]
@@ -45,9 +47,10 @@ def _median_ms(action: Callable[[], object], repeat: int) -> float:
 async def measure(cameras: int, repeat: int) -> dict[str, float | int]:
     config = RelayConfig(poll_hold_seconds=600.0, max_cameras=cameras)
     relay = Relay(config)
-    polls = [asyncio.ensure_future(relay.poll(f"cam-{i:06d}")) for i in range(cameras)]
+    ids = [f"cam-{i:06d}" for i in range(cameras)]
+    random.Random(cameras).shuffle(ids)
+    polls = [asyncio.ensure_future(relay.poll(camera_id)) for camera_id in ids]
     await asyncio.sleep(0)
-    relay.cameras()  # the sorted id list is built once, after the fleet joined
     figures: dict[str, float | int] = {"cameras": cameras, "repeat": repeat}
     figures["page_ms"] = _median_ms(lambda: relay.cameras(limit=51), repeat)
     figures["totals_ms"] = _median_ms(relay.stats, repeat)
@@ -56,9 +59,27 @@ async def measure(cameras: int, repeat: int) -> dict[str, float | int]:
     )
     figures["walked_totals_ms"] = _median_ms(relay.walked_stats, max(3, repeat // 10))
     assert relay.stats() == relay.walked_stats()
+    figures["page_after_join_ms"] = await _page_after_churn(relay, polls, ids, repeat)
     relay.close()
     await asyncio.gather(*polls, return_exceptions=True)
     return figures
+
+
+async def _page_after_churn(
+    relay: Relay, polls: list[asyncio.Task[Command | None]], ids: list[str], repeat: int
+) -> float:
+    """The page right after a camera joined the fleet and another left it (median ms):
+    a fleet that churns must not make each page cost O(fleet)."""
+    times = []
+    for index in range(repeat):
+        polls.append(asyncio.ensure_future(relay.poll(f"new-{index:06d}")))
+        await asyncio.sleep(0)  # its session exists once the poll is held
+        relay.hand_over(ids[index], superseded=False)
+        await asyncio.sleep(0)
+        started = time.perf_counter()
+        relay.cameras(limit=51)
+        times.append(time.perf_counter() - started)
+    return round(1000 * statistics.median(times), 4)
 
 
 async def measure_whole_list(cameras: int, lists: int) -> dict[str, float | int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -16,6 +17,7 @@ from server.http import camera_list
 from server.relay import CameraStatus, Relay, RelayConfig
 from tests.conftest import Client, MakeClient, relay_of
 from tests.helpers import camera_polling, running, wait_until
+from tests.sim.loop import run_virtual
 
 CONFIG = RelayConfig(poll_hold_seconds=5.0, connect_timeout_seconds=0.05)
 ONLINE = ["a-1", "a-2", "a-3", "b-1", "b.2", "c"]
@@ -151,6 +153,55 @@ async def test_walking_the_cursor_visits_every_match_once(
                 break
             after = found[limit - 1]
         assert seen == wanted, (limit, prefix, online)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_listing_follows_cameras_that_join_leave_and_come_back(seed: int) -> None:
+    """Cameras join in random order, are handed over, hang up and are forgotten by the
+    sweep, and come back: after every step the list, every prefix and every page walk
+    name exactly the cameras held, in id order."""
+    chooser = random.Random(seed)
+    config = RelayConfig(
+        poll_hold_seconds=600.0, connect_timeout_seconds=0.05, session_retention_seconds=5.0
+    )
+    pool = [f"{chooser.choice('abc')}-{index:03d}" for index in range(60)]
+
+    def check(relay: Relay) -> None:
+        held = sorted(relay.camera_ids())
+        assert ids(relay.cameras()) == held
+        for prefix in ("a", "b-0", "c-05", "z"):
+            assert ids(relay.cameras(prefix)) == [c for c in held if c.startswith(prefix)]
+        seen: list[str] = []
+        after = None
+        while page := ids(relay.cameras(after=after, limit=7)):
+            seen += page
+            after = page[-1]
+        assert seen == held
+
+    async def scenario() -> None:
+        relay = Relay(config)
+        polls: dict[str, asyncio.Task[object]] = {}
+        forgotten = handed_over = 0
+        for _ in range(400):
+            camera_id = chooser.choice(pool)
+            action = chooser.random()
+            if camera_id not in polls or polls[camera_id].done():
+                polls[camera_id] = asyncio.create_task(relay.poll(camera_id))
+            elif action < 0.3:
+                handed_over += relay.hand_over(camera_id, superseded=False) is not None
+            elif action < 0.6:
+                polls[camera_id].cancel()  # hangs up: offline, then forgotten by a sweep
+            elif action < 0.65:
+                await asyncio.sleep(config.session_retention_seconds + 1)
+                forgotten += await relay.sweep()
+            await asyncio.sleep(0)
+            check(relay)
+        # Every kind of change happened, and the fleet did not just empty out.
+        assert forgotten and handed_over and len(relay.camera_ids()) > 10
+        relay.close()
+        await asyncio.gather(*polls.values(), return_exceptions=True)
+
+    run_virtual(scenario, seed)
 
 
 # ---------------------------------------------------------------- a fleet of many slices

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import NoReturn
+
+from sortedcontainers import SortedList
 
 from .budget import FIRST_RESERVATION_BYTES, ResultBudget
 from .config import RelayConfig
@@ -60,8 +61,9 @@ class Relay(RelayService):
         #: without a coroutine of its own around it
         self._poll_ended = poll_ended
         self._sessions: dict[str, CameraSession] = {}
-        #: the ids in ``cameras()`` order, kept until a camera is added or dropped
-        self._sorted_ids: list[str] | None = None
+        #: the ids of ``_sessions`` in ``cameras()`` order, kept as cameras join and leave
+        #: (O(log n) each), so that a page costs O(page) however the fleet churns
+        self._ids: SortedList[str] = SortedList()
         self._closed = False
         self.budget = ResultBudget(config.max_result_bytes_in_flight)
         #: ``fetch_logs`` callers with the loop time past which they get ``CameraTimeout``
@@ -151,7 +153,7 @@ class Relay(RelayService):
             camera_id, self.config, self._observer, self._wall_clock, self._tally, self._holds
         )
         self._sessions[camera_id] = session
-        self._sorted_ids = None
+        self._ids.add(camera_id)
         return session
 
     async def _refuse(self, camera_id: str) -> NoReturn:
@@ -286,7 +288,7 @@ class Relay(RelayService):
         session = self._sessions.pop(camera_id, None)
         if session is None:
             return None
-        self._sorted_ids = None
+        self._ids.remove(camera_id)
         work = session.export_work(superseded=superseded)
         session.leave_tally()
         return work
@@ -329,29 +331,23 @@ class Relay(RelayService):
     ) -> list[CameraStatus]:
         """Cameras sorted by id: every one, or those whose id starts with ``prefix``,
         in the ``online`` state when given, with ids after ``after``, at most ``limit``."""
-        ids = self._ids_in_order()
+        ids = self._ids
         sessions = self._sessions
         if not prefix and online is None and after is None and limit is None:
             return [sessions[camera_id].status() for camera_id in ids]
-        start = bisect.bisect_left(ids, prefix)
+        start = ids.bisect_left(prefix)
         if after is not None:
-            start = max(start, bisect.bisect_right(ids, after))
+            start = max(start, ids.bisect_right(after))
         found: list[CameraStatus] = []
-        for index in range(start, len(ids)):  # not islice: it would step over ``start`` ids
+        for camera_id in ids.islice(start):
             if limit is not None and len(found) >= limit:
                 break
-            camera_id = ids[index]
             if not camera_id.startswith(prefix):
                 break
             status = sessions[camera_id].status()
             if online is None or status.online is online:
                 found.append(status)
         return found
-
-    def _ids_in_order(self) -> list[str]:
-        if self._sorted_ids is None:
-            self._sorted_ids = sorted(self._sessions)
-        return self._sorted_ids
 
     def session(self, camera_id: str) -> CameraSession | None:
         return self._sessions.get(camera_id)
@@ -425,10 +421,9 @@ class Relay(RelayService):
             retention = answered_retention if session.has_answered() else unanswered_retention
             if session.seconds_since_seen() > retention:
                 del sessions[camera_id]
+                self._ids.remove(camera_id)
                 session.leave_tally()
                 forgotten += 1
-        if forgotten:
-            self._sorted_ids = None
         return forgotten
 
     def close(self) -> None:
