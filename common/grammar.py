@@ -1,4 +1,4 @@
-"""The contract's grammars, defined once: a cameraId, and a decimal number."""
+"""The contract's grammars, defined once: a cameraId, a decimal and a whole number."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ __all__ = [
     "CAMERA_ID_RULE",
     "CAMERA_PREFIX_PATTERN",
     "DECIMAL_PATTERN",
+    "WHOLE_NUMBER_PATTERN",
     "is_camera_id",
 ]
 
@@ -22,6 +23,8 @@ CAMERA_PREFIX_PATTERN: Final = re.compile(r"[A-Za-z0-9._-]{0,64}")
 #: A finite decimal number: optional sign, digits, optional fraction and exponent,
 #: ASCII digits only (Python's float() also takes other scripts' digits and "1_000").
 DECIMAL_PATTERN: Final = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+#: A whole number in ASCII digits, optionally signed (int() also takes "1_000" and "٣").
+WHOLE_NUMBER_PATTERN: Final = re.compile(r"[+-]?[0-9]+")
 
 
 def is_camera_id(value: str) -> bool:

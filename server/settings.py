@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from common.grammar import DECIMAL_PATTERN, WHOLE_NUMBER_PATTERN
+
 from .relay import RelayConfig
 
 Number = TypeVar("Number", int, float)
@@ -383,10 +385,10 @@ class _EnvReader:
         if raw is None:
             return default
         noun = "a whole number" if kind is int else "a number"
-        try:
-            value = kind(raw)
-        except ValueError:
-            raise ConfigError(f"{name} must be {noun}, got {raw!r}") from None
+        pattern = WHOLE_NUMBER_PATTERN if kind is int else DECIMAL_PATTERN
+        if not pattern.fullmatch(raw):
+            raise ConfigError(f"{name} must be {noun}, got {raw!r}")
+        value = kind(raw)
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{name} must be a finite number, got {raw!r}")
         if minimum is not None and value < minimum:

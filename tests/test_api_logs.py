@@ -125,6 +125,17 @@ async def test_bad_query_is_400_naming_the_parameter(
     assert_relay_idle(relay_of(client))
 
 
+async def test_a_reversed_range_names_both_bounds_as_given(client: Client) -> None:
+    """Epoch seconds that differ in their last digits stay distinguishable."""
+    query = "startTimestamp=1700000000.5&endTimestamp=1700000000.25"
+    async with client.get(f"/logs?{query}") as response:
+        assert response.status == 400
+        problem = await response.json(content_type=None)
+    assert problem["detail"] == (
+        "startTimestamp (1700000000.5) must not be greater than endTimestamp (1700000000.25)"
+    )
+
+
 async def test_never_seen_camera_gets_503_at_once(client: Client) -> None:
     loop = asyncio.get_running_loop()
     started = loop.time()

@@ -137,6 +137,12 @@ def test_values_are_read() -> None:
         ({"MIN_TRANSFER_BYTES_PER_SECOND": "-65536"}, "MIN_TRANSFER_BYTES_PER_SECOND"),
         ({"MIN_TRANSFER_BYTES_PER_SECOND": "64k"}, "MIN_TRANSFER_BYTES_PER_SECOND"),
         ({"MIN_TRANSFER_BYTES_PER_SECOND": "1.5"}, "MIN_TRANSFER_BYTES_PER_SECOND"),
+        # what float() and int() take but the contract's number grammar does not
+        ({"POLL_HOLD_SECONDS": "1_0"}, "POLL_HOLD_SECONDS"),
+        ({"POLL_HOLD_SECONDS": "\u0663"}, "POLL_HOLD_SECONDS"),
+        ({"PORT": "8_080"}, "PORT"),
+        ({"MAX_CAMERAS": "\uff11\uff10"}, "MAX_CAMERAS"),
+        ({"CONNECT_TIMEOUT_SECONDS": "0x10"}, "CONNECT_TIMEOUT_SECONDS"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:

@@ -128,7 +128,7 @@ def time_range_params(query: Query) -> TimeRange:
     end = timestamp_param(query, "endTimestamp")
     if start is not None and end is not None and start > end:
         raise invalid_parameter(
-            f"startTimestamp ({start:g}) must not be greater than endTimestamp ({end:g})"
+            f"startTimestamp ({start!r}) must not be greater than endTimestamp ({end!r})"
         )
     return TimeRange(start, end)
 
