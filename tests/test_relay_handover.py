@@ -8,6 +8,7 @@ import pytest
 
 from server.relay import (
     CameraOffline,
+    CameraTimeout,
     PollSuperseded,
     QueuedWork,
     Relay,
@@ -18,6 +19,7 @@ from server.relay import (
     TimeRange,
 )
 from tests.helpers import log_result
+from tests.sim.loop import run_virtual
 
 CONFIG = RelayConfig(
     poll_hold_seconds=5.0, connect_timeout_seconds=1.0, response_timeout_seconds=1.5
@@ -94,6 +96,31 @@ async def test_deadlines_move_as_seconds_left() -> None:
     with pytest.raises(CameraOffline):
         await callers[0].future
     assert 0.18 <= loop.time() - started < 0.5
+
+
+def test_a_command_the_camera_took_keeps_its_result_deadline_at_the_new_home() -> None:
+    """504 comes RESPONSE_TIMEOUT_SECONDS after the first delivery, wherever the
+    command is delivered again."""
+
+    async def scenario() -> float:
+        loop = asyncio.get_running_loop()
+        old, new = Relay(CONFIG), Relay(CONFIG)
+        first = await held_poll(old)
+        session = old.session("cam")
+        assert session is not None
+        session.enqueue(TimeRange(), ref="b/1")
+        command = await first
+        delivered_at = loop.time()
+        await asyncio.sleep(1.0)  # the camera works on it, then polls another node
+        work = old.hand_over("cam", superseded=True)
+        assert work is not None
+        (moved,) = new.take_over("cam", work)
+        assert await (await held_poll(new)) == command
+        with pytest.raises(CameraTimeout):
+            await moved.future
+        return loop.time() - delivered_at
+
+    assert run_virtual(scenario) == pytest.approx(CONFIG.response_timeout_seconds, abs=0.01)
 
 
 async def test_accepted_ids_move_so_a_repeat_is_a_duplicate() -> None:

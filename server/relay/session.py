@@ -345,7 +345,8 @@ class CameraSession:
         """Install work exported elsewhere; returns the callers created for it.
 
         Imported callers queue ahead of this session's own (they arrived
-        first); imported commands are redelivered on the next poll.
+        first); imported commands are redelivered on the next poll, a command
+        the camera already took keeping its result deadline.
         """
         if self._closed:
             raise ShuttingDown("the server is shutting down; retry in a few seconds")
@@ -369,10 +370,15 @@ class CameraSession:
                 caller.command = pending
                 callers[caller] = None
                 created.append(caller)
-            expire = self._end_wait_for_redelivery if flight.offline_after else None
-            pending.timer = self._loop.call_later(
-                flight.result_within, expire or self._end_wait_for_result, pending
-            )
+            if flight.offline_after:
+                expire = self._end_wait_for_redelivery
+            else:
+                # It reached the camera elsewhere: its result stays due when it was
+                # there, however often it is delivered again here.
+                pending.deliveries = 1
+                pending.result_due = now + flight.result_within
+                expire = self._end_wait_for_result
+            pending.timer = self._loop.call_later(flight.result_within, expire, pending)
             self._in_flight[flight.request_id] = pending
         for request_id in work.accepted:
             self._remember_accepted(request_id)
