@@ -1,6 +1,7 @@
 """A result on its way from the camera's home to a caller on another node, on the in-memory
 backend: the home answers the camera's upload once the store has it, and the caller's node
-takes a result that came inside its message at once, or waits for room in its budget."""
+takes a result that came inside its message at once, or waits for room in its budget; and
+a home whose store hangs still answers its own cameras' callers."""
 
 from __future__ import annotations
 
@@ -255,3 +256,36 @@ def test_a_body_that_does_not_parse_is_dropped_and_its_bytes_given_back(
     assert taken is NotTaken.DROPPED
     assert budget.in_use == 0
     assert "dropped a result message whose body does not parse" in caplog.text
+
+
+async def test_a_store_that_hangs_holds_no_poll_or_caller_of_the_node_holding_the_camera() -> None:
+    """Once a call to the store failed, a node whose lease lapsed still serves its own
+    cameras' polls and callers at once, though the store now hangs rather than refuses."""
+    memory = MemoryStore(LIMITS, time.time)
+    home = node_on(memory.backend(), "home")
+    await home.start()
+    try:
+        first = asyncio.ensure_future(home.poll("cam"))
+        await wait_until(lambda: home.is_home("cam"))
+        memory.set_down(True)
+        await wait_until(lambda: not home._ctx.health.up)
+        memory.set_down(False)
+        memory.cut_off(home.incarnation, True)  # from now on its calls hang
+        await wait_until(lambda: not home._membership.lease_valid())
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+        async with asyncio.timeout(1.0):
+            poll = asyncio.ensure_future(home.poll("cam"))
+            caller = asyncio.ensure_future(home.fetch_logs("cam", TimeRange(1.0, 3.0)))
+            command = await poll
+            assert command is not None
+            async with home.receive_result("cam", None) as upload:
+                await upload.submit(command.request_id, scanned(command.request_id))
+            selection = await caller
+        try:
+            assert orjson.loads(b"".join(selection.chunks(b"[", b"]"))) == LOGS[1:4]
+        finally:
+            selection.release()
+    finally:
+        memory.cut_off(home.incarnation, False)
+        await home.stop()

@@ -54,6 +54,8 @@ FLUSH_INTERVAL_SECONDS = 0.1
 POLL_END_GRACE_SECONDS = 1.0
 #: how often callers whose camera's home died look for its new home
 ORPHAN_CHECK_SECONDS = 0.25
+#: how long a poll or a caller waits for a beat once the store is known to be away
+STORE_AWAY_WAIT_SECONDS = 0.1
 
 
 class ClusterNode(RelayService):
@@ -178,13 +180,21 @@ class ClusterNode(RelayService):
     async def _current(self) -> None:
         """Before serving: if this node's lease lapsed (it was paused or cut off), beat and
         give up the cameras others claimed meanwhile. While the store stays away, the
-        node serves what it holds."""
+        node serves what it holds: once a call to it has failed, a beat is waited for
+        only ``STORE_AWAY_WAIT_SECONDS`` (a store that hangs would hold every poll and
+        caller for its whole timeout)."""
         if self._membership.lease_valid():
             return
         loop = asyncio.get_running_loop()
         beating = self._beating is not None and not self._beating.done()
-        if beating or loop.time() - self._last_beat_at >= self._membership.interval:
+        if not beating and loop.time() - self._last_beat_at < self._membership.interval:
+            return
+        if self._health.up:
             await self._beat()
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(STORE_AWAY_WAIT_SECONDS):
+                await self._beat()
 
     @property
     def closed(self) -> bool:
