@@ -10,7 +10,6 @@ are drained before they close.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 import socket
@@ -19,6 +18,7 @@ from aiohttp import web
 
 from ..settings import Settings
 from ..state import get_metrics
+from .collector import settle_collector
 from .httpguard import ConnectionGuard, GuardedAppRunner
 from .listener import AcceptPauseLog, open_listeners, wait_drained
 
@@ -92,9 +92,7 @@ async def serve(
         for sock in listeners:
             await web.SockSite(runner, sock, backlog=settings.listen_backlog).start()
         logger.log(startup_log_level, "listening on %s:%d", settings.host, settings.port)
-        # What start-up built (modules, the app, its routes) lives as long as the process:
-        # out of the collector's sight, a full collection does not walk it every time.
-        gc.freeze()
+        settle_collector()
         await stop.wait()
         left = await wait_drained(listeners, DRAIN_TIMEOUT_SECONDS)
         if left:

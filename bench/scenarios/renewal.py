@@ -1,0 +1,88 @@
+"""renewal: a fleet renewing its held polls, and how long ``/healthz`` waits meanwhile.
+
+``python -m camera --fleet N`` (as many cameras as the fd hard limit lets both
+processes hold, as the fleet scenario's last step) against a server with the
+default ``POLL_HOLD_SECONDS`` (30): every poll ends with a noop and is renewed,
+N/30 a second. Once every poll is held, ``/healthz`` is asked back to back for
+``window_seconds``: its slowest answers show the event loop's longest stops, a
+full garbage collection among them (it walks every object the held polls keep).
+Also reported: the server's CPU over the window and its RSS. The window should
+span several poll renewals of each camera.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Final
+
+from bench.fixtures import camera_fleet, relay_server, wait_all_held
+from bench.http import client_session, healthz_watch
+from bench.idlefleet import FD_RESERVE, FLEET_CONNECTION_TIMEOUT, FLEET_POLL_TIMEOUT
+from bench.plan import Context, Scenario
+from bench.result import ScenarioResult
+from bench.stats import percentile
+from common.fdlimit import hard_open_file_limit
+
+__all__ = ["FULL", "NAME", "QUICK", "SCENARIO", "Params", "run"]
+
+NAME: Final = "renewal"
+MB: Final = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    """The renewal scenario's size: ``FULL`` by default, ``QUICK`` for ``--quick``."""
+
+    #: cameras; None: as many as the fd hard limit allows
+    cameras: int | None
+    poll_hold_seconds: float
+    window_seconds: float
+
+
+FULL: Final = Params(cameras=None, poll_hold_seconds=30.0, window_seconds=90.0)
+QUICK: Final = Params(cameras=20, poll_hold_seconds=0.5, window_seconds=1.5)
+
+
+async def run(ctx: Context, params: Params) -> ScenarioResult:
+    result = ScenarioResult(NAME)
+    count = params.cameras or hard_open_file_limit() - FD_RESERVE
+    tag = f"N={count}"
+    async with relay_server(
+        ctx,
+        POLL_HOLD_SECONDS=str(params.poll_hold_seconds),
+        HEADER_TIMEOUT_SECONDS=FLEET_CONNECTION_TIMEOUT,
+        KEEPALIVE_TIMEOUT_SECONDS=FLEET_CONNECTION_TIMEOUT,
+    ) as server:
+        async with (
+            camera_fleet(ctx, server, count, {"POLL_TIMEOUT_SECONDS": FLEET_POLL_TIMEOUT}) as fleet,
+            client_session() as http,
+        ):
+            problem = await wait_all_held(http, server, count)
+            if problem is not None:
+                result.error(f"{tag}: {problem}")
+            cpu_before, started = server.cpu_seconds(), time.monotonic()
+            async with healthz_watch(http, server.url) as latencies:
+                await asyncio.sleep(params.window_seconds)
+            elapsed = time.monotonic() - started
+            cpu = 100 * (server.cpu_seconds() - cpu_before) / elapsed
+            result.figure(f"{tag} poll renewals per s", round(count / params.poll_hold_seconds))
+            result.figure(f"{tag} /healthz answers", len(latencies))
+            for q in (50, 99):
+                value = percentile(latencies, q) if latencies else 0.0
+                result.figure(f"{tag} /healthz p{q} ms", round(1000 * value, 1))
+            slowest = sorted(latencies, reverse=True)[:3]
+            for rank, seconds in enumerate(slowest, 1):
+                result.figure(f"{tag} /healthz slowest #{rank} ms", round(1000 * seconds))
+            result.figure(
+                f"{tag} /healthz answers over 100 ms", sum(1 for s in latencies if s > 0.1)
+            )
+            result.figure(f"{tag} server CPU %", round(cpu, 1))
+            result.figure(f"{tag} server RSS MB", round(server.memory().rss / MB, 1))
+        result.errors_from(f"{tag} fleet", fleet.stderr_lines())
+        result.errors_from(f"{tag} server", server.problems())
+    return result
+
+
+SCENARIO: Final = Scenario(NAME, run, FULL, QUICK)
