@@ -1,5 +1,7 @@
-"""Idle camera fleets against cluster nodes: what cluster-fleet and sizing share.
+"""Idle camera fleets: what the fleet, console, renewal, cluster-fleet and sizing
+scenarios share.
 
+``held_fleet`` starts one fleet process against one server and waits for its polls;
 ``split`` sizes the ``python -m camera --fleet`` processes a fleet needs under the
 fd limit, ``fleets_on`` starts them spread over the nodes (distinct ids, from
 ``cam-<first>``), ``held`` and ``wait_held`` count the polls the nodes hold, and
@@ -14,9 +16,13 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Final
 
-from bench.fixtures import RelayServer, camera_fleet, polls_held
+import aiohttp
+
+from bench.fixtures import RelayServer, camera_fleet, polls_held, wait_all_held
 from bench.http import client_session, wait_for
 from bench.plan import Context
+from bench.result import ScenarioResult
+from tools.procs import Child
 
 __all__ = [
     "FD_RESERVE",
@@ -25,6 +31,7 @@ __all__ = [
     "SLOW_FLEET_SETTINGS",
     "fleets_on",
     "held",
+    "held_fleet",
     "ramp_limit",
     "split",
     "wait_held",
@@ -50,6 +57,22 @@ SLOW_FLEET_SETTINGS: Final = {
     "HEADER_TIMEOUT_SECONDS": FLEET_CONNECTION_TIMEOUT,
     "KEEPALIVE_TIMEOUT_SECONDS": FLEET_CONNECTION_TIMEOUT,
 }
+
+
+@contextlib.asynccontextmanager
+async def held_fleet(
+    ctx: Context, server: RelayServer, count: int, result: ScenarioResult, tag: str
+) -> AsyncIterator[tuple[Child, aiohttp.ClientSession]]:
+    """A fleet of ``count`` cameras holding their polls on ``server`` (an error in
+    ``result`` if some never do), and a client session; the fleet stops after the block."""
+    async with (
+        camera_fleet(ctx, server, count, {"POLL_TIMEOUT_SECONDS": FLEET_POLL_TIMEOUT}) as fleet,
+        client_session() as http,
+    ):
+        problem = await wait_all_held(http, server, count)
+        if problem is not None:
+            result.error(f"{tag}: {problem}")
+        yield fleet, http
 
 
 def split(count: int, parts: int, most: int) -> list[int]:

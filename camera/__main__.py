@@ -18,6 +18,7 @@ from camera.client import Camera
 from camera.eventlog import EventLog
 from camera.settings import CameraSettings, ConfigError
 from common.cli import positive_int
+from common.collector import settle_collector
 from common.fdlimit import raise_open_file_limit
 from common.version import version, version_line
 
@@ -75,6 +76,7 @@ async def run_cameras(settings: CameraSettings, fleet: int | None = None, first:
             for camera in cameras:
                 camera.stop()
 
+        settle_collector()
         installed: list[signal.Signals] = []
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:

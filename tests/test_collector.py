@@ -1,4 +1,4 @@
-"""The garbage collector's schedule a serving process sets (``server.serve.collector``)."""
+"""The garbage collector's schedule a server or a camera fleet sets (``common.collector``)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
-from server.serve.collector import GEN1_COLLECTIONS_PER_FULL
+from common.collector import GEN1_COLLECTIONS_PER_FULL
 
 PROBE = """
 import gc
-from server.serve.collector import settle_collector
+from common.collector import settle_collector
 young, middle, _ = gc.get_threshold()
 settle_collector()
 print(gc.get_threshold() == (young, middle, {full}), gc.get_freeze_count() > 0)

@@ -27,9 +27,8 @@ from typing import Final
 import aiohttp
 from playwright.async_api import Page, Request, async_playwright
 
-from bench.fixtures import RelayServer, camera_fleet, log_camera, wait_all_held
-from bench.http import client_session
-from bench.idlefleet import FD_RESERVE, FLEET_POLL_TIMEOUT
+from bench.fixtures import RelayServer, log_camera
+from bench.idlefleet import FD_RESERVE, held_fleet
 from bench.plan import Context, Scenario
 from bench.result import ScenarioResult
 from bench.scenarios.fleet import (
@@ -82,13 +81,7 @@ async def run(ctx: Context, params: Params) -> ScenarioResult:
     count = fleet_size(params)
     tag = f"N={count}"
     async with fleet_server(ctx) as server:
-        async with (
-            camera_fleet(ctx, server, count, {"POLL_TIMEOUT_SECONDS": FLEET_POLL_TIMEOUT}) as fleet,
-            client_session() as http,
-        ):
-            problem = await wait_all_held(http, server, count)
-            if problem is not None:
-                result.error(f"{tag}: {problem}")
+        async with held_fleet(ctx, server, count, result, tag) as (fleet, http):
             await measure_queries(http, server, result, count)
             if chromium_path() is None:
                 result.notes.append(f"browser part skipped: {missing_browser_reason()}")

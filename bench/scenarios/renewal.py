@@ -17,9 +17,9 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
-from bench.fixtures import camera_fleet, relay_server, wait_all_held
-from bench.http import client_session, healthz_watch
-from bench.idlefleet import FD_RESERVE, FLEET_CONNECTION_TIMEOUT, FLEET_POLL_TIMEOUT
+from bench.fixtures import relay_server
+from bench.http import healthz_watch
+from bench.idlefleet import FD_RESERVE, FLEET_CONNECTION_TIMEOUT, held_fleet
 from bench.plan import Context, Scenario
 from bench.result import ScenarioResult
 from bench.stats import percentile
@@ -55,13 +55,7 @@ async def run(ctx: Context, params: Params) -> ScenarioResult:
         HEADER_TIMEOUT_SECONDS=FLEET_CONNECTION_TIMEOUT,
         KEEPALIVE_TIMEOUT_SECONDS=FLEET_CONNECTION_TIMEOUT,
     ) as server:
-        async with (
-            camera_fleet(ctx, server, count, {"POLL_TIMEOUT_SECONDS": FLEET_POLL_TIMEOUT}) as fleet,
-            client_session() as http,
-        ):
-            problem = await wait_all_held(http, server, count)
-            if problem is not None:
-                result.error(f"{tag}: {problem}")
+        async with held_fleet(ctx, server, count, result, tag) as (fleet, http):
             cpu_before, started = server.cpu_seconds(), time.monotonic()
             async with healthz_watch(http, server.url) as latencies:
                 await asyncio.sleep(params.window_seconds)

@@ -16,9 +16,10 @@ import socket
 
 from aiohttp import web
 
+from common.collector import settle_collector
+
 from ..settings import Settings
 from ..state import get_metrics
-from .collector import settle_collector
 from .httpguard import ConnectionGuard, GuardedAppRunner
 from .listener import AcceptPauseLog, open_listeners, wait_drained
 
