@@ -84,14 +84,19 @@ async def wait_for(
 
 
 @contextlib.asynccontextmanager
-async def healthz_watch(http: aiohttp.ClientSession, base_url: str) -> AsyncIterator[list[float]]:
-    """``/healthz`` asked back to back while the block runs; its latencies (seconds)."""
+async def healthz_watch(
+    http: aiohttp.ClientSession, base_url: str, pause: float = 0.0
+) -> AsyncIterator[list[float]]:
+    """``/healthz`` asked while the block runs, ``pause`` seconds after each answer (back
+    to back by default); its latencies (seconds)."""
     latencies: list[float] = []
 
     async def ask_forever() -> None:
         while True:
             reply = await fetch(http, f"{base_url}/healthz")
             latencies.append(reply.seconds)
+            if pause:
+                await asyncio.sleep(pause)
 
     task = asyncio.create_task(ask_forever(), name="healthz-watch")
     try:
