@@ -145,6 +145,7 @@ async def test_the_camera_page_script_measures_a_page_and_the_whole_list() -> No
         "totals_ms",
         "page_and_totals_ms",
         "walked_totals_ms",
+        "page_after_join_ms",
         "whole_list_ms",
         "whole_list_bytes",
         "longest_loop_stall_ms",
