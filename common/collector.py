@@ -8,8 +8,8 @@ walks every object in a full collection once the oldest generation has grown by
 a quarter since the last one, so at 19,000 held polls it made a full collection
 every 9 s, each stopping the event loop for about 0.9 s (8 s in 90), and a fleet
 of as many cameras one every few seconds of 1.6-2.3 s, after which its polls came
-in bursts (see docs/BENCHMARKS.md). Held polls rarely leave reference cycles behind for a full
-collection to find, so the server makes one at most every
+in bursts (see docs/BENCHMARKS.md). Held polls rarely leave reference cycles for a
+full collection to find, so both make one at most every
 ``GEN1_COLLECTIONS_PER_FULL`` middle-generation collections instead of every 10:
 minutes apart rather than seconds. Python 3.14 collects the old generation
 incrementally, in small steps, and keeps its own schedule.

@@ -7,8 +7,7 @@ N/30 a second. Once every poll is held, ``/healthz`` is asked every 20 ms for
 ``window_seconds``: its slowest answers show the event loop's longest stops, a
 full garbage collection among them (it walks every object the held polls keep).
 The target: 99 % of them within 100 ms. Also reported: the server's CPU over the
-window and its RSS. The window should
-span several poll renewals of each camera.
+window and its RSS. The window spans several renewals of each camera's poll.
 """
 
 from __future__ import annotations
