@@ -613,7 +613,8 @@ class CameraSession:
             pending,
             lambda: CameraOffline(
                 f"camera {self.camera_id!r} dropped the poll carrying the request, or its "
-                f"upload of the result broke off, and it did not poll again within {timeout:g} s"
+                f"upload of the result broke off, and it did not poll again within {timeout:g} s "
+                "or before the result was due"
             ),
         )
 
