@@ -104,7 +104,16 @@ def json_type(value: Any) -> str:
     return "object"
 
 
+#: orjson's reason for a number too large for a double (``1e400``): valid JSON it refuses
+_BEYOND_DOUBLE = "number is infinity when parsed as double"
+
+
 def _invalid_json(reason: str, offset: int) -> ResultBodyError:
+    if reason == _BEYOND_DOUBLE:
+        return ResultBodyError(
+            f"the body holds a number beyond the range of a double (about 1.8e308) at byte "
+            f"{offset}, which the server cannot read: send such a value as a string"
+        )
     return ResultBodyError(f"the body must be valid JSON: {reason} at byte {offset}")
 
 
