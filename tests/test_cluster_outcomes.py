@@ -59,11 +59,16 @@ class OutcomesGated(MemoryBackend):
         self._order.extend(f"{kind} taken" for kind in types)
 
 
-def node_on(backend: MemoryBackend, name: str, outcome_write_wait: float = 5.0) -> ClusterNode:
+def node_on(
+    backend: MemoryBackend,
+    name: str,
+    outcome_write_wait: float = 5.0,
+    node_timeout: float = 2.0,
+) -> ClusterNode:
     config = ClusterConfig(
         prefix="t",
         node=name,
-        node_timeout_seconds=2.0,
+        node_timeout_seconds=node_timeout,
         shutdown_timeout_seconds=1.0,
         outcome_write_wait_seconds=outcome_write_wait,
     )
@@ -262,7 +267,7 @@ async def test_a_store_that_hangs_holds_no_poll_or_caller_of_the_node_holding_th
     """Once a call to the store failed, a node whose lease lapsed still serves its own
     cameras' polls and callers at once, though the store now hangs rather than refuses."""
     memory = MemoryStore(LIMITS, time.time)
-    home = node_on(memory.backend(), "home")
+    home = node_on(memory.backend(), "home", node_timeout=0.4)  # its lease lapses in 0.2 s
     await home.start()
     try:
         first = asyncio.ensure_future(home.poll("cam"))
