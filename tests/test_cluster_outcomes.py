@@ -21,7 +21,7 @@ from server.cluster.backend import BackendError, Body, Envelope, InlineBody, Sto
 from server.cluster.context import ClusterConfig
 from server.cluster.memory import MemoryBackend, MemoryStore
 from server.cluster.payload import HEAD, TAIL, NotTaken, take_result, take_result_here
-from server.relay import LogResult, RelayConfig, Reservation, ResultBudget, TimeRange
+from server.relay import LogResult, LogSelection, RelayConfig, Reservation, ResultBudget, TimeRange
 from server.relay.logscan import ResultScanner
 from tests.helpers import wait_until
 
@@ -81,6 +81,14 @@ def scanned(request_id: str) -> LogResult:
     return scanner.finish().result
 
 
+def assert_entries_one_to_three(selection: LogSelection) -> None:
+    """The caller's slice (its range is 1..3) of ``LOGS``; the selection is released."""
+    try:
+        assert orjson.loads(b"".join(selection.chunks(b"[", b"]"))) == LOGS[1:4]
+    finally:
+        selection.release()
+
+
 async def answer_upload(home: ClusterNode, request_id: str, order: list[str]) -> int:
     """What /send_logs does with the camera's upload of its result; the callers it had."""
     async with home.receive_result("cam", None) as upload:
@@ -134,10 +142,7 @@ async def test_the_camera_is_answered_once_the_store_has_the_result_for_a_caller
             return
         async with asyncio.timeout(5.0):
             selection = await caller
-        try:
-            assert orjson.loads(b"".join(selection.chunks(b"[", b"]"))) == LOGS[1:4]
-        finally:
-            selection.release()
+        assert_entries_one_to_three(selection)
     finally:
         memory.set_down(False)
         gate.set()
@@ -287,10 +292,7 @@ async def test_a_store_that_hangs_holds_no_poll_or_caller_of_the_node_holding_th
             async with home.receive_result("cam", None) as upload:
                 await upload.submit(command.request_id, scanned(command.request_id))
             selection = await caller
-        try:
-            assert orjson.loads(b"".join(selection.chunks(b"[", b"]"))) == LOGS[1:4]
-        finally:
-            selection.release()
+        assert_entries_one_to_three(selection)
     finally:
         memory.cut_off(home.incarnation, False)
         await home.stop()
