@@ -121,7 +121,7 @@ def test_replay() -> None:
 
 
 def test_a_seed_replays_exactly() -> None:
-    config = SimConfig(traffic_seconds=40.0)
+    config = SimConfig(traffic_seconds=15.0)
     first = simulate(11, config)
     second = simulate(11, config)
     assert len(first.trace) > 100
