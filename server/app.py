@@ -14,17 +14,20 @@ from .cluster import ClusterConfig, ClusterNode, StoreLimits
 from .cluster.redis import RedisBackend
 from .http.middlewares import serve_request
 from .http.routes import setup_routes
+from .http.uploads import BodiesBeingRead
 from .observe.events import EventLogger
 from .observe.metrics import ClusterMetrics, RelayMetrics
-from .relay import FanOutObserver, Relay, RelayService
+from .relay import FanOutObserver, Relay, RelayService, ShuttingDown
 from .settings import Settings
 from .state import (
     METRICS_KEY,
     RELAY_KEY,
     SETTINGS_KEY,
     STARTED_AT_KEY,
+    UPLOADS_KEY,
     get_relay,
     get_settings,
+    get_uploads,
 )
 
 logger = logging.getLogger("camrelay")
@@ -55,6 +58,7 @@ def create_app(
     app[RELAY_KEY] = relay
     app[METRICS_KEY] = metrics
     app[STARTED_AT_KEY] = time.monotonic()
+    app[UPLOADS_KEY] = BodiesBeingRead()
     app[STARTUP_LOG_LEVEL_KEY] = startup_log_level
     setup_routes(app)
     app.on_startup.append(_warn_when_auth_is_off)
@@ -142,5 +146,12 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _close_relay(app: web.Application) -> None:
-    """Shutdown: held polls get noop, waiting callers get 503, before connections close."""
+    """Shutdown: held polls get noop, waiting callers get 503, uploads whose body has not
+    all come 503 (no more of it is read), before connections close."""
+    get_uploads(app).stop_unfinished(
+        ShuttingDown(
+            "the server is shutting down and reads no more of this body; poll again "
+            "(a command left unanswered is sent again)"
+        )
+    )
     get_relay(app).close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from .http.uploads import BodiesBeingRead
 from .observe.metrics import RelayMetrics
 from .relay import RelayService
 from .settings import Settings
@@ -11,6 +12,7 @@ from .settings import Settings
 SETTINGS_KEY = web.AppKey("settings", Settings)
 RELAY_KEY = web.AppKey("relay", RelayService)
 METRICS_KEY = web.AppKey("metrics", RelayMetrics)
+UPLOADS_KEY = web.AppKey("uploads", BodiesBeingRead)
 #: ``time.monotonic()`` when the app was created
 STARTED_AT_KEY = web.AppKey("started_at", float)
 
@@ -25,6 +27,10 @@ def get_relay(app: web.Application) -> RelayService:
 
 def get_metrics(app: web.Application) -> RelayMetrics:
     return app[METRICS_KEY]
+
+
+def get_uploads(app: web.Application) -> BodiesBeingRead:
+    return app[UPLOADS_KEY]
 
 
 def get_started_at(app: web.Application) -> float:

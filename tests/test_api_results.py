@@ -13,8 +13,8 @@ import orjson
 from aiohttp import ClientSession
 from yarl import URL
 
-from server.state import get_metrics
-from tests.conftest import LiveServer, MakeLiveServer
+from server.state import get_metrics, get_uploads
+from tests.conftest import LiveServer, MakeLiveServer, serve_on_loopback, settings_for
 from tests.helpers import callers_waiting, camera_polling, wait_until
 
 HEADERS_DONE = b"\r\n\r\n"
@@ -677,3 +677,51 @@ async def test_uploads_past_one_per_unanswered_command_plus_one_get_429(
             assert (status, orjson.loads(logs)["logs"]) == (200, [{"timestamp": 5}])
         await wait_until(lambda: session.uploads_in_flight == 0)
     assert relay.budget.in_use == 0
+
+
+async def test_an_upload_cut_off_by_a_graceful_stop_is_answered_at_once() -> None:
+    """aiohttp reads nothing more once a graceful stop begins: an upload whose body has
+    not all come is answered 503 then, not left without an answer until the stop's
+    timeout cancels it."""
+    settings = settings_for(shutdown_timeout_seconds=60.0)
+    runner, url = await serve_on_loopback(settings)
+    stopped = False
+    try:
+        server = LiveServer(runner.app, url)
+        async with ClientSession() as http:
+            poll = asyncio.ensure_future(http.get(f"{url}/poll_for_command"))
+            await wait_until(camera_polling(server.relay))
+            caller = asyncio.ensure_future(http.get(f"{url}/logs"))
+            async with await poll as response:
+                command = await response.json()
+            logs = [{"timestamp": i} for i in range(20_000)]
+            body = orjson.dumps({"requestId": command["requestId"], "logs": logs})
+            async with raw_upload(server, len(body)) as (reader, writer):
+                writer.write(body[:100_000])
+                await writer.drain()
+                await wait_until(lambda: server.relay.budget.in_use >= 100_000)
+                stop = asyncio.ensure_future(runner.cleanup())
+                await wait_until(lambda: server.service.closed)
+                writer.write(body[100_000:])  # aiohttp drops it: the stop has begun
+                await writer.drain()
+                async with asyncio.timeout(5):
+                    head = await reader.readuntil(HEADERS_DONE)
+                    problem = orjson.loads(await reader.read())
+                    await stop
+                stopped = True
+            async with await caller as answer:
+                assert answer.status == 503
+            assert len(get_uploads(runner.app)) == 0
+    finally:
+        if not stopped:
+            await runner.cleanup()
+    status_line, *header_lines = head.decode().split("\r\n")
+    assert status_line == "HTTP/1.1 503 Service Unavailable"
+    headers = dict(line.split(": ", 1) for line in header_lines if line)
+    assert headers["Content-Type"] == "application/problem+json"
+    assert headers["Connection"] == "close"
+    assert headers["Retry-After"].isdigit()
+    assert problem["detail"] == (
+        "the server is shutting down and reads no more of this body; poll again "
+        "(a command left unanswered is sent again)"
+    )

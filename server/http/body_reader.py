@@ -18,6 +18,7 @@ from aiohttp import hdrs, web
 from ..relay import Receipt, RelayError, RelayService, Upload
 from ..relay.logscan import ResultBodyError, ResultScanner
 from ..settings import Settings
+from ..state import get_uploads
 from .error_map import relay_problem
 from .params import body_too_large, invalid_body
 from .problems import ProblemError
@@ -34,6 +35,8 @@ async def receive_result(
     settings: Settings,
 ) -> tuple[Receipt, int]:
     """Read, check and hand over the result: its receipt and its number of entries."""
+    uploads = get_uploads(request.app)
+    uploads.add(request.content)
     try:
         return await _receive(request, relay, camera_id, declared, settings)
     except RelayError as error:
@@ -44,6 +47,8 @@ async def receive_result(
         problem = relay_problem(error)
         problem.headers["Connection"] = "close"
         raise problem from None
+    finally:
+        uploads.discard(request.content)
 
 
 async def _receive(
