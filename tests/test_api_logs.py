@@ -69,6 +69,49 @@ async def test_bounds_are_inclusive_and_echoed_as_numbers(client: Client) -> Non
     }
 
 
+#: integer timestamps a double cannot tell apart (2**53 + 1 rounds to 2**53, + 3 to + 4)
+BIG = 2**53
+BIG_LOGS = [{"timestamp": BIG + i, "description": f"entry {i}"} for i in range(4)]
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [
+        (BIG + 1, BIG + 1, BIG_LOGS[1:2]),
+        (BIG + 1, None, BIG_LOGS[1:]),
+        (None, BIG + 1, BIG_LOGS[:2]),
+        (BIG + 3, BIG + 3, BIG_LOGS[3:]),
+        (BIG + 1, BIG + 2, BIG_LOGS[1:3]),
+    ],
+)
+async def test_integer_bounds_beyond_a_double_compare_exactly(
+    client: Client, start: int | None, end: int | None, expected: list[dict[str, Any]]
+) -> None:
+    camera = camera_for(client, BIG_LOGS)  # filters exactly, as Python compares
+    params = {
+        name: str(value)
+        for name, value in (("startTimestamp", start), ("endTimestamp", end))
+        if value is not None
+    }
+    async with running(await start_camera(client, camera)):
+        status, body = await get_json(client, "/logs", **params)
+    assert status == 200
+    assert body == {
+        "cameraId": "default",
+        "startTimestamp": start,
+        "endTimestamp": end,
+        "count": len(expected),
+        "logs": expected,
+    }
+    # The camera gets doubles (the original camera needs numbers it can read as such)
+    # that cover the range: none of the caller's entries is left out by the rounding.
+    (command,) = camera.commands
+    assert type(command["startTimestamp"]) is float
+    assert type(command["endTimestamp"]) is float
+    assert start is None or command["startTimestamp"] <= start
+    assert end is None or command["endTimestamp"] >= end
+
+
 @pytest.mark.parametrize(
     ("params", "expected"),
     [

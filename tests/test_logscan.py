@@ -285,6 +285,30 @@ def test_big_integers_compare_exactly_against_double_bounds() -> None:
     assert list(unordered.select(TimeRange(None, float(2**53))).indices()) == [1]
 
 
+def test_integer_bounds_a_double_cannot_hold_compare_exactly() -> None:
+    big = 2**53  # a double rounds big + 1 to big, and big + 3 to big + 4
+    stamps = [float(big), big + 1, big + 2, big + 3, big + 4]
+    result = scan(orjson.dumps({"logs": [{"timestamp": s} for s in stamps]}), []).result
+    assert result.ordered
+
+    def selected(start: int | None, end: int | None) -> list[int | float]:
+        selection = result.select(TimeRange(start, end))
+        indices = list(selection.indices())
+        selection.release()
+        return [stamps[i] for i in indices]
+
+    assert selected(big + 1, big + 1) == [big + 1]
+    assert selected(big + 1, None) == stamps[1:]
+    assert selected(None, big + 1) == stamps[:2]
+    assert selected(big + 3, big + 3) == [big + 3]
+    assert selected(None, big + 3) == stamps[:4]
+    reversed_order = stamps[::-1]
+    unordered = scan(orjson.dumps({"logs": [{"timestamp": s} for s in reversed_order]}), [])
+    assert not unordered.result.ordered
+    picked = unordered.result.select(TimeRange(big + 1, big + 3))
+    assert [reversed_order[i] for i in picked.indices()] == [big + 3, big + 2, big + 1]
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     stamps=st.lists(
@@ -296,8 +320,13 @@ def test_big_integers_compare_exactly_against_double_bounds() -> None:
     ordered=st.booleans(),
     compact=st.booleans(),
     chunk_bytes=st.sampled_from([1, 16, 64 * 1024]),
-    low=st.none() | st.floats(min_value=-10.0, max_value=2.0**54),
-    high=st.none() | st.floats(min_value=-10.0, max_value=2.0**54),
+    # bounds as /logs reads them: an integer a double does not hold stays that integer
+    low=st.none()
+    | st.floats(min_value=-10.0, max_value=2.0**54)
+    | st.integers(min_value=2**53 - 4, max_value=2**53 + 4),
+    high=st.none()
+    | st.floats(min_value=-10.0, max_value=2.0**54)
+    | st.integers(min_value=2**53 - 4, max_value=2**53 + 4),
 )
 def test_selection_matches_the_inclusive_range(
     stamps: list[int | float],

@@ -10,9 +10,16 @@ from aiohttp import web
 from multidict import MultiDictProxy
 from yarl import URL
 
-from common.grammar import CAMERA_ID_RULE, CAMERA_PREFIX_PATTERN, DECIMAL_PATTERN, is_camera_id
+from common.grammar import (
+    CAMERA_ID_RULE,
+    CAMERA_PREFIX_PATTERN,
+    DECIMAL_PATTERN,
+    WHOLE_NUMBER_PATTERN,
+    is_camera_id,
+)
 
 from ..relay import TimeRange, shown
+from ..relay.logscan import EXACT_DOUBLE_LIMIT, EXACT_INTEGERS
 from .problems import ProblemError
 
 DEFAULT_CAMERA_ID = "default"
@@ -62,6 +69,12 @@ def timestamp_param(query: Query, name: str) -> float | None:
         raise invalid_parameter(
             f"{name} must be a finite number, got {shown(raw)}, which is out of range"
         )
+    if abs(value) >= EXACT_DOUBLE_LIMIT and WHOLE_NUMBER_PATTERN.fullmatch(raw):
+        # An integer the camera sends is read exactly while it fits in 64 bits (orjson),
+        # and compared as the integer: a bound written as one is kept exact the same way.
+        exact = int(raw)
+        if EXACT_INTEGERS[0] <= exact <= EXACT_INTEGERS[1] and float(exact) != exact:
+            return exact
     return value
 
 

@@ -161,13 +161,17 @@ class LogResult:
         return self._scan(low, high)
 
     def _bisect(self, low: float, high: float) -> Run:
-        timestamps, exact = self._timestamps, self._exact
-        first = bisect.bisect_left(timestamps, low)
-        last = bisect.bisect_right(timestamps, high, lo=first)
-        # A rounded integer may equal a bound it exceeds: settle those exactly.
-        while first < last and first in exact and exact[first] < low:
+        """The run inside ``[low, high]``; a bound may be an integer a double does not
+        hold (as ``/logs`` reads one), compared exactly."""
+        # The doubles are the exact values rounded, so bisecting by the bounds rounded
+        # the same way leaves out only entries outside the range; of those left in, the
+        # ones whose double equals a rounded bound may still lie outside: settle them by
+        # their exact values (they are in order: ``ordered`` compares exact values).
+        first = bisect.bisect_left(self._timestamps, float(low))
+        last = bisect.bisect_right(self._timestamps, float(high), lo=first)
+        while first < last and self.timestamp(first) < low:
             first += 1
-        while last > first and last - 1 in exact and exact[last - 1] > high:
+        while last > first and self.timestamp(last - 1) > high:
             last -= 1
         return first, last
 

@@ -37,6 +37,8 @@ MAX_DEPTH = 1024
 MAX_REQUEST_ID_BYTES = 64
 #: above this, an integer may not survive the trip through a double
 EXACT_DOUBLE_LIMIT = 2**53
+#: the integers ``orjson.loads`` reads as ``int`` (it reads any other as a double)
+EXACT_INTEGERS = (-(2**63), 2**64 - 1)
 
 _WHITESPACE = re.compile(rb"[ \t\n\r]*+")
 #: the rest of a string after its opening quote: stops at the closing quote,

@@ -14,7 +14,12 @@ WIRE_MAX = sys.float_info.max
 
 @dataclass(frozen=True, slots=True)
 class TimeRange:
-    """``start <= timestamp <= end``; ``None`` leaves a side unbounded."""
+    """``start <= timestamp <= end``; ``None`` leaves a side unbounded.
+
+    A bound is a double, or an integer a double does not hold exactly (as ``/logs``
+    reads an integer bound, and the camera's integer timestamps are read); it is
+    compared exactly.
+    """
 
     start: float | None = None
     end: float | None = None
@@ -28,11 +33,19 @@ class TimeRange:
 
     @property
     def wire_start(self) -> float:
-        return -WIRE_MAX if self.start is None else self.start
+        """The start sent to the camera: a double, at or below the exact start."""
+        if self.start is None:
+            return -WIRE_MAX
+        rounded = float(self.start)
+        return math.nextafter(rounded, -math.inf) if rounded > self.start else rounded
 
     @property
     def wire_end(self) -> float:
-        return WIRE_MAX if self.end is None else self.end
+        """The end sent to the camera: a double, at or above the exact end."""
+        if self.end is None:
+            return WIRE_MAX
+        rounded = float(self.end)
+        return math.nextafter(rounded, math.inf) if rounded < self.end else rounded
 
     @classmethod
     def union(cls, ranges: Iterable[TimeRange]) -> TimeRange:
