@@ -290,3 +290,31 @@ async def test_bad_camera_id_is_400_on_camera_endpoints(client: Client, camera_i
     assert status == 400
     assert "cameraId" in problem["detail"]
     assert relay_of(client).cameras() == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"requestId": "nope", "logs": [{"timestamp": "soon"}]}',
+        b'{"logs": [{"timestamp": 1}, {"description": "no time"}], "requestId": "nope"}',
+        b'{"requestId": "nope", "logs": {"timestamp": 1}}',
+        b'{"requestId": "nope"}',
+    ],
+)
+async def test_a_malformed_body_read_whole_is_400_before_its_request_id_is_looked_up(
+    client: Client, body: bytes
+) -> None:
+    """A small body is all here when it is read: the order of checks holds, the body (400)
+    before the ``requestId`` (404); the command stays open for the right answer."""
+    command, caller = await deliver_command(client)
+    status, problem, _ = await post(client, body)
+    assert (status, problem["status"], problem["type"]) == (
+        400,
+        400,
+        "urn:camrelay:problem:invalid-body",
+    )
+    assert (await post(client, b'{"requestId": "nope", "logs": []}'))[0] == 404
+    assert (await post(client, orjson.dumps({"requestId": command["requestId"], "logs": LOGS})))[
+        0
+    ] == 200
+    assert (await caller)[1]["logs"] == LOGS

@@ -195,11 +195,12 @@ class ResultScanner:
     """Feed a body chunk by chunk, then ``finish()``; raises ``ResultBodyError`` on a fault.
 
     ``on_request_id`` is called with the ``requestId`` as soon as it is read
-    (it may raise to stop reading); ``on_request_id_too_long`` as soon as a
-    ``requestId`` string is found to hold more than ``MAX_REQUEST_ID_BYTES`` bytes
-    between its quotes (as sent, escapes included), while it still streams in
-    (it should raise: the rest of the id is not waited for); ``index_bytes``
-    says what the index costs.
+    (it may raise to stop reading), or, for a body all here when first read, once
+    the body is found well formed (its 400 comes before the 404);
+    ``on_request_id_too_long`` as soon as a ``requestId`` string is found to hold
+    more than ``MAX_REQUEST_ID_BYTES`` bytes between its quotes (as sent, escapes
+    included), while it still streams in (it should raise: the rest of the id is
+    not waited for); ``index_bytes`` says what the index costs.
     """
 
     def __init__(
@@ -232,6 +233,9 @@ class ResultScanner:
         self._whole_first = expected_size is not None and expected_size <= WHOLE_BODY_BYTES
         #: it was read so (``_read_whole``), which finds its entries flat or gives up
         self._read_flat = False
+        #: a body all here when first read: its ``requestId`` is looked up once the body
+        #: is found well formed (the 400 comes before the 404)
+        self._look_up_at_end = False
 
     @property
     def received(self) -> int:
@@ -259,6 +263,7 @@ class ResultScanner:
             self._whole_first = False
             if self._read_whole():
                 return
+            self._look_up_at_end = True
         self._resume()
 
     def finish(self, on_release: Callable[[], None] | None = None) -> ScannedBody:
@@ -275,6 +280,8 @@ class ResultScanner:
         entries = self._entries
         if entries.error is not None:
             raise ResultBodyError(entries.error)
+        if self._look_up_at_end and self._request_id is not None and self._on_request_id:
+            self._on_request_id(self._request_id)
         if isinstance(self._buffer, bytearray):
             del self._buffer[self._size :]
         lazy = entries.whole is not None
@@ -351,8 +358,7 @@ class ResultScanner:
         self._entries = entries
         self._logs_seen = True
         self._request_id = request_id
-        if request_id is not None and self._on_request_id is not None:
-            self._on_request_id(request_id)
+        self._look_up_at_end = True
         return True
 
     def _resume(self) -> None:
@@ -406,7 +412,7 @@ class ResultScanner:
         self._request_id = None
         if isinstance(value, str):
             self._request_id = value
-            if self._on_request_id is not None:
+            if self._on_request_id is not None and not self._look_up_at_end:
                 self._on_request_id(value)
         elif value is not None:
             self._request_id_fault = f"requestId must be a string, got {json_type(value)}"
