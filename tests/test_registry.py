@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -108,3 +109,49 @@ def test_online_lines_are_capped_per_second_and_the_rest_counted(
     lines = [r.getMessage() for r in caplog.records]
     assert lines[:20] == [f"camera cam-{n} online" for n in range(20)]
     assert lines[20:] == ["camera cam-25 online (and 5 more cameras online not logged)"]
+
+
+@pytest.mark.parametrize(
+    ("event", "line", "more"),
+    [
+        (
+            lambda events, n: events.command_delivered("cam", f"r{n}", 1, True),
+            "command r{n} redelivered to camera cam",
+            "redeliveries",
+        ),
+        (
+            lambda events, n: events.command_timed_out("cam", f"r{n}", 1),
+            "command r{n} to camera cam expired unanswered; its 1 caller(s) were answered",
+            "commands expired",
+        ),
+        (
+            lambda events, n: events.command_abandoned("cam", f"r{n}"),
+            "command r{n} to camera cam abandoned: every caller left",
+            "abandoned",
+        ),
+        (
+            lambda events, n: events.upload_died(f"cam-{n}"),
+            "upload from camera cam-{n} broke off mid-body: its result is lost",
+            "uploads broken off",
+        ),
+    ],
+    ids=["redelivered", "expired", "abandoned", "upload died"],
+)
+def test_lines_a_client_can_cause_at_will_are_capped_per_second(
+    caplog: pytest.LogCaptureFixture,
+    event: Callable[[EventLogger, int], None],
+    line: str,
+    more: str,
+) -> None:
+    """With auth off, a client polling without answering, hanging up mid-body or
+    leaving at once causes these as fast as it likes."""
+    now = [100.0]
+    events = EventLogger(clock=lambda: now[0])
+    caplog.set_level(logging.INFO, logger="camrelay.relay")
+    for n in range(25):
+        event(events, n)
+    now[0] += 1.0
+    event(events, 25)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[:20] == [line.format(n=n) for n in range(20)]
+    assert lines[20:] == [line.format(n=25) + f" (and 5 more {more} not logged)"]

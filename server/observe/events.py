@@ -1,8 +1,9 @@
 """One log line per relay event worth knowing; never a payload, never a secret.
 
 Events a client can cause in bulk (new camera ids coming and going, polls
-refused past ``MAX_CAMERAS``) have a budget of lines per second; the lines held
-back are counted in the next line let through.
+refused past ``MAX_CAMERAS``, results refused, a command redelivered, expired,
+abandoned, an upload broken off) have a budget of lines per second each; the
+lines held back are counted in the next line let through.
 """
 
 from __future__ import annotations
@@ -74,6 +75,12 @@ class EventLogger(RelayObserver):
         # a client without credentials (CAMERA_SECRET off) posts these as fast as it likes
         self._uploads_refused = LineBudget(CAMERA_LINES_PER_SECOND, clock)
         self._results_not_accepted = LineBudget(CAMERA_LINES_PER_SECOND, clock)
+        # so can a camera that polls again and again without answering, or hangs up
+        # mid-body, and a caller that leaves as soon as its command went out
+        self._redelivered = LineBudget(CAMERA_LINES_PER_SECOND, clock)
+        self._timed_out = LineBudget(CAMERA_LINES_PER_SECOND, clock)
+        self._abandoned = LineBudget(CAMERA_LINES_PER_SECOND, clock)
+        self._uploads_died = LineBudget(CAMERA_LINES_PER_SECOND, clock)
 
     def camera_connected(self, camera_id: str) -> None:
         held_back = self._online.take()
@@ -99,22 +106,39 @@ class EventLogger(RelayObserver):
         self, camera_id: str, request_id: str, callers: int, redelivery: bool
     ) -> None:
         if redelivery:
-            _info_after_this_turn("command %s redelivered to camera %s", request_id, camera_id)
+            held_back = self._redelivered.take()
+            if held_back is not None:
+                _info_after_this_turn(
+                    "command %s redelivered to camera %s%s",
+                    request_id,
+                    camera_id,
+                    _more(held_back, "redeliveries"),
+                )
         else:
             _info_after_this_turn(
                 "command %s delivered to camera %s for %d caller(s)", request_id, camera_id, callers
             )
 
     def command_timed_out(self, camera_id: str, request_id: str, callers: int) -> None:
-        logger.warning(
-            "command %s to camera %s expired unanswered; its %d caller(s) were answered",
-            request_id,
-            camera_id,
-            callers,
-        )
+        held_back = self._timed_out.take()
+        if held_back is not None:
+            logger.warning(
+                "command %s to camera %s expired unanswered; its %d caller(s) were answered%s",
+                request_id,
+                camera_id,
+                callers,
+                _more(held_back, "commands expired"),
+            )
 
     def command_abandoned(self, camera_id: str, request_id: str) -> None:
-        logger.info("command %s to camera %s abandoned: every caller left", request_id, camera_id)
+        held_back = self._abandoned.take()
+        if held_back is not None:
+            logger.info(
+                "command %s to camera %s abandoned: every caller left%s",
+                request_id,
+                camera_id,
+                _more(held_back, "abandoned"),
+            )
 
     def result_received(self, camera_id: str, outcome: ResultOutcome) -> None:
         if outcome is ResultOutcome.ACCEPTED:
@@ -140,4 +164,10 @@ class EventLogger(RelayObserver):
             )
 
     def upload_died(self, camera_id: str) -> None:
-        logger.warning("upload from camera %s broke off mid-body: its result is lost", camera_id)
+        held_back = self._uploads_died.take()
+        if held_back is not None:
+            logger.warning(
+                "upload from camera %s broke off mid-body: its result is lost%s",
+                camera_id,
+                _more(held_back, "uploads broken off"),
+            )
