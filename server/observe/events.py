@@ -65,6 +65,16 @@ def _more(held_back: int, what: str) -> str:
     return f" (and {held_back} more {what} not logged)" if held_back else ""
 
 
+def _capped(
+    budget: LineBudget, write: Callable[..., None], message: str, *args: Any, held: str
+) -> None:
+    """``write(message, *args)`` if ``budget`` lets the line through; it then ends by
+    counting the lines (of what ``held`` names) held back before it."""
+    held_back = budget.take()
+    if held_back is not None:
+        write(message + "%s", *args, _more(held_back, held))
+
+
 class EventLogger(RelayObserver):
     """A ``RelayObserver`` that writes relay events to the log."""
 
@@ -83,14 +93,10 @@ class EventLogger(RelayObserver):
         self._uploads_died = LineBudget(CAMERA_LINES_PER_SECOND, clock)
 
     def camera_connected(self, camera_id: str) -> None:
-        held_back = self._online.take()
-        if held_back is not None:
-            logger.info("camera %s online%s", camera_id, _more(held_back, "cameras online"))
+        _capped(self._online, logger.info, "camera %s online", camera_id, held="cameras online")
 
     def camera_disconnected(self, camera_id: str) -> None:
-        held_back = self._offline.take()
-        if held_back is not None:
-            logger.info("camera %s offline%s", camera_id, _more(held_back, "cameras offline"))
+        _capped(self._offline, logger.info, "camera %s offline", camera_id, held="cameras offline")
 
     def camera_refused(self, camera_id: str, known: int) -> None:
         held_back = self._refused.take()
@@ -106,68 +112,68 @@ class EventLogger(RelayObserver):
         self, camera_id: str, request_id: str, callers: int, redelivery: bool
     ) -> None:
         if redelivery:
-            held_back = self._redelivered.take()
-            if held_back is not None:
-                _info_after_this_turn(
-                    "command %s redelivered to camera %s%s",
-                    request_id,
-                    camera_id,
-                    _more(held_back, "redeliveries"),
-                )
+            _capped(
+                self._redelivered,
+                _info_after_this_turn,
+                "command %s redelivered to camera %s",
+                request_id,
+                camera_id,
+                held="redeliveries",
+            )
         else:
             _info_after_this_turn(
                 "command %s delivered to camera %s for %d caller(s)", request_id, camera_id, callers
             )
 
     def command_timed_out(self, camera_id: str, request_id: str, callers: int) -> None:
-        held_back = self._timed_out.take()
-        if held_back is not None:
-            logger.warning(
-                "command %s to camera %s expired unanswered; its %d caller(s) were answered%s",
-                request_id,
-                camera_id,
-                callers,
-                _more(held_back, "commands expired"),
-            )
+        _capped(
+            self._timed_out,
+            logger.warning,
+            "command %s to camera %s expired unanswered; its %d caller(s) were answered",
+            request_id,
+            camera_id,
+            callers,
+            held="commands expired",
+        )
 
     def command_abandoned(self, camera_id: str, request_id: str) -> None:
-        held_back = self._abandoned.take()
-        if held_back is not None:
-            logger.info(
-                "command %s to camera %s abandoned: every caller left%s",
-                request_id,
-                camera_id,
-                _more(held_back, "abandoned"),
-            )
+        _capped(
+            self._abandoned,
+            logger.info,
+            "command %s to camera %s abandoned: every caller left",
+            request_id,
+            camera_id,
+            held="abandoned",
+        )
 
     def result_received(self, camera_id: str, outcome: ResultOutcome) -> None:
         if outcome is ResultOutcome.ACCEPTED:
             _info_after_this_turn("result from camera %s: %s", camera_id, outcome.value)
             return
-        held_back = self._results_not_accepted.take()
-        if held_back is not None:
-            logger.warning(
-                "result from camera %s: %s%s",
-                camera_id,
-                outcome.value,
-                _more(held_back, "results not accepted"),
-            )
+        _capped(
+            self._results_not_accepted,
+            logger.warning,
+            "result from camera %s: %s",
+            camera_id,
+            outcome.value,
+            held="results not accepted",
+        )
 
     def upload_refused(self, camera_id: str, *, body_read: bool) -> None:
-        held_back = self._uploads_refused.take()
-        if held_back is not None:
-            logger.info(
-                "result from camera %s refused with 404 %s its body was read%s",
-                camera_id,
-                "before all of" if body_read else "before any of",
-                _more(held_back, "refused"),
-            )
+        _capped(
+            self._uploads_refused,
+            logger.info,
+            "result from camera %s refused with 404 %s its body was read",
+            camera_id,
+            "before all of" if body_read else "before any of",
+            held="refused",
+        )
 
     def upload_died(self, camera_id: str) -> None:
-        held_back = self._uploads_died.take()
-        if held_back is not None:
-            logger.warning(
-                "upload from camera %s broke off mid-body: its result is lost%s",
-                camera_id,
-                _more(held_back, "uploads broken off"),
-            )
+        _capped(
+            self._uploads_died,
+            logger.warning,
+            "upload from camera %s broke off mid-body: its result is lost",
+            camera_id,
+            held="uploads broken off",
+        )
