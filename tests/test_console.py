@@ -90,3 +90,29 @@ async def test_a_revalidated_page_keeps_its_security_headers(client: Client) -> 
 async def test_api_answers_carry_no_console_headers(client: Client) -> None:
     async with client.get("/healthz") as response:
         assert "Content-Security-Policy" not in response.headers
+
+
+@pytest.mark.parametrize("path", ["/", "/console/app.js"])
+@pytest.mark.parametrize(
+    "byte_range", ["bytes=99999999-", "bytes=abc", "bytes=0-0,2-3", "bytes=0-9"]
+)
+async def test_a_range_is_ignored_and_the_whole_file_served(
+    client: Client, path: str, byte_range: str
+) -> None:
+    """A refused range would be a 416 without a problem body: the files are small, so
+    a range is ignored (as HTTP allows) and the file comes whole."""
+    name = "index.html" if path == "/" else path.rsplit("/", 1)[1]
+    async with client.get(path, headers={"Range": byte_range}) as response:
+        assert response.status == 200
+        assert "Content-Range" not in response.headers
+        assert await response.read() == (CONSOLE_DIR / name).read_bytes()
+        assert_security_headers(response.headers)
+
+
+async def test_a_head_of_the_page_has_its_length_and_no_body(client: Client) -> None:
+    async with client.head("/") as response:
+        assert response.status == 200
+        assert int(response.headers["Content-Length"]) == len(
+            (CONSOLE_DIR / "index.html").read_bytes()
+        )
+        assert await response.read() == b""
