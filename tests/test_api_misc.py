@@ -7,6 +7,8 @@ import time
 import tracemalloc
 from importlib import metadata
 
+import pytest
+
 from common.version import version
 from server.http.error_map import relay_problem
 from server.http.problems import json_bytes
@@ -160,3 +162,51 @@ def test_a_small_json_body_holds_no_more_than_its_size() -> None:
         tracemalloc.stop()
     assert bodies[0] == b'{"command":"noop"}'
     assert held < 1000 * 100
+
+
+@pytest.mark.parametrize(
+    "path", ["/healthz", "/logs", "/cameras", "/poll_for_command", "/metrics", "/", "/openapi.json"]
+)
+async def test_an_expectation_the_server_cannot_meet_is_a_417_problem(
+    client: Client, path: str
+) -> None:
+    async with client.get(path, headers={"Expect": "<b>echo-me</b>"}) as response:
+        assert response.status == 417
+        assert response.content_type == "application/problem+json"
+        problem = await response.json(content_type=None)
+    assert problem == {
+        "type": "urn:camrelay:problem:expectation-failed",
+        "title": "Expectation Failed",
+        "status": 417,
+        "detail": "the server meets no expectation but 100-continue, got Expect: "
+        "'<b>echo-me</b>'; send the request without that header",
+    }
+
+
+async def test_expect_100_continue_lets_a_camera_send_its_result(client: Client) -> None:
+    """curl sends ``Expect: 100-continue`` before a body over 1 MiB and waits for the
+    ``100 Continue``: the upload goes through as any other."""
+    relay = relay_of(client)
+    poll = asyncio.ensure_future(client.get("/poll_for_command"))
+    await wait_until(camera_polling(relay))
+    caller = asyncio.ensure_future(client.get("/logs"))
+    async with await poll as response:
+        command = await response.json()
+    body = json_bytes({"requestId": command["requestId"], "logs": [{"timestamp": 1.5}]})
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(
+            b"POST /send_logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Expect: 100-Continue\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
+        await writer.drain()
+        async with asyncio.timeout(5):
+            assert await reader.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+            writer.write(body)
+            await writer.drain()
+            head = await reader.readuntil(b"\r\n\r\n")
+    finally:
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    async with await caller as answer:
+        assert (await answer.json())["logs"] == [{"timestamp": 1.5}]

@@ -7,6 +7,7 @@ module and are served as they are (read once, at start-up), with security header
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from ..relay import shown
 CONSOLE_DIR = Path(__file__).resolve().parent
 #: The kinds of file the console ships; nothing else in the package is served.
 WEB_SUFFIXES = frozenset({".html", ".js", ".css", ".svg"})
+#: what a route does with an ``Expect`` header (``aiohttp``'s ``expect_handler``)
+ExpectHandler = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
 INDEX_ROUTE = "console"
 ASSETS_ROUTE = "console-assets"
 ROUTE_NAMES = frozenset({INDEX_ROUTE, ASSETS_ROUTE})
@@ -108,9 +111,11 @@ def _asset_handler() -> Handler:
     return asset
 
 
-def setup_console(app: web.Application) -> None:
+def setup_console(app: web.Application, expect_handler: ExpectHandler) -> None:
     """The page and its assets are open: they hold no data (the data endpoints are guarded).
     Their files, and the 404 for a file the console does not ship, carry the security
     headers; no other answer pays for them."""
-    app.router.add_get("/", _index_handler(), name=INDEX_ROUTE)
-    app.router.add_get("/console/{name}", _asset_handler(), name=ASSETS_ROUTE)
+    app.router.add_get("/", _index_handler(), name=INDEX_ROUTE, expect_handler=expect_handler)
+    app.router.add_get(
+        "/console/{name}", _asset_handler(), name=ASSETS_ROUTE, expect_handler=expect_handler
+    )
