@@ -179,6 +179,20 @@ async def test_a_reversed_range_names_both_bounds_as_given(client: Client) -> No
     )
 
 
+async def test_a_plus_read_as_a_space_is_named_in_the_detail(client: Client) -> None:
+    """``?startTimestamp=+5`` reaches the server as `` 5``: the 400 says why."""
+    async with client.get("/logs?startTimestamp=+1700000000") as response:
+        assert response.status == 400
+        problem = await response.json(content_type=None)
+    assert problem["detail"] == (
+        "startTimestamp must be a finite decimal number such as 1700000000 or 1700000000.25, "
+        "got ' 1700000000' (a + in a query string is read as a space: write it as %2B, "
+        "or leave it out)"
+    )
+    async with client.get("/logs?startTimestamp=%20x") as response:
+        assert "%2B" not in (await response.json(content_type=None))["detail"]
+
+
 async def test_never_seen_camera_gets_503_at_once(client: Client) -> None:
     loop = asyncio.get_running_loop()
     started = loop.time()

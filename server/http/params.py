@@ -60,9 +60,15 @@ def timestamp_param(query: Query, name: str) -> float | None:
     if raw is None:
         return None
     if not DECIMAL_PATTERN.fullmatch(raw):
+        plus_read_as_space = raw.startswith(" ") and DECIMAL_PATTERN.fullmatch("+" + raw[1:])
         raise invalid_parameter(
             f"{name} must be a finite decimal number such as 1700000000 or 1700000000.25, "
             f"got {shown(raw)}"
+            + (
+                " (a + in a query string is read as a space: write it as %2B, or leave it out)"
+                if plus_read_as_space
+                else ""
+            )
         )
     value = float(raw)
     if not math.isfinite(value):
