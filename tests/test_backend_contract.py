@@ -372,6 +372,23 @@ async def check_beats_liveness_and_epoch(store: Store) -> None:
     assert (await members.beat(N1)).epoch == flushed.epoch
 
 
+async def check_a_node_that_stopped_beating_keeps_its_last_beat(store: Store) -> None:
+    members = store.backend().members
+    before = store.wall()
+    await members.beat(N1)
+    await members.beat(N2)
+    after = store.wall()
+    await asyncio.sleep(LIMITS.node_timeout_seconds / 2 + MARGIN)
+    assert not await members.is_alive(N1)
+    last = await members.last_beat(N1)
+    assert last is not None
+    assert before - MARGIN <= last <= after + MARGIN, (before, last, after)
+    await members.leave(N2)
+    assert await members.last_beat(N2) is None, "a node that left has no last beat"
+    assert await members.last_beat(N3) is None
+    assert await members.last_beat("") is None
+
+
 async def check_a_beat_carries_the_nodes_note(store: Store) -> None:
     members = store.backend().members
     await members.beat(N1, b"[1,2,3,4]")
@@ -453,6 +470,7 @@ CHECKS = [
     check_parked_work_is_taken_once,
     check_read_page_and_count,
     check_beats_liveness_and_epoch,
+    check_a_node_that_stopped_beating_keeps_its_last_beat,
     check_a_beat_carries_the_nodes_note,
     check_messages_and_bodies,
     check_a_closed_backend_fails,

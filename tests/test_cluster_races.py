@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -567,3 +568,113 @@ async def test_a_camera_gone_offline_at_the_home_a_node_knew_is_503_from_that_ho
     assert status == 503
     assert body["type"].endswith("camera-offline")
     assert "offline" in body["detail"]
+
+
+async def cameras_on(http: aiohttp.ClientSession, node: LiveServer) -> dict[str, dict[str, Any]]:
+    async with http.get(f"{node.url}/cameras") as response:
+        return {c["cameraId"]: c for c in (await response.json())["cameras"]}
+
+
+async def test_a_home_that_stops_writes_its_polls_ended_so_others_see_the_camera_seen(
+    make_node: MakeNode, redis_server: RedisServer, http: aiohttp.ClientSession, spawn: Spawn[Any]
+) -> None:
+    """An idle camera's entry is written when it is claimed, then only refreshed. A home
+    that stops answers its held polls: it writes their end at once, so that other nodes
+    see the camera seen until then (a caller waits for it, as the camera reconnects) and
+    forget an id that never answered one short retention later, not once the entry's
+    refresh interval has passed."""
+    a, b = await make_node("a", poll_hold_seconds=3.0), await make_node("b")
+    camera = Camera(http, [a])
+    poll = await held_poll(spawn, camera, a)
+    claimed_at = time.time()
+    # idle at a, its poll held, past CONNECT_TIMEOUT (1 s): its entry's seen time is
+    # that old by then
+    await wait_until(lambda: time.time() - claimed_at > 1.1, timeout=2.0)
+    stopped_at = time.time()
+    cluster(a).close()  # SIGTERM
+    assert await poll == (200, {"command": "noop"})
+    async with redis_client(redis_server) as redis:
+        fields = await wait_for_entry(redis, a, lambda f: f.get("polling") == "0")
+    assert int(fields["seen"]) / 1000 >= stopped_at - 0.01
+    retention = cluster(a).config.unanswered_retention_seconds  # POLL_HOLD + CONNECT
+    assert int(fields["exp"]) / 1000 <= time.time() + retention + 0.1
+    listed = (await cameras_on(http, b))["cam"]
+    assert (listed["online"], listed["polling"]) == (True, False)
+    assert listed["lastSeen"] >= stopped_at - 0.01
+    # A caller on b waits for the camera (seen just now), which reconnects to b.
+    caller = spawn(get_logs(http, b))
+    camera.poll_nodes = itertools.cycle([b])
+    spawn(camera.run())
+    status, body = await caller
+    assert (status, body["logs"]) == (200, LOGS)
+
+
+async def test_a_camera_whose_home_was_killed_counts_as_seen_until_its_last_beat(
+    make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
+) -> None:
+    """Its poll was held until the home died: a caller on another node waits for the
+    camera to come back (within CONNECT_TIMEOUT of the home's last beat), it is not
+    answered 503 at once from the entry's seen time, written when the camera was
+    claimed."""
+    timings = {"connect_timeout_seconds": 1.5, "node_timeout_seconds": 0.6}
+    a, b = await make_node("a", **timings), await make_node("b", **timings)
+    camera = Camera(http, [a])
+    await held_poll(spawn, camera, a)
+    claimed_at = time.time()
+    await wait_until(lambda: time.time() - claimed_at > 1.6, timeout=2.5)
+    await cluster(a).halt()  # SIGKILL: no handover, no last write
+    killed_at = time.time()
+    dead = cluster(a).incarnation
+    await wait_until(lambda: not cluster(b).is_alive(dead), timeout=1.5)
+    listed = (await cameras_on(http, b))["cam"]
+    assert listed["polling"] is False
+    assert killed_at - 0.6 <= listed["lastSeen"] <= killed_at, (listed, claimed_at, killed_at)
+    caller = spawn(get_logs(http, b))
+    camera.poll_nodes = itertools.cycle([b])
+    spawn(camera.run())
+    status, body = await caller
+    assert (status, body.get("logs")) == (200, LOGS), body
+
+
+@pytest.mark.parametrize("with_request_id", [True, False], ids=["with-id", "id-less"])
+async def test_a_result_for_work_a_stopped_home_parked_is_taken_by_the_node_it_reaches(
+    make_node: MakeNode,
+    redis_server: RedisServer,
+    http: aiohttp.ClientSession,
+    spawn: Spawn[Any],
+    with_request_id: bool,
+) -> None:
+    """A result is accepted on any node: one posted after its home stopped, before the
+    camera polled again, is taken by the node it reaches, which takes the camera over
+    with the work the home parked (as the camera's next poll would)."""
+    a, b, c = await make_node("a"), await make_node("b"), await make_node("c")
+    camera = Camera(http, [a])
+    poll = await held_poll(spawn, camera, a)
+    caller = spawn(get_logs(http, c, startTimestamp=2, endTimestamp=4))
+    status, command = await poll  # delivered at a; the camera reads its log
+    assert (status, command["command"]) == (200, "send_logs")
+    cluster(a).close()  # SIGTERM before the camera answers
+    async with redis_client(redis_server) as redis:
+        await wait_for_store(redis, a, lambda found: found[0] == "")
+    body: dict[str, Any] = {"logs": LOGS}
+    if with_request_id:
+        body["requestId"] = command["requestId"]
+    status, receipt = await camera.post(b, body)
+    assert (status, receipt["status"], receipt["requestId"]) == (
+        200,
+        "accepted",
+        command["requestId"],
+    )
+    assert cluster(b).is_home("cam")
+    status, answer = await caller
+    assert (status, answer["logs"]) == (200, LOGS[2:5])
+
+
+async def wait_for_entry(
+    redis: Redis, node: LiveServer, check: Any, camera_id: str = "cam", timeout: float = 3.0
+) -> dict[str, str]:
+    """Read the camera's entry until ``check`` accepts its fields."""
+    async with asyncio.timeout(timeout):
+        while not check(fields := await stored_entry(redis, node, camera_id)):
+            await asyncio.sleep(0.005)
+    return fields

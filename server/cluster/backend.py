@@ -91,17 +91,17 @@ class CameraEntry:
     #: the latest claim's ``seq``
     seq: int = 0
 
-    def seconds_since_seen(self, now: float) -> float:
-        return float("inf") if self.seen_ms is None else now - self.seen_ms / 1000
-
-    def status(self, now: float, connect_timeout: float, home_seen: float | None) -> CameraStatus:
+    def status(
+        self, now: float, connect_timeout: float, home_seen: float | None, home_alive: bool
+    ) -> CameraStatus:
         """The camera's status. ``home_seen``: a wall-clock time at which its home was
-        known alive (``None``: it is not). A poll counts as held only while its home is
-        alive (the home writes a poll's end within half a second); the camera counts as
-        seen throughout a held poll, so at ``home_seen`` at least."""
-        polling = self.polling and home_seen is not None
+        last known alive (``None``: not known). A poll counts as held only while its home
+        is alive (the home writes a poll's end within half a second); the camera counts
+        as seen throughout a held poll, so at ``home_seen`` at least, its home alive or
+        not (a poll held at a home that died was held until then)."""
+        polling = self.polling and home_alive and home_seen is not None
         last_seen = None if self.seen_ms is None else self.seen_ms / 1000
-        if polling and home_seen is not None:
+        if self.polling and home_seen is not None:
             last_seen = home_seen if last_seen is None else max(last_seen, home_seen)
         since = float("inf") if last_seen is None else now - last_seen
         online = polling or since <= connect_timeout
@@ -190,6 +190,12 @@ class Directory(abc.ABC):
 # ---------------------------------------------------------------- members
 
 
+#: the beats (and the epoch) outlive a node's last beat by this many node timeouts, and
+#: by this many seconds at least: ``Members.last_beat`` answers that long
+BEATS_KEPT_TIMEOUTS = 10
+BEATS_KEPT_AT_LEAST_SECONDS = 60.0
+
+
 @dataclass(frozen=True, slots=True)
 class Beat:
     #: incarnations that beat within half the node timeout (the beating one included)
@@ -211,6 +217,11 @@ class Members(abc.ABC):
     @abc.abstractmethod
     async def is_alive(self, node: str) -> bool:
         """``node`` beat within half the node timeout (asked of the store now)."""
+
+    @abc.abstractmethod
+    async def last_beat(self, node: str) -> float | None:
+        """The wall-clock time of ``node``'s last beat, kept a while after it stopped
+        beating (``None``: not known, or it left)."""
 
     @abc.abstractmethod
     async def leave(self, node: str) -> None:

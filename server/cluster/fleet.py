@@ -170,8 +170,9 @@ class Fleet:
                 if session is not None and entry is not None and entry.home == ctx.incarnation:
                     status = session.status()  # homed here: the freshest status is local
                 elif entry is not None:
-                    home_seen = ctx.membership.seen_alive_at(entry.home, now)
-                    status = entry.status(now, config.connect_timeout_seconds, home_seen)
+                    home_seen = await ctx.membership.last_alive_at(entry.home, now)
+                    alive = ctx.membership.is_alive(entry.home)
+                    status = entry.status(now, config.connect_timeout_seconds, home_seen, alive)
                 else:
                     continue
                 if online is None or status.online is online:

@@ -36,6 +36,14 @@ logger = logging.getLogger("camrelay.cluster")
 RECEIPT_WAIT_SECONDS = 2.0
 
 Forward = Callable[[str | None, bytes], Awaitable[Receipt]]
+#: makes this node the home of a camera whose home stopped and parked its work; True once
+#: its session is here
+AdoptParked = Callable[[str], Awaitable[bool]]
+
+
+class AdoptedHere(Exception):
+    """Raised by ``ResultForwarding.receive`` before its upload starts: the camera's home
+    stopped and parked its work, and this node took it over; the result is taken here."""
 
 
 class ForwardedUpload(Upload):
@@ -80,9 +88,10 @@ class ForwardedUpload(Upload):
 
 
 class ResultForwarding:
-    def __init__(self, ctx: NodeContext, refs: Refs) -> None:
+    def __init__(self, ctx: NodeContext, refs: Refs, adopt_parked: AdoptParked) -> None:
         self._ctx = ctx
         self._refs = refs
+        self._adopt_parked = adopt_parked
         #: results forwarded to other homes, waiting for their receipt, by ref
         self._receipts: dict[str, asyncio.Future[m.ResultReceipt]] = {}
         #: uploads being read here, by camera
@@ -94,9 +103,18 @@ class ResultForwarding:
     @contextlib.asynccontextmanager
     async def receive(self, camera_id: str, declared_bytes: int | None) -> AsyncIterator[Upload]:
         """An upload for a camera homed elsewhere: 404 before the body is read when its
-        home expects no result from it."""
+        home expects no result from it. ``AdoptedHere`` when it has no home because its
+        home stopped, with a command unanswered: its work is parked, and this node takes
+        the camera over (as its next poll would) to take the result."""
         ctx = self._ctx
         entry = await ctx.entry(camera_id)
+        if (
+            entry is not None
+            and not entry.home
+            and entry.expect
+            and await self._adopt_parked(camera_id)
+        ):
+            raise AdoptedHere
         # ``polling``: a command just delivered may not be in the store yet; the home decides.
         expected = entry is not None and (entry.expect or entry.polling)
         if entry is None or not expected or not await ctx.membership.confirm_alive(entry.home):

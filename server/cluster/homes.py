@@ -28,7 +28,7 @@ import orjson
 
 from ..relay import PollSuperseded, RegistryFull, SessionWork, ShuttingDown
 from . import messages as m
-from .backend import BackendError, Claim
+from .backend import BackendError, Claim, StatusWrite
 from .batch import TurnBatch
 from .context import NodeContext
 from .hosted import MAX_HOPS, HostedCallers
@@ -55,6 +55,8 @@ class Homes:
         self._handovers: dict[str, asyncio.Future[None]] = {}
         #: work of cameras given up while stopping, until parked in the store
         self._parking: dict[str, SessionWork] = {}
+        #: the status of each camera given up while stopping, its poll ended, until written
+        self._ended: list[StatusWrite] = []
         #: cameras homed here whose claim could not be written (the store was down)
         self._unclaimed: dict[str, None] = {}
         #: the wall-clock time at which each camera's latest poll here arrived
@@ -356,12 +358,35 @@ class Homes:
 
     def leave_all(self) -> None:
         """A graceful stop: every session's polls get noop; its work waits in the store
-        for the camera's next home."""
+        for the camera's next home, and the store is told its poll ended now
+        (``write_ended``): other nodes see the camera seen until then, and forget an id
+        that never answered as they would any other, not once its polling entry expired."""
         relay = self._ctx.relay
+        now = self._ctx.wall_clock()
         for camera_id in relay.camera_ids():
+            session = relay.session(camera_id)
+            if session is not None:
+                status = session.status()
+                answered = session.has_answered()
+                ended = status._replace(
+                    polling=False, last_seen=now if status.polling else status.last_seen
+                )
+                expect = bool(status.in_flight) or answered
+                self._ended.append(StatusWrite(ended, expect, answered, self.seq(camera_id)))
             work = relay.hand_over(camera_id, superseded=False)
             if work is not None:
                 self.leave_for_next_home(camera_id, work)
+
+    async def write_ended(self) -> None:
+        """Write the status of the cameras ``leave_all`` gave up (before their work is
+        parked: parking needs this node still their home)."""
+        writes, self._ended = self._ended, []
+        if not writes:
+            return
+        try:
+            await self._ctx.directory.write_status(self._ctx.incarnation, writes)
+        except BackendError as error:
+            self._ctx.health.failed(error)
 
     def leave_for_next_home(self, camera_id: str, work: SessionWork) -> None:
         if work.empty:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,6 +28,9 @@ from .backend import BackendError, Members
 from .health import StoreHealth
 
 logger = logging.getLogger("camrelay.cluster")
+
+#: nodes no longer alive whose last beat a node keeps in mind
+DEPARTED_KEPT = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +67,9 @@ class Membership:
         self._lease_until = float("-inf")
         #: loop time at which the last successful beat began
         self._last_beat_started = float("-inf")
+        #: nodes found not alive: the wall-clock time of each one's last beat (or None: it
+        #: left, or its beat is forgotten), the latest ``DEPARTED_KEPT`` of them
+        self._departed: OrderedDict[str, float | None] = OrderedDict()
 
     @property
     def alive(self) -> list[str]:
@@ -89,6 +96,24 @@ class Membership:
         if since_beat > self.timeout:
             return None  # not heard of it for a node timeout: it counts as alive no longer
         return now - since_beat - self.timeout / 2
+
+    async def last_alive_at(self, node: str, now: float) -> float | None:
+        """``seen_alive_at``, or for a node not alive the wall-clock time of its last beat
+        (asked of the store once; ``None``: not known, or it left). The cameras whose polls
+        it held were seen until then."""
+        seen = self.seen_alive_at(node, now)
+        if seen is not None or not node:
+            return seen
+        if node not in self._departed:
+            try:
+                last_beat = await self._members.last_beat(node)
+            except BackendError as error:
+                self._health.failed(error)
+                return None
+            self._departed[node] = last_beat
+            while len(self._departed) > DEPARTED_KEPT:
+                self._departed.popitem(last=False)
+        return self._departed[node]
 
     def lease_valid(self) -> bool:
         return asyncio.get_running_loop().time() < self._lease_until
@@ -126,6 +151,8 @@ class Membership:
         for node in self._alive:
             if node not in alive:
                 logger.warning("node %s stopped beating: taking over its cameras' callers", node)
+        for node in alive:
+            self._departed.pop(node, None)  # alive again (a pause), or a name reused
         self._alive = alive
         new_epoch = self._epoch is not None and beat.epoch != self._epoch
         if new_epoch:

@@ -34,6 +34,8 @@ from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass, field, replace
 
 from .backend import (
+    BEATS_KEPT_AT_LEAST_SECONDS,
+    BEATS_KEPT_TIMEOUTS,
     Backend,
     BackendError,
     Beat,
@@ -109,6 +111,8 @@ class MemoryStore:
         self._entries: dict[str, _Entry] = {}
         self._parked: dict[str, tuple[bytes, float]] = {}
         self._beats: dict[str, float] = {}
+        #: each node's last beat, kept as long as Redis keeps the beats' sorted set
+        self._last_beats: dict[str, float] = {}
         self._notes: dict[str, bytes] = {}
         self._inboxes: dict[str, list[_Message]] = {}
         self._bodies: dict[int, tuple[bytes, float]] = {}
@@ -186,6 +190,9 @@ class MemoryStore:
         for node in [n for n, beat in self._beats.items() if beat + timeout <= now]:
             del self._beats[node]
             self._notes.pop(node, None)
+        kept = max(timeout * BEATS_KEPT_TIMEOUTS, BEATS_KEPT_AT_LEAST_SECONDS)
+        for node in [n for n, beat in self._last_beats.items() if beat + kept <= now]:
+            del self._last_beats[node]
         for key in [k for k, (_, expires) in self._bodies.items() if expires <= now]:
             del self._bodies[key]
         for node, inbox in list(self._inboxes.items()):
@@ -335,6 +342,7 @@ class MemoryBackend(Backend, Directory, Members, Transport):
         now = await self._io(node, write=True)
         store = self.store
         store._beats[node] = now
+        store._last_beats[node] = now
         store._notes[node] = note
         half = store.limits.node_timeout_seconds / 2
         alive = frozenset(n for n, beat in store._beats.items() if now - beat <= half)
@@ -345,6 +353,10 @@ class MemoryBackend(Backend, Directory, Members, Transport):
         beat = self.store._beats.get(node)
         return beat is not None and now - beat <= self.store.limits.node_timeout_seconds / 2
 
+    async def last_beat(self, node: str) -> float | None:
+        await self._io()
+        return self.store._last_beats.get(node)
+
     async def notes(self, nodes: Sequence[str]) -> list[bytes | None]:
         await self._io()
         store = self.store
@@ -353,6 +365,7 @@ class MemoryBackend(Backend, Directory, Members, Transport):
     async def leave(self, node: str) -> None:
         await self._io(node)
         self.store._beats.pop(node, None)
+        self.store._last_beats.pop(node, None)
         self.store._notes.pop(node, None)
 
     # ------------------------------------------------------------------ transport

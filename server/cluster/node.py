@@ -21,12 +21,15 @@ from ..relay import (
     Command,
     LogResult,
     LogSelection,
+    PollSuperseded,
+    RegistryFull,
     Relay,
     RelayConfig,
     RelayError,
     RelayObserver,
     RelayService,
     RelayStats,
+    SessionWork,
     ShuttingDown,
     TimeRange,
     Upload,
@@ -36,7 +39,7 @@ from .backend import Backend, Body
 from .context import ClusterConfig, NodeContext
 from .courier import Courier, Handler
 from .fleet import Fleet, counts_note
-from .forwarding import ResultForwarding
+from .forwarding import AdoptedHere, ResultForwarding
 from .health import StoreHealth
 from .homes import Homes
 from .hosted import HostedCallers
@@ -105,7 +108,7 @@ class ClusterNode(RelayService):
         self._hosted = HostedCallers(ctx)
         self._homes = Homes(ctx, self._hosted)
         self._waiters = Waiters(ctx)
-        self._forwarding = ResultForwarding(ctx, self._refs)
+        self._forwarding = ResultForwarding(ctx, self._refs, self._adopt_for_result)
         self._fleet = Fleet(ctx, self._homes)
         self._loops: list[asyncio.Task[None]] = []
         self._beating: asyncio.Task[None] | None = None
@@ -218,6 +221,7 @@ class ClusterNode(RelayService):
             self._leaving = loop.create_task(self._park_and_leave())
 
     async def _park_and_leave(self) -> None:
+        await self._homes.write_ended()
         await self._homes.park_each()
         await self._membership.leave()
 
@@ -299,22 +303,42 @@ class ClusterNode(RelayService):
     async def receive_result(
         self, camera_id: str, declared_bytes: int | None
     ) -> AsyncIterator[Upload]:
-        """Taken here if the camera is homed here, else read, checked and forwarded to
-        its home (404 before the body when the home expects no result)."""
+        """Taken here if the camera is homed here (or its home stopped and parked its
+        work, which this node then takes over), else read, checked and forwarded to its
+        home (404 before the body when the home expects no result)."""
         upload: Upload
-        if self._ctx.closing or self._relay.has_session(camera_id):
-            async with self._relay.receive_result(camera_id, declared_bytes) as upload:
-                yield upload
-            # The callers it answered queue their results in the next loop turn (their
-            # futures' callbacks): post them then, and answer the camera once the store
-            # has them. Answered sooner, the camera's next poll would compete with
-            # their way to the callers' nodes for the CPU.
-            await asyncio.sleep(0)
-            if self._hosted.post_outgoing() and self._ctx.health.up:
-                await self._ctx.courier.flush(self._ctx.cluster.outcome_write_wait_seconds)
-            return
-        async with self._forwarding.receive(camera_id, declared_bytes) as upload:
+        if not (self._ctx.closing or self._relay.has_session(camera_id)):
+            try:
+                async with self._forwarding.receive(camera_id, declared_bytes) as upload:
+                    yield upload
+                return
+            except AdoptedHere:
+                pass  # homed here now: taken as any result of this node's cameras
+        async with self._relay.receive_result(camera_id, declared_bytes) as upload:
             yield upload
+        # The callers it answered queue their results in the next loop turn (their
+        # futures' callbacks): post them then, and answer the camera once the store
+        # has them. Answered sooner, the camera's next poll would compete with
+        # their way to the callers' nodes for the CPU.
+        await asyncio.sleep(0)
+        if self._hosted.post_outgoing() and self._ctx.health.up:
+            await self._ctx.courier.flush(self._ctx.cluster.outcome_write_wait_seconds)
+
+    async def _adopt_for_result(self, camera_id: str) -> bool:
+        """Take over a camera whose home stopped, with its parked work, for a result it
+        posted here; True once its session is here. As a poll would, but no poll is
+        held: the camera's next poll, wherever it lands, moves it as from any home."""
+        try:
+            await self._current()
+            await self._homes.before_poll(camera_id)
+        except (PollSuperseded, RegistryFull, ClusterUnavailable):
+            return False
+        if not self._relay.has_session(camera_id):
+            # Claimed, but another node took the parked work first: a session of its own
+            # here all the same, so that the store hears of it from its home.
+            self._relay.take_over(camera_id, SessionWork())
+            self._ctx.mark_dirty(camera_id)
+        return True
 
     # ================================================================ user side
 

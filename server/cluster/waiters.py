@@ -82,12 +82,13 @@ class Waiters:
         if entry is None:
             raise CameraUnknown.of(camera_id)
         alive = await ctx.membership.confirm_alive(entry.home)
-        home_seen = ctx.membership.seen_alive_at(entry.home, now) if alive else None
-        status = entry.status(now, ctx.config.connect_timeout_seconds, home_seen)
+        home_seen = await ctx.membership.last_alive_at(entry.home, now)
+        status = entry.status(now, ctx.config.connect_timeout_seconds, home_seen, alive)
         if not status.online:
+            since = float("inf") if status.last_seen is None else now - status.last_seen
             raise CameraOffline(
-                f"camera {camera_id!r} is offline: last seen "
-                f"{entry.seconds_since_seen(now):.0f} s ago; retry once it polls again"
+                f"camera {camera_id!r} is offline: last seen {since:.0f} s ago; "
+                "retry once it polls again"
             )
         waiter.home = entry.home
         if not entry.home or not alive:

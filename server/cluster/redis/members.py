@@ -22,7 +22,13 @@ import secrets
 import time
 from collections.abc import Sequence
 
-from ..backend import Beat, Members, StoreLimits
+from ..backend import (
+    BEATS_KEPT_AT_LEAST_SECONDS,
+    BEATS_KEPT_TIMEOUTS,
+    Beat,
+    Members,
+    StoreLimits,
+)
 from .connection import Script, ScriptCall, Store
 from .keys import SHARDS, Keys
 
@@ -35,17 +41,15 @@ return redis.call('GET', KEYS[1])
 """
 )
 
-#: the beats' set and the epoch outlive the last beat by this many node timeouts
-KEEP_TIMEOUTS = 10
-KEEP_AT_LEAST_MS = 60_000
-
 
 class RedisMembers(Members):
     def __init__(self, store: Store, keys: Keys, limits: StoreLimits) -> None:
         self._store = store
         self._keys = keys
         self._timeout_ms = max(1, int(limits.node_timeout_seconds * 1000))
-        self._keep_ms = max(self._timeout_ms * KEEP_TIMEOUTS, KEEP_AT_LEAST_MS)
+        self._keep_ms = max(
+            self._timeout_ms * BEATS_KEPT_TIMEOUTS, int(BEATS_KEPT_AT_LEAST_SECONDS * 1000)
+        )
 
     async def beat(self, node: str, note: bytes = b"") -> Beat:
         now = time.time() * 1000
@@ -75,6 +79,14 @@ class RedisMembers(Members):
             self._store.commands_sent += 1
             last_beat = await self._store.shared.zscore(self._keys.nodes, node)
         return last_beat is not None and last_beat >= time.time() * 1000 - self._timeout_ms / 2
+
+    async def last_beat(self, node: str) -> float | None:
+        if not node:
+            return None
+        with self._store.guard():
+            self._store.commands_sent += 1
+            last_beat = await self._store.shared.zscore(self._keys.nodes, node)
+        return None if last_beat is None else last_beat / 1000
 
     async def notes(self, nodes: Sequence[str]) -> list[bytes | None]:
         if not nodes:
