@@ -96,10 +96,10 @@ async def wait_for_store(
     redis: Redis, node: LiveServer, check: Any, camera_id: str = "cam", timeout: float = 3.0
 ) -> tuple[str, int]:
     """Read the camera's (home, seq) until ``check`` accepts it."""
-    async with asyncio.timeout(timeout):
-        while not check(found := await stored_home(redis, node, camera_id)):
-            await asyncio.sleep(0.005)
-    return found
+    fields = await wait_for_entry(
+        redis, node, lambda f: bool(f) and check((f["home"], int(f["seq"]))), camera_id, timeout
+    )
+    return fields["home"], int(fields["seq"])
 
 
 async def inject(redis: Redis, to: LiveServer, message: m.Message) -> None:
