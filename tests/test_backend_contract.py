@@ -333,6 +333,29 @@ async def check_parked_work_is_taken_once(store: Store) -> None:
     assert next_home.parked == b"for the next home"
 
 
+async def check_the_polls_of_a_home_that_died_end_at_its_last_beat(store: Store) -> None:
+    directory = store.backend().directory
+    await directory.claim(["x-1", "x-2"], N1, again=False)
+    await directory.claim(["y-1"], N2, again=False)
+    [x2, y1] = await directory.read(["x-2", "y-1"])
+    assert x2 is not None
+    assert x2.polling
+    last_beat = store.wall()
+    await directory.end_polls(N1, last_beat)
+    x1, x2, y1 = await directory.read(["x-1", "x-2", "y-1"])
+    for ended in (x1, x2):
+        assert ended is not None
+        assert (ended.home, ended.polling) == (N1, False)
+        assert ended.seen_ms is not None
+        assert abs(ended.seen_ms / 1000 - last_beat) < 0.002
+    assert y1 is not None
+    assert y1.polling, "another home's poll stays held"
+    # They never answered: gone one short retention after the last beat, as any poll
+    # that ended (a held poll's entry would live a refresh interval longer).
+    await asyncio.sleep(LIMITS.unanswered_retention_seconds + MARGIN)
+    assert await directory.read(["x-1", "x-2", "y-1"]) == [None, None, y1]
+
+
 async def check_read_page_and_count(store: Store) -> None:
     directory = store.backend().directory
     await directory.claim(["b-1", "a-2", "a-1", "a-3"], N1, again=False)
@@ -468,6 +491,7 @@ CHECKS = [
     check_a_camera_that_never_answered_expires,
     check_status_lands_only_at_the_home,
     check_parked_work_is_taken_once,
+    check_the_polls_of_a_home_that_died_end_at_its_last_beat,
     check_read_page_and_count,
     check_beats_liveness_and_epoch,
     check_a_node_that_stopped_beating_keeps_its_last_beat,

@@ -678,3 +678,32 @@ async def wait_for_entry(
         while not check(fields := await stored_entry(redis, node, camera_id)):
             await asyncio.sleep(0.005)
     return fields
+
+
+async def test_a_killed_homes_camera_that_never_answered_frees_its_place_within_a_retention(
+    make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
+) -> None:
+    """MAX_CAMERAS holds for what Redis keeps: the entry a killed home left polling is
+    ended at that home's last beat by a node that saw it die, so an id that never
+    answered is forgotten one short retention later (not after the entry's 5-minute
+    refresh interval), and a new id takes its place."""
+    limits = {"max_cameras": 1, "camera_refusal_delay_seconds": 0.05}
+    a, b = await make_node("a", **limits), await make_node("b", **limits)
+    old = Camera(http, [a], camera_id="old")
+    await held_poll(spawn, old, a)
+    await cluster(a).halt()  # SIGKILL: no handover, no last write
+    killed_at = time.time()
+    dead = cluster(a).incarnation
+    await wait_until(lambda: not cluster(b).is_alive(dead), timeout=1.5)
+    new = Camera(http, [b], camera_id="new")
+    admitted = polling_at(b, "new")
+    async with asyncio.timeout(5.0):
+        while not admitted():
+            poll = spawn(new.poll(b))
+            while not (admitted() or poll.done()):
+                await asyncio.sleep(0.005)
+            if poll.done():
+                status, problem = poll.result()
+                assert (status, problem["type"]) == (503, "urn:camrelay:problem:registry-full")
+    retention = cluster(b).config.unanswered_retention_seconds  # POLL_HOLD + CONNECT
+    assert time.time() - killed_at <= retention + 1.0

@@ -186,6 +186,13 @@ class Directory(abc.ABC):
         nodes together call it so that the whole directory is scanned once per
         ``status_refresh_seconds``)."""
 
+    @abc.abstractmethod
+    async def end_polls(self, home: str, seen: float) -> None:
+        """``home`` died: each entry that says its poll is held there says it ended at
+        wall-clock time ``seen`` (its last beat; a later seen time stays), and expires
+        its retention after that, as any camera whose poll ended (the whole directory
+        is scanned, a bounded batch per script)."""
+
 
 # ---------------------------------------------------------------- members
 

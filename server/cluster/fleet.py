@@ -136,6 +136,24 @@ class Fleet:
         finally:
             self._sweeping = False
 
+    async def end_polls_of(self, departed: tuple[str, ...]) -> None:
+        """Nodes stopped beating: the polls they held, as the store has them, ended at
+        their last beat (a node that left gracefully wrote its own, and has none). Its
+        never-answering ids are then forgotten one short retention later, not once their
+        polling entries' refresh interval has passed."""
+        ctx = self._ctx
+        now = ctx.wall_clock()
+        for node in departed:
+            last_beat = await ctx.membership.last_alive_at(node, now)
+            if last_beat is None:
+                continue
+            try:
+                await ctx.directory.end_polls(node, last_beat)
+            except BackendError as error:
+                ctx.health.failed(error)
+                return
+            ctx.health.succeeded()
+
     def mark_all(self) -> None:
         """Write every camera homed here again (the store lost what was written)."""
         self._ctx.written.clear()
@@ -221,7 +239,7 @@ class Fleet:
 
     async def check_homes(self) -> None:
         """After this node's lease lapsed: give up every camera another incarnation claimed
-        since; register again those the store forgot."""
+        since; write again those the store forgot, or holds as this node's."""
         ctx = self._ctx
         camera_ids = ctx.relay.camera_ids()
         if not camera_ids:
@@ -232,7 +250,9 @@ class Fleet:
             ctx.health.failed(error)
             return
         for camera_id, entry in zip(camera_ids, entries, strict=True):
-            if entry is None or not entry.home:
+            if entry is None or not entry.home or entry.home == ctx.incarnation:
+                # Gone, parked, or still here: written again, as others may have ended
+                # its poll in the store meanwhile (this node seemed dead to them).
                 ctx.written.forget(camera_id)
                 ctx.mark_dirty(camera_id)
             elif (

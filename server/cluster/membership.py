@@ -42,6 +42,8 @@ class BeatOutcome:
     #: the previous successful beat began more than a node timeout before this one: the
     #: others have taken this node for dead meanwhile (it was paused, or cut off)
     lapsed: bool = False
+    #: the nodes alive at the beat before and not at this one
+    departed: tuple[str, ...] = ()
 
 
 class Membership:
@@ -148,9 +150,9 @@ class Membership:
         self._lease_until = started + self.timeout / 2
         alive = dict.fromkeys(sorted(beat.alive))
         alive[self.incarnation] = None
-        for node in self._alive:
-            if node not in alive:
-                logger.warning("node %s stopped beating: taking over its cameras' callers", node)
+        departed = tuple(node for node in self._alive if node not in alive)
+        for node in departed:
+            logger.warning("node %s stopped beating: taking over its cameras' callers", node)
         for node in alive:
             self._departed.pop(node, None)  # alive again (a pause), or a name reused
         self._alive = alive
@@ -160,7 +162,7 @@ class Membership:
                 "the cluster's store lost its data: registering this node's cameras again"
             )
         self._epoch = beat.epoch
-        return BeatOutcome(up=True, new_epoch=new_epoch, lapsed=lapsed)
+        return BeatOutcome(up=True, new_epoch=new_epoch, lapsed=lapsed, departed=departed)
 
     async def leave(self) -> None:
         try:

@@ -305,6 +305,21 @@ class MemoryBackend(Backend, Directory, Members, Transport):
             written.append(Written(node, seq))
         return written
 
+    async def end_polls(self, home: str, seen: float) -> None:
+        now = await self._io(write=True)
+        store = self.store
+        for camera_id, held in list(store._entries.items()):
+            entry = held.entry
+            if entry.home != home or not entry.polling:
+                continue
+            seen_ms = max(entry.seen_ms or 0, int(seen * 1000))
+            expires = seen_ms / 1000 + store._retention(held.answered, False)
+            if expires <= now:
+                del store._entries[camera_id]
+            else:
+                held.entry = replace(entry, polling=False, seen_ms=seen_ms)
+                held.expires = expires
+
     async def park(self, camera_id: str, node: str, work: bytes) -> bool:
         now = await self._io(node, write=True)
         store = self.store

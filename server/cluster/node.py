@@ -179,6 +179,10 @@ class ClusterNode(RelayService):
             # the store lost are written again (a store that lost everything shows a new
             # epoch, above).
             await self._fleet.check_homes()
+        if outcome.departed and min(self._membership.alive) == self.incarnation:
+            # One node (the first alive by name) tells the store that the polls the
+            # departed held ended, rather than leave them polling until their expiry.
+            self._ctx.spawn(self._fleet.end_polls_of(outcome.departed))
 
     async def _current(self) -> None:
         """Before serving: if this node's lease lapsed (it was paused or cut off), beat and

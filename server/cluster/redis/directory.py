@@ -73,6 +73,8 @@ SCAN_PER_SWEEP_AT_MOST = 10_000
 SCAN_EVERY_SECONDS = 1.0
 #: the shards' live counts a node uses to refuse new cameras are at most this old
 COUNT_REFRESH_SECONDS = 1.0
+#: entries an ``end_polls`` script scans at a time (a script blocks Redis)
+END_POLLS_BATCH = 1_000
 #: ids a ``page`` asks each shard for at least
 PAGE_SHARE_AT_LEAST = 8
 #: a camera's expiry moves on when less than (1 - 1/RETAIN_STEPS) of its retention is left
@@ -310,6 +312,35 @@ local size = redis.call('HLEN', KEYS[1])
 local count = math.min(math.ceil(size * tonumber(ARGV[2]) / 1000000), tonumber(ARGV[3]))
 if count <= 0 then return ARGV[4] end
 return scan(KEYS[1], KEYS[2], KEYS[3], KEYS[4], now_ms, count, false, ARGV[4], ARGV[5])
+"""
+)
+
+#: KEYS: entries, ids, due (of one shard). ARGV: a home that died, its last beat (epoch
+#: ms), the scan's cursor, entries to scan, answered ttl ms, unanswered ttl ms. Each
+#: entry of that home that says polling says its poll ended then, and expires its
+#: retention after that (at once if that is past). Returns the cursor reached ('0': done).
+END_POLLS = Script(
+    _COMMON
+    + """
+local now_ms = now()
+local reply = redis.call('HSCAN', KEYS[1], ARGV[3], 'COUNT', tonumber(ARGV[4]))
+local items = reply[2]
+for i = 1, #items, 2 do
+  local e = unpack_entry(items[i + 1])
+  if e and e.home == ARGV[1] and e.polling == '1' then
+    local seen = math.max(tonumber(e.seen) or 0, tonumber(ARGV[2]))
+    local ttl = tonumber(ARGV[6])
+    if e.answered == '1' then ttl = tonumber(ARGV[5]) end
+    e.seen = int(seen)
+    e.polling = '0'
+    if seen + ttl <= now_ms then
+      drop(KEYS[1], KEYS[2], KEYS[3], items[i])
+    else
+      store(KEYS[1], KEYS[2], KEYS[3], items[i], e, false, false, seen + ttl, ttl, now_ms)
+    end
+  end
+end
+return reply[1]
 """
 )
 
@@ -621,6 +652,33 @@ class RedisDirectory(Directory):
     async def count(self) -> int:
         with self._store.guard():
             return sum(await self._read_counts())
+
+    async def end_polls(self, home: str, seen: float) -> None:
+        seen_ms = int(seen * 1000)
+        cursors = dict.fromkeys(range(SHARDS), "0")
+        with self._store.guard():
+            while cursors:
+                calls = [
+                    ScriptCall(
+                        END_POLLS,
+                        self._shard_keys(shard)[:3],
+                        [
+                            home,
+                            seen_ms,
+                            cursor,
+                            END_POLLS_BATCH,
+                            self._answered_ms,
+                            self._unanswered_ms,
+                        ],
+                    )
+                    for shard, cursor in cursors.items()
+                ]
+                reached = await self._store.scripts(calls)
+                cursors = {
+                    shard: cursor
+                    for shard, position in zip(cursors, reached, strict=True)
+                    if (cursor := position.decode()) != "0"
+                }
 
     async def sweep(self, share: float) -> None:
         millionths = math.ceil(min(max(share, 0.0), 1.0) * 1_000_000)
