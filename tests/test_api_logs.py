@@ -179,6 +179,22 @@ async def test_a_reversed_range_names_both_bounds_as_given(client: Client) -> No
     )
 
 
+@pytest.mark.parametrize(
+    "bound",
+    [
+        "0" * 4_400 + "12345678901234567890",  # past int()'s 4,300 digits, with its zeros
+        "-" + "0" * 5_000 + "9007199254740993",
+        "1" + "0" * 300,  # beyond 64 bits: read as a double, as the camera's would be
+    ],
+    ids=["leading-zeros", "signed-leading-zeros", "301-digits"],
+)
+async def test_a_long_integer_bound_is_read_not_a_500(client: Client, bound: str) -> None:
+    async with client.get("/logs", params={"cameraId": "ghost", "startTimestamp": bound}) as got:
+        assert got.status == 503  # read fine; the camera never polled
+        problem = await got.json(content_type=None)
+    assert problem["type"] == "urn:camrelay:problem:camera-unknown"
+
+
 async def test_a_plus_read_as_a_space_is_named_in_the_detail(client: Client) -> None:
     """``?startTimestamp=+5`` reaches the server as `` 5``: the 400 says why."""
     async with client.get("/logs?startTimestamp=+1700000000") as response:

@@ -356,6 +356,28 @@ async def check_the_polls_of_a_home_that_died_end_at_its_last_beat(store: Store)
     assert await directory.read(["x-1", "x-2", "y-1"]) == [None, None, y1]
 
 
+async def check_parked_work_is_adopted_only_while_nobody_is_home(store: Store) -> None:
+    backend = store.backend()
+    directory = backend.directory
+    (claim,) = await directory.claim(["cam"], N1, again=False)
+    refused = await directory.adopt("cam", N2)
+    assert (refused.refused, refused.old_home) == (True, N1), "a camera with a home stays"
+    assert await directory.park("cam", N1, b"work")
+    adopted = await directory.adopt("cam", N2)
+    assert (adopted.refused, adopted.old_home, adopted.parked) == (False, "", b"work")
+    assert adopted.seq > claim.seq
+    entry = await entry_of(backend, "cam")
+    assert entry is not None
+    assert (entry.home, entry.polling, entry.seq) == (N2, False, adopted.seq)
+    again = await directory.adopt("cam", N3)
+    assert (again.refused, again.old_home, again.parked) == (True, N2, b"")
+    (next_claim,) = await directory.claim(["cam"], N3, again=False)
+    assert (next_claim.old_home, next_claim.parked) == (N2, b""), "the work was taken once"
+    gone = await directory.adopt("never-seen", N2)
+    assert (gone.refused, gone.old_home) == (True, "")
+    assert await entry_of(backend, "never-seen") is None
+
+
 async def check_read_page_and_count(store: Store) -> None:
     directory = store.backend().directory
     await directory.claim(["b-1", "a-2", "a-1", "a-3"], N1, again=False)
@@ -491,6 +513,7 @@ CHECKS = [
     check_a_camera_that_never_answered_expires,
     check_status_lands_only_at_the_home,
     check_parked_work_is_taken_once,
+    check_parked_work_is_adopted_only_while_nobody_is_home,
     check_the_polls_of_a_home_that_died_end_at_its_last_beat,
     check_read_page_and_count,
     check_beats_liveness_and_epoch,

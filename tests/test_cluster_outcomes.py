@@ -21,7 +21,16 @@ from server.cluster.backend import BackendError, Body, Envelope, InlineBody, Sto
 from server.cluster.context import ClusterConfig
 from server.cluster.memory import MemoryBackend, MemoryStore
 from server.cluster.payload import HEAD, TAIL, NotTaken, take_result, take_result_here
-from server.relay import LogResult, LogSelection, RelayConfig, Reservation, ResultBudget, TimeRange
+from server.cluster.unavailable import ClusterUnavailable
+from server.relay import (
+    LogResult,
+    LogSelection,
+    RelayConfig,
+    Reservation,
+    ResultBudget,
+    ResultOutcome,
+    TimeRange,
+)
 from server.relay.logscan import ResultScanner
 from tests.helpers import wait_until
 
@@ -296,3 +305,44 @@ async def test_a_store_that_hangs_holds_no_poll_or_caller_of_the_node_holding_th
     finally:
         memory.cut_off(home.incarnation, False)
         await home.stop()
+
+
+async def test_a_result_for_parked_work_is_503_while_the_store_refuses_to_adopt_it() -> None:
+    """The node a result reaches takes over a camera whose home stopped and parked its
+    work; while the store refuses that write, the camera is answered 503 (post again),
+    not 404, and no session is left behind; once it takes writes, the result is taken."""
+    memory = MemoryStore(LIMITS, time.time)
+    home, other = node_on(memory.backend(), "home"), node_on(memory.backend(), "other")
+    await home.start()
+    await other.start()
+    try:
+        poll = asyncio.ensure_future(home.poll("cam"))
+        await wait_until(lambda: home.is_home("cam"))
+        caller = asyncio.ensure_future(other.fetch_logs("cam", TimeRange(1.0, 3.0)))
+        command = await poll
+        assert command is not None
+        home.close()  # the camera took the command: its home stops before the result
+        directory = memory.backend().directory
+
+        async def parked() -> bool:
+            (entry,) = await directory.read(["cam"])
+            return entry is not None and entry.home == "" and entry.expect
+
+        async with asyncio.timeout(3.0):
+            while not await parked():
+                await asyncio.sleep(0.005)
+        memory.set_refusing_writes(True)
+        with pytest.raises(ClusterUnavailable):
+            async with other.receive_result("cam", None):
+                pass
+        assert not other.is_home("cam")
+        assert other.debug_sizes()["cameras"] == 0
+        memory.set_refusing_writes(False)
+        async with other.receive_result("cam", None) as upload:
+            receipt = await upload.submit(None, scanned(command.request_id))
+        assert (receipt.outcome, receipt.request_id) == (ResultOutcome.ACCEPTED, command.request_id)
+        assert other.is_home("cam")
+        assert_entries_one_to_three(await caller)
+    finally:
+        await home.stop()
+        await other.stop()

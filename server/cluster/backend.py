@@ -166,6 +166,13 @@ class Directory(abc.ABC):
         False (nothing written) if ``node`` is no longer the home."""
 
     @abc.abstractmethod
+    async def adopt(self, camera_id: str, node: str) -> Claim:
+        """Make ``node`` the home of a camera that has none (its home parked its work
+        as it stopped), taking the parked work; its status is left as it is (no poll
+        is held). ``refused``, nothing written, when the entry is gone or names a
+        home (``old_home``: that home, "" if gone)."""
+
+    @abc.abstractmethod
     async def read(self, camera_ids: Sequence[str]) -> list[CameraEntry | None]:
         """The entries of ``camera_ids`` in one round trip (``None``: unknown or expired)."""
 

@@ -182,7 +182,9 @@ class Fleet:
             entries = await self._listed(ctx.directory.read(ids))
             homes = sorted({e.home for e in entries if e is not None})
             for home in homes:
-                await ctx.membership.confirm_alive(home)  # a node that joined since the beat
+                # a node that joined since the beat; one that died, its last beat (once)
+                await ctx.membership.confirm_alive(home)
+                await ctx.membership.last_alive_at(home, now)
             for camera_id, entry in zip(ids, entries, strict=True):
                 session = ctx.relay.session(camera_id)
                 if session is not None and entry is not None and entry.home == ctx.incarnation:

@@ -17,6 +17,7 @@ from ..relay import (
     RelayObserver,
     Reservation,
     ResultOutcome,
+    ShuttingDown,
     TooManyUploads,
     UnknownRequest,
     Upload,
@@ -108,13 +109,10 @@ class ResultForwarding:
         the camera over (as its next poll would) to take the result."""
         ctx = self._ctx
         entry = await ctx.entry(camera_id)
-        if (
-            entry is not None
-            and not entry.home
-            and entry.expect
-            and await self._adopt_parked(camera_id)
-        ):
-            raise AdoptedHere
+        if entry is not None and not entry.home and entry.expect:
+            if await self._adopt_parked(camera_id):
+                raise AdoptedHere
+            entry = await ctx.entry(camera_id)  # it has a home again: the result goes there
         # ``polling``: a command just delivered may not be in the store yet; the home decides.
         expected = entry is not None and (entry.expect or entry.polling)
         if entry is None or not expected or not await ctx.membership.confirm_alive(entry.home):
@@ -194,6 +192,13 @@ class ResultForwarding:
             return
         reply: m.ResultReceipt
         try:
+            if ctx.closing:
+                # Its work is being parked for the camera's next home: posted again
+                # in a moment, the result reaches it there.
+                raise ShuttingDown(
+                    f"the server holding camera {message.camera!r} is stopping; post the "
+                    "result again in a moment"
+                )
             if not ctx.relay.has_session(message.camera):
                 raise UnknownRequest(
                     f"camera {message.camera!r} has no command awaiting a result; poll first"

@@ -57,6 +57,10 @@ class Homes:
         self._parking: dict[str, SessionWork] = {}
         #: the status of each camera given up while stopping, its poll ended, until written
         self._ended: list[StatusWrite] = []
+        #: set once ``_ended`` is written: parking waits for it (a park written first
+        #: would leave nobody home, and the write of the poll's end would take it back)
+        self._ended_written = asyncio.Event()
+        self._ended_written.set()
         #: cameras homed here whose claim could not be written (the store was down)
         self._unclaimed: dict[str, None] = {}
         #: the wall-clock time at which each camera's latest poll here arrived
@@ -130,6 +134,38 @@ class Homes:
                 del self._claims[camera_id]
             # Messages held back for the claim run after the session exists.
             claimed.set_result(None)
+
+    async def adopt(self, camera_id: str) -> bool:
+        """Become the home of a camera whose home stopped and parked its work, with that
+        work (for a result it posted here); False if it has a home again, or is gone.
+        Raises ``ClusterUnavailable`` when the store fails."""
+        ctx = self._ctx
+        claiming = self._claiming_now(camera_id)
+        try:
+            claim = await ctx.directory.adopt(camera_id, ctx.incarnation)
+        except BackendError as error:
+            ctx.health.failed(error)
+            raise ClusterUnavailable(
+                f"camera {camera_id!r} is between servers and the cluster's Redis did not "
+                "answer; post the result again in a few seconds"
+            ) from None
+        finally:
+            if self._claiming.get(camera_id) is claiming:
+                del self._claiming[camera_id]
+            if not claiming.done():
+                claiming.set_result(None)
+        ctx.health.succeeded()
+        if claim.refused:
+            return False
+        self.note_seq(camera_id, claim.seq)
+        if claim.parked:
+            self._adopt_parked(camera_id, claim.parked)
+        if not ctx.relay.has_session(camera_id):
+            # Its parked work expired: a session all the same, whose status this node
+            # writes as its home.
+            ctx.relay.take_over(camera_id, SessionWork())
+        ctx.mark_dirty(camera_id)
+        return True
 
     def poll_held(self, camera_id: str, arrived: float) -> None:
         """The camera's poll that arrived at wall-clock time ``arrived`` is held here."""
@@ -373,6 +409,7 @@ class Homes:
                 )
                 expect = bool(status.in_flight) or answered
                 self._ended.append(StatusWrite(ended, expect, answered, self.seq(camera_id)))
+                self._ended_written.clear()
             work = relay.hand_over(camera_id, superseded=False)
             if work is not None:
                 self.leave_for_next_home(camera_id, work)
@@ -381,12 +418,13 @@ class Homes:
         """Write the status of the cameras ``leave_all`` gave up (before their work is
         parked: parking needs this node still their home)."""
         writes, self._ended = self._ended, []
-        if not writes:
-            return
         try:
-            await self._ctx.directory.write_status(self._ctx.incarnation, writes)
+            if writes:
+                await self._ctx.directory.write_status(self._ctx.incarnation, writes)
         except BackendError as error:
             self._ctx.health.failed(error)
+        finally:
+            self._ended_written.set()
 
     def leave_for_next_home(self, camera_id: str, work: SessionWork) -> None:
         if work.empty:
@@ -400,6 +438,7 @@ class Homes:
         return bool(self._parking)
 
     async def park_each(self) -> None:
+        await self._ended_written.wait()
         for camera_id, work in list(self._parking.items()):
             data = orjson.dumps(m.work_json(work))
             try:

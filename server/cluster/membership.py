@@ -29,8 +29,8 @@ from .health import StoreHealth
 
 logger = logging.getLogger("camrelay.cluster")
 
-#: nodes no longer alive whose last beat a node keeps in mind
-DEPARTED_KEPT = 64
+#: nodes no longer alive whose last beat a node keeps in mind (the latest used)
+DEPARTED_KEPT = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +72,8 @@ class Membership:
         #: nodes found not alive: the wall-clock time of each one's last beat (or None: it
         #: left, or its beat is forgotten), the latest ``DEPARTED_KEPT`` of them
         self._departed: OrderedDict[str, float | None] = OrderedDict()
+        #: the store asked for a departed node's last beat: one question per node at a time
+        self._asking: dict[str, asyncio.Future[float | None]] = {}
 
     @property
     def alive(self) -> list[str]:
@@ -106,16 +108,27 @@ class Membership:
         seen = self.seen_alive_at(node, now)
         if seen is not None or not node:
             return seen
-        if node not in self._departed:
-            try:
-                last_beat = await self._members.last_beat(node)
-            except BackendError as error:
-                self._health.failed(error)
-                return None
+        if node in self._departed:
+            self._departed.move_to_end(node)
+            return self._departed[node]
+        asking = self._asking.get(node)
+        if asking is not None:
+            return await asyncio.shield(asking)
+        asking = asyncio.get_running_loop().create_future()
+        self._asking[node] = asking
+        last_beat: float | None = None
+        try:
+            last_beat = await self._members.last_beat(node)
+        except BackendError as error:
+            self._health.failed(error)
+        else:
             self._departed[node] = last_beat
             while len(self._departed) > DEPARTED_KEPT:
                 self._departed.popitem(last=False)
-        return self._departed[node]
+        finally:
+            del self._asking[node]
+            asking.set_result(last_beat)  # those who asked meanwhile (None if cut short)
+        return last_beat
 
     def lease_valid(self) -> bool:
         return asyncio.get_running_loop().time() < self._lease_until

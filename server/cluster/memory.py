@@ -330,6 +330,19 @@ class MemoryBackend(Backend, Directory, Members, Transport):
         store._parked[camera_id] = (work, now + store.limits.message_ttl_seconds)
         return True
 
+    async def adopt(self, camera_id: str, node: str) -> Claim:
+        now = await self._io(node, write=True)
+        store = self.store
+        held = store._entries.get(camera_id)
+        if held is None or held.entry.home:
+            home = "" if held is None else held.entry.home
+            return Claim(home, b"", 0 if held is None else held.entry.seq, refused=True)
+        store.camera_writes += 1
+        seq = store._seq(held, now)
+        held.entry = replace(held.entry, home=node, seq=seq)
+        held.claimer = node
+        return Claim("", store._parked.pop(camera_id, (b"", 0.0))[0], seq)
+
     async def read(self, camera_ids: Sequence[str]) -> list[CameraEntry | None]:
         await self._io()
         entries = self.store._entries

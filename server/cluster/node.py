@@ -21,15 +21,12 @@ from ..relay import (
     Command,
     LogResult,
     LogSelection,
-    PollSuperseded,
-    RegistryFull,
     Relay,
     RelayConfig,
     RelayError,
     RelayObserver,
     RelayService,
     RelayStats,
-    SessionWork,
     ShuttingDown,
     TimeRange,
     Upload,
@@ -330,19 +327,11 @@ class ClusterNode(RelayService):
 
     async def _adopt_for_result(self, camera_id: str) -> bool:
         """Take over a camera whose home stopped, with its parked work, for a result it
-        posted here; True once its session is here. As a poll would, but no poll is
-        held: the camera's next poll, wherever it lands, moves it as from any home."""
-        try:
-            await self._current()
-            await self._homes.before_poll(camera_id)
-        except (PollSuperseded, RegistryFull, ClusterUnavailable):
-            return False
-        if not self._relay.has_session(camera_id):
-            # Claimed, but another node took the parked work first: a session of its own
-            # here all the same, so that the store hears of it from its home.
-            self._relay.take_over(camera_id, SessionWork())
-            self._ctx.mark_dirty(camera_id)
-        return True
+        posted here; True once its session is here, False if it has a home again.
+        Only while it has no home: a poll held elsewhere meanwhile keeps it there. The
+        camera's next poll, wherever it lands, moves it as from any home."""
+        await self._current()
+        return await self._homes.adopt(camera_id)
 
     # ================================================================ user side
 

@@ -78,9 +78,11 @@ def timestamp_param(query: Query, name: str) -> float | None:
     if abs(value) >= EXACT_DOUBLE_LIMIT and WHOLE_NUMBER_PATTERN.fullmatch(raw):
         # An integer the camera sends is read exactly while it fits in 64 bits (orjson),
         # and compared as the integer: a bound written as one is kept exact the same way.
-        exact = int(raw)
-        if EXACT_INTEGERS[0] <= exact <= EXACT_INTEGERS[1] and float(exact) != exact:
-            return exact
+        digits = raw.lstrip("+-").lstrip("0")
+        if len(digits) <= 20:  # 64 bits at most (int() takes no more than 4,300 digits)
+            exact = -int(digits) if raw.startswith("-") else int(digits)
+            if EXACT_INTEGERS[0] <= exact <= EXACT_INTEGERS[1] and float(exact) != exact:
+                return exact
     return value
 
 

@@ -285,6 +285,25 @@ return 1
 """
 )
 
+#: KEYS: entries, ids, due, parked. ARGV: node, id. Returns {1, parked work, seq} when
+#: the camera had no home (its home parked its work) and is node's now, else {0, the
+#: home it has ('' if its entry is gone), seq}.
+ADOPT = Script(
+    _COMMON
+    + """
+local now_ms, now_us = now()
+local e = stored_entry(KEYS[1], KEYS[2], KEYS[3], ARGV[2], now_ms)
+if not e then return {0, '', '0'} end
+if e.home ~= '' then return {0, e.home, e.seq} end
+e.seq = int(math.max((tonumber(e.seq) or 0) + 1, now_us))
+e.home = ARGV[1]
+store(KEYS[1], KEYS[2], KEYS[3], ARGV[2], e, false, e.polling == '0', nil, nil, now_ms)
+local parked = redis.call('GET', KEYS[4]) or ''
+if parked ~= '' then redis.call('DEL', KEYS[4]) end
+return {1, parked, e.seq}
+"""
+)
+
 #: KEYS: entries, ids, due (of one shard). ARGV: forget limit, scan a shard through up to
 #: this size (a bigger one is left to ``SWEEP``), 1 to scan at all. Returns the shard's
 #: entries.
@@ -505,6 +524,12 @@ class RedisDirectory(Directory):
         now = time.monotonic()
         return [now - at >= self._scan_every for at in self._scanned_at]
 
+    def _parking_keys(self, camera_id: str) -> list[str]:
+        """The camera's shard's entries, ids and due set, and its parked work."""
+        shard = shard_of(camera_id)
+        keys = self._keys
+        return [keys.entries(shard), keys.ids(shard), keys.due(shard), keys.parked(camera_id)]
+
     def _shard_keys(self, shard: int) -> list[str]:
         keys = self._keys
         return [keys.entries(shard), keys.ids(shard), keys.due(shard), keys.sweep(shard)]
@@ -566,19 +591,25 @@ class RedisDirectory(Directory):
 
     async def park(self, camera_id: str, node: str, work: bytes) -> bool:
         with self._store.guard():
-            shard = shard_of(camera_id)
             call = ScriptCall(
                 PARK,
-                [
-                    self._keys.entries(shard),
-                    self._keys.ids(shard),
-                    self._keys.due(shard),
-                    self._keys.parked(camera_id),
-                ],
+                self._parking_keys(camera_id),
                 [node, work, _ms(self._limits.message_ttl_seconds), camera_id],
             )
             (parked,) = await self._store.scripts([call])
             return int(parked) == 1
+
+    async def adopt(self, camera_id: str, node: str) -> Claim:
+        with self._store.guard():
+            call = ScriptCall(
+                ADOPT,
+                self._parking_keys(camera_id),
+                [node, camera_id],
+            )
+            ((adopted, found, seq),) = await self._store.scripts([call])
+        if int(adopted) == 1:
+            return Claim("", found, int(seq))
+        return Claim(found.decode(), b"", int(seq), refused=True)
 
     async def read(self, camera_ids: Sequence[str]) -> list[CameraEntry | None]:
         if not camera_ids:
