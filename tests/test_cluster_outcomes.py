@@ -346,3 +346,36 @@ async def test_a_result_for_parked_work_is_503_while_the_store_refuses_to_adopt_
     finally:
         await home.stop()
         await other.stop()
+
+
+async def test_a_node_that_left_is_logged_as_gone_and_one_that_died_as_a_fault(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A graceful stop is no fault: the others log it at INFO. A node that stopped
+    beating (killed, cut off) is the one-line WARNING it always was."""
+    caplog.set_level(logging.INFO, logger="camrelay.cluster")
+    memory = MemoryStore(LIMITS, time.time)
+    nodes = [node_on(memory.backend(), name, node_timeout=0.4) for name in ("a", "b", "c")]
+    for node in nodes:
+        await node.start()
+    left, killed, watcher = nodes
+    try:
+        await wait_until(lambda: all(watcher.is_alive(n.incarnation) for n in (left, killed)))
+        left.close()
+        await left.stop()
+        await killed.halt()
+
+        def logged() -> list[tuple[int, str]]:
+            lines = [(r.levelno, r.getMessage()) for r in caplog.records]
+            return [(level, line) for level, line in lines if " left " in line or "beating" in line]
+
+        await wait_until(lambda: len(logged()) >= 2, timeout=3.0)
+        assert sorted(logged()) == [
+            (logging.INFO, f"node {left.incarnation} left the cluster"),
+            (
+                logging.WARNING,
+                f"node {killed.incarnation} stopped beating: taking over its cameras' callers",
+            ),
+        ]
+    finally:
+        await watcher.stop()

@@ -108,6 +108,11 @@ class Membership:
         seen = self.seen_alive_at(node, now)
         if seen is not None or not node:
             return seen
+        return await self._last_beat_of(node)
+
+    async def _last_beat_of(self, node: str) -> float | None:
+        """A departed node's last beat, asked of the store once (``None``: it left, or
+        its beat is forgotten)."""
         if node in self._departed:
             self._departed.move_to_end(node)
             return self._departed[node]
@@ -164,11 +169,15 @@ class Membership:
         alive = dict.fromkeys(sorted(beat.alive))
         alive[self.incarnation] = None
         departed = tuple(node for node in self._alive if node not in alive)
-        for node in departed:
-            logger.warning("node %s stopped beating: taking over its cameras' callers", node)
         for node in alive:
             self._departed.pop(node, None)  # alive again (a pause), or a name reused
         self._alive = alive
+        for node in departed:
+            if await self._last_beat_of(node) is None:
+                # It left (a graceful stop), or the store lost its data: not a fault
+                logger.info("node %s left the cluster", node)
+            else:
+                logger.warning("node %s stopped beating: taking over its cameras' callers", node)
         new_epoch = self._epoch is not None and beat.epoch != self._epoch
         if new_epoch:
             logger.warning(
