@@ -73,7 +73,7 @@ class ForwardedUpload(Upload):
     def release_budget(self) -> None:
         self._reservation.release()
 
-    def lost(self) -> None:
+    def lost(self, request_id: str | None = None) -> None:
         """Nothing to do here: the home redelivers the command on the camera's next poll."""
 
     async def submit(self, request_id: str | None, result: LogResult) -> Receipt:

@@ -123,7 +123,8 @@ async def _read_body(
                 return  # all of it: no need to wait for the end to be signalled
             await asyncio.sleep(0)  # other requests run between two chunks of work
     except (ConnectionError, asyncio.CancelledError):
-        upload.lost()  # the camera hung up mid-body (or the server is stopping)
+        # the camera hung up mid-body (or the server is stopping)
+        upload.lost(scanner.request_id)
         raise
 
 

@@ -245,6 +245,11 @@ class ResultScanner:
     def index_bytes(self) -> int:
         return self._entries.index_bytes
 
+    @property
+    def request_id(self) -> str | None:
+        """The ``requestId`` read so far (looked up or not yet)."""
+        return self._request_id
+
     def feed(self, chunk: bytes) -> None:
         if chunk and self._done is not None:  # a body read whole is checked and indexed
             raise ResultBodyError("the body is longer than its Content-Length")

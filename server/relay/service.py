@@ -51,8 +51,9 @@ class Upload(abc.ABC):
         """Called once nobody needs the result any more."""
 
     @abc.abstractmethod
-    def lost(self) -> None:
-        """The body broke off: the command it answered goes to the camera's next poll."""
+    def lost(self, request_id: str | None = None) -> None:
+        """The body broke off: the command it answered goes to the camera's next poll
+        (``request_id``: the one the body named, if read but not yet looked up)."""
 
     @abc.abstractmethod
     async def submit(self, request_id: str | None, result: LogResult) -> Receipt:

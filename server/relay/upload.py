@@ -78,9 +78,10 @@ class ResultUpload(Upload):
         """Called once nobody needs the result any more."""
         self._reservation.release()
 
-    def lost(self) -> None:
+    def lost(self, request_id: str | None = None) -> None:
         """The body broke off: the command it answered is handed to the next poll."""
-        lose_upload(self._session, self._observer, self.request_id, self._started)
+        named = self.request_id if self.request_id is not None else request_id
+        lose_upload(self._session, self._observer, named, self._started)
 
     async def submit(self, request_id: str | None, result: LogResult) -> Receipt:
         """Hand the result read whole to its callers (``UnknownRequest`` if none)."""
