@@ -62,6 +62,13 @@ wait_for_port() {  # $1: TCP port on 127.0.0.1; $2: pid of the process that open
     wait_for "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1).close()" "$1" "$2"
 }
 
+require_free_port() {  # $1: TCP port; stops here if something on 127.0.0.1 answers on it
+    if "$PYTHON" -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1', int(sys.argv[1]))) != 0)" "$1"; then
+        echo "run.sh: port $1 is in use (another camrelay, such as ./run.sh api?): stop it, or set PORT" >&2
+        exit 1
+    fi
+}
+
 wait_for_fleet() {  # $1: base url; $2: cameras; $3: pid of the fleet. /cameras lists them polling
     wait_for "import json, os, sys, urllib.request as r
 url, count = sys.argv[1].rsplit(' ', 1)
@@ -119,6 +126,9 @@ case "$MODE" in
         # Stopped on purpose (Ctrl-C, SIGTERM): a clean exit that does not read like a crash.
         # A second Ctrl-C while stopping is ignored here (the children get it as well).
         trap 'trap "" INT TERM; stop_demo; echo "run.sh: stopped" >&2; exit 0' INT TERM
+        # Its health check must reach its own server: a camera started against another
+        # one on this port would take that server's camera id.
+        require_free_port "$port"
         PORT="$port" "$PYTHON" -m server &
         server_pid=$!
         if ! wait_for_health "http://127.0.0.1:${port}/healthz" "$server_pid"; then
@@ -168,6 +178,7 @@ case "$MODE" in
             fi
             export REDIS_URL="redis://127.0.0.1:${redis_port}"
         fi
+        require_free_port "$port"
         PORT="$port" "$PYTHON" -m server --workers 2 &
         server_pid=$!
         if ! wait_for_health "http://127.0.0.1:${port}/healthz" "$server_pid"; then

@@ -21,7 +21,7 @@ from .observe.logging_setup import configure_logging
 from .serve.httpguard import UnsupportedAiohttp
 from .serve.runner import ListenError, serve
 from .serve.supervisor import run_workers, stop_with_supervisor
-from .settings import ConfigError, Settings, settings_help
+from .settings import MAX_WORKERS, ConfigError, Settings, settings_help
 
 logger = logging.getLogger("camrelay")
 
@@ -65,6 +65,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level_number, settings.log_format, settings.node_name)
     workers = settings.workers if args.workers is None else args.workers
+    if workers > MAX_WORKERS:
+        print(
+            f"camrelay: configuration error: --workers must be at most {MAX_WORKERS}, "
+            f"got {workers}",
+            file=sys.stderr,
+        )
+        return 2
     if workers > 1:
 
         def announce() -> None:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from redis.asyncio.connection import parse_url as parse_redis_url
+
 from common.grammar import DECIMAL_PATTERN, WHOLE_NUMBER_PATTERN
 
 from .relay import RelayConfig
@@ -28,6 +30,10 @@ LOG_FORMATS = ("text", "json")
 #: the default result budget, in uploads of the largest size
 RESULT_BUDGET_UPLOADS = 8
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+#: node processes ``--workers``/``WORKERS`` may ask for at most (each is a process)
+MAX_WORKERS = 1024
+#: a number longer than this is refused unread (int() itself refuses 4,300 digits)
+MAX_NUMBER_CHARACTERS = 400
 #: a node name goes into Redis keys and log lines
 NODE_NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
@@ -94,7 +100,11 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar("SHUTDOWN_TIMEOUT_SECONDS", "3", "a stop answers every poll and caller within this"),
     EnvVar("LOG_LEVEL", "INFO", "CRITICAL, ERROR, WARNING, INFO or DEBUG"),
     EnvVar("LOG_FORMAT", "text", "text or json (one JSON object a line)"),
-    EnvVar("WORKERS", "1", "node processes on PORT under a supervisor (more than 1: REDIS_URL)"),
+    EnvVar(
+        "WORKERS",
+        "1",
+        "node processes on PORT under a supervisor (more than 1: REDIS_URL; at most 1024)",
+    ),
     EnvVar("REDIS_URL", "unset (single node)", "cluster mode: redis://, rediss:// or unix://"),
     EnvVar("REDIS_CLUSTER", "0", "1: REDIS_URL names any node of a Redis Cluster"),
     EnvVar("REDIS_PREFIX", "camrelay", "prefix of every Redis key (one cluster per prefix)"),
@@ -196,12 +206,7 @@ class Settings:
                 f"answered a command is kept), got {self.camera_retention_seconds:g}"
             )
         if self.redis_url is not None:
-            _check_redis_url(self.redis_url)
-            if self.redis_cluster and self.redis_url.startswith("unix:"):
-                raise ConfigError(
-                    "REDIS_CLUSTER=1 needs a redis:// or rediss:// REDIS_URL (a node of the "
-                    "Redis Cluster), not a unix socket"
-                )
+            _check_redis_url(self.redis_url, cluster=self.redis_cluster)
         if not NODE_NAME_PATTERN.fullmatch(self.node_name):
             raise ConfigError(
                 f"NODE_NAME must be 1-100 characters of A-Z a-z 0-9 . _ -, got {self.node_name!r}"
@@ -281,7 +286,7 @@ class Settings:
             shutdown_timeout_seconds=reader.number(
                 "SHUTDOWN_TIMEOUT_SECONDS", float, cls.shutdown_timeout_seconds
             ),
-            workers=reader.number("WORKERS", int, cls.workers, minimum=1),
+            workers=reader.number("WORKERS", int, cls.workers, minimum=1, maximum=MAX_WORKERS),
             camera_poll_timeout_seconds=reader.number(
                 "POLL_TIMEOUT_SECONDS", float, cls.camera_poll_timeout_seconds
             ),
@@ -317,7 +322,7 @@ class Settings:
         return logging.getLevelNamesMapping()[self.log_level]
 
 
-def _check_redis_url(url: str) -> None:
+def _check_redis_url(url: str, *, cluster: bool) -> None:
     shown = redact_redis_url(url)
     try:
         parts = urlsplit(url)
@@ -332,6 +337,20 @@ def _check_redis_url(url: str) -> None:
         raise ConfigError(f"REDIS_URL needs a socket path (unix:///path/redis.sock), got {shown!r}")
     if parts.scheme != "unix" and not parts.hostname:
         raise ConfigError(f"REDIS_URL needs a host (redis://host:6379/0), got {shown!r}")
+    if cluster and parts.scheme == "unix":
+        raise ConfigError(
+            "REDIS_CLUSTER=1 needs a redis:// or rediss:// REDIS_URL (a node of the "
+            "Redis Cluster), not a unix socket"
+        )
+    try:  # the options in its query, as redis-py reads them when it connects
+        options = parse_redis_url(url)
+    except ValueError as error:
+        raise ConfigError(f"REDIS_URL {shown!r}: {error}") from None
+    if cluster and options.get("db") not in (None, 0):
+        raise ConfigError(
+            f"REDIS_CLUSTER=1 needs database 0 in REDIS_URL (a Redis Cluster has no other), "
+            f"got {shown!r}"
+        )
 
 
 class _EnvReader:
@@ -388,6 +407,8 @@ class _EnvReader:
         pattern = WHOLE_NUMBER_PATTERN if kind is int else DECIMAL_PATTERN
         if not pattern.fullmatch(raw):
             raise ConfigError(f"{name} must be {noun}, got {raw!r}")
+        if len(raw) > MAX_NUMBER_CHARACTERS:
+            raise ConfigError(f"{name} is far out of range: {len(raw)} characters long")
         value = kind(raw)
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{name} must be a finite number, got {raw!r}")

@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 import signal
+import socket
 import subprocess
 from typing import Any
 
@@ -179,3 +180,27 @@ def test_run_sh_rejects_an_unknown_mode() -> None:
     )
     assert result.returncode == 2
     assert "unknown mode 'nonsense'" in result.stderr
+
+
+@pytest.mark.process
+def test_run_sh_demo_stops_before_anything_when_its_port_is_taken() -> None:
+    """Its health check would reach the other server, and its camera take the camera id
+    of that server's camera (``./run.sh api`` still running, say)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [str(REPO / "run.sh"), "demo"],
+            capture_output=True,
+            text=True,
+            env=child_env(PORT=str(port)),
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"run.sh: port {port} is in use (another camrelay, such as ./run.sh api?): "
+        "stop it, or set PORT"
+    )
+    assert "camera" not in result.stderr.lower().replace("camrelay", "")

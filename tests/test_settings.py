@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from server.__main__ import main as server_main
 from server.settings import ConfigError, Settings
 
 
@@ -129,6 +130,13 @@ def test_values_are_read() -> None:
         ({"REDIS_URL": "redis://"}, "REDIS_URL"),
         ({"REDIS_URL": "redis://redis:port"}, "REDIS_URL"),
         ({"REDIS_URL": "unix://"}, "REDIS_URL"),
+        # options in its query that redis-py refuses only when it connects
+        ({"REDIS_URL": "redis://redis:6379/0?socket_timeout=abc"}, "REDIS_URL"),
+        ({"REDIS_URL": "redis://redis:6379/0?max_connections=x"}, "REDIS_URL"),
+        ({"REDIS_URL": "redis://redis:6379/3", "REDIS_CLUSTER": "1"}, "REDIS_CLUSTER"),
+        ({"WORKERS": "99999999999999999999", "REDIS_URL": "redis://redis"}, "WORKERS"),
+        ({"WORKERS": "1025", "REDIS_URL": "redis://redis"}, "WORKERS"),
+        ({"PORT": "9" * 5_000}, "PORT"),  # past int()'s own limit of 4,300 digits
         ({"REDIS_PREFIX": "a b"}, "REDIS_PREFIX"),
         ({"NODE_NAME": "api/1"}, "NODE_NAME"),
         ({"NODE_TIMEOUT_SECONDS": "0"}, "NODE_TIMEOUT_SECONDS"),
@@ -195,6 +203,20 @@ def test_the_redis_password_stays_out_of_the_repr_and_errors(url: str) -> None:
     with pytest.raises(ConfigError) as error:
         Settings.from_env({"REDIS_URL": url.replace("redis", "http", 1)})
     assert "hunter2-pass" not in str(error.value)
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env({"REDIS_URL": url + ("&" if "?" in url else "?") + "socket_timeout=x"})
+    assert "hunter2-pass" not in str(error.value)
+    assert "socket_timeout" in str(error.value)
+
+
+def test_workers_past_the_most_is_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1")
+    assert server_main(["--workers", "99999999999999999999"]) == 2
+    assert capsys.readouterr().err == (
+        "camrelay: configuration error: --workers must be at most 1024, got 99999999999999999999\n"
+    )
 
 
 def test_redis_url_schemes() -> None:
