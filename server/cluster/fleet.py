@@ -140,12 +140,21 @@ class Fleet:
         """Nodes stopped beating: the polls they held, as the store has them, ended at
         their last beat (a node that left gracefully wrote its own, and has none). Its
         never-answering ids are then forgotten one short retention later, not once their
-        polling entries' refresh interval has passed."""
+        polling entries' refresh interval has passed.
+
+        Only a node still silent a node timeout later, its last beat that old: one whose
+        beats were only late (a loaded machine) beats again meanwhile and keeps its
+        entries; one that beats again later still finds its lease lapsed and writes its
+        cameras again (``check_homes``)."""
         ctx = self._ctx
+        timeout = ctx.cluster.node_timeout_seconds
+        await asyncio.sleep(timeout)
         now = ctx.wall_clock()
         for node in departed:
-            last_beat = await ctx.membership.last_alive_at(node, now)
-            if last_beat is None:
+            if await ctx.membership.confirm_alive(node):
+                continue
+            last_beat = await ctx.membership.last_beat_now(node)
+            if last_beat is None or now - last_beat < timeout:
                 continue
             try:
                 await ctx.directory.end_polls(node, last_beat)

@@ -110,6 +110,12 @@ class Membership:
             return seen
         return await self._last_beat_of(node)
 
+    async def last_beat_now(self, node: str) -> float | None:
+        """A departed node's last beat as the store has it now (``None``: not known, or it
+        left), kept for ``last_alive_at``."""
+        self._departed.pop(node, None)
+        return await self._last_beat_of(node)
+
     async def _last_beat_of(self, node: str) -> float | None:
         """A departed node's last beat, asked of the store once (``None``: it left, or
         its beat is forgotten)."""
