@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from redis.asyncio.connection import parse_url as parse_redis_url
-
 from common.grammar import DECIMAL_PATTERN, WHOLE_NUMBER_PATTERN
 
 from .relay import RelayConfig
@@ -342,8 +340,11 @@ def _check_redis_url(url: str, *, cluster: bool) -> None:
             "REDIS_CLUSTER=1 needs a redis:// or rediss:// REDIS_URL (a node of the "
             "Redis Cluster), not a unix socket"
         )
+    # Imported here: a single process (no REDIS_URL) has no use for redis-py at start-up.
+    from redis.asyncio.connection import parse_url
+
     try:  # the options in its query, as redis-py reads them when it connects
-        options = parse_redis_url(url)
+        options = parse_url(url)
     except ValueError as error:
         raise ConfigError(f"REDIS_URL {shown!r}: {error}") from None
     if cluster and options.get("db") not in (None, 0):

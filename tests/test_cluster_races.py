@@ -583,13 +583,14 @@ async def test_a_home_that_stops_writes_its_polls_ended_so_others_see_the_camera
     see the camera seen until then (a caller waits for it, as the camera reconnects) and
     forget an id that never answered one short retention later, not once the entry's
     refresh interval has passed."""
-    a, b = await make_node("a", poll_hold_seconds=3.0), await make_node("b")
+    a = await make_node("a", poll_hold_seconds=3.0, connect_timeout_seconds=0.3)
+    b = await make_node("b", connect_timeout_seconds=0.3)
     camera = Camera(http, [a])
     poll = await held_poll(spawn, camera, a)
     claimed_at = time.time()
-    # idle at a, its poll held, past CONNECT_TIMEOUT (1 s): its entry's seen time is
+    # idle at a, its poll held, past CONNECT_TIMEOUT (0.3 s): its entry's seen time is
     # that old by then
-    await wait_until(lambda: time.time() - claimed_at > 1.1, timeout=2.0)
+    await wait_until(lambda: time.time() - claimed_at > 0.4, timeout=2.0)
     stopped_at = time.time()
     cluster(a).close()  # SIGTERM
     assert await poll == (200, {"command": "noop"})
