@@ -247,6 +247,32 @@ async def test_chunked_body_over_the_limit_is_413(make_client: MakeClient) -> No
     assert (await caller)[1]["logs"] == LOGS
 
 
+@pytest.mark.parametrize("size", [200, 150_000])
+async def test_a_bad_entry_before_an_unknown_request_id_is_400_when_the_body_is_all_read(
+    client: Client, size: int
+) -> None:
+    """Chunked, or longer than is read in one go: once the rest of the body is in hand
+    when its requestId is read, the body (400) is checked before the look-up (404)."""
+    command, caller = await deliver_command(client)
+    pad = [{"timestamp": 1, "d": "x" * 100}] * (size // 120)
+    body = orjson.dumps({"logs": [{"timestamp": "x"}, *pad], "requestId": "f" * 32})
+
+    async def one_piece() -> Any:
+        yield body
+
+    for data in (one_piece(), body):
+        async with client.post(
+            "/send_logs", data=data, headers={"Content-Type": "application/json"}
+        ) as response:
+            problem = await response.json(content_type=None)
+        assert (response.status, response.content_type) == (400, "application/problem+json")
+        assert problem["detail"] == "logs[0].timestamp must be a finite number, got string"
+    assert (await post(client, orjson.dumps({"requestId": command["requestId"], "logs": LOGS})))[
+        0
+    ] == 200
+    assert (await caller)[1]["logs"] == LOGS
+
+
 async def test_default_upload_limit_takes_a_day_of_logs(client: Client) -> None:
     command, caller = await deliver_command(client)
     day = [

@@ -146,3 +146,25 @@ async def test_a_released_poll_is_not_kept_alive_by_the_clock() -> None:
     assert future() is None
     assert clock.entries == 2  # its emptied entry waits for its end
     clock.release(kept)
+
+
+async def test_a_hold_after_the_heap_emptied_ends_at_its_own_end_not_earlier() -> None:
+    # The timer armed for a released hold is left to fire: when it does, a later
+    # hold started meanwhile must not end with it, nor be forgotten.
+    loop = asyncio.get_running_loop()
+    clock = HoldClock(loop)
+    owner = Owner()
+    owner.expected = 2
+    first = new_poll()
+    clock.start(first, 0.02, owner)
+    clock.release(first)
+    assert clock.entries == 0
+    later = new_poll()
+    started = loop.time()
+    clock.start(later, 0.06, owner)
+    sooner = new_poll()
+    clock.start(sooner, 0.01, owner)
+    await asyncio.wait_for(owner.all_ended, 5)
+    assert [poll for poll, _ in owner.ended] == [sooner, later]
+    assert owner.ended[1][1] >= started + 0.06
+    assert len(clock) == 0

@@ -607,3 +607,35 @@ def test_bytes_after_a_body_read_whole_are_refused() -> None:
     scanner.feed(body)
     with pytest.raises(ResultBodyError, match="longer than its Content-Length"):
         scanner.feed(b" ")
+
+
+class LookedUp(Exception):
+    pass
+
+
+def look_up(request_id: str) -> None:
+    raise LookedUp(request_id)
+
+
+@pytest.mark.parametrize("request_id", ["f" * 32, "f" * 100])
+@pytest.mark.parametrize("cuts", [[], [10], [10, 30]])
+def test_a_fault_before_the_request_id_is_a_400_once_the_body_is_all_here(
+    request_id: str, cuts: list[int]
+) -> None:
+    """With the rest of the body in hand when its ``requestId`` is read, the body's
+    own fault (400) comes before the look-up (404), as the order of checks says."""
+    body = b'{"logs":[{"timestamp":"x"}],"requestId":"%s"}' % request_id.encode()
+    scanner = ResultScanner(on_request_id=look_up, on_request_id_too_long=refuse)
+    previous = 0
+    for cut in cuts:
+        scanner.feed(body[previous:cut])
+        previous = cut
+    scanner.feed(body[previous:], last=True)
+    with pytest.raises(ResultBodyError, match=r"logs\[0\]\.timestamp must be a finite number"):
+        scanner.finish()
+
+
+def test_a_request_id_streaming_in_is_looked_up_before_the_rest_comes() -> None:
+    scanner = ResultScanner(on_request_id=look_up, on_request_id_too_long=refuse)
+    with pytest.raises(LookedUp):
+        scanner.feed(b'{"logs":[{"timestamp":"x"}],"requestId":"%s",' % (b"f" * 32))

@@ -26,6 +26,7 @@ from server.relay import (
 )
 from tests.conftest import assert_relay_idle
 from tests.helpers import fetch, log_result, wait_until
+from tests.sim.loop import run_virtual
 
 CONFIG = RelayConfig(
     poll_hold_seconds=5.0,
@@ -519,3 +520,37 @@ async def test_the_sweep_yields_to_the_loop_between_slices() -> None:
     assert relay.cameras() == []
     runs = [len(run) for run in "".join("x" if e == "offline" else " " for e in events).split()]
     assert runs == [100, 100, 100, 50]  # four slices, the loop turning between them
+
+
+def test_a_broken_upload_keeps_the_result_due_from_the_first_delivery() -> None:
+    """The camera began uploading, so it had the command: the 504 comes the response
+    timeout after the first delivery, however the command is delivered again after the
+    upload broke off, and the result that comes later is refused (virtual time)."""
+    config = RelayConfig(
+        poll_hold_seconds=20.0, connect_timeout_seconds=10.0, response_timeout_seconds=30.0
+    )
+
+    async def scenario() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        relay = Relay(config)
+        first_poll = asyncio.ensure_future(relay.poll("cam"))
+        await asyncio.sleep(0)
+        caller = asyncio.ensure_future(fetch(relay, "cam", TimeRange()))
+        command = await first_poll
+        assert command is not None
+        delivered = loop.time()
+        await asyncio.sleep(5.0)
+        async with relay.receive_result("cam", 1000) as upload:
+            upload.lost(command.request_id)  # the camera hung up mid-body
+        await asyncio.sleep(1.0)
+        assert await relay.poll("cam") == command  # delivered again, same requestId
+        with pytest.raises(CameraTimeout):
+            await caller
+        timed_out = loop.time()
+        with pytest.raises(UnknownRequest):
+            relay.submit_result("cam", command.request_id, log_result(LOGS))
+        relay.close()
+        return delivered, timed_out
+
+    delivered, timed_out = run_virtual(scenario)
+    assert timed_out == pytest.approx(delivered + 30.0, abs=0.01)

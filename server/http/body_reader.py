@@ -117,7 +117,7 @@ async def _read_body(
         while chunk := await _next_chunk(request, upload, settings, clock, scanner.received):
             if scanner.received + len(chunk) > settings.max_upload_bytes:
                 raise body_too_large(settings.max_upload_bytes, scanner.received + len(chunk))
-            scanner.feed(chunk)
+            scanner.feed(chunk, last=request.content.at_eof())
             await upload.reserve(scanner.received + scanner.index_bytes)
             if scanner.received == declared:
                 return  # all of it: no need to wait for the end to be signalled

@@ -3,11 +3,11 @@
 A loop timer per held poll costs about 300 bytes (the handle, its arguments and a
 copy of the context), and an idle fleet holds one poll per camera for the whole
 hold. Here the polls wait in one heap ordered by the end of their hold, under one
-timer armed at the earliest. A poll released before its end (answered, superseded,
-its request gone) leaves an emptied entry in the heap until that end, or until
-emptied entries are half the heap, whichever comes first; the entry lets go of the
-poll at once, so a released poll's future (and what its outcome holds on to) is not
-kept alive.
+timer armed at or before the earliest (it is not cancelled when the heap empties).
+A poll released before its end (answered, superseded, its request gone) leaves an
+emptied entry in the heap until that end, or until emptied entries are half the
+heap, whichever comes first; the entry lets go of the poll at once, so a released
+poll's future (and what its outcome holds on to) is not kept alive.
 """
 
 from __future__ import annotations
@@ -81,8 +81,10 @@ class HoldClock:
         hold.poll = hold.owner = None
         self._held -= 1
         if self._held == 0:
+            # The timer stays armed: a camera's next poll, moments later, holds until
+            # later than this one did, so it finds the timer early enough; when it
+            # fires, it re-arms for what is held then (one timer per hold, not per poll).
             self._heap.clear()
-            self._disarm()
         elif len(self._heap) > 2 * self._held + SLACK:
             self._heap[:] = [entry for entry in self._heap if entry.owner is not None]
             heapq.heapify(self._heap)

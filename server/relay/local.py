@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import NoReturn
 
 from sortedcontainers import SortedList
 
-from .budget import FIRST_RESERVATION_BYTES, ResultBudget
+from .budget import ResultBudget
 from .config import RelayConfig
 from .errors import (
     CameraOffline,
@@ -30,7 +29,7 @@ from .service import RelayService, RelayStats
 from .session import CameraSession
 from .tally import FleetTally
 from .timerange import TimeRange
-from .upload import ResultUpload, lose_upload
+from .upload import Receiving
 from .waiting import Caller
 
 
@@ -226,10 +225,7 @@ class Relay(RelayService):
                     CameraTimeout(f"camera {camera_id!r} sent no result in time")
                 )
 
-    @contextlib.asynccontextmanager
-    async def receive_result(
-        self, camera_id: str, declared_bytes: int | None
-    ) -> AsyncIterator[ResultUpload]:
+    def receive_result(self, camera_id: str, declared_bytes: int | None) -> Receiving:
         """An upload of a result: 404 (``UnknownRequest``) before it is read if nobody
         awaits one from this camera, 429 (``TooManyUploads``) if the camera already has
         as many uploads in flight as it may (one per unanswered command, plus one),
@@ -253,21 +249,7 @@ class Relay(RelayService):
                 f"most it may have with {unanswered} unanswered command(s) (one per command, "
                 "plus one): let an upload finish or close its connection, then retry"
             )
-        started = session.upload_started()
-        try:
-            try:
-                reservation = await self.budget.reserve(declared_bytes or FIRST_RESERVATION_BYTES)
-            except asyncio.CancelledError:
-                # The camera hung up while its upload waited for room: its result is lost.
-                lose_upload(session, self._observer, None, started)
-                raise
-            upload = ResultUpload(session, self._observer, reservation, started)
-            try:
-                yield upload
-            finally:
-                upload.close()
-        finally:
-            session.upload_ended()
+        return Receiving(session, self._observer, self.budget, declared_bytes)
 
     def submit_result(self, camera_id: str, request_id: str | None, result: LogResult) -> Receipt:
         """Accept a camera's result; raises ``UnknownRequest`` when nothing awaits it."""

@@ -195,12 +195,12 @@ class ResultScanner:
     """Feed a body chunk by chunk, then ``finish()``; raises ``ResultBodyError`` on a fault.
 
     ``on_request_id`` is called with the ``requestId`` as soon as it is read
-    (it may raise to stop reading), or, for a body all here when first read, once
-    the body is found well formed (its 400 comes before the 404);
-    ``on_request_id_too_long`` as soon as a ``requestId`` string is found to hold
-    more than ``MAX_REQUEST_ID_BYTES`` bytes between its quotes (as sent, escapes
-    included), while it still streams in (it should raise: the rest of the id is
-    not waited for); ``index_bytes`` says what the index costs.
+    (it may raise to stop reading); ``on_request_id_too_long`` as soon as a
+    ``requestId`` string is found to hold more than ``MAX_REQUEST_ID_BYTES`` bytes
+    between its quotes (as sent, escapes included), while it still streams in (it
+    should raise: the rest of the id is not waited for). Once the rest of the body
+    is all here (read whole, or fed ``last``), either is called only when the body
+    is found well formed, its 400 coming before the 404. ``index_bytes`` says what the index costs.
     """
 
     def __init__(
@@ -236,6 +236,8 @@ class ResultScanner:
         #: a body all here when first read: its ``requestId`` is looked up once the body
         #: is found well formed (the 400 comes before the 404)
         self._look_up_at_end = False
+        #: the ``requestId`` read is over ``MAX_REQUEST_ID_BYTES`` as sent (refused at the end)
+        self._id_over_limit = False
 
     @property
     def received(self) -> int:
@@ -250,7 +252,11 @@ class ResultScanner:
         """The ``requestId`` read so far (looked up or not yet)."""
         return self._request_id
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: bytes, *, last: bool = False) -> None:
+        """The body's next bytes; ``last``: nothing follows them (the ``requestId`` is
+        then looked up once the body is found well formed, as for a body read whole)."""
+        if last:
+            self._look_up_at_end = True
         if chunk and self._done is not None:  # a body read whole is checked and indexed
             raise ResultBodyError("the body is longer than its Content-Length")
         end = self._size + len(chunk)
@@ -285,8 +291,13 @@ class ResultScanner:
         entries = self._entries
         if entries.error is not None:
             raise ResultBodyError(entries.error)
-        if self._look_up_at_end and self._request_id is not None and self._on_request_id:
-            self._on_request_id(self._request_id)
+        request_id = self._request_id
+        if self._look_up_at_end and request_id is not None:
+            if self._id_over_limit:
+                assert self._on_request_id_too_long is not None
+                self._on_request_id_too_long()
+            elif self._on_request_id is not None:
+                self._on_request_id(request_id)
         if isinstance(self._buffer, bytearray):
             del self._buffer[self._size :]
         lazy = entries.whole is not None
@@ -330,7 +341,7 @@ class ResultScanner:
         if request_id is not None and self._on_request_id_too_long is not None:
             encoded = request_id.encode()
             if len(encoded) > MAX_REQUEST_ID_BYTES:  # as sent, it is at least this long
-                self._on_request_id_too_long()
+                self._id_over_limit = True
             elif b'"%s"' % encoded not in body:
                 return False  # sent with escapes: the incremental reader counts its bytes
         # The top object and its entries make at least one "{" and one "}" each: so
@@ -339,10 +350,11 @@ class ResultScanner:
         if len(body) - len(body.translate(None, b"{}")) != 2 * braces:
             return False
         # Checks over every entry in C loops (map, set, sorted): this is the hot path.
-        if logs and set(map(type, logs)) != {dict}:
+        try:  # ``dict.get`` refuses an entry that is not an object
+            stamps: list[Any] = list(map(dict.get, logs, itertools.repeat("timestamp")))
+        except TypeError:
             return False
         entries = _Entries()
-        stamps: list[Any] = list(map(dict.get, logs, itertools.repeat("timestamp")))
         if stamps and set(map(type, stamps)) == {float}:  # orjson reads finite floats only
             # The entries' offsets wait until a range needs them: the whole log, the
             # usual answer, is one span from the first entry's brace to the last one's.
@@ -395,6 +407,7 @@ class ResultScanner:
                 position = yield from self._logs(position)
             elif key == "requestId":
                 value_start = position
+                self._id_over_limit = False
                 if buffer[position] == _QUOTE and self._on_request_id_too_long is not None:
                     position = yield from self._request_id_end(position + 1)
                 else:
@@ -524,7 +537,7 @@ class ResultScanner:
     def _request_id_end(self, start: int) -> _NeedMore:
         """``_string_end`` for a ``requestId``: past ``MAX_REQUEST_ID_BYTES`` bytes after
         its opening quote (at ``start - 1``), ``on_request_id_too_long`` is called at once,
-        whether or not the closing quote has come."""
+        whether or not the closing quote has come (unless the body is all here)."""
         buffer = self._buffer
         position = start
         while True:
@@ -533,9 +546,13 @@ class ResultScanner:
             position = match.end()
             closed = position < self._size and buffer[position] == _QUOTE
             # The string's bytes so far: up to its closing quote, else all received.
-            if (position if closed else self._size) - start > MAX_REQUEST_ID_BYTES:
-                assert self._on_request_id_too_long is not None
-                self._on_request_id_too_long()
+            too_long = (position if closed else self._size) - start > MAX_REQUEST_ID_BYTES
+            if too_long:
+                if self._look_up_at_end:  # all here: refused once found well formed
+                    self._id_over_limit = True
+                else:
+                    assert self._on_request_id_too_long is not None
+                    self._on_request_id_too_long()
                 return (yield from self._string_end(position))
             if closed:
                 return position + 1

@@ -175,7 +175,9 @@ class CameraSession:
 
         The command (the one named, else the one unanswered) is redelivered on
         the next poll; should none come within the connect timeout (and before
-        the result was due anyway), its callers get ``CameraOffline``. A command
+        the result was due anyway), its callers get ``CameraOffline``. The camera
+        had the command: its result stays due from the first delivery (504 then),
+        however often it is delivered again. A command
         delivered again after the upload started (``started``, from
         ``upload_started``) was taken again by the camera: that delivery stands.
         """
@@ -186,6 +188,7 @@ class CameraSession:
         if pending is None or pending.deliveries == 0 or pending.last_delivery > started:
             return
         pending.deliveries = 0
+        pending.taken = True
         if pending.timer is not None:
             pending.timer.cancel()
         wait = min(
@@ -253,9 +256,10 @@ class CameraSession:
             )
         caller = Caller(time_range, self._loop.create_future(), ref)
         self._queue[caller] = None
-        wait = self._config.connect_timeout_seconds if pickup_within is None else pickup_within
-        self._await_pickup(caller, self._loop.time() + max(wait, 0.0))
         self._dispatch()
+        if caller in self._queue:  # no held poll took it: its pick-up deadline runs
+            wait = self._config.connect_timeout_seconds if pickup_within is None else pickup_within
+            self._await_pickup(caller, self._loop.time() + max(wait, 0.0))
         return caller
 
     @reports_after
@@ -515,9 +519,11 @@ class CameraSession:
         if pending.deliveries == 0:
             if pending.timer is not None:
                 pending.timer.cancel()
-            timeout = self._config.response_timeout_seconds
-            pending.result_due = self._loop.time() + timeout
-            pending.timer = self._loop.call_later(timeout, self._end_wait_for_result, pending)
+            if not pending.taken:  # its first delivery: the result is due from now
+                pending.result_due = self._loop.time() + self._config.response_timeout_seconds
+            pending.timer = self._loop.call_at(
+                pending.result_due, self._end_wait_for_result, pending
+            )
         pending.deliveries += 1
         self._deliveries_made += 1
         pending.last_delivery = self._deliveries_made

@@ -3,9 +3,12 @@ and a lost delivery if it breaks off."""
 
 from __future__ import annotations
 
+import asyncio
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
 from typing import NoReturn
 
-from .budget import Reservation
+from .budget import FIRST_RESERVATION_BYTES, Reservation, ResultBudget
 from .errors import UnknownRequest
 from .logresult import LogResult
 from .logscan import MAX_REQUEST_ID_BYTES
@@ -95,3 +98,51 @@ class ResultUpload(Upload):
             self._reservation.release()
         else:
             self._result.release()
+
+
+class Receiving(AbstractAsyncContextManager[ResultUpload]):
+    """``Relay.receive_result``'s context: the camera counts as seen while it streams
+    and has its bytes reserved from the budget (waiting their turn) before it is read."""
+
+    def __init__(
+        self,
+        session: CameraSession,
+        observer: RelayObserver,
+        budget: ResultBudget,
+        declared_bytes: int | None,
+    ) -> None:
+        self._session = session
+        self._observer = observer
+        self._budget = budget
+        self._declared_bytes = declared_bytes
+        self._upload: ResultUpload | None = None
+
+    async def __aenter__(self) -> ResultUpload:
+        session = self._session
+        started = session.upload_started()
+        try:
+            reservation = await self._budget.reserve(
+                self._declared_bytes or FIRST_RESERVATION_BYTES
+            )
+        except asyncio.CancelledError:
+            # The camera hung up while its upload waited for room: its result is lost.
+            lose_upload(session, self._observer, None, started)
+            session.upload_ended()
+            raise
+        except BaseException:
+            session.upload_ended()
+            raise
+        self._upload = ResultUpload(session, self._observer, reservation, started)
+        return self._upload
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            if self._upload is not None:
+                self._upload.close()
+        finally:
+            self._session.upload_ended()

@@ -53,12 +53,23 @@ class Caller:
 class PendingCommand:
     """A command handed to a poll and not yet answered, with the callers it serves."""
 
-    __slots__ = ("callers", "command", "deliveries", "last_delivery", "result_due", "timer")
+    __slots__ = (
+        "callers",
+        "command",
+        "deliveries",
+        "last_delivery",
+        "result_due",
+        "taken",
+        "timer",
+    )
 
     def __init__(self, command: Command, callers: dict[Caller, None]) -> None:
         self.command = command
         self.callers = callers
         self.deliveries = 0
+        #: the camera began uploading its result: it had the command, so its result stays
+        #: due by ``result_due`` however often the command is delivered again
+        self.taken = False
         #: the session's delivery serial of this command's latest delivery
         self.last_delivery = 0
         #: loop time by which the result must come (the response timeout from delivery)
