@@ -15,16 +15,19 @@ from .cluster.redis import RedisBackend
 from .http.middlewares import serve_request
 from .http.routes import setup_routes
 from .http.uploads import BodiesBeingRead
+from .http.writing import AnswersBeingWritten
 from .observe.events import EventLogger
 from .observe.metrics import ClusterMetrics, RelayMetrics
 from .relay import FanOutObserver, Relay, RelayService, ShuttingDown
 from .settings import Settings
 from .state import (
+    ANSWERS_KEY,
     METRICS_KEY,
     RELAY_KEY,
     SETTINGS_KEY,
     STARTED_AT_KEY,
     UPLOADS_KEY,
+    get_answers,
     get_relay,
     get_settings,
     get_uploads,
@@ -59,6 +62,7 @@ def create_app(
     app[METRICS_KEY] = metrics
     app[STARTED_AT_KEY] = time.monotonic()
     app[UPLOADS_KEY] = BodiesBeingRead()
+    app[ANSWERS_KEY] = AnswersBeingWritten()
     app[STARTUP_LOG_LEVEL_KEY] = startup_log_level
     setup_routes(app)
     app.on_startup.append(_warn_when_auth_is_off)
@@ -147,7 +151,10 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
 
 async def _close_relay(app: web.Application) -> None:
     """Shutdown: held polls get noop, waiting callers get 503, uploads whose body has not
-    all come 503 (no more of it is read), before connections close."""
+    all come 503 (no more of it is read), before connections close; answers still being
+    written are cut once the stop's timeout has passed."""
+    stop_at = asyncio.get_running_loop().time() + get_settings(app).shutdown_timeout_seconds
+    get_answers(app).stop_by(stop_at)
     get_uploads(app).stop_unfinished(
         ShuttingDown(
             "the server is shutting down and reads no more of this body; poll again "

@@ -10,10 +10,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-from aiohttp import ClientSession
+from aiohttp import ClientSession, web
 from yarl import URL
 
-from server.state import get_metrics, get_uploads
+from server.settings import Settings
+from server.state import get_answers, get_metrics, get_uploads
 from tests.conftest import LiveServer, MakeLiveServer, serve_on_loopback, settings_for
 from tests.helpers import callers_waiting, camera_polling, wait_until
 
@@ -92,6 +93,19 @@ async def post_result(
     ) as response:
         await response.read()
         return response.status
+
+
+@contextlib.asynccontextmanager
+async def server_to_stop(
+    settings: Settings, send_buffer_bytes: int | None = None
+) -> AsyncIterator[tuple[web.AppRunner, LiveServer]]:
+    """A live server that the test stops (``runner.cleanup()``); stopped here if not."""
+    runner, url = await serve_on_loopback(settings, send_buffer_bytes)
+    try:
+        yield runner, LiveServer(runner.app, url)
+    finally:
+        if runner.server is not None:
+            await runner.cleanup()
 
 
 async def answer_to_a_beginning(server: LiveServer, beginning: bytes) -> tuple[int, dict[str, Any]]:
@@ -303,33 +317,59 @@ async def test_camera_in_a_long_upload_counts_as_online(make_live_server: MakeLi
             assert response.status == 200
 
 
+@contextlib.asynccontextmanager
+async def caller_that_stops_reading(
+    http: ClientSession, server: LiveServer
+) -> AsyncIterator[asyncio.StreamReader]:
+    """A ``/logs`` caller that never reads its answer, which is more than the kernel's
+    socket buffers hold; the camera's result is accepted before this yields."""
+    poll = asyncio.ensure_future(http.get(f"{server.url}/poll_for_command"))
+    await wait_until(camera_polling(server.relay))
+    target = URL(server.url)
+    reader, writer = await asyncio.open_connection(target.host, target.port)
+    try:
+        writer.transport.set_write_buffer_limits(0)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        writer.write(b"GET /logs HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        async with await poll as response:
+            command = await response.json()
+        logs = [{"timestamp": i, "pad": "y" * 100} for i in range(50_000)]
+        body = orjson.dumps({"requestId": command["requestId"], "logs": logs})
+        assert await post_result(http, server, body) == 200
+        yield reader
+    finally:
+        writer.close()
+
+
 async def test_slow_reader_is_cut_and_lets_go_of_the_result(
     make_live_server: MakeLiveServer,
 ) -> None:
     server = await make_live_server(write_timeout_seconds=0.2)
     relay = server.relay
-    async with ClientSession() as http:
-        poll = asyncio.ensure_future(http.get(f"{server.url}/poll_for_command"))
-        await wait_until(camera_polling(relay))
-        target = URL(server.url)
-        reader, writer = await asyncio.open_connection(target.host, target.port)
-        try:
-            writer.transport.set_write_buffer_limits(0)
-            sock = writer.get_extra_info("socket")
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            writer.write(b"GET /logs HTTP/1.1\r\nHost: x\r\n\r\n")  # and never read the answer
-            await writer.drain()
-            async with await poll as response:
-                command = await response.json()
-            # more than the kernel's socket buffers hold
-            logs = [{"timestamp": i, "pad": "y" * 100} for i in range(50_000)]
-            body = orjson.dumps({"requestId": command["requestId"], "logs": logs})
-            assert await post_result(http, server, body) == 200
-            await wait_until(lambda: relay.budget.in_use == 0, timeout=5)
-            assert (await reader.readuntil(HEADERS_DONE)).startswith(b"HTTP/1.1 200 ")
-        finally:
-            writer.close()
+    async with ClientSession() as http, caller_that_stops_reading(http, server) as reader:
+        await wait_until(lambda: relay.budget.in_use == 0, timeout=5)
+        assert (await reader.readuntil(HEADERS_DONE)).startswith(b"HTTP/1.1 200 ")
     assert get_metrics(server.app).slow_readers_cut._value.get() == 1
+
+
+async def test_a_graceful_stop_cuts_a_reader_still_behind_when_its_timeout_ends() -> None:
+    """A caller that stops reading its answer holds its handler until a write deadline
+    passes; a graceful stop cuts it when its own timeout ends (aiohttp would otherwise
+    wait that long again before cancelling the handler)."""
+    settings = settings_for(write_timeout_seconds=60.0, shutdown_timeout_seconds=0.3)
+    async with (
+        server_to_stop(settings, send_buffer_bytes=32 * 1024) as (runner, server),
+        ClientSession() as http,
+        caller_that_stops_reading(http, server),
+    ):
+        await wait_until(lambda: len(get_answers(runner.app)) == 1)
+        async with asyncio.timeout(5):
+            await runner.cleanup()
+    # cut by the server's own deadline, not cancelled by aiohttp's second wait
+    assert get_metrics(runner.app).slow_readers_cut._value.get() == 1
+    assert len(get_answers(runner.app)) == 0
 
 
 async def read_at_pace(reader: asyncio.StreamReader, length: int, bytes_per_second: float) -> bytes:
@@ -684,37 +724,30 @@ async def test_an_upload_cut_off_by_a_graceful_stop_is_answered_at_once() -> Non
     not all come is answered 503 then, not left without an answer until the stop's
     timeout cancels it."""
     settings = settings_for(shutdown_timeout_seconds=60.0)
-    runner, url = await serve_on_loopback(settings)
-    stopped = False
-    try:
-        server = LiveServer(runner.app, url)
-        async with ClientSession() as http:
-            poll = asyncio.ensure_future(http.get(f"{url}/poll_for_command"))
-            await wait_until(camera_polling(server.relay))
-            caller = asyncio.ensure_future(http.get(f"{url}/logs"))
-            async with await poll as response:
-                command = await response.json()
-            logs = [{"timestamp": i} for i in range(20_000)]
-            body = orjson.dumps({"requestId": command["requestId"], "logs": logs})
-            async with raw_upload(server, len(body)) as (reader, writer):
-                writer.write(body[:100_000])
-                await writer.drain()
-                await wait_until(lambda: server.relay.budget.in_use >= 100_000)
-                stop = asyncio.ensure_future(runner.cleanup())
-                await wait_until(lambda: server.service.closed)
-                writer.write(body[100_000:])  # aiohttp drops it: the stop has begun
-                await writer.drain()
-                async with asyncio.timeout(5):
-                    head = await reader.readuntil(HEADERS_DONE)
-                    problem = orjson.loads(await reader.read())
-                    await stop
-                stopped = True
-            async with await caller as answer:
-                assert answer.status == 503
-            assert len(get_uploads(runner.app)) == 0
-    finally:
-        if not stopped:
-            await runner.cleanup()
+    async with server_to_stop(settings) as (runner, server), ClientSession() as http:
+        poll = asyncio.ensure_future(http.get(f"{server.url}/poll_for_command"))
+        await wait_until(camera_polling(server.relay))
+        caller = asyncio.ensure_future(http.get(f"{server.url}/logs"))
+        async with await poll as response:
+            command = await response.json()
+        logs = [{"timestamp": i} for i in range(20_000)]
+        body = orjson.dumps({"requestId": command["requestId"], "logs": logs})
+        async with raw_upload(server, len(body)) as (reader, writer):
+            writer.write(body[:100_000])
+            await writer.drain()
+            await wait_until(lambda: server.relay.budget.in_use >= 100_000)
+            stop = asyncio.ensure_future(runner.cleanup())
+            await wait_until(lambda: server.service.closed)
+            # The rest is not sent: aiohttp would not read it (the stop has begun),
+            # and once the server has answered and closed, bytes sent to it would
+            # reset the connection before the answer is read.
+            async with asyncio.timeout(5):
+                head = await reader.readuntil(HEADERS_DONE)
+                problem = orjson.loads(await reader.read())
+                await stop
+        async with await caller as answer:
+            assert answer.status == 503
+        assert len(get_uploads(runner.app)) == 0
     status_line, *header_lines = head.decode().split("\r\n")
     assert status_line == "HTTP/1.1 503 Service Unavailable"
     headers = dict(line.split(": ", 1) for line in header_lines if line)

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from ..observe.logging_setup import REQUEST_ID
 from ..relay import LogSelection, TimeRange
-from ..state import get_metrics, get_settings
+from ..state import get_answers, get_metrics, get_settings
 from .middlewares import REQUEST_ID_HEADER
 
 TAIL = b"]}"
@@ -59,7 +59,7 @@ async def stream_logs(
     settings = get_settings(request.app)
     piece_deadline = settings.write_timeout_seconds
     with cut_short_on_failure(request, "the answer"):
-        async with asyncio.timeout(settings.transfer_seconds(piece_deadline, size)):
+        async with get_answers(request.app).within(settings.transfer_seconds(piece_deadline, size)):
             await response.prepare(request)
             for chunk in selection.chunks(head, TAIL):
                 async with asyncio.timeout(piece_deadline):

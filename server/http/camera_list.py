@@ -20,7 +20,7 @@ from aiohttp import hdrs, web
 
 from ..observe.logging_setup import REQUEST_ID
 from ..relay import CameraStatus, RelayError, RelayService
-from ..state import get_settings
+from ..state import get_answers, get_settings
 from .answers import cut, cut_short_on_failure
 from .middlewares import REQUEST_ID_HEADER
 from .problems import json_response
@@ -70,16 +70,17 @@ async def _write_every_slice(
     found: list[CameraStatus],
 ) -> None:
     deadline = get_settings(request.app).write_timeout_seconds
+    answers = get_answers(request.app)
     separator = b'{"cameras":['
     await response.prepare(request)
     while found:
         piece = orjson.dumps([camera_json(status) for status in found])
-        async with asyncio.timeout(deadline):
+        async with answers.within(deadline):
             await response.write(separator + piece[1:-1])
         separator = b","
         if len(found) < SLICE:
             break
         await asyncio.sleep(0)  # other requests run between two slices
         found = await relay.list_cameras(after=found[-1].camera_id, limit=SLICE)
-    async with asyncio.timeout(deadline):
+    async with answers.within(deadline):
         await response.write(b"]}")
