@@ -205,6 +205,12 @@ class Settings:
             )
         if self.redis_url is not None:
             _check_redis_url(self.redis_url, cluster=self.redis_cluster)
+        elif self.redis_cluster:
+            raise ConfigError(
+                "REDIS_CLUSTER=1 needs REDIS_URL, the address of any node of the Redis "
+                "Cluster (redis://host:port); without REDIS_URL the server runs as one "
+                "process: unset REDIS_CLUSTER for that"
+            )
         if not NODE_NAME_PATTERN.fullmatch(self.node_name):
             raise ConfigError(
                 f"NODE_NAME must be 1-100 characters of A-Z a-z 0-9 . _ -, got {self.node_name!r}"

@@ -959,6 +959,24 @@ async def test_the_password_never_shows(redis_server: RedisServer, raw: Redis) -
     await unreachable.close()
 
 
+async def test_a_redis_cluster_client_that_cannot_start_raises_backend_error(
+    redis_server: RedisServer,
+) -> None:
+    """A Redis Cluster client's own failures (no node reachable; a node named that is not
+    in cluster mode) are not ``RedisError``s: they too must be a node's one-line
+    ``BackendError`` (a node keeps running and retries), never a traceback."""
+    for url, reason in (
+        ("redis://127.0.0.1:1", "cannot be connected"),
+        (redis_server.url, "Cluster mode is not enabled"),
+    ):
+        backend = RedisBackend.from_url(url, "t", LIMITS, cluster=True)
+        with pytest.raises(BackendError) as caught:
+            await backend.members.beat("A~1")
+        assert reason in str(caught.value)
+        assert "\n" not in str(caught.value)
+        await backend.close()
+
+
 async def test_redis_down_raises_backend_error(
     backend: RedisBackend, redis_server: RedisServer
 ) -> None:

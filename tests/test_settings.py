@@ -134,6 +134,7 @@ def test_values_are_read() -> None:
         ({"REDIS_URL": "redis://redis:6379/0?socket_timeout=abc"}, "REDIS_URL"),
         ({"REDIS_URL": "redis://redis:6379/0?max_connections=x"}, "REDIS_URL"),
         ({"REDIS_URL": "redis://redis:6379/3", "REDIS_CLUSTER": "1"}, "REDIS_CLUSTER"),
+        ({"REDIS_CLUSTER": "1"}, "REDIS_CLUSTER"),  # a cluster of nodes needs its address
         ({"WORKERS": "99999999999999999999", "REDIS_URL": "redis://redis"}, "WORKERS"),
         ({"WORKERS": "1025", "REDIS_URL": "redis://redis"}, "WORKERS"),
         ({"PORT": "9" * 5_000}, "PORT"),  # past int()'s own limit of 4,300 digits

@@ -141,7 +141,12 @@ class ClusterNode(RelayService):
                 self._every(min(ORPHAN_CHECK_SECONDS, interval), self._watch), name="camrelay-watch"
             ),
         ]
-        logger.info("node %s joined the cluster", self.incarnation)
+        if self._ctx.health.up:
+            logger.info("node %s joined the cluster", self.incarnation)
+        else:
+            logger.info(
+                "node %s started; it joins the cluster once Redis answers", self.incarnation
+            )
 
     async def _every(self, interval: float, step: Callable[[], Awaitable[None] | None]) -> None:
         while not self._stopped:

@@ -32,7 +32,7 @@ from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from ..backend import BackendError
 
@@ -47,6 +47,9 @@ POOL_WAIT_SECONDS = 1.0
 CLUSTER_SHARED_CONNECTIONS = 64
 #: the longest error message
 MESSAGE_CHARS = 200
+#: what a Redis or its socket failing raises (a Redis Cluster client's own, such as no
+#: reachable node or cluster mode off on the node named, is not a ``RedisError``)
+REDIS_FAILURES = (RedisError, RedisClusterException, OSError)
 
 _PIPELINE_MARKER = " of pipeline caused error: "
 _ECHOED_ARGUMENTS = ", with args beginning with"
@@ -152,16 +155,16 @@ class Store:
             raise BackendError("the Redis backend is closed")
         try:
             yield
-        except (RedisError, OSError, ValueError) as error:
+        except (*REDIS_FAILURES, ValueError) as error:
             raise self.error(error) from None
 
     async def close(self) -> None:
         self.closed = True
         for client in (self.shared, self.reader, self.beat):
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(*REDIS_FAILURES):
                 await client.aclose()
             if isinstance(client, Redis):
-                with contextlib.suppress(RedisError, OSError):
+                with contextlib.suppress(*REDIS_FAILURES):
                     await client.connection_pool.disconnect()
 
     async def run(self, pipe: AnyPipeline) -> list[Any]:

@@ -26,8 +26,6 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from ..backend import (
     BackendError,
     Body,
@@ -37,7 +35,7 @@ from ..backend import (
     StoreLimits,
     Transport,
 )
-from .connection import Store
+from .connection import REDIS_FAILURES, Store
 from .keys import Keys
 
 #: bodies up to this size travel inside the stream entry
@@ -188,7 +186,7 @@ class RedisTransport(Transport):
         task.add_done_callback(self._deletions.discard)
 
     async def _delete(self, node: str, inbox: str, entry_ids: list[bytes]) -> None:
-        with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(*REDIS_FAILURES):
             self._store.commands_sent += 1
             await self._store.shared.xdel(inbox, *entry_ids)
             self._undeleted.get(node, set()).difference_update(entry_ids)
