@@ -62,9 +62,9 @@ wait_for_port() {  # $1: TCP port on 127.0.0.1; $2: pid of the process that open
     wait_for "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1).close()" "$1" "$2"
 }
 
-require_free_port() {  # $1: TCP port; stops here if something on 127.0.0.1 answers on it
+require_free_port() {  # $1: TCP port; $2: what may hold it; $3: the setting. Stops here if it answers
     if "$PYTHON" -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1', int(sys.argv[1]))) != 0)" "$1"; then
-        echo "run.sh: port $1 is in use (another camrelay, such as ./run.sh api?): stop it, or set PORT" >&2
+        echo "run.sh: port $1 is in use ($2): stop it, or set $3" >&2
         exit 1
     fi
 }
@@ -128,7 +128,7 @@ case "$MODE" in
         trap 'trap "" INT TERM; stop_demo; echo "run.sh: stopped" >&2; exit 0' INT TERM
         # Its health check must reach its own server: a camera started against another
         # one on this port would take that server's camera id.
-        require_free_port "$port"
+        require_free_port "$port" "another camrelay, such as ./run.sh api?" PORT
         PORT="$port" "$PYTHON" -m server &
         server_pid=$!
         if ! wait_for_health "http://127.0.0.1:${port}/healthz" "$server_pid"; then
@@ -137,6 +137,8 @@ case "$MODE" in
         fi
         API_BASE_URL="http://127.0.0.1:${port}" "$PYTHON" -m camera &
         camera_pid=$!
+        # The hints come once the camera polls: a curl at once then finds it.
+        wait_for_fleet "http://127.0.0.1:${port}" 1 "$camera_pid" || true
         echo "run.sh: server on :${port} with camera '${CAMERA_ID:-default}'." >&2
         echo "  the console: http://localhost:${port}/" >&2
         echo "Or try:" >&2
@@ -156,8 +158,11 @@ case "$MODE" in
         redis_port="${REDIS_PORT:-6379}"
         cameras="${CLUSTER_CAMERAS:-100}"
         stop_cluster() {  # the fleet and the nodes first, then the Redis they share
-            kill -TERM ${fleet_pid:-} ${server_pid:-} 2>/dev/null || true
-            wait ${fleet_pid:-} ${server_pid:-} 2>/dev/null || true
+            local nodes="${fleet_pid:-} ${server_pid:-}"
+            if [ -n "${nodes// /}" ]; then  # a bare `wait` would wait for Redis too
+                kill -TERM $nodes 2>/dev/null || true
+                wait $nodes 2>/dev/null || true
+            fi
             kill -TERM ${redis_pid:-} 2>/dev/null || true
             wait || true
         }
@@ -165,9 +170,12 @@ case "$MODE" in
         # Stopped on purpose (Ctrl-C, SIGTERM): a clean exit that does not read like a crash.
         # A second Ctrl-C while stopping is ignored here (the children get it as well).
         trap 'trap "" INT TERM; stop_cluster; echo "run.sh: stopped" >&2; exit 0' INT TERM
+        require_free_port "$port" "another camrelay, such as ./run.sh api?" PORT
         if [ -n "${REDIS_URL:-}" ]; then
             echo "run.sh: using REDIS_URL from the environment" >&2
         else
+            # Nodes must not write into another Redis that answers there.
+            require_free_port "$redis_port" "another Redis? REDIS_URL names one to use" REDIS_PORT
             # Its own session: Ctrl-C in a terminal reaches the nodes, and stop_cluster
             # stops Redis only after them.
             setsid "$PYTHON" -m tools.redis_server --port "$redis_port" &
@@ -178,7 +186,6 @@ case "$MODE" in
             fi
             export REDIS_URL="redis://127.0.0.1:${redis_port}"
         fi
-        require_free_port "$port"
         PORT="$port" "$PYTHON" -m server --workers 2 &
         server_pid=$!
         if ! wait_for_health "http://127.0.0.1:${port}/healthz" "$server_pid"; then

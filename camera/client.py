@@ -397,7 +397,11 @@ async def _cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
 
 def _describe(exc: BaseException) -> str:
     text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    described = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    if isinstance(exc, aiohttp.ClientSSLError) and "WRONG_VERSION_NUMBER" in text:
+        # what a TLS client gets from a server that speaks plain HTTP
+        described += "; the server does not speak TLS: use http:// in API_BASE_URL"
+    return described
 
 
 def _is_duplicate(answer: bytes) -> bool:

@@ -98,7 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
     except (ListenError, UnsupportedAiohttp) as error:
-        print(f"camrelay: {error}", file=sys.stderr)
+        # One write: workers failing at once must not run their lines together.
+        sys.stderr.write(f"camrelay: {error}\n")
         return 2
     logger.info("stopped")
     return 0

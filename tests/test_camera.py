@@ -648,6 +648,16 @@ async def test_backoff_when_the_server_is_unreachable(start_camera: StartCamera)
     assert running.camera.running
 
 
+async def test_https_against_a_plain_http_server_says_to_use_http(
+    relay: FakeRelay, start_camera: StartCamera, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="camera")
+    running = start_camera(base_url=relay.base_url.replace("http://", "https://"))
+    await running.sleep.wait_for(1)
+    assert relay.polls == []
+    assert "the server does not speak TLS: use http:// in API_BASE_URL" in caplog.text
+
+
 async def test_conflict_backs_off_briefly(
     relay: FakeRelay, start_camera: StartCamera, caplog: pytest.LogCaptureFixture
 ) -> None:

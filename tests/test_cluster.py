@@ -296,7 +296,8 @@ async def test_callers_on_two_nodes_share_one_command(
 async def test_poll_result_and_caller_on_three_nodes_with_redelivery(
     make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
 ) -> None:
-    a, b, c = await make_node("a"), await make_node("b"), await make_node("c")
+    # A hold that outlasts a loaded machine's delay in bringing the caller to it.
+    a, b, c = [await make_node(name, poll_hold_seconds=5.0) for name in "abc"]
     camera = Camera(http, [a])
     first = await held_poll(spawn, camera, a)
     caller = spawn(get_logs(http, a, startTimestamp=3, endTimestamp=4))
@@ -575,7 +576,8 @@ async def test_a_killed_node_whose_camera_never_returns_means_503(
 async def test_a_node_stopping_hands_its_work_over(
     make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
 ) -> None:
-    a, b = await make_node("a"), await make_node("b")
+    # A hold that outlasts a loaded machine's delay in bringing the caller to it.
+    a, b = await make_node("a", poll_hold_seconds=5.0), await make_node("b")
     camera = Camera(http, [a])
     first = await held_poll(spawn, camera, a)
     busy = spawn(get_logs(http, a, startTimestamp=0, endTimestamp=0))

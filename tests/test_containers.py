@@ -28,6 +28,7 @@ import yaml
 
 from camera.settings import CameraSettings
 from server.settings import Settings
+from tests.test_deploy import env_example
 from tools.procs import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -518,7 +519,9 @@ def test_every_variable_passed_is_one_the_settings_read(
         assert not unknown, f"{variant}/{name} passes variables nobody reads: {sorted(unknown)}"
         for key, value in env.items():
             names = [match["name"] for match in _VARIABLE.finditer(value)]
-            assert names in ([], [key]), f"{name}: {key} should pass through ${{{key}...}}"
+            # .env's WORKERS is the single api's; the cluster's has its own name
+            passed = "CLUSTER_WORKERS" if (name, key) == ("cluster-api", "WORKERS") else key
+            assert names in ([], [passed]), f"{name}: {key} should pass through ${{{passed}...}}"
         # With nothing set in the shell, the defaults make a valid configuration.
         defaults = {key: interpolate(value, {}) for key, value in env.items()}
         load_settings(role, defaults)
@@ -557,7 +560,9 @@ def test_cluster_profile_wires_redis_workers_and_a_fleet() -> None:
 
     api_env = environment(api)
     assert api_env["REDIS_URL"] == "redis://redis:6379"
-    assert Settings.from_env({"WORKERS": interpolate(api_env["WORKERS"], {})}).workers == 2
+    # compose reads the project's .env (a copy of .env.example) for ${...} too
+    for environ in ({}, env_example()):
+        assert Settings.from_env({"WORKERS": interpolate(api_env["WORKERS"], environ)}).workers == 2
     assert api["command"] == ["api"]
     assert api_env["MODE"] == "api"
     assert api["depends_on"]["redis"]["condition"] == "service_healthy"

@@ -204,3 +204,30 @@ def test_run_sh_demo_stops_before_anything_when_its_port_is_taken() -> None:
         "stop it, or set PORT"
     )
     assert "camera" not in result.stderr.lower().replace("camrelay", "")
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("taken", ["PORT", "REDIS_PORT"])
+def test_run_sh_cluster_stops_before_anything_when_a_port_is_taken(taken: str) -> None:
+    """The nodes must not write into another project's Redis, nor the fleet reach another
+    server; and nothing it started may be left waiting (it exits at once)."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        ports = {"PORT": str(free_port()), "REDIS_PORT": str(free_port())}
+        ports[taken] = str(holder.getsockname()[1])
+        env = child_env(**ports)
+        env.pop("REDIS_URL", None)
+        result = subprocess.run(
+            [str(REPO / "run.sh"), "cluster"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"run.sh: port {ports[taken]} is in use (")
+    assert last.endswith(f"stop it, or set {taken}")
+    assert "workers" not in result.stderr
