@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import time
 from array import array
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import orjson
 import pytest
@@ -379,3 +380,85 @@ async def test_a_node_that_left_is_logged_as_gone_and_one_that_died_as_a_fault(
         ]
     finally:
         await watcher.stop()
+
+
+# ---------------------------------------------------------------- messages checked
+
+
+async def test_an_outcome_or_move_naming_another_camera_leaves_a_caller_waiting() -> None:
+    """A message names the camera its callers wait for; a receiver that took a caller of
+    another camera by its ref alone would hand it that camera's entries."""
+    store = MemoryStore(LIMITS, time.time, inline_body_bytes=64 * 1024)
+    home, other = node_on(store.backend(), "home"), node_on(store.backend(), "other")
+    await home.start()
+    await other.start()
+    try:
+        polls = [asyncio.ensure_future(home.poll(camera)) for camera in ("cam-a", "cam-b")]
+        await wait_until(lambda: home.is_home("cam-a") and home.is_home("cam-b"))
+        caller = asyncio.ensure_future(other.fetch_logs("cam-a", TimeRange(1.0, 3.0)))
+        await wait_until(lambda: len(other._waiters) == 1)
+        [ref] = list(other._waiters._waiters)
+        waiter = other._waiters._waiters[ref]
+        other._waiters.on_outcome(m.Outcome(camera="cam-b", refs=(ref,), error="QueueFull"), None)
+        body = InlineBody(RESULT_BODY)
+        other._waiters.on_outcome(m.Outcome(camera="cam-b", request="r", refs=(ref,)), body)
+        other._waiters.on_moved(m.Moved(camera="cam-b", refs=(ref,), home="x~1"), None)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not caller.done()
+        assert waiter.home != "x~1"
+        # The same messages naming its own camera do reach it.
+        other._waiters.on_outcome(m.Outcome(camera="cam-a", request="r", refs=(ref,)), body)
+        async with asyncio.timeout(5.0):
+            assert_entries_one_to_three(await caller)
+        for poll in polls:
+            poll.cancel()
+    finally:
+        await other.stop()
+        await home.stop()
+
+
+@contextlib.asynccontextmanager
+async def home_of_an_idle_camera(store: MemoryStore) -> AsyncIterator[ClusterNode]:
+    """A node that claimed "cam" with a poll that has ended since (no poll held)."""
+    home = node_on(store.backend(), "home")
+    await home.start()
+    try:
+        poll = asyncio.ensure_future(home.poll("cam"))
+        await wait_until(lambda: home.is_home("cam"))
+        poll.cancel()
+        await asyncio.gather(poll, return_exceptions=True)
+        yield home
+    finally:
+        await home.stop()
+
+
+async def test_an_enqueue_sent_twice_queues_its_caller_once_and_a_forget_drops_it() -> None:
+    """A caller's work is sent again when its home may have died; if it reached the home
+    both times, it must wait there once, and leave with its one Forget."""
+    store = MemoryStore(LIMITS, time.time, inline_body_bytes=64 * 1024)
+    async with home_of_an_idle_camera(store) as home:
+        enqueue = m.Enqueue(camera="cam", ref="other~1/1", start=1.0, end=3.0, pickup=2.0)
+        home._on_enqueue(enqueue, None)
+        home._on_enqueue(enqueue, None)
+        session = home.relay.session("cam")
+        assert session is not None
+        assert session.status().waiting == 1
+        home._on_forget(m.Forget(camera="cam", ref="other~1/1"), None)
+        assert session.status().waiting == 0
+
+
+async def test_after_the_store_lost_its_data_a_lower_numbered_takeover_is_obeyed() -> None:
+    """Claims are numbered by the store's clock: a store back empty on a host whose
+    clock is behind numbers new claims below those the nodes remember, and a node that
+    went on by the old numbers would keep a camera another node now holds (no poll is
+    held there that could be newer than the other's claim)."""
+    store = MemoryStore(LIMITS, time.time, inline_body_bytes=64 * 1024)
+    async with home_of_an_idle_camera(store) as home:
+        remembered = home._homes.seq("cam")
+        assert remembered > 0
+        store.flush()
+        await home._beat()  # finds the new epoch
+        behind = remembered - 60_000_000  # the new store's clock is a minute behind
+        home._homes.on_takeover(m.Takeover(camera="cam", to="other~1", seq=behind), None)
+        assert not home.is_home("cam")

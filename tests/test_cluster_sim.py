@@ -194,13 +194,18 @@ def ranges() -> list[TimeRange]:
 
 
 async def everyone_served(
-    world: World, what: str, within: float, cameras: list[str] | None = None
+    world: World,
+    what: str,
+    within: float,
+    cameras: list[str] | None = None,
+    slots: list[NodeSlot] | None = None,
 ) -> list[CallerRecord]:
-    """A caller for every camera at every node; each must get 200 within ``within``."""
+    """A caller for every camera at every node (of ``slots``); each must get 200 within
+    ``within``."""
     tasks = [
         world.spawn(world.call(camera, slot, ranges()[index % 4]))
         for index, camera in enumerate(cameras or world.cameras)
-        for slot in world.slots
+        for slot in slots or world.slots
         if slot.routable
     ]
     await asyncio.wait(tasks)
@@ -262,6 +267,23 @@ def test_after_the_store_is_flushed_every_node_serves_every_camera() -> None:
         assert older.ended is not None
         assert older.ended - newer.started <= 1.0
         newer_task.cancel()
+
+    play(scenario)
+
+
+def test_after_the_store_is_flushed_cameras_that_poll_only_their_home_are_found_anywhere() -> None:
+    """A poll at its home changes nothing the home would write: after a flush, the home
+    must write its cameras again unasked, or callers elsewhere find them unknown."""
+
+    async def scenario(world: World) -> None:
+        world.route = prefer(world, 1)
+        start_cameras(world)
+        await asyncio.sleep(2.0)
+        world.store.flush()
+        world.note("store flushed")
+        await asyncio.sleep(HOLD + NODE_TIMEOUT)
+        elsewhere = [world.slots[0], world.slots[2]]
+        await everyone_served(world, "after the flush, from other nodes", HOLD, slots=elsewhere)
 
     play(scenario)
 
