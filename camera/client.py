@@ -395,11 +395,16 @@ async def _cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
         await asyncio.wait(pending)
 
 
+#: OpenSSL's reason when a TLS client's peer speaks plain HTTP (before 3.2, and since)
+_PLAIN_HTTP_REASONS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "record layer failure")
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     described = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    if isinstance(exc, aiohttp.ClientSSLError) and "WRONG_VERSION_NUMBER" in text:
-        # what a TLS client gets from a server that speaks plain HTTP
+    if isinstance(exc, aiohttp.ClientSSLError) and any(
+        reason in text for reason in _PLAIN_HTTP_REASONS
+    ):
         described += "; the server does not speak TLS: use http:// in API_BASE_URL"
     return described
 

@@ -163,12 +163,18 @@ def test_session_work_round_trips() -> None:
                 (QueuedWork("a/3", TimeRange(None, 9.0), 0.0),),
                 1.25,
                 offline_after=True,
+                result_due_within=20.5,
             ),
+            InFlightWork("req2", TimeRange(), (), 3.0),
         ),
         accepted=("old1", "old2"),
         last_seen=1700000000.5,
     )
     assert m.work_from(orjson.loads(orjson.dumps(m.work_json(work)))) == work
+    # from the release before: no result due carried
+    earlier = m.work_json(work)
+    del earlier["inFlight"][0]["resultDueWithin"]
+    assert m.work_from(earlier).in_flight[0].result_due_within is None
     with pytest.raises(ValueError, match="does not fit"):
         m.work_from({"queued": [{"ref": "x"}]})
 

@@ -13,6 +13,7 @@ from server.relay.holds import SLACK, HoldClock
 from server.relay.local import Relay
 from server.relay.waiting import HeldPoll
 from tests.helpers import wait_until
+from tests.sim.loop import run_virtual
 
 
 class Owner:
@@ -148,23 +149,29 @@ async def test_a_released_poll_is_not_kept_alive_by_the_clock() -> None:
     clock.release(kept)
 
 
-async def test_a_hold_after_the_heap_emptied_ends_at_its_own_end_not_earlier() -> None:
-    # The timer armed for a released hold is left to fire: when it does, a later
-    # hold started meanwhile must not end with it, nor be forgotten.
-    loop = asyncio.get_running_loop()
-    clock = HoldClock(loop)
-    owner = Owner()
-    owner.expected = 2
-    first = new_poll()
-    clock.start(first, 0.02, owner)
-    clock.release(first)
-    assert clock.entries == 0
-    later = new_poll()
-    started = loop.time()
-    clock.start(later, 0.06, owner)
-    sooner = new_poll()
-    clock.start(sooner, 0.01, owner)
-    await asyncio.wait_for(owner.all_ended, 5)
-    assert [poll for poll, _ in owner.ended] == [sooner, later]
-    assert owner.ended[1][1] >= started + 0.06
-    assert len(clock) == 0
+def test_holds_started_after_the_heap_emptied_end_at_their_own_ends() -> None:
+    """The timer armed for a released hold is left to fire (virtual time): a hold that
+    ends later must outlive it, and one that ends sooner must not wait for it."""
+
+    async def scenario() -> tuple[list[tuple[HeldPoll, float]], HeldPoll, HeldPoll]:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        clock = HoldClock(loop)
+        owner = Owner()
+        owner.expected = 2
+        first = new_poll()
+        clock.start(first, 5.0, owner)
+        clock.release(first)
+        assert clock.entries == 0
+        later = new_poll()
+        clock.start(later, 8.0, owner)
+        await asyncio.sleep(1.0)
+        sooner = new_poll()
+        clock.start(sooner, 2.0, owner)
+        await owner.all_ended
+        assert len(clock) == 0
+        return [(poll, at - started) for poll, at in owner.ended], later, sooner
+
+    ended, later, sooner = run_virtual(scenario)
+    assert [poll for poll, _ in ended] == [sooner, later]
+    assert [at for _, at in ended] == [pytest.approx(3.0), pytest.approx(8.0)]

@@ -639,3 +639,12 @@ def test_a_request_id_streaming_in_is_looked_up_before_the_rest_comes() -> None:
     scanner = ResultScanner(on_request_id=look_up, on_request_id_too_long=refuse)
     with pytest.raises(LookedUp):
         scanner.feed(b'{"logs":[{"timestamp":"x"}],"requestId":"%s",' % (b"f" * 32))
+
+
+def test_a_request_id_looked_up_as_it_came_is_not_looked_up_again_at_the_end() -> None:
+    looked_up: list[str] = []
+    scanner = ResultScanner(on_request_id=looked_up.append, on_request_id_too_long=refuse)
+    scanner.feed(b'{"requestId":"%s","logs":[' % (b"f" * 32))
+    scanner.feed(b'{"timestamp":1}]}', last=True)
+    assert scanner.finish().request_id == "f" * 32
+    assert looked_up == ["f" * 32]

@@ -554,3 +554,38 @@ def test_a_broken_upload_keeps_the_result_due_from_the_first_delivery() -> None:
 
     delivered, timed_out = run_virtual(scenario)
     assert timed_out == pytest.approx(delivered + 30.0, abs=0.01)
+
+
+def test_a_broken_upload_keeps_its_result_due_when_the_work_moves_to_another_relay() -> None:
+    """In cluster mode the camera's next poll after a broken upload may reach another
+    node, which takes the work over: the result stays due from the first delivery there
+    too (virtual time)."""
+    config = RelayConfig(
+        poll_hold_seconds=20.0, connect_timeout_seconds=10.0, response_timeout_seconds=30.0
+    )
+
+    async def scenario() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        first, second = Relay(config), Relay(config)
+        poll = asyncio.ensure_future(first.poll("cam"))
+        await asyncio.sleep(0)
+        first.enqueue("cam", TimeRange(), ref="caller-1")
+        command = await poll
+        assert command is not None
+        delivered = loop.time()
+        await asyncio.sleep(5.0)
+        async with first.receive_result("cam", 1000) as upload:
+            upload.lost(command.request_id)
+        await asyncio.sleep(1.0)
+        work = first.hand_over("cam", superseded=True)
+        assert work is not None
+        [caller] = second.take_over("cam", work)
+        assert await second.poll("cam") == command  # delivered again at the new home
+        with pytest.raises(CameraTimeout):
+            await caller.future
+        first.close()
+        second.close()
+        return delivered, loop.time()
+
+    delivered, timed_out = run_virtual(scenario)
+    assert timed_out == pytest.approx(delivered + 30.0, abs=0.01)

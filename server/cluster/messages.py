@@ -277,12 +277,17 @@ def work_json(work: SessionWork) -> dict[str, Any]:
                 "callers": [_queued_json(item) for item in flight.callers],
                 "resultWithin": flight.result_within,
                 "offlineAfter": flight.offline_after,
+                "resultDueWithin": flight.result_due_within,
             }
             for flight in work.in_flight
         ],
         "accepted": list(work.accepted),
         "lastSeen": work.last_seen,
     }
+
+
+def _seconds_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def work_from(data: dict[str, Any]) -> SessionWork:
@@ -297,6 +302,7 @@ def work_from(data: dict[str, Any]) -> SessionWork:
                     tuple(_queued_from(item) for item in flight["callers"]),
                     float(flight["resultWithin"]),
                     offline_after=bool(flight.get("offlineAfter", False)),
+                    result_due_within=_seconds_or_none(flight.get("resultDueWithin")),
                 )
                 for flight in data.get("inFlight", ())
             ),

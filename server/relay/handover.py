@@ -31,7 +31,9 @@ class InFlightWork:
     It is redelivered (same ``request_id``) on the next poll; its callers get
     ``CameraTimeout`` in ``result_within`` seconds unless a result or a
     redelivery comes first (``offline_after``: ``CameraOffline`` instead, the
-    command having been lost before the camera saw it).
+    command having been lost before the camera saw it). ``result_due_within``:
+    the camera took it (an upload of its result broke off), so its result stays
+    due that many seconds from now, however it is delivered again.
     """
 
     request_id: str
@@ -39,6 +41,7 @@ class InFlightWork:
     callers: tuple[QueuedWork, ...]
     result_within: float
     offline_after: bool = False
+    result_due_within: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -238,6 +238,8 @@ class ResultScanner:
         self._look_up_at_end = False
         #: the ``requestId`` read is over ``MAX_REQUEST_ID_BYTES`` as sent (refused at the end)
         self._id_over_limit = False
+        #: the ``requestId`` read was looked up as it came (not again at the end)
+        self._id_looked_up = False
 
     @property
     def received(self) -> int:
@@ -292,7 +294,7 @@ class ResultScanner:
         if entries.error is not None:
             raise ResultBodyError(entries.error)
         request_id = self._request_id
-        if self._look_up_at_end and request_id is not None:
+        if self._look_up_at_end and request_id is not None and not self._id_looked_up:
             if self._id_over_limit:
                 assert self._on_request_id_too_long is not None
                 self._on_request_id_too_long()
@@ -428,10 +430,12 @@ class ResultScanner:
     def _take_request_id(self, value: Any) -> None:
         self._request_id_fault = None
         self._request_id = None
+        self._id_looked_up = False
         if isinstance(value, str):
             self._request_id = value
             if self._on_request_id is not None and not self._look_up_at_end:
                 self._on_request_id(value)
+                self._id_looked_up = True
         elif value is not None:
             self._request_id_fault = f"requestId must be a string, got {json_type(value)}"
 

@@ -320,6 +320,9 @@ class CameraSession:
                         callers,
                         max(due - now, 0.0),
                         offline_after=pending.deliveries == 0,
+                        result_due_within=(
+                            max(pending.result_due - now, 0.0) if pending.taken else None
+                        ),
                     )
                 )
         self._in_flight.clear()
@@ -374,6 +377,9 @@ class CameraSession:
                 caller.command = pending
                 callers[caller] = None
                 created.append(caller)
+            if flight.result_due_within is not None:  # the camera took it: still due then
+                pending.taken = True
+                pending.result_due = now + flight.result_due_within
             if flight.offline_after:
                 expire = self._end_wait_for_redelivery
             else:

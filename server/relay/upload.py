@@ -126,8 +126,10 @@ class Receiving(AbstractAsyncContextManager[ResultUpload]):
             )
         except asyncio.CancelledError:
             # The camera hung up while its upload waited for room: its result is lost.
-            lose_upload(session, self._observer, None, started)
-            session.upload_ended()
+            try:
+                lose_upload(session, self._observer, None, started)
+            finally:
+                session.upload_ended()
             raise
         except BaseException:
             session.upload_ended()
