@@ -42,6 +42,8 @@ class AnswersBeingWritten:
         """Every answer, being written now or begun later, ends by loop time ``when``."""
         self._stop_at = when
         for deadline in self._deadlines:
+            if deadline.expired():  # passed already: its answer is being cut
+                continue
             current = deadline.when()
             if current is None or current > when:
                 deadline.reschedule(when)

@@ -200,7 +200,8 @@ class ResultScanner:
     between its quotes (as sent, escapes included), while it still streams in (it
     should raise: the rest of the id is not waited for). Once the rest of the body
     is all here (read whole, or fed ``last``), either is called only when the body
-    is found well formed, its 400 coming before the 404. ``index_bytes`` says what the index costs.
+    is found well formed, its 400 coming before the 404. ``index_bytes`` says what
+    the index costs.
     """
 
     def __init__(
@@ -233,8 +234,8 @@ class ResultScanner:
         self._whole_first = expected_size is not None and expected_size <= WHOLE_BODY_BYTES
         #: it was read so (``_read_whole``), which finds its entries flat or gives up
         self._read_flat = False
-        #: a body all here when first read: its ``requestId`` is looked up once the body
-        #: is found well formed (the 400 comes before the 404)
+        #: the rest of the body is all here (read whole, or fed ``last``): its ``requestId``
+        #: is looked up once the body is found well formed (the 400 comes before the 404)
         self._look_up_at_end = False
         #: the ``requestId`` read is over ``MAX_REQUEST_ID_BYTES`` as sent (refused at the end)
         self._id_over_limit = False
