@@ -21,7 +21,9 @@ Invariants (the letters the brief uses):
   1 s, when the cluster was calm (no fault within a hold plus a node timeout); and
   every poll ends within a hold plus a second when calm;
 - (e) after the quiet period and a sweep, each node's waiters, refs and tasks are
-  back to a small bound, and the store's keys are bounded by the fleet's size.
+  back to a small bound, and the store's keys are bounded by the fleet's size;
+- (f) a 504 blames a camera that took a command: one of its polls carried a command
+  after the caller arrived and at least ``RESPONSE`` s before the 504.
 """
 
 from __future__ import annotations
@@ -384,6 +386,11 @@ class World:
             record.outcome = "200"
             self._check_answer(record, task.result())
         self.note(f"caller #{record.number} ends {record.outcome}")
+        if record.outcome.startswith("504") and not self._camera_took_a_command_for(record):
+            self.violate(
+                f"(f) {record} got 504 at t={record.ended:.3f}, but no poll carried a command "
+                f"to {camera} between its arrival and {self.config.response:g} s before"
+            )
         if record.ended - record.arrived > self.config.caller_deadline and (
             record.outcome != "dropped"
         ):
@@ -392,6 +399,17 @@ class World:
                 f"(> {self.config.caller_deadline:g} s), then {record.outcome}"
             )
         return record
+
+    def _camera_took_a_command_for(self, record: CallerRecord) -> bool:
+        assert record.ended is not None
+        latest = record.ended - self.config.response + 0.001
+        return any(
+            poll.camera == record.camera
+            and poll.outcome == "command"
+            and poll.ended is not None
+            and record.arrived <= poll.ended <= latest
+            for poll in self.polls
+        )
 
     async def _fetch(self, node: ClusterNode, camera: str, time_range: TimeRange) -> list[Entry]:
         selection = await node.fetch_logs(camera, time_range)
