@@ -273,6 +273,45 @@ async def test_a_bad_entry_before_an_unknown_request_id_is_400_when_the_body_is_
     assert (await caller)[1]["logs"] == LOGS
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_a_body_of_exactly_max_upload_bytes_is_accepted(
+    make_client: MakeClient, chunked: bool
+) -> None:
+    """413 is for a body over the limit: one of exactly that size is taken."""
+    client = await make_client(max_upload_bytes=1024)
+    command, caller = await deliver_command(client)
+    entry = {"timestamp": 1, "d": ""}
+    unpadded = len(orjson.dumps({"requestId": command["requestId"], "logs": [entry]}))
+    entry["d"] = "x" * (1024 - unpadded)
+    body = orjson.dumps({"requestId": command["requestId"], "logs": [entry]})
+    assert len(body) == 1024
+
+    async def two_pieces() -> Any:
+        yield body[:500]
+        yield body[500:]
+
+    async with client.post(
+        "/send_logs",
+        data=two_pieces() if chunked else body,
+        headers={"Content-Type": "application/json"},
+    ) as response:
+        assert response.status == 200
+    assert (await caller)[1]["logs"] == [entry]
+
+
+async def test_an_unbounded_command_carries_the_extreme_finite_doubles(client: Client) -> None:
+    """The original camera reads both bounds of every command and fails without them."""
+    command, caller = await deliver_command(client)
+    assert (command["startTimestamp"], command["endTimestamp"]) == (
+        -1.7976931348623157e308,
+        1.7976931348623157e308,
+    )
+    assert (await post(client, orjson.dumps({"requestId": command["requestId"], "logs": LOGS})))[
+        0
+    ] == 200
+    assert (await caller)[0] == 200
+
+
 async def test_default_upload_limit_takes_a_day_of_logs(client: Client) -> None:
     command, caller = await deliver_command(client)
     day = [

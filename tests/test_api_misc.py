@@ -210,3 +210,22 @@ async def test_expect_100_continue_lets_a_camera_send_its_result(client: Client)
     assert head.startswith(b"HTTP/1.1 200 OK\r\n")
     async with await caller as answer:
         assert (await answer.json())["logs"] == [{"timestamp": 1.5}]
+
+
+async def test_an_unexpected_failure_is_a_500_problem_naming_the_request_id(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = await make_client()
+
+    async def failing(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(relay_of(client), "fleet_stats", failing)
+    async with client.get("/cameras?limit=5", headers={"X-Request-ID": "req-123"}) as response:
+        assert response.status == 500
+        assert response.content_type == "application/problem+json"
+        problem = await response.json(content_type=None)
+    assert set(problem) == {"type", "title", "status", "detail"}
+    assert problem["status"] == 500
+    assert "req-123" in problem["detail"]
+    assert "a bug" not in problem["detail"]

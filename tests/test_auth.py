@@ -169,3 +169,39 @@ def test_camera_token_command_prints_the_token() -> None:
     )
     assert missing.returncode == 2
     assert "CAMERA_SECRET" in missing.stderr
+
+
+@pytest.mark.parametrize("path", ["/logs", "/cameras"])
+async def test_a_token_that_only_begins_with_the_api_token_is_refused(
+    secured: Client, path: str
+) -> None:
+    async with secured.get(path, headers=bearer(API_TOKEN + "x")) as response:
+        assert response.status == 401
+
+
+async def test_a_camera_token_with_a_character_more_is_refused(secured: Client) -> None:
+    async with secured.get(
+        "/poll_for_command", params={"cameraId": "cam-1"}, headers=bearer(token_for("cam-1") + "0")
+    ) as response:
+        assert response.status == 401
+
+
+async def test_tokens_are_compared_in_constant_time(
+    secured: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a test can check of "compared in constant time": hmac.compare_digest does it."""
+    compared: list[bytes] = []
+    compare_digest = hmac.compare_digest
+
+    def spy(given: bytes, expected: bytes) -> bool:
+        compared.append(expected)
+        return compare_digest(given, expected)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    async with secured.get("/cameras", headers=bearer("wrong")) as response:
+        assert response.status == 401
+    async with secured.get(
+        "/poll_for_command", params={"cameraId": "cam-1"}, headers=bearer("wrong")
+    ) as response:
+        assert response.status == 401
+    assert {API_TOKEN.encode(), token_for("cam-1").encode()} <= set(compared)

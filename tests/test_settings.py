@@ -152,6 +152,11 @@ def test_values_are_read() -> None:
         ({"PORT": "8_080"}, "PORT"),
         ({"MAX_CAMERAS": "\uff11\uff10"}, "MAX_CAMERAS"),
         ({"CONNECT_TIMEOUT_SECONDS": "0x10"}, "CONNECT_TIMEOUT_SECONDS"),
+        # the number grammar takes 1e999; float() makes it infinite: never a timeout
+        ({"RESPONSE_TIMEOUT_SECONDS": "1e999"}, "RESPONSE_TIMEOUT_SECONDS"),
+        ({"CONNECT_TIMEOUT_SECONDS": "1e999"}, "CONNECT_TIMEOUT_SECONDS"),
+        ({"WRITE_TIMEOUT_SECONDS": "1e999"}, "WRITE_TIMEOUT_SECONDS"),
+        ({"BODY_TIMEOUT_SECONDS": "1e999"}, "BODY_TIMEOUT_SECONDS"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:
