@@ -648,3 +648,20 @@ def test_a_request_id_looked_up_as_it_came_is_not_looked_up_again_at_the_end() -
     scanner.feed(b'{"timestamp":1}]}', last=True)
     assert scanner.finish().request_id == "f" * 32
     assert looked_up == ["f" * 32]
+
+
+def test_a_repeated_request_id_key_the_last_wins_when_read_incrementally() -> None:
+    seen: list[str] = []
+    body = (
+        b'{"requestId": "first", "logs": ['
+        + b",".join(
+            b'{"timestamp": %d, "description": "%s"}' % (i, b"x" * 100) for i in range(1000)
+        )
+        + b'], "requestId": "second"}'
+    )
+    scanner = ResultScanner(on_request_id=seen.append)
+    for offset in range(0, len(body), 4096):
+        scanner.feed(body[offset : offset + 4096])
+    scanned = scanner.finish()
+    assert scanned.request_id == "second"  # as orjson.loads(body)["requestId"]
+    assert seen[-1] == "second"

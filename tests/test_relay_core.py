@@ -522,22 +522,31 @@ async def test_the_sweep_yields_to_the_loop_between_slices() -> None:
     assert runs == [100, 100, 100, 50]  # four slices, the loop turning between them
 
 
+#: the broken-upload tests' timeouts: a hold, a connect timeout, a longer response one
+UPLOADS_CONFIG = RelayConfig(
+    poll_hold_seconds=20.0, connect_timeout_seconds=10.0, response_timeout_seconds=30.0
+)
+
+
+async def command_out(relay: Relay) -> tuple[Command, asyncio.Task[Any]]:
+    """A held poll of "cam" carries a caller's command: the command and the caller."""
+    poll = asyncio.ensure_future(relay.poll("cam"))
+    await asyncio.sleep(0)
+    caller = asyncio.ensure_future(fetch(relay, "cam", TimeRange()))
+    command = await poll
+    assert command is not None
+    return command, caller
+
+
 def test_a_broken_upload_keeps_the_result_due_from_the_first_delivery() -> None:
     """The camera began uploading, so it had the command: the 504 comes the response
     timeout after the first delivery, however the command is delivered again after the
     upload broke off, and the result that comes later is refused (virtual time)."""
-    config = RelayConfig(
-        poll_hold_seconds=20.0, connect_timeout_seconds=10.0, response_timeout_seconds=30.0
-    )
 
     async def scenario() -> tuple[float, float]:
         loop = asyncio.get_running_loop()
-        relay = Relay(config)
-        first_poll = asyncio.ensure_future(relay.poll("cam"))
-        await asyncio.sleep(0)
-        caller = asyncio.ensure_future(fetch(relay, "cam", TimeRange()))
-        command = await first_poll
-        assert command is not None
+        relay = Relay(UPLOADS_CONFIG)
+        command, caller = await command_out(relay)
         delivered = loop.time()
         await asyncio.sleep(5.0)
         async with relay.receive_result("cam", 1000) as upload:
@@ -560,13 +569,10 @@ def test_a_broken_upload_keeps_its_result_due_when_the_work_moves_to_another_rel
     """In cluster mode the camera's next poll after a broken upload may reach another
     node, which takes the work over: the result stays due from the first delivery there
     too (virtual time)."""
-    config = RelayConfig(
-        poll_hold_seconds=20.0, connect_timeout_seconds=10.0, response_timeout_seconds=30.0
-    )
 
     async def scenario() -> tuple[float, float]:
         loop = asyncio.get_running_loop()
-        first, second = Relay(config), Relay(config)
+        first, second = Relay(UPLOADS_CONFIG), Relay(UPLOADS_CONFIG)
         poll = asyncio.ensure_future(first.poll("cam"))
         await asyncio.sleep(0)
         first.enqueue("cam", TimeRange(), ref="caller-1")
@@ -589,3 +595,98 @@ def test_a_broken_upload_keeps_its_result_due_when_the_work_moves_to_another_rel
 
     delivered, timed_out = run_virtual(scenario)
     assert timed_out == pytest.approx(delivered + 30.0, abs=0.01)
+
+
+def test_a_poll_that_hangs_up_marks_the_camera_seen_when_it_ends() -> None:
+    """A camera counts as seen when its poll ends however it ends, hung up included
+    (virtual time)."""
+    config = RelayConfig(poll_hold_seconds=30.0, connect_timeout_seconds=10.0)
+
+    async def scenario() -> tuple[bool, float]:
+        relay = Relay(config)
+        poll = asyncio.ensure_future(relay.poll("cam"))
+        await asyncio.sleep(25.0)
+        poll.cancel()  # the camera hangs up 25 s into the hold
+        await asyncio.sleep(0)
+        await asyncio.sleep(5.0)  # 5 s after it ended: still within the connect timeout
+        session = relay.session("cam")
+        assert session is not None
+        online = session.is_online()
+        since = session.seconds_since_seen()
+        relay.close()
+        return online, since
+
+    online, since = run_virtual(scenario)
+    assert online
+    assert since == pytest.approx(5.0, abs=0.01)
+
+
+def test_a_broken_upload_near_the_due_time_ends_at_the_due_time() -> None:
+    """Its callers wait for the camera's next poll, but not past when the result was
+    due (virtual time)."""
+
+    async def scenario() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        relay = Relay(UPLOADS_CONFIG)
+        command, caller = await command_out(relay)
+        delivered = loop.time()
+        await asyncio.sleep(28.0)
+        async with relay.receive_result("cam", 1000) as upload:
+            upload.lost(command.request_id)  # breaks off 2 s before the result is due
+        with pytest.raises(CameraOffline):  # the camera never polls again
+            await caller
+        ended = loop.time()
+        relay.close()
+        return delivered, ended
+
+    delivered, ended = run_virtual(scenario)
+    assert ended == pytest.approx(delivered + 30.0, abs=0.01)  # not delivered + 28 + 10
+
+
+def test_the_sweep_keeps_a_camera_whose_command_awaits_its_result() -> None:
+    """A response timeout longer than the retention: the camera is unseen while it
+    works, yet its session (and its callers) must stay (virtual time)."""
+    config = RelayConfig(
+        poll_hold_seconds=1.0, connect_timeout_seconds=1.0, response_timeout_seconds=120.0
+    )
+
+    async def scenario() -> int:
+        relay = Relay(config)
+        command, caller = await command_out(relay)
+        await asyncio.sleep(60.0)  # the camera works on it, unseen past the retention (2 s)
+        await relay.sweep()
+        assert relay.has_session("cam")
+        relay.submit_result("cam", command.request_id, log_result(LOGS))
+        count = len(await caller)
+        relay.close()
+        return count
+
+    assert run_virtual(scenario) == len(LOGS)
+
+
+def test_callers_of_one_command_are_answered_in_arrival_order() -> None:
+    async def scenario() -> list[int]:
+        relay = Relay(RelayConfig())
+        first_poll = asyncio.ensure_future(relay.poll("cam"))
+        await asyncio.sleep(0)
+        blocker = asyncio.ensure_future(fetch(relay, "cam", TimeRange()))
+        first = await first_poll  # the first caller's command is out
+        assert first is not None
+        order: list[int] = []
+        callers = []
+        for index in range(3):
+            task = asyncio.ensure_future(fetch(relay, "cam", TimeRange()))
+            task.add_done_callback(lambda _t, i=index: order.append(i))
+            callers.append(task)
+            await asyncio.sleep(0)
+        relay.submit_result("cam", first.request_id, log_result(LOGS))
+        await blocker
+        second = await relay.poll("cam")
+        assert second is not None
+        relay.submit_result("cam", second.request_id, log_result(LOGS))
+        for task in callers:
+            await task
+        relay.close()
+        return order
+
+    assert run_virtual(scenario) == [0, 1, 2]
