@@ -530,7 +530,8 @@ async def test_a_killed_node_loses_no_caller_on_a_surviving_node(
     spawn: Spawn[Any],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    a, b = await make_node("a"), await make_node("b")
+    # A hold that outlasts a loaded machine's delay in bringing the caller to it.
+    a, b = await make_node("a", poll_hold_seconds=5.0), await make_node("b")
     camera = Camera(http, [a])
     held = await held_poll(spawn, camera, a)
     caller = spawn(get_logs(http, b, startTimestamp=4, endTimestamp=6))
@@ -556,7 +557,7 @@ async def test_a_killed_node_loses_no_caller_on_a_surviving_node(
 async def test_a_killed_node_whose_camera_never_returns_means_503(
     make_node: MakeNode, http: aiohttp.ClientSession, spawn: Spawn[Any]
 ) -> None:
-    a, b = await make_node("a"), await make_node("b")
+    a, b = await make_node("a", poll_hold_seconds=5.0), await make_node("b")
     camera = Camera(http, [a])
     await held_poll(spawn, camera, a)
     caller = spawn(get_logs(http, b))
